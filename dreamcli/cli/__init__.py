@@ -1,0 +1,1 @@
+"""The `dream` command line: Typer sub-apps, one per command group."""

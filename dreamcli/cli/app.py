@@ -1,0 +1,104 @@
+"""The root `dream` app: global options, the command groups, and the ONE place errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from dreamcli import __version__
+from dreamcli.cli import d1 as d1_cli
+from dreamcli.cli import kv as kv_cli
+from dreamcli.cli.context import DEFAULT_STORE, AppContext
+from dreamcli.errors import EXIT_CODES_HELP, DreamError, ExitCode
+
+
+def _debugging() -> bool:
+    return os.environ.get("DREAM_DEBUG") == "1" or "PYTEST_CURRENT_TEST" in os.environ
+
+
+def _is_cli_framework(exc: Exception) -> bool:
+    """Exit, Abort and usage errors of Typer's click: they already carry their own exit code."""
+    return type(exc).__module__.split(".")[0] in ("click", "typer")
+
+
+class DreamGroup(TyperGroup):
+    """Turns domain errors into one line on stderr and their exit code; never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DreamError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # `dream kv list --all | head`: the reader left; that is not our failure.
+            sys.stderr.close()
+            raise typer.Exit(int(ExitCode.OK)) from None
+        except Exception as exc:
+            if _debugging() or _is_cli_framework(exc):
+                raise
+            typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (DREAM_DEBUG=1 shows the traceback)", err=True)
+            raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+app = typer.Typer(
+    cls=DreamGroup,
+    name="dream",
+    help=(
+        "Operator console and local emulator for the dream-api platform.\n\n"
+        "Examples:\n\n"
+        "  dream kv put 'user:user_1:platformId' plt_abc --ns platform-tokens\n\n"
+        "  dream kv list --ns api-tokens --prefix secretkey: --json\n\n"
+        "  dream kv explain 'publishablekey:pk_live_x:platformId'\n\n"
+        "  dream d1 migrations apply && dream d1 execute --command 'SELECT count(*) FROM customers'"
+    ),
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(kv_cli.app, name="kv")
+app.add_typer(d1_cli.app, name="d1")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            envvar="DREAM_STORE",
+            help="Where the data lives: emulator:PATH (or a bare PATH to an emulator file).",
+            show_default=True,
+        ),
+    ] = DEFAULT_STORE,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout for every read or list command.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Operator console and local emulator for the dream-api platform."""
+    context = AppContext(store_spec=store, json=json_output, verbose=verbose)
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def main() -> None:
+    app(prog_name="dream")

@@ -1,0 +1,121 @@
+"""What every command shares: the chosen store, output mode and clock, opened lazily once per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from dreamcli.errors import UsageError
+from dreamcli.stores.ports import Store
+
+STORE_KINDS = ("emulator",)
+DEFAULT_STORE = "emulator:.dream/emulator.db"
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
+
+
+def stderr_console() -> Console:
+    """Status, warnings and progress: stderr, so stdout stays data."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def clock_from_env() -> Callable[[], float]:
+    """The wall clock, or a fixed instant from DREAM_NOW (Unix seconds) for tests and replays."""
+    fixed = os.environ.get("DREAM_NOW")
+    if not fixed:
+        return time.time
+    try:
+        instant = float(fixed)
+    except ValueError:
+        raise UsageError(f"DREAM_NOW must be Unix seconds, got {fixed!r}") from None
+    return lambda: instant
+
+
+def parse_store_spec(spec: str) -> tuple[str, str]:
+    """`emulator:PATH`, a bare path to an emulator file, or `emulator` for the default file."""
+    kind, sep, where = spec.partition(":")
+    if sep and kind in STORE_KINDS:
+        return kind, where or DEFAULT_STORE.partition(":")[2]
+    if not sep and spec in STORE_KINDS:
+        return spec, DEFAULT_STORE.partition(":")[2]
+    if sep and kind.isalpha() and len(kind) > 1:
+        raise UsageError(f"unknown store kind {kind!r} in --store {spec!r} (known: {', '.join(STORE_KINDS)})")
+    return "emulator", spec
+
+
+@dataclass
+class AppContext:
+    store_spec: str = DEFAULT_STORE
+    json: bool = False
+    verbose: bool = False
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self) -> Store:
+        if self._store is None:
+            kind, where = parse_store_spec(self.store_spec)
+            # Imported here: only commands that touch data pay for opening a store.
+            from emulator.store import open_emulator_store
+
+            self._store = open_emulator_store(Path(where), clock=clock_from_env())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def wants_json(self, flag: bool) -> bool:
+        return flag or self.json
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The root callback's AppContext (sub-contexts inherit `obj`)."""
+    if not isinstance(ctx.obj, AppContext):  # a sub-app invoked on its own
+        ctx.obj = AppContext()
+        ctx.call_on_close(ctx.obj.close)
+    return ctx.obj
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def print_json_lines(items: Iterable[Any]) -> int:
+    """Stream a JSON array item by item, so memory stays flat for millions of entries."""
+    out = typer.get_text_stream("stdout")
+    count = 0
+    out.write("[")
+    for item in items:
+        out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(item, ensure_ascii=False, default=_json_default))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    out.flush()
+    return count
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return list(bytes(value))  # D1 returns BLOBs as arrays of bytes
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def status(message: str) -> None:
+    """One status line on stderr."""
+    typer.echo(message, err=True)
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin is None or sys.stdin.isatty()

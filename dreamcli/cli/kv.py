@@ -1,0 +1,357 @@
+"""`dream kv`: read and write Workers KV namespaces with Cloudflare's semantics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dreamcli import layout
+from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, print_json_lines, status, stdin_is_tty
+from dreamcli.errors import KeyNotFound, UsageError
+from dreamcli.platform.explain import explain_key
+from dreamcli.stores import kv_rules
+from dreamcli.stores.ports import KVValue, KVWrite, iter_keys
+
+app = typer.Typer(
+    help=(
+        "Read and write the KV namespaces (platform-tokens, platform-usage, api-tokens, api-usage).\n\n"
+        "Example: dream kv get 'publishablekey:pk_live_x:platformId' --ns api-tokens"
+    ),
+    no_args_is_help=True,
+)
+
+NsOption = Annotated[
+    str,
+    typer.Option("--ns", "-n", help="Namespace: logical name (platform-tokens, api-tokens, ...) or namespace id."),
+]
+RevealOption = Annotated[
+    bool, typer.Option("--reveal", help="Print values the schema marks as secret (plaintext keys, Stripe tokens).")
+]
+
+
+def _value_json(value: bytes) -> dict[str, Any]:
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value_base64": base64.b64encode(value).decode("ascii")}
+
+
+def _is_secret(key: str, namespace: str) -> bool:
+    parsed = layout.parse(key, namespace)
+    return parsed.spec is not None and parsed.spec.secret
+
+
+def _entry_json(key: str, namespace: str, found: KVValue, reveal: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"key": key, "namespace": namespace}
+    if _is_secret(key, namespace) and not reveal:
+        entry["redacted"] = True
+    else:
+        entry.update(_value_json(found.value))
+    entry["metadata"] = found.metadata
+    entry["expiration"] = found.expiration
+    return entry
+
+
+@app.command("get")
+def kv_get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key to read.")],
+    ns: NsOption,
+    json_flag: JsonOption = False,
+    reveal: RevealOption = False,
+) -> None:
+    """Print a value (raw bytes on stdout; binary safe).
+
+    Example: dream kv get 'user:user_1:platformId' --ns platform-tokens
+    """
+    run = app_context(ctx)
+    namespace = run.store().kv(ns)
+    found = namespace.get_with_metadata(key)
+    if found is None:
+        raise KeyNotFound(f"key {key!r} not found in {ns}")
+    if _is_secret(key, ns) and not reveal:
+        raise UsageError(f"{key!r} holds a secret; pass --reveal to print it")
+    if run.wants_json(json_flag):
+        print_json(_entry_json(key, ns, found, reveal))
+        return
+    out = typer.get_binary_stream("stdout")
+    out.write(found.value)
+    if typer.get_text_stream("stdout").isatty() and not found.value.endswith(b"\n"):
+        out.write(b"\n")
+    out.flush()
+
+
+def _read_value(value: str | None, file: Path | None) -> bytes:
+    if value is not None and file is not None:
+        raise UsageError("give the value as an argument or with --file, not both")
+    if file is not None:
+        try:
+            return file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
+    if value is not None and value != "-":
+        return value.encode("utf-8")
+    if value is None and stdin_is_tty():
+        raise UsageError("no value: give it as an argument, with --file, or on stdin")
+    return typer.get_binary_stream("stdin").read()
+
+
+def _parse_metadata(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--metadata is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+@app.command("put")
+def kv_put(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key to write.")],
+    ns: NsOption,
+    value: Annotated[Optional[str], typer.Argument(help="The value; '-' or nothing reads stdin.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the value from this file.")] = None,
+    metadata: Annotated[Optional[str], typer.Option("--metadata", help="Metadata as JSON (<= 1024 bytes).")] = None,
+    ttl: Annotated[Optional[int], typer.Option("--ttl", help="Expire after this many seconds (>= 60).")] = None,
+    expiration: Annotated[
+        Optional[int], typer.Option("--expiration", help="Expire at this Unix time in seconds (>= now + 60).")
+    ] = None,
+) -> None:
+    """Write one value (from an argument, --file or stdin).
+
+    Example: echo -n plt_abc | dream kv put 'user:user_1:platformId' --ns platform-tokens --ttl 3600
+    """
+    data = _read_value(value, file)
+    meta = _parse_metadata(metadata)
+    namespace = app_context(ctx).store().kv(ns)
+    namespace.put(key, data, expiration=expiration, expiration_ttl=ttl, metadata=meta)
+    status(f"wrote {key!r} to {ns} ({len(data)} bytes)")
+
+
+@app.command("delete")
+def kv_delete(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key to delete.")],
+    ns: NsOption,
+) -> None:
+    """Delete one key (deleting a missing key succeeds, as in Cloudflare).
+
+    Example: dream kv delete 'oauth:state:abc' --ns platform-tokens
+    """
+    namespace = app_context(ctx).store().kv(ns)
+    existed = namespace.get_with_metadata(key) is not None
+    namespace.delete(key)
+    status(f"deleted {key!r} from {ns}" if existed else f"{key!r} was not in {ns}; nothing to delete")
+
+
+def _listed_json(entry: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": entry.name}
+    if entry.expiration is not None:
+        item["expiration"] = entry.expiration
+    if entry.metadata is not None:
+        item["metadata"] = entry.metadata
+    return item
+
+
+@app.command("list")
+def kv_list(
+    ctx: typer.Context,
+    ns: NsOption,
+    prefix: Annotated[str, typer.Option("--prefix", "-p", help="Only keys starting with this.")] = "",
+    limit: Annotated[int, typer.Option("--limit", help="Keys per page, 10..1000.")] = 1000,
+    cursor: Annotated[Optional[str], typer.Option("--cursor", help="Continue from a previous page.")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow cursors to the end (streamed).")] = False,
+    json_flag: JsonOption = False,
+) -> None:
+    """List key names in UTF-8 byte order, one page or --all.
+
+    Example: dream kv list --ns api-tokens --prefix 'secretkey:' --all
+    """
+    run = app_context(ctx)
+    namespace = run.store().kv(ns)
+    as_json = run.wants_json(json_flag)
+    if all_pages:
+        if cursor is not None:
+            raise UsageError("--all starts from the beginning; drop --cursor")
+        kv_rules.validate_list_limit(limit)
+        entries = iter_keys(namespace, prefix=prefix, page_size=limit)
+        if as_json:
+            print_json_lines(_listed_json(entry) for entry in entries)
+            return
+        out = typer.get_text_stream("stdout")
+        for entry in entries:
+            out.write(entry.name + "\n")
+        out.flush()
+        return
+    page = namespace.list(prefix=prefix, cursor=cursor, limit=limit)
+    if as_json:
+        print_json(
+            {
+                "keys": [_listed_json(entry) for entry in page.keys],
+                "list_complete": page.list_complete,
+                "cursor": page.cursor,
+            }
+        )
+        return
+    for entry in page.keys:
+        typer.echo(entry.name)
+    if not page.list_complete:
+        status(f"more keys follow: --cursor {page.cursor}")
+
+
+def _load_json_file(source: str, what: str) -> Any:
+    try:
+        raw = typer.get_binary_stream("stdin").read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {source}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
+        raise UsageError(f"{what} {source} is not valid JSON: {detail}") from None
+
+
+def parse_bulk_items(data: Any) -> list[KVWrite]:
+    """Cloudflare's bulk format: [{key, value, expiration?, expiration_ttl?, metadata?, base64?}]."""
+    if not isinstance(data, list):
+        raise UsageError("bulk file must hold a JSON array of {key, value, ...} objects")
+    items: list[KVWrite] = []
+    allowed = {"key", "value", "expiration", "expiration_ttl", "metadata", "base64"}
+    for index, entry in enumerate(data):
+        where = f"item {index}"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: expected an object with key and value")
+        unknown = set(entry) - allowed
+        if unknown:
+            raise UsageError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(entry.get("key"), str) or not isinstance(entry.get("value"), str):
+            raise UsageError(f"{where}: key and value must both be strings")
+        value: bytes | str = entry["value"]
+        if entry.get("base64"):
+            try:
+                value = base64.b64decode(entry["value"], validate=True)
+            except (binascii.Error, ValueError):
+                raise UsageError(f"{where} ({entry['key']!r}): value is not valid base64") from None
+        items.append(KVWrite(entry["key"], value, entry.get("expiration"), entry.get("expiration_ttl"), entry.get("metadata")))
+    return items
+
+
+@app.command("bulk-put")
+def kv_bulk_put(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="JSON file in Cloudflare's bulk format, or '-' for stdin.")],
+    ns: NsOption,
+) -> None:
+    """Write many pairs; the whole file is checked before anything is written.
+
+    The file is Cloudflare's bulk format: [{"key", "value", "expiration"?, "expiration_ttl"?, "metadata"?,
+    "base64"?}]. Files over 10,000 pairs are written in 10,000-pair transactions.
+
+    Example: dream kv bulk-put pairs.json --ns api-tokens
+    """
+    from dreamcli.stores.bulk import check_all, write_in_batches
+
+    items = parse_bulk_items(_load_json_file(source, "bulk file"))
+    check_all(items, now=clock_from_env()())
+    namespace = app_context(ctx).store().kv(ns)
+
+    def progress(done: int, total: int) -> None:
+        if total > kv_rules.MAX_BULK_WRITE:
+            status(f"wrote {done}/{total}")
+
+    written = write_in_batches(namespace, items, on_batch=progress)
+    status(f"wrote {written} keys to {ns}")
+
+
+def _keys_from(keys: list[str], file: str | None) -> list[str]:
+    if file is not None:
+        data = _load_json_file(file, "keys file")
+        if not isinstance(data, list) or not all(isinstance(key, str) for key in data):
+            raise UsageError(f"keys file {file} must hold a JSON array of strings")
+        keys = [*keys, *data]
+    if not keys:
+        raise UsageError("no keys: give them as arguments or with --file")
+    return keys
+
+
+@app.command("bulk-get")
+def kv_bulk_get(
+    ctx: typer.Context,
+    ns: NsOption,
+    keys: Annotated[Optional[list[str]], typer.Argument(help="Keys to read.")] = None,
+    file: Annotated[Optional[str], typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
+    json_flag: JsonOption = False,
+    reveal: RevealOption = False,
+) -> None:
+    """Read many keys at once (100 per request, as Cloudflare); missing keys are null.
+
+    Example: dream kv bulk-get 'user:u1:platformId' 'user:u2:platformId' --ns platform-tokens --json
+    """
+    run = app_context(ctx)
+    wanted = _keys_from(keys or [], file)
+    for key in wanted:
+        kv_rules.validate_key(key)
+    namespace = run.store().kv(ns)
+    values: dict[str, Any] = {}
+    for start in range(0, len(wanted), kv_rules.MAX_BULK_GET):
+        chunk = wanted[start : start + kv_rules.MAX_BULK_GET]
+        for key, found in namespace.bulk_get(chunk).items():
+            values[key] = None if found is None else _entry_json(key, ns, found, reveal)
+    if run.wants_json(json_flag):
+        print_json({"values": values})
+        return
+    for key, entry in values.items():
+        if entry is None:
+            shown = "(missing)"
+        elif entry.get("redacted"):
+            shown = "(secret: --reveal to print)"
+        else:
+            shown = entry.get("value", f"(binary, base64 {entry.get('value_base64')})")
+        typer.echo(f"{key}\t{shown}")
+
+
+@app.command("bulk-delete")
+def kv_bulk_delete(
+    ctx: typer.Context,
+    ns: NsOption,
+    keys: Annotated[Optional[list[str]], typer.Argument(help="Keys to delete.")] = None,
+    file: Annotated[Optional[str], typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
+) -> None:
+    """Delete many keys (10,000 per transaction); missing keys are fine.
+
+    Example: dream kv bulk-delete --file stale-keys.json --ns api-tokens
+    """
+    wanted = _keys_from(keys or [], file)
+    for key in wanted:
+        kv_rules.validate_key(key)
+    namespace = app_context(ctx).store().kv(ns)
+    for start in range(0, len(wanted), kv_rules.MAX_BULK_DELETE):
+        namespace.bulk_delete(wanted[start : start + kv_rules.MAX_BULK_DELETE])
+    status(f"deleted {len(wanted)} keys from {ns}")
+
+
+@app.command("explain")
+def kv_explain(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Any key, e.g. 'secretkey:<sha256>:publishableKey'.")],
+    ns: Annotated[Optional[str], typer.Option("--ns", "-n", help="Look only in this namespace.")] = None,
+    json_flag: JsonOption = False,
+) -> None:
+    """Say which guide mapping a key belongs to, where it lives, and what it points at.
+
+    Example: dream kv explain 'publishablekey:pk_live_x:platformId'
+    """
+    run = app_context(ctx)
+    report = explain_key(run.store(), key, ns)
+    if run.wants_json(json_flag):
+        print_json(report)
+        return
+    from dreamcli.cli.render import render_explain
+
+    render_explain(report)

@@ -1,0 +1,320 @@
+"""The KV key schema: every key pattern of the guide, built and parsed in ONE place.
+
+Nothing else in the code spells a key string. Builders make keys; `parse` turns
+ANY key into its kind and fields (keys outside the schema are `UNKNOWN`, never
+an exception). Ids (user ids, platform ids, publishable keys) never contain ":",
+which is what makes the patterns unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dreamcli.topology import API_TOKENS, API_USAGE, PLATFORM_TOKENS, PLATFORM_USAGE
+
+
+class KeyKind(StrEnum):
+    USER_PLATFORM_ID = "user-platform-id"
+    PLATFORM_USER_ID = "platform-user-id"
+    USER_STRIPE_TOKEN = "user-stripe-token"
+    PLATFORM_STRIPE_TOKEN = "platform-stripe-token"
+    USER_PUBLISHABLE_KEY = "user-publishable-key"
+    USER_SECRET_KEY = "user-secret-key"
+    USER_PRODUCTS = "user-products"
+    PUBLISHABLE_KEY_PLATFORM = "publishable-key-platform"
+    SECRET_KEY_PUBLISHABLE = "secret-key-publishable"
+    TIER_CONFIG = "tier-config"
+    OAUTH_STATE = "oauth-state"
+    DEVELOPER_USAGE = "developer-usage"
+    END_USER_USAGE = "end-user-usage"
+    RATE_LIMIT = "rate-limit"
+    UNKNOWN = "unknown"
+
+
+# What a field may look like; anything else makes the key UNKNOWN.
+_FIELD_PATTERNS = {
+    "hash": r"[0-9a-fA-F]{64}",
+    "minute": r"[0-9]+",
+}
+_DEFAULT_FIELD = r"[^:]+"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """One key pattern of the guide: where it lives, what its value is, what the value points at."""
+
+    kind: KeyKind
+    pattern: str
+    namespaces: tuple[str, ...]
+    value: str
+    json: bool = False
+    secret: bool = False
+    # Kinds whose single field is this key's value: the keys this one points at.
+    points_to: tuple[KeyKind, ...] = ()
+    note: str = ""
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(re.findall(r"\{(\w+)\}", self.pattern))
+        regex = ""
+        for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", self.pattern):
+            regex += re.escape(literal)
+            if name:
+                regex += f"(?P<{name}>{_FIELD_PATTERNS.get(name, _DEFAULT_FIELD)})"
+        object.__setattr__(self, "fields", names)
+        object.__setattr__(self, "regex", re.compile(regex + r"\Z"))
+
+    def build(self, **values: str | int) -> str:
+        missing = set(self.fields) - set(values)
+        if missing:
+            raise ValueError(f"{self.kind} needs {', '.join(sorted(missing))}")
+        for name in self.fields:
+            text = str(values[name])
+            if not re.fullmatch(_FIELD_PATTERNS.get(name, _DEFAULT_FIELD), text):
+                raise ValueError(f"{name} {text!r} cannot be part of a {self.kind} key")
+        return self.pattern.format(**{name: values[name] for name in self.fields})
+
+    @property
+    def prefix(self) -> str:
+        """The literal text every key of this kind starts with (for `list --prefix`)."""
+        return self.pattern.split("{", 1)[0]
+
+
+SPECS: tuple[KeySpec, ...] = (
+    KeySpec(
+        KeyKind.USER_PLATFORM_ID,
+        "user:{userId}:platformId",
+        (PLATFORM_TOKENS,),
+        "the developer's platform id (plt_...)",
+        points_to=(KeyKind.PLATFORM_USER_ID,),
+        note="written at signup (phase 1); the other half of platform:{platformId}:userId",
+    ),
+    KeySpec(
+        KeyKind.PLATFORM_USER_ID,
+        "platform:{platformId}:userId",
+        (PLATFORM_TOKENS,),
+        "the developer's Clerk user id (dream-api instance)",
+        points_to=(KeyKind.USER_PLATFORM_ID,),
+        note="written at signup (phase 1); the other half of user:{userId}:platformId",
+    ),
+    KeySpec(
+        KeyKind.USER_STRIPE_TOKEN,
+        "user:{userId}:stripeToken",
+        (PLATFORM_TOKENS,),
+        "JSON {accessToken, stripeUserId} of the connected Stripe account",
+        json=True,
+        secret=True,
+        note="written by the OAuth callback (phase 3); must equal platform:{platformId}:stripeToken",
+    ),
+    KeySpec(
+        KeyKind.PLATFORM_STRIPE_TOKEN,
+        "platform:{platformId}:stripeToken",
+        (PLATFORM_TOKENS,),
+        "JSON {accessToken, stripeUserId} of the connected Stripe account",
+        json=True,
+        secret=True,
+        note="written by the OAuth callback (phase 3); read by create-products",
+    ),
+    KeySpec(
+        KeyKind.USER_PUBLISHABLE_KEY,
+        "user:{userId}:publishableKey",
+        (PLATFORM_TOKENS,),
+        "the developer's publishable key (pk_live_...)",
+        points_to=(KeyKind.PUBLISHABLE_KEY_PLATFORM,),
+        note="written at tier config (phase 4e)",
+    ),
+    KeySpec(
+        KeyKind.USER_SECRET_KEY,
+        "user:{userId}:secretKey",
+        (PLATFORM_TOKENS,),
+        "the developer's secret key IN PLAINTEXT",
+        secret=True,
+        note="the guide writes it (phase 4e) although it promises a one-time show: insecure, dream never writes it "
+        "unless asked to mimic the guide",
+    ),
+    KeySpec(
+        KeyKind.USER_PRODUCTS,
+        "user:{userId}:products",
+        (PLATFORM_TOKENS,),
+        "JSON [{tier, priceId, productId}] of the developer's Stripe products",
+        json=True,
+        note="written at tier config (phase 4e); must agree with platform:{platformId}:tierConfig",
+    ),
+    KeySpec(
+        KeyKind.PUBLISHABLE_KEY_PLATFORM,
+        "publishablekey:{publishableKey}:platformId",
+        (PLATFORM_TOKENS, API_TOKENS),
+        "the platform id this publishable key belongs to",
+        points_to=(KeyKind.PLATFORM_USER_ID, KeyKind.TIER_CONFIG),
+        note="written at tier config (phase 4e) and copied to api-tokens (4f); api-multi resolves it per request",
+    ),
+    KeySpec(
+        KeyKind.SECRET_KEY_PUBLISHABLE,
+        "secretkey:{hash}:publishableKey",
+        (PLATFORM_TOKENS, API_TOKENS),
+        "the publishable key whose secret key hashes (SHA-256, hex) to {hash}",
+        points_to=(KeyKind.PUBLISHABLE_KEY_PLATFORM,),
+        note="written at tier config (phase 4e) and copied to api-tokens (4f); the first lookup of "
+        "`Authorization: Bearer sk_...`",
+    ),
+    KeySpec(
+        KeyKind.TIER_CONFIG,
+        "platform:{platformId}:tierConfig",
+        (API_TOKENS,),
+        "JSON {tiers: [{name, limit, priceId, productId, price, features}]}",
+        json=True,
+        note="copied to api-tokens at tier config (phase 4f); api-multi enforces limits from it",
+    ),
+    KeySpec(
+        KeyKind.OAUTH_STATE,
+        "oauth:state:{state}",
+        (PLATFORM_TOKENS,),
+        "the Clerk user id that started the Stripe Connect OAuth",
+        points_to=(KeyKind.USER_PLATFORM_ID,),
+        note="written by oauth-api /authorize (phase 3) with a 10-minute expiration; consumed by /callback",
+    ),
+    KeySpec(
+        KeyKind.DEVELOPER_USAGE,
+        "usage:{userId}",
+        (PLATFORM_USAGE,),
+        "JSON {usageCount, plan, lastUpdated, periodStart, periodEnd} of a developer",
+        json=True,
+    ),
+    KeySpec(
+        KeyKind.END_USER_USAGE,
+        "usage:{publishableKey}:{userId}",
+        (API_USAGE,),
+        "JSON {usageCount, plan, lastUpdated} of an end-user of a developer",
+        json=True,
+    ),
+    KeySpec(
+        KeyKind.RATE_LIMIT,
+        "ratelimit:{userId}:{minute}",
+        (PLATFORM_USAGE, API_USAGE),
+        "a request count for one user in one minute",
+    ),
+)
+
+SPEC_BY_KIND: dict[KeyKind, KeySpec] = {spec.kind: spec for spec in SPECS}
+_SPECS_BY_HEAD: dict[str, tuple[KeySpec, ...]] = {}
+for _spec in SPECS:
+    _head = _spec.pattern.split(":", 1)[0]
+    _SPECS_BY_HEAD[_head] = (*_SPECS_BY_HEAD.get(_head, ()), _spec)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """What a key is: its kind, its fields, and its spec (None for UNKNOWN)."""
+
+    key: str
+    kind: KeyKind
+    fields: dict[str, str]
+    spec: KeySpec | None
+
+    @property
+    def known(self) -> bool:
+        return self.spec is not None
+
+    def belongs_in(self, namespace: str) -> bool:
+        return self.spec is not None and namespace in self.spec.namespaces
+
+
+def parse(key: str, namespace: str | None = None) -> ParsedKey:
+    """Classify any key. With a namespace, patterns the guide puts in that namespace win a tie."""
+    if not isinstance(key, str):
+        return ParsedKey(str(key), KeyKind.UNKNOWN, {}, None)
+    candidates = _SPECS_BY_HEAD.get(key.split(":", 1)[0], ())
+    matches: list[tuple[KeySpec, dict[str, str]]] = []
+    for spec in candidates:
+        found = spec.regex.match(key)
+        if found:
+            matches.append((spec, found.groupdict()))
+    if not matches:
+        return ParsedKey(key, KeyKind.UNKNOWN, {}, None)
+    if namespace is not None:
+        for spec, fields in matches:
+            if namespace in spec.namespaces:
+                return ParsedKey(key, spec.kind, fields, spec)
+    spec, fields = matches[0]
+    return ParsedKey(key, spec.kind, fields, spec)
+
+
+def build(kind: KeyKind, **values: str | int) -> str:
+    return SPEC_BY_KIND[kind].build(**values)
+
+
+def related_keys(kind: KeyKind, value: str) -> list[tuple[str, str]]:
+    """(namespace, key) pairs that a value of this kind points at."""
+    spec = SPEC_BY_KIND.get(kind)
+    if spec is None:
+        return []
+    related: list[tuple[str, str]] = []
+    for target_kind in spec.points_to:
+        target = SPEC_BY_KIND[target_kind]
+        try:
+            key = target.build(**{target.fields[0]: value})
+        except ValueError:
+            continue
+        for namespace in target.namespaces:
+            related.append((namespace, key))
+    return related
+
+
+# Builders: the only way the rest of the code makes a key.
+def user_platform_id(user_id: str) -> str:
+    return build(KeyKind.USER_PLATFORM_ID, userId=user_id)
+
+
+def platform_user_id(platform_id: str) -> str:
+    return build(KeyKind.PLATFORM_USER_ID, platformId=platform_id)
+
+
+def user_stripe_token(user_id: str) -> str:
+    return build(KeyKind.USER_STRIPE_TOKEN, userId=user_id)
+
+
+def platform_stripe_token(platform_id: str) -> str:
+    return build(KeyKind.PLATFORM_STRIPE_TOKEN, platformId=platform_id)
+
+
+def user_publishable_key(user_id: str) -> str:
+    return build(KeyKind.USER_PUBLISHABLE_KEY, userId=user_id)
+
+
+def user_secret_key(user_id: str) -> str:
+    return build(KeyKind.USER_SECRET_KEY, userId=user_id)
+
+
+def user_products(user_id: str) -> str:
+    return build(KeyKind.USER_PRODUCTS, userId=user_id)
+
+
+def publishable_key_platform(publishable_key: str) -> str:
+    return build(KeyKind.PUBLISHABLE_KEY_PLATFORM, publishableKey=publishable_key)
+
+
+def secret_key_publishable(secret_hash: str) -> str:
+    return build(KeyKind.SECRET_KEY_PUBLISHABLE, hash=secret_hash)
+
+
+def tier_config(platform_id: str) -> str:
+    return build(KeyKind.TIER_CONFIG, platformId=platform_id)
+
+
+def oauth_state(state: str) -> str:
+    return build(KeyKind.OAUTH_STATE, state=state)
+
+
+def developer_usage(user_id: str) -> str:
+    return build(KeyKind.DEVELOPER_USAGE, userId=user_id)
+
+
+def end_user_usage(publishable_key: str, user_id: str) -> str:
+    return build(KeyKind.END_USER_USAGE, publishableKey=publishable_key, userId=user_id)
+
+
+def rate_limit(user_id: str, minute: int) -> str:
+    return build(KeyKind.RATE_LIMIT, userId=user_id, minute=minute)

@@ -1,0 +1,37 @@
+"""Bulk writes larger than one request: check everything first, then write in Cloudflare-sized batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from dreamcli.errors import KVError
+from dreamcli.stores import kv_rules
+from dreamcli.stores.ports import KVNamespace, KVWrite
+
+
+def check_all(items: Sequence[KVWrite], *, now: float) -> None:
+    """Raise on the first pair any store would refuse, naming it, before a single write happens."""
+    for index, item in enumerate(items):
+        try:
+            kv_rules.validate_key(item.key)
+            kv_rules.value_bytes(item.value)
+            kv_rules.resolve_expiration(now, item.expiration, item.expiration_ttl)
+            kv_rules.encode_metadata(item.metadata)
+        except KVError as exc:
+            raise KVError(exc.status, f"item {index} ({item.key!r}): {exc}") from None
+
+
+def write_in_batches(
+    namespace: KVNamespace,
+    items: Sequence[KVWrite],
+    *,
+    batch_size: int = kv_rules.MAX_BULK_WRITE,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write `items` in batches (each one all-or-nothing); re-running after a crash converges."""
+    total = len(items)
+    for start in range(0, total, batch_size):
+        namespace.bulk_put(items[start : start + batch_size])
+        if on_batch is not None:
+            on_batch(min(start + batch_size, total), total)
+    return total

@@ -1,0 +1,126 @@
+"""Workers KV limits, checked the same way by every adapter, with Cloudflare's wording.
+
+The messages are those of Cloudflare's API and Miniflare (`KV PUT failed: 400 ...`
+is how a Worker sees them), so an operator who meets one here recognises it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from dreamcli.errors import KVError
+
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 25 * 1024 * 1024
+MAX_METADATA_BYTES = 1024
+MIN_TTL_SECONDS = 60
+MIN_LIST_LIMIT = 10
+MAX_LIST_LIMIT = 1000
+MAX_BULK_WRITE = 10_000
+MAX_BULK_DELETE = 10_000
+MAX_BULK_GET = 100
+
+
+def validate_key(key: str) -> bytes:
+    """The key's UTF-8 bytes, or KVError if Cloudflare would refuse the name."""
+    if not isinstance(key, str):
+        raise KVError(400, f"Key names must be strings, not {type(key).__name__}")
+    if key == "":
+        raise KVError(400, "Key names must not be empty")
+    if key in (".", ".."):
+        raise KVError(400, f'Illegal key name "{key}". Please use a different name.')
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KVError(400, "Key names must be valid UTF-8") from None
+    if len(raw) > MAX_KEY_BYTES:
+        raise KVError(414, f"UTF-8 encoded length of {len(raw)} exceeds key length limit of {MAX_KEY_BYTES}.")
+    return raw
+
+
+def value_bytes(value: bytes | str) -> bytes:
+    """The value as bytes (text is UTF-8), or KVError if it is over 25 MiB."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    elif isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    elif not isinstance(value, bytes):
+        raise KVError(400, f"Values must be bytes or text, not {type(value).__name__}")
+    if len(value) > MAX_VALUE_BYTES:
+        raise KVError(413, f"Value length of {len(value)} exceeds limit of {MAX_VALUE_BYTES}.")
+    return value
+
+
+def resolve_expiration(now: float, expiration: int | None, expiration_ttl: int | None) -> int | None:
+    """Absolute expiration in Unix seconds; `expiration_ttl` wins when both are given, as in the REST API."""
+    now_s = int(now)
+    if expiration_ttl is not None:
+        ttl = _as_int(expiration_ttl, "expiration_ttl")
+        if ttl is None or ttl <= 0:
+            raise KVError(400, f"Invalid expiration_ttl of {expiration_ttl}. Please specify integer greater than 0.")
+        if ttl < MIN_TTL_SECONDS:
+            raise KVError(
+                400, f"Invalid expiration_ttl of {expiration_ttl}. Expiration TTL must be at least {MIN_TTL_SECONDS}."
+            )
+        return now_s + ttl
+    if expiration is not None:
+        at = _as_int(expiration, "expiration")
+        if at is None or at <= now_s:
+            raise KVError(
+                400,
+                f"Invalid expiration of {expiration}. Please specify integer greater than the current number of "
+                "seconds since the UNIX epoch.",
+            )
+        if at < now_s + MIN_TTL_SECONDS:
+            raise KVError(
+                400,
+                f"Invalid expiration of {expiration}. Expiration times must be at least {MIN_TTL_SECONDS} "
+                "seconds in the future.",
+            )
+        return at
+    return None
+
+
+def _as_int(value: Any, name: str) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def encode_metadata(metadata: Any) -> str | None:
+    """Metadata as compact JSON text (what `JSON.stringify` writes), at most 1024 bytes; None for none."""
+    if metadata is None:
+        return None
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise KVError(400, f"Metadata must be serialisable as JSON: {exc}") from None
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise KVError(413, f"Metadata length of {size} exceeds limit of {MAX_METADATA_BYTES}.")
+    return text
+
+
+def decode_metadata(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def validate_list_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not MIN_LIST_LIMIT <= limit <= MAX_LIST_LIMIT:
+        raise KVError(
+            400, f"Invalid limit of {limit}. Please specify an integer between {MIN_LIST_LIMIT} and {MAX_LIST_LIMIT}."
+        )
+    return limit
+
+
+def validate_bulk_size(items: Sequence[Any], limit: int, what: str) -> None:
+    if len(items) > limit:
+        raise KVError(413, f"{what} of {len(items)} keys exceeds the limit of {limit} keys per request.")

@@ -1,0 +1,176 @@
+"""The two ports every store implements: a Workers KV namespace and a D1 database.
+
+Commands and platform code receive these and never ask which store is behind
+them (emulator SQLite file, wrangler's local state, or Cloudflare's REST API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from dreamcli.errors import UnknownNamespace
+from dreamcli.topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class KVValue:
+    """A value read with its metadata and absolute expiration (Unix seconds)."""
+
+    value: bytes
+    metadata: Any = None
+    expiration: int | None = None
+
+    def text(self) -> str:
+        return self.value.decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ListedKey:
+    """One key of a list page, as Cloudflare returns it (no value)."""
+
+    name: str
+    expiration: int | None = None
+    metadata: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """A page of keys; `cursor` is "" on the last page (then `list_complete`)."""
+
+    keys: list[ListedKey]
+    list_complete: bool
+    cursor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KVWrite:
+    """One pair of a bulk write; `expiration_ttl` wins over `expiration` when both are set."""
+
+    key: str
+    value: bytes | str
+    expiration: int | None = None
+    expiration_ttl: int | None = None
+    metadata: Any = None
+
+
+@runtime_checkable
+class KVNamespace(Protocol):
+    """A Workers KV namespace with Cloudflare's semantics and limits."""
+
+    id: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def get_with_metadata(self, key: str) -> KVValue | None: ...
+
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, *, prefix: str = "", cursor: str | None = None, limit: int = 1000) -> ListPage: ...
+
+    def bulk_put(self, items: Sequence[KVWrite]) -> None: ...
+
+    def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]: ...
+
+    def bulk_delete(self, keys: Sequence[str]) -> None: ...
+
+
+def iter_keys(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> Iterator[ListedKey]:
+    """Every live key under `prefix`, in UTF-8 byte order, following cursors (empty pages included)."""
+    cursor: str | None = None
+    while True:
+        page = ns.list(prefix=prefix, cursor=cursor, limit=page_size)
+        yield from page.keys
+        if page.list_complete or not page.cursor:
+            return
+        cursor = page.cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement with positional parameters."""
+
+    sql: str
+    params: Sequence[Any] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class D1Meta:
+    """D1's per-statement meta. `duration` is in milliseconds."""
+
+    changes: int = 0
+    last_row_id: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    duration: float = 0.0
+    changed_db: bool = False
+    size_after: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changes": self.changes,
+            "last_row_id": self.last_row_id,
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "duration": self.duration,
+            "changed_db": self.changed_db,
+            "size_after": self.size_after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class D1Result:
+    """The result of one statement, shaped like D1's: rows (as objects) plus meta."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    success: bool = True
+    meta: D1Meta = field(default_factory=D1Meta)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"results": self.results, "success": self.success, "meta": self.meta.as_dict()}
+
+
+@runtime_checkable
+class Database(Protocol):
+    """A D1 database."""
+
+    id: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> D1Result: ...
+
+    def batch(self, statements: Sequence[Statement]) -> list[D1Result]: ...
+
+
+@dataclass
+class Store:
+    """The four logical namespaces and the D1 database of one place where data lives."""
+
+    kind: str
+    location: str
+    topology: Topology
+    namespaces: Mapping[str, KVNamespace]
+    database: Database
+    closer: Any = None
+
+    def kv(self, name_or_id: str) -> KVNamespace:
+        """The namespace named by its logical name (`api-tokens`) or its namespace id."""
+        ref = self.topology.namespace(name_or_id)
+        if ref is None or ref.name not in self.namespaces:
+            known = ", ".join(self.topology.names())
+            raise UnknownNamespace(f"unknown namespace {name_or_id!r} (known: {known}, or their ids)")
+        return self.namespaces[ref.name]
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()

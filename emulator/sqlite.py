@@ -1,0 +1,152 @@
+"""The emulator's one SQLite file: opening it safely and evolving its schema by migrations.
+
+Internal tables are named `_dream_*`; D1 statements run on their own connection
+whose authorizer refuses those names, so user SQL cannot reach the KV data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlite_utils
+
+from dreamcli.errors import StoreError
+from dreamcli.stores.sql import split_statements
+
+BUSY_TIMEOUT_MS = 5000
+INTERNAL_PREFIX = "_dream_"
+
+# Numbered, append-only. Each runs in one transaction and is recorded in _dream_schema.
+SCHEMA_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "kv",
+        """
+        CREATE TABLE _dream_kv_namespaces (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE _dream_kv (
+            ns TEXT NOT NULL,
+            key BLOB NOT NULL,            -- UTF-8 bytes: ORDER BY key is UTF-8 byte order
+            expiration INTEGER,           -- Unix seconds, NULL = never
+            metadata TEXT,                -- compact JSON, NULL = none
+            value BLOB NOT NULL,
+            PRIMARY KEY (ns, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX _dream_kv_expiring ON _dream_kv (expiration) WHERE expiration IS NOT NULL;
+        """,
+    ),
+)
+LATEST_SCHEMA = SCHEMA_MIGRATIONS[-1][0]
+
+T = TypeVar("T")
+
+
+def describe_sqlite_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """One clear line for the ways a store file goes wrong."""
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return StoreError(
+            f"store {path} is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s); try again"
+        )
+    if "not a database" in message or "malformed" in message or "corrupt" in message:
+        return StoreError(f"store {path} is corrupt ({message}); move it aside to start a new one")
+    if "readonly" in message or "unable to open" in message:
+        return StoreError(f"store {path} cannot be written ({message})")
+    return StoreError(f"store {path}: {message}")
+
+
+class SQLiteFile:
+    """A connection to the store file with one lock, WAL, a busy timeout and write transactions."""
+
+    def __init__(self, path: Path, *, authorizer: Callable[..., int] | None = None) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"store {path} cannot use WAL mode (got {mode})")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise describe_sqlite_error(path, exc) from None
+        except OSError as exc:
+            raise StoreError(f"store {path} cannot be opened: {exc.strerror}") from None
+        if authorizer is not None:
+            self.conn.set_authorizer(authorizer)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: all of it is written, or none of it."""
+        with self.lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise describe_sqlite_error(self.path, exc) from None
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise describe_sqlite_error(self.path, exc) from None
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self.lock:
+            try:
+                return fn(self.conn)
+            except sqlite3.Error as exc:
+                raise describe_sqlite_error(self.path, exc) from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def migrate(file: SQLiteFile) -> int:
+    """Bring the internal schema to the latest version; refuse files that are not dream stores."""
+
+    def current(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+        db = sqlite_utils.Database(conn)
+        tables = db.table_names()
+        if "_dream_schema" not in tables:
+            return 0, tables
+        return conn.execute("SELECT COALESCE(MAX(version), 0) FROM _dream_schema").fetchone()[0], tables
+
+    version, tables = file.read(current)
+    if version == 0 and tables:
+        raise StoreError(f"{file.path} is a SQLite database but not a dream store (it holds other tables)")
+    if version > LATEST_SCHEMA:
+        raise StoreError(f"store {file.path} has schema {version}, newer than this dream ({LATEST_SCHEMA}): upgrade")
+    if version == LATEST_SCHEMA:
+        return version
+    with file.write() as conn:
+        # Another process may have migrated between our read and our lock.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _dream_schema ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        done = conn.execute("SELECT COALESCE(MAX(version), 0) FROM _dream_schema").fetchone()[0]
+        for number, name, sql in SCHEMA_MIGRATIONS:
+            if number <= done:
+                continue
+            for statement in split_statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO _dream_schema (version, name) VALUES (?, ?)", (number, name))
+    return LATEST_SCHEMA
