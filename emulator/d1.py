@@ -11,7 +11,7 @@ from typing import Any
 from dreamcli.errors import D1Error
 from dreamcli.stores.ports import D1Meta, D1Result, Statement
 from dreamcli.stores.sql import split_statements
-from emulator.sqlite import INTERNAL_PREFIX, SQLiteFile
+from emulator.sqlite import BUSY_TIMEOUT_MS, INTERNAL_PREFIX, SQLiteFile
 
 _DDL_VERBS = ("CREATE", "DROP", "ALTER")
 _D1_LIMIT_PARAMS = 100
@@ -23,10 +23,10 @@ _REFUSED_ACTIONS = (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite
 class EmulatorDatabase:
     """User tables live beside the KV tables in the same file, reached through a guarded connection."""
 
-    def __init__(self, path: Path, database_id: str) -> None:
+    def __init__(self, path: Path, database_id: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.id = database_id
         self._guarded = False  # True only while user SQL is being prepared and run
-        self.file = SQLiteFile(path, authorizer=self._authorize)
+        self.file = SQLiteFile(path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True)
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
         """User SQL may not use transactions, ATTACH or the emulator's own tables, as D1 refuses its `_cf_` ones."""

@@ -28,12 +28,13 @@ SCHEMA_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         "kv",
         """
         CREATE TABLE _dream_kv_namespaces (
-            id TEXT PRIMARY KEY,
-            title TEXT NOT NULL UNIQUE
+            seq INTEGER PRIMARY KEY,      -- what _dream_kv.ns holds: a small int keeps the B-tree keys short
+            id TEXT NOT NULL UNIQUE,      -- the Cloudflare namespace id
+            title TEXT NOT NULL
         );
         CREATE TABLE _dream_kv (
-            ns TEXT NOT NULL,
-            key BLOB NOT NULL,            -- UTF-8 bytes: ORDER BY key is UTF-8 byte order
+            ns INTEGER NOT NULL,          -- _dream_kv_namespaces.seq
+            key TEXT NOT NULL,            -- BINARY collation compares UTF-8 bytes: byte order, as Cloudflare
             expiration INTEGER,           -- Unix seconds, NULL = never
             metadata TEXT,                -- compact JSON, NULL = none
             value BLOB NOT NULL,
@@ -48,13 +49,11 @@ LATEST_SCHEMA = SCHEMA_MIGRATIONS[-1][0]
 T = TypeVar("T")
 
 
-def describe_sqlite_error(path: Path, exc: sqlite3.Error) -> StoreError:
+def describe_sqlite_error(path: Path, exc: sqlite3.Error, waited_ms: int = BUSY_TIMEOUT_MS) -> StoreError:
     """One clear line for the ways a store file goes wrong."""
     message = str(exc)
     if "locked" in message or "busy" in message:
-        return StoreError(
-            f"store {path} is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s); try again"
-        )
+        return StoreError(f"store {path} is locked by another process (waited {waited_ms / 1000:g} s); try again")
     if "not a database" in message or "malformed" in message or "corrupt" in message:
         return StoreError(f"store {path} is corrupt ({message}); move it aside to start a new one")
     if "readonly" in message or "unable to open" in message:
@@ -65,24 +64,38 @@ def describe_sqlite_error(path: Path, exc: sqlite3.Error) -> StoreError:
 class SQLiteFile:
     """A connection to the store file with one lock, WAL, a busy timeout and write transactions."""
 
-    def __init__(self, path: Path, *, authorizer: Callable[..., int] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        authorizer: Callable[..., int] | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        foreign_keys: bool = False,
+    ) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self.lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+                str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
             )
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"store {path} cannot use WAL mode (got {mode})")
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
+            # Bulk writes land in random key order: a 64 MiB page cache and memory-mapped reads keep
+            # them off the disk until commit (SQLite's 2 MiB default thrashes past a few 100k keys).
+            self.conn.execute("PRAGMA cache_size = -65536")
+            self.conn.execute("PRAGMA mmap_size = 268435456")
+            self.conn.execute("PRAGMA temp_store = MEMORY")
+            if foreign_keys:  # D1 enforces foreign keys; the KV tables have none to check
+                self.conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise describe_sqlite_error(path, exc) from None
+            raise describe_sqlite_error(path, exc, busy_timeout_ms) from None
         except OSError as exc:
-            raise StoreError(f"store {path} cannot be opened: {exc.strerror}") from None
+            raise StoreError(f"store {path} cannot be opened: {exc.strerror or exc}") from None
         if authorizer is not None:
             self.conn.set_authorizer(authorizer)
 
@@ -93,7 +106,7 @@ class SQLiteFile:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise describe_sqlite_error(self.path, exc) from None
+                raise describe_sqlite_error(self.path, exc, self.busy_timeout_ms) from None
             try:
                 yield self.conn
             except BaseException:
@@ -105,14 +118,14 @@ class SQLiteFile:
             except sqlite3.Error as exc:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                raise describe_sqlite_error(self.path, exc) from None
+                raise describe_sqlite_error(self.path, exc, self.busy_timeout_ms) from None
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self.lock:
             try:
                 return fn(self.conn)
             except sqlite3.Error as exc:
-                raise describe_sqlite_error(self.path, exc) from None
+                raise describe_sqlite_error(self.path, exc, self.busy_timeout_ms) from None
 
     def close(self) -> None:
         with self.lock:

@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dreamcli.errors import StoreError
 from dreamcli.stores.ports import Store
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 from emulator.d1 import EmulatorDatabase
 from emulator.kv import EmulatorKVNamespace
-from emulator.sqlite import SQLiteFile, migrate
+from emulator.sqlite import BUSY_TIMEOUT_MS, SQLiteFile, migrate
 
 DEFAULT_STORE_PATH = Path(".dream") / "emulator.db"
 
@@ -20,18 +21,21 @@ def open_emulator_store(
     *,
     topology: Topology = GUIDE_TOPOLOGY,
     clock: Callable[[], float] = time.time,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> Store:
     """Open (creating and migrating as needed) the store file at `path`."""
     path = Path(path)
-    file = SQLiteFile(path)
+    if path.is_dir():
+        raise StoreError(f"store {path} is a directory; give the path of a file (e.g. {path / 'emulator.db'})")
+    file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms)
     try:
         migrate(file)
-        _register_namespaces(file, topology)
-        database = EmulatorDatabase(path, topology.database.id)
+        database = EmulatorDatabase(path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
     except BaseException:
         file.close()
         raise
-    namespaces = {ref.name: EmulatorKVNamespace(file, ref.id, clock) for ref in topology.namespaces}
+    seqs = _register_namespaces(file, topology)
+    namespaces = {ref.name: EmulatorKVNamespace(file, ref.id, seqs[ref.id], clock) for ref in topology.namespaces}
 
     def close() -> None:
         database.close()
@@ -40,9 +44,16 @@ def open_emulator_store(
     return Store("emulator", str(path), topology, namespaces, database, close)
 
 
-def _register_namespaces(file: SQLiteFile, topology: Topology) -> None:
-    known = file.read(lambda conn: {row[0] for row in conn.execute("SELECT id FROM _dream_kv_namespaces")})
-    missing = [(ref.id, ref.name) for ref in topology.namespaces if ref.id not in known]
+def _register_namespaces(file: SQLiteFile, topology: Topology) -> dict[str, int]:
+    """Namespace id -> the small integer its rows carry; new namespaces are registered once."""
+
+    def known() -> dict[str, int]:
+        return file.read(lambda conn: dict(conn.execute("SELECT id, seq FROM _dream_kv_namespaces").fetchall()))
+
+    seqs = known()
+    missing = [(ref.id, ref.name) for ref in topology.namespaces if ref.id not in seqs]
     if missing:
         with file.write() as conn:
             conn.executemany("INSERT OR IGNORE INTO _dream_kv_namespaces (id, title) VALUES (?, ?)", missing)
+        seqs = known()
+    return seqs

@@ -44,6 +44,16 @@ def clock_from_env() -> Callable[[], float]:
     return lambda: instant
 
 
+def busy_timeout_ms() -> int:
+    """How long to wait for a store another process holds locked: DREAM_BUSY_TIMEOUT seconds (default 5)."""
+    raw = os.environ.get("DREAM_BUSY_TIMEOUT", "5")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise UsageError(f"DREAM_BUSY_TIMEOUT must be seconds, got {raw!r}") from None
+    return max(0, int(seconds * 1000))
+
+
 def parse_store_spec(spec: str) -> tuple[str, str]:
     """`emulator:PATH`, a bare path to an emulator file, or `emulator` for the default file."""
     kind, sep, where = spec.partition(":")
@@ -69,7 +79,7 @@ class AppContext:
             # Imported here: only commands that touch data pay for opening a store.
             from emulator.store import open_emulator_store
 
-            self._store = open_emulator_store(Path(where), clock=clock_from_env())
+            self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
         return self._store
 
     def close(self) -> None:

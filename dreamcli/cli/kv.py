@@ -15,7 +15,7 @@ from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_
 from dreamcli.errors import KeyNotFound, UsageError
 from dreamcli.platform.explain import explain_key
 from dreamcli.stores import kv_rules
-from dreamcli.stores.ports import KVValue, KVWrite, iter_keys
+from dreamcli.stores.ports import KVValue, KVWrite, iter_keys, iter_pages
 
 app = typer.Typer(
     help=(
@@ -180,13 +180,13 @@ def kv_list(
         if cursor is not None:
             raise UsageError("--all starts from the beginning; drop --cursor")
         kv_rules.validate_list_limit(limit)
-        entries = iter_keys(namespace, prefix=prefix, page_size=limit)
         if as_json:
-            print_json_lines(_listed_json(entry) for entry in entries)
+            print_json_lines(_listed_json(entry) for entry in iter_keys(namespace, prefix=prefix, page_size=limit))
             return
-        out = typer.get_text_stream("stdout")
-        for entry in entries:
-            out.write(entry.name + "\n")
+        out = typer.get_binary_stream("stdout")
+        for page in iter_pages(namespace, prefix=prefix, page_size=limit):
+            if page.keys:  # one write per page: a syscall per key would dominate
+                out.write("".join(f"{entry.name}\n" for entry in page.keys).encode("utf-8"))
         out.flush()
         return
     page = namespace.list(prefix=prefix, cursor=cursor, limit=limit)

@@ -1,0 +1,107 @@
+"""KV benchmark on the emulator store: bulk put, list --all, random gets, against a raw sqlite3 scan.
+
+Run: .venv/bin/python bench/kv_bench.py [--keys 1000000] [--gets 100000]
+Prints keys/s for each phase and the ratio of `list --all` to the raw scan (the floor).
+Goals (issue 2): list within 3x of the floor; bulk put >= 200,000 keys/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dreamcli.stores.bulk import check_all, write_in_batches  # noqa: E402
+from dreamcli.stores.ports import KVWrite, iter_keys  # noqa: E402
+from emulator.store import open_emulator_store  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--gets", type=int, default=100_000)
+    parser.add_argument("--value-bytes", type=int, default=64)
+    parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True, help="also time the CLI process")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="dream-bench-"))
+    path = folder / "bench.db"
+    store = open_emulator_store(path)
+    ns = store.kv("api-tokens")
+    value = b"v" * args.value_bytes
+    rng = random.Random(7)
+    # Guide-shaped keys in random order, as a real seeding would write them.
+    keys = [f"secretkey:{rng.getrandbits(256):064x}:publishableKey" for _ in range(args.keys)]
+
+    items = [KVWrite(key, value) for key in keys]
+
+    # The store port: 10,000-pair bulk_put transactions (Cloudflare's request size), keys in order.
+    ordered = sorted(items, key=lambda item: item.key)
+    started = time.perf_counter()
+    for start in range(0, len(ordered), 10_000):
+        ns.bulk_put(ordered[start : start + 10_000])
+    put_s = time.perf_counter() - started
+
+    # The same pairs in arrival order (overwrites): every batch touches B-tree pages all over the file.
+    started = time.perf_counter()
+    for start in range(0, len(items), 10_000):
+        ns.bulk_put(items[start : start + 10_000])
+    random_put_s = time.perf_counter() - started
+
+    # What `dream kv bulk-put FILE` does after parsing: check every pair, sort, write in batches.
+    started = time.perf_counter()
+    check_all(items, now=time.time())
+    write_in_batches(ns, items)
+    cli_put_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    listed = sum(1 for _ in iter_keys(ns))
+    list_s = time.perf_counter() - started
+    assert listed == len(set(keys)), (listed, len(set(keys)))
+
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    started = time.perf_counter()
+    floor_rows = sum(1 for _ in raw.execute("SELECT key FROM _dream_kv WHERE ns = ?", (ns.seq,)))
+    floor_s = time.perf_counter() - started
+    raw.close()
+    assert floor_rows == listed
+
+    sample = [rng.choice(keys) for _ in range(args.gets)]
+    started = time.perf_counter()
+    for key in sample:
+        assert ns.get(key) is not None
+    get_s = time.perf_counter() - started
+    store.close()
+
+    print(f"keys: {args.keys:,}  value: {args.value_bytes} B  store: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
+    print(f"bulk put      {put_s:8.2f} s  {args.keys / put_s:12,.0f} keys/s   (bulk_put, 10k batches in key order; goal >= 200,000)")
+    print(f"  unsorted    {random_put_s:8.2f} s  {args.keys / random_put_s:12,.0f} keys/s   (10k batches in arrival order)")
+    print(f"  check+sort  {cli_put_s:8.2f} s  {args.keys / cli_put_s:12,.0f} keys/s   (kv bulk-put's path after parsing JSON)")
+    print(f"list --all    {list_s:8.2f} s  {listed / list_s:12,.0f} keys/s   (store port, 1000-key pages)")
+    print(f"raw scan      {floor_s:8.2f} s  {floor_rows / floor_s:12,.0f} keys/s   (sqlite3 SELECT key: the floor)")
+    print(f"list/floor    {list_s / floor_s:8.2f} x                          (goal <= 3x)")
+    print(f"random get    {get_s:8.2f} s  {args.gets / get_s:12,.0f} gets/s")
+    if args.cli:
+        dream = Path(sys.executable).with_name("dream")
+        env = {**os.environ, "DREAM_STORE": str(path)}
+        started = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            subprocess.run([str(dream), "kv", "list", "--ns", "api-tokens", "--all"], stdout=sink, env=env, check=True)
+        cli_s = time.perf_counter() - started
+        print(f"dream kv list --all (process, to /dev/null) {cli_s:6.2f} s  {listed / cli_s:10,.0f} keys/s  "
+              f"{cli_s / floor_s:.2f}x the floor")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    folder.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared fixtures: every test gets its own store file and working directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dreamcli.cli.app import app
+from dreamcli.stores.ports import Store
+from emulator.store import open_emulator_store
+
+
+class FakeClock:
+    """A clock tests move by hand (Unix seconds)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every DREAM_* path at tmp_path and run from there."""
+    for name in ("DREAM_STORE", "DREAM_NOW", "DREAM_DEBUG", "DREAM_BUSY_TIMEOUT", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DREAM_STORE", str(tmp_path / "store.db"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["emulator"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    """The same suite runs on every store adapter (later: wrangler, cloudflare)."""
+    opened = open_emulator_store(tmp_path / f"{request.param}.db", clock=clock)
+    yield opened
+    opened.close()
+
+
+class Dream:
+    """Runs the real `dream` app in-process and returns exit code, stdout, stderr."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None):
+        return self.runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    def json(self, *args: str, **kwargs):
+        result = self(*args, **kwargs)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def dream() -> Dream:
+    return Dream()

@@ -1,0 +1,52 @@
+"""The root command: version, help with examples, exit codes, layering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from dreamcli import __version__
+
+
+def test_version(dream):
+    result = dream("--version")
+    assert (result.exit_code, result.stdout) == (0, f"dream {__version__}\n")
+
+
+def test_help_lists_groups_examples_and_exit_codes(dream):
+    result = dream("--help")
+    assert result.exit_code == 0
+    for text in ("kv", "d1", "dream kv put", "dream d1 migrations apply", "Exit codes: 0 ok; 1 failed or findings; 2 usage"):
+        assert text in result.stdout
+
+
+def test_every_command_has_an_example(dream):
+    for group, commands in {
+        "kv": ["get", "put", "delete", "list", "bulk-put", "bulk-get", "bulk-delete", "explain"],
+        "d1": ["execute"],
+    }.items():
+        for command in commands:
+            result = dream(group, command, "--help")
+            assert result.exit_code == 0 and "Example:" in result.stdout, (group, command)
+
+
+def test_core_never_imports_typer_or_rich():
+    code = (
+        "import sys\n"
+        "import dreamcli.layout, dreamcli.errors, dreamcli.topology\n"
+        "import dreamcli.stores.ports, dreamcli.stores.kv_rules, dreamcli.stores.bulk, dreamcli.stores.d1_migrations\n"
+        "import dreamcli.platform.explain, emulator.store\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    exe = Path(sys.executable).with_name("dream")
+    assert exe.exists(), "the dream console script is installed beside the interpreter"
+    result = subprocess.run([str(exe), "kv", "get", "nope", "--ns", "api-tokens"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 3
+    assert result.stderr == "error: key 'nope' not found in api-tokens\n"
