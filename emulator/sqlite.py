@@ -43,6 +43,57 @@ SCHEMA_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX _dream_kv_expiring ON _dream_kv (expiration) WHERE expiration IS NOT NULL;
         """,
     ),
+    (
+        2,
+        "vendors",
+        """
+        -- Stripe and Clerk objects as JSON documents, scoped by Stripe account or Clerk instance.
+        CREATE TABLE _dream_vendor_objects (
+            vendor TEXT NOT NULL,
+            id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            type TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (vendor, id)
+        );
+        CREATE INDEX _dream_vendor_objects_listing ON _dream_vendor_objects (vendor, scope, type, created, id);
+        -- API keys the emulator issued (test credentials of the emulator, not real secrets).
+        CREATE TABLE _dream_vendor_keys (
+            vendor TEXT NOT NULL,
+            key TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            role TEXT NOT NULL,
+            PRIMARY KEY (vendor, key)
+        );
+        CREATE TABLE _dream_stripe_oauth_codes (
+            code TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            expires INTEGER NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE _dream_stripe_idempotency (
+            account TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            PRIMARY KEY (account, key)
+        );
+        CREATE TABLE _dream_webhook_deliveries (
+            seq INTEGER PRIMARY KEY,
+            vendor TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            url TEXT NOT NULL,
+            status INTEGER,
+            error TEXT,
+            attempted_at INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 LATEST_SCHEMA = SCHEMA_MIGRATIONS[-1][0]
 

@@ -1,0 +1,195 @@
+"""Every Stripe call of the platform, through the official stripe SDK.
+
+`HttpxStripeHTTPClient` lets the SDK send its requests through any httpx client:
+the emulator in-process (a transport, no port), the emulator on loopback, or the
+real api.stripe.com. Nothing else changes between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import httpx
+import stripe
+
+from dreamcli.vendors.errors import OAuthGrantError, VendorError, VendorNotFound, WebhookSignatureError
+
+
+class HttpxStripeHTTPClient(stripe.HTTPClient):
+    """A `stripe.HTTPClient` over an httpx client the caller owns."""
+
+    name = "httpx-dream"
+
+    def __init__(self, client: httpx.Client) -> None:
+        super().__init__()
+        self._client = client
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **_: Any):
+        try:
+            response = self._client.request(method.upper(), url, headers=dict(headers or {}), content=post_data)
+        except httpx.HTTPError as exc:
+            raise stripe.APIConnectionError(f"could not reach Stripe at {url.split('?')[0]}: {type(exc).__name__}") from None
+        return response.text, response.status_code, response.headers
+
+    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **_: Any):
+        text, status, headers_out = self.request(method, url, headers, post_data)
+        return text.encode(), status, headers_out
+
+    def close(self) -> None:  # the httpx client belongs to the caller
+        pass
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    secret_key: str
+    client_id: str
+    api_base: str = "https://api.stripe.com"
+    connect_base: str = "https://connect.stripe.com"
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:  # never print a key
+        return f"StripeSettings(api_base={self.api_base!r}, connect_base={self.connect_base!r})"
+
+
+@dataclass(frozen=True)
+class ConnectedAccount:
+    stripe_user_id: str
+    access_token: str
+
+
+def _fail(exc: stripe.StripeError) -> Exception:
+    message = exc.user_message or getattr(exc, "_message", None) or str(exc) or type(exc).__name__
+    code = getattr(exc, "code", None)
+    if isinstance(exc, stripe.oauth_error.OAuthError):
+        if code == "invalid_grant":
+            return OAuthGrantError("stripe", f"{code}: {message}", status=exc.http_status, code=code)
+        return VendorError("stripe", f"{code}: {message}", status=exc.http_status, code=code)
+    if exc.http_status == 404 or code == "resource_missing":
+        return VendorNotFound("stripe", message, code=code)
+    return VendorError("stripe", message, status=exc.http_status, code=code)
+
+
+class StripeGateway:
+    """The platform's Stripe operations; `account` names a connected account (`Stripe-Account`)."""
+
+    def __init__(self, settings: StripeSettings, http: httpx.Client, *, max_network_retries: int = 2) -> None:
+        self.settings = settings
+        self.client = stripe.StripeClient(
+            settings.secret_key,
+            base_addresses={"api": settings.api_base, "connect": settings.connect_base},
+            client_id=settings.client_id,
+            http_client=HttpxStripeHTTPClient(http),
+            max_network_retries=max_network_retries,
+        )
+
+    @staticmethod
+    def _options(account: str | None, idempotency_key: str | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if account:
+            options["stripe_account"] = account
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        return options
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise _fail(exc) from None
+
+    # Connect OAuth
+
+    def authorize_url(self, state: str, redirect_uri: str, **extra: str) -> str:
+        params = {"response_type": "code", "scope": "read_write", "state": state, "redirect_uri": redirect_uri, **extra}
+        return self.client.oauth.authorize_url(params)  # type: ignore[arg-type]
+
+    def exchange_code(self, code: str) -> ConnectedAccount:
+        token = self._call(self.client.oauth.token, {"grant_type": "authorization_code", "code": code})
+        return ConnectedAccount(stripe_user_id=token["stripe_user_id"], access_token=token["access_token"])
+
+    def deauthorize(self, stripe_user_id: str) -> None:
+        self._call(self.client.oauth.deauthorize, {"stripe_user_id": stripe_user_id})
+
+    # Products and prices (on a connected account)
+
+    def create_product(self, account: str | None, name: str, metadata: dict[str, str], *, idempotency_key: str | None = None) -> Any:
+        return self._call(
+            self.client.v1.products.create, {"name": name, "metadata": metadata}, self._options(account, idempotency_key)
+        )
+
+    def retrieve_product(self, account: str | None, product_id: str) -> Any:
+        return self._call(self.client.v1.products.retrieve, product_id, None, self._options(account))
+
+    def update_product(self, account: str | None, product_id: str, **params: Any) -> Any:
+        return self._call(self.client.v1.products.update, product_id, params, self._options(account))
+
+    def create_monthly_price(
+        self, account: str | None, product_id: str, unit_amount: int, currency: str, metadata: dict[str, str],
+        *, idempotency_key: str | None = None,
+    ) -> Any:
+        params = {
+            "product": product_id,
+            "unit_amount": unit_amount,
+            "currency": currency,
+            "recurring": {"interval": "month"},
+            "metadata": metadata,
+        }
+        return self._call(self.client.v1.prices.create, params, self._options(account, idempotency_key))
+
+    def retrieve_price(self, account: str | None, price_id: str) -> Any:
+        return self._call(self.client.v1.prices.retrieve, price_id, None, self._options(account))
+
+    def update_price(self, account: str | None, price_id: str, **params: Any) -> Any:
+        return self._call(self.client.v1.prices.update, price_id, params, self._options(account))
+
+    def list_prices(self, account: str | None, product_id: str | None = None) -> list[Any]:
+        params: dict[str, Any] = {"limit": 100}
+        if product_id:
+            params["product"] = product_id
+        return list(self._call(self.client.v1.prices.list, params, self._options(account)).data)
+
+    # Checkout, subscriptions, webhooks
+
+    def create_subscription_checkout(
+        self, account: str | None, price_id: str, *, success_url: str, cancel_url: str | None = None,
+        customer_email: str | None = None, client_reference_id: str | None = None, metadata: dict[str, str] | None = None,
+    ) -> Any:
+        params: dict[str, Any] = {
+            "mode": "subscription",
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "success_url": success_url,
+        }
+        for name, value in (("cancel_url", cancel_url), ("customer_email", customer_email),
+                            ("client_reference_id", client_reference_id)):
+            if value:
+                params[name] = value
+        if metadata:
+            params["metadata"] = metadata
+            params["subscription_data"] = {"metadata": metadata}
+        return self._call(self.client.v1.checkout.sessions.create, params, self._options(account))
+
+    def retrieve_subscription(self, account: str | None, subscription_id: str) -> Any:
+        return self._call(self.client.v1.subscriptions.retrieve, subscription_id, None, self._options(account))
+
+    def update_subscription(self, account: str | None, subscription_id: str, **params: Any) -> Any:
+        return self._call(self.client.v1.subscriptions.update, subscription_id, params, self._options(account))
+
+    def cancel_subscription(self, account: str | None, subscription_id: str) -> Any:
+        return self._call(self.client.v1.subscriptions.cancel, subscription_id, None, self._options(account))
+
+    def create_webhook_endpoint(self, url: str, events: list[str], *, connect: bool = False, account: str | None = None) -> Any:
+        params: dict[str, Any] = {"url": url, "enabled_events": events}
+        if connect:
+            params["connect"] = True
+        return self._call(self.client.v1.webhook_endpoints.create, params, self._options(account))
+
+    @staticmethod
+    def construct_event(payload: bytes | str, signature: str | None, secret: str, tolerance: int = 300) -> stripe.Event:
+        """Verify `Stripe-Signature` and parse the event (stale, wrong or missing signatures are refused)."""
+        try:
+            return stripe.Webhook.construct_event(payload, signature or "", secret, tolerance=tolerance)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookSignatureError(f"stripe webhook refused: {exc.user_message or exc}") from None
+        except ValueError as exc:
+            raise WebhookSignatureError(f"stripe webhook refused: payload is not JSON ({exc})") from None

@@ -1,0 +1,148 @@
+"""The emulator's one web app: Stripe under /stripe, Clerk under /clerk, emulator-only helpers
+under /_emulator, all over the same SQLite store file. Reached in-process (no port) through
+`Emulator.client()`, or over loopback with `emulator.server.serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from emulator.bridge import ASGIBridgeTransport
+from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
+from emulator.clerk_http import clerk_routes
+from emulator.sqlite import BUSY_TIMEOUT_MS, SQLiteFile, migrate
+from emulator.stripe_backend import StripeAPIError, StripeBackend
+from emulator.stripe_http import stripe_routes
+
+IN_PROCESS_BASE = "http://emulator.dream.test"
+
+
+class Emulator:
+    """Vendor backends over one store file, their web app, and the clients that reach it."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        outbound_mounts: Mapping[str, httpx.BaseTransport] | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
+        self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms)
+        migrate(self.file)
+        self.stripe = StripeBackend(self.file, clock, deliver=self._deliver)
+        self.clerk = ClerkBackend(self.file, clock, deliver=self._deliver)
+        self.app = Starlette(
+            routes=[
+                Mount("/stripe", routes=stripe_routes(self.stripe, _base_url)),
+                Mount("/clerk", routes=clerk_routes(self.clerk)),
+                Mount("/_emulator", routes=self._emulator_routes()),
+            ]
+        )
+        self.bridge = ASGIBridgeTransport(self.app)
+        # Webhooks to the in-process host go straight into the app; anything else over the network.
+        mounts: dict[str, httpx.BaseTransport] = {IN_PROCESS_BASE: self.bridge, **(outbound_mounts or {})}
+        self.outbound = httpx.Client(mounts=mounts, timeout=10.0)
+
+    def _deliver(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        return self.outbound.post(url, content=body, headers=headers).status_code
+
+    def client(self, base_url: str = IN_PROCESS_BASE) -> httpx.Client:
+        """An httpx client into the app, in-process: no port is opened."""
+        return httpx.Client(transport=self.bridge, base_url=base_url, timeout=30.0)
+
+    def config(self, base_url: str = IN_PROCESS_BASE) -> dict[str, Any]:
+        """Where each vendor answers and the emulator's own test credentials."""
+        clerk = self.clerk.config()
+        for name, entry in clerk.items():
+            entry["jwks_url"] = f"{base_url}/clerk/{name}/.well-known/jwks.json"
+        return {
+            "stripe": {**self.stripe.config(), "api_base": f"{base_url}/stripe", "connect_base": f"{base_url}/stripe"},
+            "clerk": {"api_url": f"{base_url}/clerk", "instances": clerk},
+        }
+
+    def close(self) -> None:
+        self.outbound.close()
+        self.bridge.close()
+        self.file.close()
+
+    def _emulator_routes(self) -> list[Route]:
+        async def config(request: Request) -> Response:
+            return JSONResponse(self.config(_base_url(request)))
+
+        async def checkout_page(request: Request) -> Response:
+            session_id = request.path_params["id"]
+            account = self.stripe.state.scope_of(session_id)
+            try:
+                session = self.stripe.get(account or "", "checkout.session", session_id)
+            except StripeAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+            return JSONResponse({key: value for key, value in session.items() if not key.startswith("_")})
+
+        async def checkout_complete(request: Request) -> Response:
+            try:
+                result = await run_in_threadpool(self.stripe.complete_checkout_session, None, request.path_params["id"])
+            except StripeAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+            return JSONResponse(result)
+
+        async def stripe_deliveries(request: Request) -> Response:
+            return JSONResponse(self.stripe.state.deliveries())
+
+        async def clerk_deliveries(request: Request) -> Response:
+            return JSONResponse(self.clerk.state.deliveries())
+
+        async def mint(request: Request) -> Response:
+            instance = request.path_params["instance"]
+            try:
+                if instance not in INSTANCES:
+                    raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+                body = json.loads(await request.body() or b"{}")
+                token = await run_in_threadpool(
+                    lambda: self.clerk.mint_token(
+                        instance,
+                        str(body.get("user_id", "")),
+                        expires_in=int(body.get("expires_in", 60)),
+                        azp=str(body.get("azp", "http://localhost:5173")),
+                    )
+                )
+            except ClerkAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"errors": [{"message": "is invalid", "long_message": str(exc), "code": "form_param_format_invalid"}]}, status_code=422)
+            return JSONResponse({"object": "token", "jwt": token})
+
+        async def clerk_webhook(request: Request) -> Response:
+            instance = request.path_params["instance"]
+            try:
+                if instance not in INSTANCES:
+                    raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+                body = json.loads(await request.body() or b"{}")
+                return JSONResponse(self.clerk.add_webhook(instance, str(body.get("url", ""))))
+            except ClerkAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+
+        return [
+            Route("/config", config, methods=["GET"]),
+            Route("/stripe/checkout/{id}", checkout_page, methods=["GET"]),
+            Route("/stripe/checkout/{id}/complete", checkout_complete, methods=["POST"]),
+            Route("/stripe/deliveries", stripe_deliveries, methods=["GET"]),
+            Route("/clerk/{instance}/tokens", mint, methods=["POST"]),
+            Route("/clerk/{instance}/webhooks", clerk_webhook, methods=["POST"]),
+            Route("/clerk/deliveries", clerk_deliveries, methods=["GET"]),
+        ]
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")

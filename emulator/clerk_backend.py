@@ -1,0 +1,295 @@
+"""Clerk's subset the platform uses, for two instances: `dream-api` (the platform's developers)
+and `end-user-api` (all their customers). Users with deep-merged metadata, RS256 JWT templates
+with a JWKS, and Svix-signed `user.*` webhooks. State and logic only; HTTP lives in clerk_http.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulator.sqlite import SQLiteFile
+from emulator.vendor_state import VendorState, new_id
+
+DREAM_API = "dream-api"
+END_USER_API = "end-user-api"
+INSTANCES = (DREAM_API, END_USER_API)
+# The guide's JWT templates.
+TEMPLATES = {
+    DREAM_API: {"plan": "{{user.public_metadata.plan}}"},
+    END_USER_API: {"publishableKey": "{{user.public_metadata.publishableKey}}"},
+}
+DEFAULT_AZP = "http://localhost:5173"  # the guide's frontend
+TEMPLATE_LIFETIME = 60
+CLOCK_SKEW = 5
+_SHORTCODE = re.compile(r"^\{\{\s*user\.([\w.]+)\s*\}\}$")
+
+Deliver = Callable[[str, bytes, dict[str, str]], int]
+
+
+class ClerkAPIError(Exception):
+    """An error with Clerk's envelope: {"errors": [{message, long_message, code}], "clerk_trace_id"}."""
+
+    def __init__(self, status: int, code: str, message: str, long_message: str | None = None) -> None:
+        super().__init__(long_message or message)
+        self.status = status
+        self.body = {
+            "errors": [{"message": message, "long_message": long_message or message, "code": code}],
+            "clerk_trace_id": secrets.token_hex(16),
+        }
+
+
+def issuer_of(instance: str) -> str:
+    """The `iss` of an instance's tokens: its Frontend API URL (stable whatever port serves it)."""
+    return f"https://{instance}.clerk.dream.test"
+
+
+def deep_merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Clerk's metadata merge: nested objects merge, a null value deletes its key."""
+    merged = dict(current)
+    for key, value in update.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def svix_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+class ClerkBackend:
+    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None) -> None:
+        self.state = VendorState(file, "clerk", clock)
+        self.deliver = deliver
+        self._keys: dict[str, Any] = {}
+        for name in INSTANCES:
+            self._ensure_instance(name)
+
+    def _ensure_instance(self, name: str) -> dict[str, Any]:
+        found = self.state.load(f"ins_{name}")
+        if found is None:
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode()
+            found = {
+                "id": f"ins_{name}",
+                "object": "instance",
+                "name": name,
+                "kid": "ins_" + secrets.token_hex(12),
+                "private_key_pem": pem,
+                "created": self.state.now(),
+            }
+            self.state.save("instances", found)
+            self.state.issue_key(new_id("sk_test_", 40), name, "secret")
+            self.state.issue_key(new_id("pk_test_", 40), name, "publishable")
+        return found
+
+    def _private_key(self, name: str) -> tuple[str, Any]:
+        if name not in self._keys:
+            instance = self._ensure_instance(name)
+            key = serialization.load_pem_private_key(instance["private_key_pem"].encode(), password=None)
+            self._keys[name] = (instance["kid"], key)
+        return self._keys[name]
+
+    def config(self) -> dict[str, dict[str, str]]:
+        return {
+            name: {
+                "secret_key": self.state.keys_of(name, "secret")[0],
+                "publishable_key": self.state.keys_of(name, "publishable")[0],
+                "issuer": issuer_of(name),
+            }
+            for name in INSTANCES
+        }
+
+    def authenticate(self, secret_key: str | None) -> str:
+        owner = self.state.key_owner(secret_key or "")
+        if owner is None or owner[1] != "secret":
+            raise ClerkAPIError(
+                401, "authentication_invalid", "Invalid authentication",
+                "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct.",
+            )
+        return owner[0]
+
+    def jwks(self, instance: str) -> dict[str, Any]:
+        if instance not in INSTANCES:
+            raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+        kid, key = self._private_key(instance)
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        public.update({"kid": kid, "alg": "RS256", "use": "sig"})
+        return {"keys": [public]}
+
+    # Users
+
+    def create_user(self, instance: str, params: dict[str, Any]) -> dict[str, Any]:
+        emails = params.get("email_address") or []
+        if isinstance(emails, str):
+            emails = [emails]
+        if not isinstance(emails, list) or not all(isinstance(e, str) and "@" in e for e in emails):
+            raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", "email_address must be a list of email addresses.")
+        for field in ("public_metadata", "private_metadata", "unsafe_metadata"):
+            if field in params and not isinstance(params[field], dict):
+                raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be an object.")
+        taken = {e["email_address"].lower() for user in self.state.find(instance, "user") for e in user["email_addresses"]}
+        for email in emails:
+            if email.lower() in taken:
+                raise ClerkAPIError(422, "form_identifier_exists", "That email address is taken. Please try another.")
+        now_ms = int(self.state.clock() * 1000)
+        addresses = [{"id": new_id("idn_", 24), "object": "email_address", "email_address": e} for e in emails]
+        user = {
+            "id": new_id("user_", 27),
+            "object": "user",
+            "created": self.state.now(),
+            "created_at": now_ms,
+            "updated_at": now_ms,
+            "email_addresses": addresses,
+            "primary_email_address_id": addresses[0]["id"] if addresses else None,
+            "external_id": params.get("external_id"),
+            "first_name": params.get("first_name"),
+            "last_name": params.get("last_name"),
+            "public_metadata": params.get("public_metadata") or {},
+            "private_metadata": params.get("private_metadata") or {},
+            "unsafe_metadata": params.get("unsafe_metadata") or {},
+        }
+        self.state.save(instance, user)
+        self.emit(instance, "user.created", user)
+        return _public(user)
+
+    def get_user(self, instance: str, user_id: str) -> dict[str, Any]:
+        user = self.state.load(user_id, instance, "user")
+        if user is None:
+            raise ClerkAPIError(404, "resource_not_found", "not found", f"No user was found with id {user_id}")
+        return user
+
+    def list_users(self, instance: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            limit = int(params.get("limit", 10))
+            offset = int(params.get("offset", 0))
+        except (TypeError, ValueError):
+            raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", "limit and offset must be integers.") from None
+        if not 1 <= limit <= 500 or offset < 0:
+            raise ClerkAPIError(422, "form_param_value_invalid", "is invalid", "limit must be 1..500 and offset >= 0.")
+        users = self.state.find(instance, "user")
+        wanted = [e.lower() for e in params.get("email_address", [])]
+        if wanted:
+            users = [u for u in users if any(a["email_address"].lower() in wanted for a in u["email_addresses"])]
+        return [_public(user) for user in users[offset : offset + limit]]
+
+    def update_metadata(self, instance: str, user_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        user = self.get_user(instance, user_id)
+        for field in ("public_metadata", "private_metadata", "unsafe_metadata"):
+            update = params.get(field)
+            if update is None:
+                continue
+            if not isinstance(update, dict):
+                raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be an object.")
+            user[field] = deep_merge(user[field], update)
+        user["updated_at"] = int(self.state.clock() * 1000)
+        self.state.save(instance, user)
+        self.emit(instance, "user.updated", user)
+        return _public(user)
+
+    def delete_user(self, instance: str, user_id: str) -> dict[str, Any]:
+        self.get_user(instance, user_id)
+        self.state.delete(user_id)
+        deleted = {"id": user_id, "object": "user", "deleted": True}
+        self.emit(instance, "user.deleted", deleted)
+        return deleted
+
+    # Tokens
+
+    def mint_token(self, instance: str, user_id: str, *, expires_in: int = TEMPLATE_LIFETIME, azp: str = DEFAULT_AZP,
+                   session_id: str | None = None) -> str:
+        """A JWT template token for a user, as a browser sign-in would get it."""
+        user = self.get_user(instance, user_id)
+        now = self.state.now()
+        claims: dict[str, Any] = {
+            "azp": azp,
+            "exp": now + expires_in,
+            "iat": now,
+            "iss": issuer_of(instance),
+            "jti": secrets.token_hex(10),
+            "nbf": now - CLOCK_SKEW,
+            "sub": user["id"],
+        }
+        if session_id:
+            claims["sid"] = session_id
+        for name, template in TEMPLATES[instance].items():
+            claims[name] = _render(template, user)
+        kid, key = self._private_key(instance)
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+    # Webhooks
+
+    def add_webhook(self, instance: str, url: str) -> dict[str, Any]:
+        if not url:
+            raise ClerkAPIError(422, "form_param_missing", "is missing", "url is required.")
+        endpoint = {
+            "id": new_id("ep_", 24),
+            "object": "webhook_endpoint",
+            "url": url,
+            "secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            "created": self.state.now(),
+        }
+        self.state.save(instance, endpoint)
+        return endpoint
+
+    def emit(self, instance: str, event_type: str, data: dict[str, Any]) -> None:
+        endpoints = self.state.find(instance, "webhook_endpoint", newest_first=False)
+        if not endpoints:
+            return
+        body = json.dumps(
+            {"data": _public(data), "object": "event", "type": event_type, "timestamp": int(self.state.clock() * 1000),
+             "instance_id": f"ins_{instance}"}
+        ).encode()
+        msg_id = new_id("msg_", 27)
+        timestamp = self.state.now()
+        for endpoint in endpoints:
+            headers = {
+                "content-type": "application/json",
+                "svix-id": msg_id,
+                "svix-timestamp": str(timestamp),
+                "svix-signature": svix_signature(endpoint["secret"], msg_id, timestamp, body),
+            }
+            status: int | None = None
+            error: str | None = None
+            try:
+                status = self.deliver(endpoint["url"], body, headers) if self.deliver else None
+                error = None if self.deliver else "no deliverer configured"
+            except Exception as exc:  # a receiver that is down is logged, not raised
+                error = f"{type(exc).__name__}: {exc}"
+            self.state.log_delivery(msg_id, event_type, endpoint["url"], status, error)
+
+
+def _render(template: str, user: dict[str, Any]) -> Any:
+    """`{{user.public_metadata.plan}}` -> the value at that path, or null when it is missing."""
+    match = _SHORTCODE.match(template)
+    if not match:
+        return template
+    node: Any = user
+    for part in match.group(1).split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if key != "created"}

@@ -1,0 +1,595 @@
+"""Stripe's subset the platform uses: Connect OAuth, products and prices on connected accounts,
+checkout sessions, customers, subscriptions, webhook endpoints and signed events.
+
+State and logic only (no HTTP), in the moto shape: `emulator/stripe_http.py` parses requests,
+calls these methods and wraps the results in Stripe's envelopes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from emulator.sqlite import SQLiteFile
+from emulator.vendor_state import VendorState, new_id
+
+API_VERSION = "2026-10-28.endive"
+OAUTH_CODE_TTL = 300
+PERIOD_SECONDS = 30 * 24 * 3600
+PLATFORM = "platform"  # the scope under which the platform's own account lives
+
+Deliver = Callable[[str, bytes, dict[str, str]], int]
+
+
+class StripeAPIError(Exception):
+    """An API error with Stripe's envelope: {"error": {type, code, message, param}}."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
+        if code:
+            self.body["error"]["code"] = code
+        if param:
+            self.body["error"]["param"] = param
+
+
+class StripeOAuthError(Exception):
+    """An OAuth error with Connect's envelope: {"error": ..., "error_description": ...}."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.status = status
+        self.body = {"error": error, "error_description": description}
+
+
+def no_such(kind: str, object_id: str, param: str = "id") -> StripeAPIError:
+    return StripeAPIError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
+
+
+def missing_param(name: str) -> StripeAPIError:
+    return StripeAPIError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
+
+
+def sign_payload(payload: bytes, secret: str, timestamp: int) -> str:
+    """`Stripe-Signature` exactly as Stripe computes it: HMAC-SHA256 of "{t}.{body}"."""
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def _merge_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
+    """Stripe merges metadata keys; an empty value deletes one; an empty string for the whole unsets all."""
+    if update is None:
+        return current
+    if update == "":
+        return {}
+    if not isinstance(update, dict):
+        raise StripeAPIError(400, "Invalid metadata: must be a hash", param="metadata")
+    merged = dict(current)
+    for key, value in update.items():
+        if value in ("", None):
+            merged.pop(key, None)
+        else:
+            merged[str(key)] = str(value)
+    return merged
+
+
+def _as_int(params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise missing_param(name)
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise StripeAPIError(400, f"Invalid integer: {value}", param=name) from None
+    if minimum is not None and number < minimum:
+        raise StripeAPIError(400, f"This value must be greater than or equal to {minimum}.", param=name)
+    return number
+
+
+def _as_bool(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+class StripeBackend:
+    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None) -> None:
+        self.state = VendorState(file, "stripe", clock)
+        self.deliver = deliver
+        self._platform = self._ensure_platform()
+
+    # Accounts and keys
+
+    def _ensure_platform(self) -> dict[str, Any]:
+        found = self.state.find(PLATFORM, "account")
+        if found:
+            return found[0]
+        account = {"id": new_id("acct_", 16), "object": "account", "type": "standard", "created": self.state.now()}
+        self.state.save(PLATFORM, account)
+        self.state.issue_key(new_id("sk_test_", 32), account["id"], "secret")
+        self.state.issue_key(new_id("pk_test_", 32), account["id"], "publishable")
+        self.state.issue_key(new_id("ca_", 32), account["id"], "client_id")
+        return account
+
+    def config(self) -> dict[str, str]:
+        """The emulator's own test credentials for the platform account."""
+        account = self._platform["id"]
+        return {
+            "account": account,
+            "secret_key": self.state.keys_of(account, "secret")[0],
+            "publishable_key": self.state.keys_of(account, "publishable")[0],
+            "client_id": self.state.keys_of(account, "client_id")[0],
+        }
+
+    def authenticate(self, api_key: str | None, stripe_account: str | None) -> str:
+        """The account a request acts as: the key's own, or a connected account named by `Stripe-Account`."""
+        if not api_key:
+            raise StripeAPIError(
+                401, "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+            )
+        owner = self.state.key_owner(api_key)
+        if owner is None or owner[1] not in ("secret", "access_token"):
+            raise StripeAPIError(401, f"Invalid API Key provided: {_redact(api_key)}")
+        account = owner[0]
+        if stripe_account and stripe_account != account:
+            if account != self._platform["id"] or self.state.load(stripe_account, PLATFORM, "account") is None:
+                raise StripeAPIError(
+                    403,
+                    f"The provided key '{_redact(api_key)}' does not have access to account '{stripe_account}' "
+                    "(or that account does not exist). Application access may have been revoked.",
+                    code="account_invalid",
+                )
+            return stripe_account
+        return account
+
+    def _require_platform_key(self, api_key: str | None) -> None:
+        owner = self.state.key_owner(api_key or "")
+        if owner is None or owner != (self._platform["id"], "secret"):
+            raise StripeOAuthError("invalid_client", f"Invalid API Key provided: {_redact(api_key or '')}", 401)
+
+    # Connect OAuth
+
+    def oauth_authorize(self, params: dict[str, Any]) -> str:
+        """The redirect target: `redirect_uri?code=...&state=...`, or `error=access_denied` when asked to deny."""
+        client_id = params.get("client_id")
+        if not client_id or self.state.key_owner(client_id) != (self._platform["id"], "client_id"):
+            raise StripeOAuthError("invalid_client", f"No such application: '{client_id}'")
+        if params.get("response_type", "code") != "code":
+            raise StripeOAuthError("invalid_request", "response_type must be 'code'")
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri:
+            raise StripeOAuthError("invalid_request", "redirect_uri is required by this emulator")
+        answer: dict[str, str] = {}
+        if params.get("emulator_decision") == "deny":
+            answer = {"error": "access_denied", "error_description": "The user denied your request"}
+        else:
+            account = {"id": new_id("acct_", 16), "object": "account", "type": "standard", "created": self.state.now()}
+            self.state.save(PLATFORM, account)
+            code = new_id("ac_", 32)
+            with self.state.file.write() as conn:
+                conn.execute(
+                    "INSERT INTO _dream_stripe_oauth_codes (code, account, client_id, expires) VALUES (?, ?, ?, ?)",
+                    (code, account["id"], client_id, self.state.now() + OAUTH_CODE_TTL),
+                )
+            answer = {"code": code, "scope": params.get("scope", "read_write")}
+        if params.get("state") is not None:
+            answer["state"] = params["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return f"{redirect_uri}{separator}{urlencode(answer)}"
+
+    def oauth_token(self, api_key: str | None, params: dict[str, Any]) -> dict[str, Any]:
+        self._require_platform_key(api_key)
+        if params.get("grant_type") != "authorization_code":
+            raise StripeOAuthError("unsupported_grant_type", f"Unsupported grant type: {params.get('grant_type')}")
+        code = params.get("code")
+        if not code:
+            raise StripeOAuthError("invalid_request", "No authorization code provided")
+        refusal: str | None = None
+        with self.state.file.write() as conn:
+            row = conn.execute(
+                "SELECT account, expires, used FROM _dream_stripe_oauth_codes WHERE code = ?", (code,)
+            ).fetchone()
+            if row is None:
+                refusal = f"Authorization code does not exist: {code}"
+            elif row[2]:
+                # Stripe revokes the connection when a code is used twice (committed before refusing).
+                conn.execute(
+                    "DELETE FROM _dream_vendor_keys WHERE vendor = 'stripe' AND scope = ? AND role = 'access_token'",
+                    (row[0],),
+                )
+                refusal = f"Authorization code already used: {code}"
+            elif row[1] <= self.state.now():
+                refusal = f"Authorization code expired: {code}"
+            else:
+                account = row[0]
+                conn.execute("UPDATE _dream_stripe_oauth_codes SET used = 1 WHERE code = ?", (code,))
+                access_token = new_id("sk_test_", 32)
+                publishable = new_id("pk_test_", 32)
+                refresh = new_id("rt_", 32)
+                conn.executemany(
+                    "INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES ('stripe', ?, ?, ?)",
+                    [(access_token, account, "access_token"), (publishable, account, "publishable"),
+                     (refresh, account, "refresh")],
+                )
+        if refusal is not None:
+            raise StripeOAuthError("invalid_grant", refusal)
+        return {
+            "access_token": access_token,
+            "livemode": False,
+            "refresh_token": refresh,
+            "scope": "read_write",
+            "stripe_publishable_key": publishable,
+            "stripe_user_id": account,
+            "token_type": "bearer",
+        }
+
+    def oauth_deauthorize(self, api_key: str | None, params: dict[str, Any]) -> dict[str, Any]:
+        self._require_platform_key(api_key)
+        account = params.get("stripe_user_id")
+        if params.get("client_id") != self.config()["client_id"]:
+            raise StripeOAuthError("invalid_client", f"No such application: '{params.get('client_id')}'")
+        if not account or self.state.load(account, PLATFORM, "account") is None:
+            raise StripeOAuthError("invalid_client", f"No such user: {account}")
+        self.state.revoke_keys(account, "access_token")
+        return {"stripe_user_id": account}
+
+    # Products and prices
+
+    def create_product(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("name"):
+            raise missing_param("name")
+        now = self.state.now()
+        product = {
+            "id": params.get("id") or new_id("prod_", 14),
+            "object": "product",
+            "active": _as_bool(params.get("active", True)),
+            "created": now,
+            "default_price": None,
+            "description": params.get("description"),
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "name": params["name"],
+            "updated": now,
+        }
+        if self.state.load(product["id"]) is not None:
+            raise StripeAPIError(400, f"Product already exists.", code="resource_already_exists", param="id")
+        return self.state.save(account, product)
+
+    def get(self, account: str, kind: str, object_id: str, label: str | None = None) -> dict[str, Any]:
+        found = self.state.load(object_id, account, kind)
+        if found is None:
+            raise no_such(label or kind, object_id)
+        return found
+
+    def update_product(self, account: str, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        product = self.get(account, "product", product_id)
+        _refuse_unknown(params, {"name", "active", "description", "metadata"})
+        if "name" in params:
+            product["name"] = params["name"]
+        if "active" in params:
+            product["active"] = _as_bool(params["active"])
+        if "description" in params:
+            product["description"] = params["description"] or None
+        product["metadata"] = _merge_metadata(product["metadata"], params.get("metadata"))
+        product["updated"] = self.state.now()
+        return self.state.save(account, product)
+
+    def create_price(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("currency"):
+            raise missing_param("currency")
+        if not params.get("product"):
+            raise missing_param("product")
+        self.get(account, "product", params["product"])
+        unit_amount = _as_int(params, "unit_amount", required=True, minimum=0)
+        recurring = params.get("recurring")
+        if recurring is not None:
+            interval = recurring.get("interval") if isinstance(recurring, dict) else None
+            if interval not in ("day", "week", "month", "year"):
+                raise StripeAPIError(400, "Invalid recurring[interval]: must be one of day, week, month, or year",
+                                     param="recurring[interval]")
+            recurring = {
+                "interval": interval,
+                "interval_count": int(recurring.get("interval_count", 1)),
+                "usage_type": "licensed",
+            }
+        price = {
+            "id": new_id("price_", 24),
+            "object": "price",
+            "active": _as_bool(params.get("active", True)),
+            "billing_scheme": "per_unit",
+            "created": self.state.now(),
+            "currency": str(params["currency"]).lower(),
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "nickname": params.get("nickname"),
+            "product": params["product"],
+            "recurring": recurring,
+            "type": "recurring" if recurring else "one_time",
+            "unit_amount": unit_amount,
+        }
+        return self.state.save(account, price)
+
+    def update_price(self, account: str, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        price = self.get(account, "price", price_id)
+        _refuse_unknown(params, {"active", "metadata", "nickname"})
+        if "active" in params:
+            price["active"] = _as_bool(params["active"])
+        if "nickname" in params:
+            price["nickname"] = params["nickname"] or None
+        price["metadata"] = _merge_metadata(price["metadata"], params.get("metadata"))
+        return self.state.save(account, price)
+
+    def list(self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        limit = _as_int(params, "limit", minimum=1) or 10
+        if limit > 100:
+            raise StripeAPIError(400, "This value must be less than or equal to 100.", param="limit")
+        items = self.state.find(account, kind)
+        for name, value in (filters or {}).items():
+            if value is not None:
+                items = [item for item in items if str(item.get(name)).lower() == str(value).lower()]
+        after = params.get("starting_after")
+        if after:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise no_such(kind, after, "starting_after")
+            items = items[ids.index(after) + 1 :]
+        return {
+            "object": "list",
+            "data": [_public(item) for item in items[:limit]],
+            "has_more": len(items) > limit,
+            "url": f"/v1/{kind.replace('.', '/')}s",
+        }
+
+    # Customers, checkout, subscriptions
+
+    def create_customer(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = {
+            "id": new_id("cus_", 14),
+            "object": "customer",
+            "created": self.state.now(),
+            "email": params.get("email"),
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "name": params.get("name"),
+        }
+        return self.state.save(account, customer)
+
+    def create_checkout_session(self, account: str, params: dict[str, Any], base_url: str) -> dict[str, Any]:
+        mode = params.get("mode")
+        if mode is None:
+            raise missing_param("mode")
+        if mode != "subscription":
+            raise StripeAPIError(400, f"This emulator supports mode=subscription only, not {mode!r}.", param="mode")
+        if not params.get("success_url"):
+            raise missing_param("success_url")
+        raw_items = params.get("line_items") or []
+        if not isinstance(raw_items, list) or not raw_items:
+            raise missing_param("line_items")
+        line_items = []
+        amount = 0
+        currency = None
+        for index, item in enumerate(raw_items):
+            price_id = item.get("price") if isinstance(item, dict) else None
+            if not price_id:
+                raise missing_param(f"line_items[{index}][price]")
+            price = self.state.load(price_id, account, "price")
+            if price is None:
+                raise no_such("price", price_id, f"line_items[{index}][price]")
+            if price["type"] != "recurring":
+                raise StripeAPIError(
+                    400, "You must provide at least one recurring price in `subscription` mode when using prices.",
+                    param=f"line_items[{index}][price]",
+                )
+            quantity = int(item.get("quantity", 1))
+            line_items.append({"price": price_id, "quantity": quantity})
+            amount += price["unit_amount"] * quantity
+            currency = price["currency"]
+        customer = params.get("customer")
+        if customer:
+            self.get(account, "customer", customer)
+        now = self.state.now()
+        session_id = new_id("cs_test_", 58)
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "amount_total": amount,
+            "cancel_url": params.get("cancel_url"),
+            "client_reference_id": params.get("client_reference_id"),
+            "created": now,
+            "currency": currency,
+            "customer": customer,
+            "customer_email": params.get("customer_email"),
+            "expires_at": now + 24 * 3600,
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "mode": mode,
+            "payment_status": "unpaid",
+            "status": "open",
+            "subscription": None,
+            "success_url": params["success_url"],
+            "url": f"{base_url}/_emulator/stripe/checkout/{session_id}",
+            "_line_items": line_items,
+            "_subscription_metadata": _merge_metadata({}, (params.get("subscription_data") or {}).get("metadata")),
+        }
+        self.state.save(account, session)
+        return _public(session)
+
+    def complete_checkout_session(self, account: str | None, session_id: str) -> dict[str, Any]:
+        """Stand in for the customer paying: customer + active subscription, and their events."""
+        account = account or self.state.scope_of(session_id)
+        session = self.state.load(session_id, account, "checkout.session") if account else None
+        if session is None:
+            raise no_such("checkout.session", session_id)
+        if session["status"] != "open":
+            raise StripeAPIError(400, "This Checkout Session is no longer active.", code="checkout_session_inactive")
+        if session["customer"] is None:
+            customer = self.create_customer(account, {"email": session.get("customer_email")})
+            session["customer"] = customer["id"]
+        now = self.state.now()
+        items = []
+        for item in session["_line_items"]:
+            price = self.get(account, "price", item["price"])
+            items.append({"id": new_id("si_", 14), "object": "subscription_item", "price": price, "quantity": item["quantity"]})
+        subscription = {
+            "id": new_id("sub_", 24),
+            "object": "subscription",
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "created": now,
+            "current_period_end": now + PERIOD_SECONDS,
+            "current_period_start": now,
+            "customer": session["customer"],
+            "ended_at": None,
+            "items": {"object": "list", "data": items, "has_more": False},
+            "livemode": False,
+            "metadata": session["_subscription_metadata"],
+            "status": "active",
+        }
+        self.state.save(account, subscription)
+        session.update(status="complete", payment_status="paid", subscription=subscription["id"])
+        self.state.save(account, session)
+        self.emit(account, "checkout.session.completed", _public(session))
+        self.emit(account, "customer.subscription.created", subscription)
+        return _public(session)
+
+    def update_subscription(self, account: str, subscription_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        subscription = self.get(account, "subscription", subscription_id)
+        if subscription["status"] == "canceled":
+            raise StripeAPIError(400, "A canceled subscription can only update its cancellation_details and metadata.")
+        _refuse_unknown(params, {"items", "metadata", "cancel_at_period_end", "proration_behavior"})
+        previous: dict[str, Any] = {}
+        for index, change in enumerate(params.get("items") or []):
+            if not isinstance(change, dict) or not change.get("price"):
+                raise missing_param(f"items[{index}][price]")
+            price = self.state.load(change["price"], account, "price")
+            if price is None:
+                raise no_such("price", change["price"], f"items[{index}][price]")
+            previous.setdefault("items", json.loads(json.dumps(subscription["items"])))
+            target = next((i for i in subscription["items"]["data"] if i["id"] == change.get("id")), None)
+            if target is None:
+                if change.get("id"):
+                    raise no_such("subscription_item", change["id"], f"items[{index}][id]")
+                target = subscription["items"]["data"][0]
+            target["price"] = price
+        if "metadata" in params:
+            previous["metadata"] = subscription["metadata"]
+            subscription["metadata"] = _merge_metadata(subscription["metadata"], params["metadata"])
+        if "cancel_at_period_end" in params:
+            previous["cancel_at_period_end"] = subscription["cancel_at_period_end"]
+            subscription["cancel_at_period_end"] = _as_bool(params["cancel_at_period_end"])
+        self.state.save(account, subscription)
+        self.emit(account, "customer.subscription.updated", subscription, previous)
+        return subscription
+
+    def cancel_subscription(self, account: str, subscription_id: str) -> dict[str, Any]:
+        subscription = self.get(account, "subscription", subscription_id)
+        if subscription["status"] == "canceled":
+            raise StripeAPIError(400, f"No such subscription: '{subscription_id}'; it was canceled.", code="resource_missing")
+        now = self.state.now()
+        subscription.update(status="canceled", canceled_at=now, ended_at=now)
+        self.state.save(account, subscription)
+        self.emit(account, "customer.subscription.deleted", subscription)
+        return subscription
+
+    # Webhooks and events
+
+    def create_webhook_endpoint(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("url"):
+            raise missing_param("url")
+        events = params.get("enabled_events")
+        if not events:
+            raise missing_param("enabled_events")
+        endpoint = {
+            "id": new_id("we_", 24),
+            "object": "webhook_endpoint",
+            "application": None,
+            "created": self.state.now(),
+            "description": params.get("description"),
+            "enabled_events": list(events),
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "status": "enabled",
+            "url": params["url"],
+            "_connect": _as_bool(params.get("connect", False)),
+            "_secret": "whsec_" + secrets.token_hex(24),
+        }
+        self.state.save(account, endpoint)
+        shown = _public(endpoint)
+        shown["secret"] = endpoint["_secret"]  # only on creation, as Stripe does
+        return shown
+
+    def delete_webhook_endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
+        self.get(account, "webhook_endpoint", endpoint_id)
+        self.state.delete(endpoint_id)
+        return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+    def emit(self, account: str, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "id": new_id("evt_", 24),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": self.state.now(),
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        if previous:
+            event["data"]["previous_attributes"] = previous
+        connected = account != self._platform["id"]
+        if connected:
+            event["account"] = account
+        targets = [e for e in self.state.find(account, "webhook_endpoint", newest_first=False) if not e["_connect"]]
+        if connected:
+            targets += [e for e in self.state.find(self._platform["id"], "webhook_endpoint", newest_first=False) if e["_connect"]]
+        targets = [e for e in targets if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])]
+        event["pending_webhooks"] = len(targets)
+        self.state.save(account, event)
+        for endpoint in targets:
+            self._deliver(event, endpoint)
+        return event
+
+    def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any]) -> None:
+        payload = json.dumps(event, indent=2).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": sign_payload(payload, endpoint["_secret"], self.state.now()),
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        }
+        status: int | None = None
+        error: str | None = None
+        if self.deliver is None:
+            error = "no deliverer configured"
+        else:
+            try:
+                status = self.deliver(endpoint["url"], payload, headers)
+            except Exception as exc:  # a receiver that is down is logged, as Stripe's dashboard shows it
+                error = f"{type(exc).__name__}: {exc}"
+        self.state.log_delivery(event["id"], event["type"], endpoint["url"], status, error)
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API shows it: without the emulator's private `_` fields."""
+    return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def _refuse_unknown(params: dict[str, Any], allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed and name != "expand":
+            raise StripeAPIError(400, f"Received unknown parameter: {name}", param=name)
+
+
+def _redact(key: str) -> str:
+    return f"{key[:8]}{'*' * 12}{key[-4:]}" if len(key) > 12 else "*" * len(key)

@@ -1,0 +1,195 @@
+"""The HTTP face of the Stripe emulator: Stripe's paths, form encoding, auth headers, envelopes
+and `Idempotency-Key`. Logic lives in `StripeBackend`; this module only translates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from emulator.stripe_backend import StripeAPIError, StripeBackend, StripeOAuthError
+
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's bracket encoding (`metadata[a]=1`, `line_items[0][price]=p`) into nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for raw_key, value in pairs:
+        head, _, rest = raw_key.partition("[")
+        parts = [head] + (_BRACKETS.findall("[" + rest) if rest else [])
+        node = root
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if part == "":  # `expand[]=x`: append
+                part = str(sum(1 for key in node if key.isdigit()))
+            if last:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+    return _lists(root)
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _lists(value) for key, value in node.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted
+
+
+def _error(exc: StripeAPIError | StripeOAuthError) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status, headers={"Request-Id": "req_emulator"})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    pairs = list(parse_qsl(request.url.query, keep_blank_values=True))
+    if request.method in ("POST", "DELETE"):
+        body = (await request.body()).decode("utf-8", errors="replace")
+        pairs += parse_qsl(body, keep_blank_values=True)
+    return decode_form(pairs)
+
+
+Handler = Callable[[StripeBackend, str, dict[str, Any], dict[str, str], Request], Any]
+
+
+def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) -> list[Route]:
+    """The route table: (method, path, handler) as data, each handler one backend call."""
+
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            params = await _params(request)
+            try:
+                account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))
+                key = request.headers.get("idempotency-key") if request.method == "POST" else None
+                if key:
+                    return await run_in_threadpool(_idempotent, backend, account, key, request, params, handler)
+                result = await run_in_threadpool(handler, backend, account, params, dict(request.path_params), request)
+            except StripeAPIError as exc:
+                return _error(exc)
+            return JSONResponse(result)
+
+        return endpoint
+
+    def oauth(handler: Callable[[StripeBackend, str | None, dict[str, Any]], Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            params = await _params(request)
+            try:
+                result = await run_in_threadpool(handler, backend, _bearer(request) or params.get("client_secret"), params)
+            except StripeOAuthError as exc:
+                return _error(exc)
+            return JSONResponse(result)
+
+        return endpoint
+
+    async def authorize(request: Request) -> Response:
+        params = await _params(request)
+        try:
+            target = await run_in_threadpool(backend.oauth_authorize, params)
+        except StripeOAuthError as exc:
+            return _error(exc)
+        return RedirectResponse(target, status_code=302)
+
+    def checkout_create(b: StripeBackend, account: str, params: dict[str, Any], _path: dict[str, str], request: Request) -> Any:
+        return b.create_checkout_session(account, params, base_url(request))
+
+    table: list[tuple[str, str, Handler]] = [
+        ("POST", "/v1/products", lambda b, a, p, _, __: b.create_product(a, p)),
+        ("GET", "/v1/products", lambda b, a, p, _, __: b.list(a, "product", p, {"active": p.get("active")})),
+        ("GET", "/v1/products/{id}", lambda b, a, p, path, __: b.get(a, "product", path["id"])),
+        ("POST", "/v1/products/{id}", lambda b, a, p, path, __: b.update_product(a, path["id"], p)),
+        ("POST", "/v1/prices", lambda b, a, p, _, __: b.create_price(a, p)),
+        ("GET", "/v1/prices", lambda b, a, p, _, __: b.list(a, "price", p, {"product": p.get("product"), "active": p.get("active")})),
+        ("GET", "/v1/prices/{id}", lambda b, a, p, path, __: b.get(a, "price", path["id"])),
+        ("POST", "/v1/prices/{id}", lambda b, a, p, path, __: b.update_price(a, path["id"], p)),
+        ("POST", "/v1/customers", lambda b, a, p, _, __: b.create_customer(a, p)),
+        ("GET", "/v1/customers/{id}", lambda b, a, p, path, __: b.get(a, "customer", path["id"])),
+        ("POST", "/v1/checkout/sessions", checkout_create),
+        ("GET", "/v1/checkout/sessions/{id}", lambda b, a, p, path, __: _public(b.get(a, "checkout.session", path["id"]))),
+        ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
+        ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),
+        ("DELETE", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.cancel_subscription(a, path["id"])),
+        ("POST", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.create_webhook_endpoint(a, p)),
+        ("GET", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.list(a, "webhook_endpoint", p)),
+        ("DELETE", "/v1/webhook_endpoints/{id}", lambda b, a, p, path, __: b.delete_webhook_endpoint(a, path["id"])),
+        ("GET", "/v1/events", lambda b, a, p, _, __: b.list(a, "event", p, {"type": p.get("type")})),
+        ("GET", "/v1/events/{id}", lambda b, a, p, path, __: b.get(a, "event", path["id"])),
+    ]
+    routes = [Route(path, api(handler), methods=[method]) for method, path, handler in table]
+    routes += [
+        Route("/oauth/authorize", authorize, methods=["GET"]),
+        Route("/oauth/token", oauth(lambda b, key, p: b.oauth_token(key, p)), methods=["POST"]),
+        Route("/oauth/deauthorize", oauth(lambda b, key, p: b.oauth_deauthorize(key, p)), methods=["POST"]),
+    ]
+
+    async def unknown(request: Request) -> Response:
+        return _error(
+            StripeAPIError(
+                404,
+                f"Unrecognized request URL ({request.method}: {request.url.path}). Please see https://stripe.com/docs "
+                "or we can help at https://support.stripe.com/.",
+            )
+        )
+
+    routes.append(Route("/{rest:path}", unknown, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]))
+    return routes
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def _idempotent(
+    backend: StripeBackend, account: str, key: str, request: Request, params: dict[str, Any], handler: Handler
+) -> Response:
+    """Same key + same parameters = the first response again; different parameters = idempotency_error."""
+    fingerprint = hashlib.sha256(
+        json.dumps([request.method, request.url.path, params], sort_keys=True).encode()
+    ).hexdigest()
+    state = backend.state
+    stored = state.file.read(
+        lambda conn: conn.execute(
+            "SELECT fingerprint, status, body FROM _dream_stripe_idempotency WHERE account = ? AND key = ?",
+            (account, key),
+        ).fetchone()
+    )
+    if stored is not None:
+        if stored[0] != fingerprint:
+            raise StripeAPIError(
+                400,
+                "Keys for idempotent requests can only be used with the same parameters they were first used with. "
+                f"Try using a key other than '{key}' if you meant to execute a different request.",
+                type="idempotency_error",
+            )
+        return Response(stored[2], status_code=stored[1], media_type="application/json", headers={"Idempotent-Replayed": "true"})
+    try:
+        status, body = 200, handler(backend, account, params, dict(request.path_params), request)
+    except StripeAPIError as exc:
+        status, body = exc.status, exc.body
+    text = json.dumps(body)
+    with state.file.write() as conn:
+        conn.execute(
+            "INSERT OR IGNORE INTO _dream_stripe_idempotency (account, key, fingerprint, status, body, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (account, key, fingerprint, status, text, state.now()),
+        )
+    return Response(text, status_code=status, media_type="application/json")

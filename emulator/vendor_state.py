@@ -1,0 +1,129 @@
+"""Vendor objects (Stripe, Clerk) as JSON documents in the store file, shared by both backends."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Callable
+from typing import Any
+
+from emulator.sqlite import SQLiteFile
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """Ids shaped like the vendor's: a prefix and random base62 (`prod_...`, `user_...`)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+class VendorState:
+    def __init__(self, file: SQLiteFile, vendor: str, clock: Callable[[], float]) -> None:
+        self.file = file
+        self.vendor = vendor
+        self.clock = clock
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def save(self, scope: str, obj: dict[str, Any], conn: Any = None) -> dict[str, Any]:
+        row = (self.vendor, obj["id"], scope, obj["object"], obj.get("created", self.now()), json.dumps(obj))
+        sql = (
+            "INSERT INTO _dream_vendor_objects (vendor, id, scope, type, created, data) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (vendor, id) DO UPDATE SET data = excluded.data"
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+        else:
+            with self.file.write() as tx:
+                tx.execute(sql, row)
+        return obj
+
+    def load(self, object_id: str, scope: str | None = None, kind: str | None = None) -> dict[str, Any] | None:
+        row = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT scope, type, data FROM _dream_vendor_objects WHERE vendor = ? AND id = ?",
+                (self.vendor, object_id),
+            ).fetchone()
+        )
+        if row is None or (scope is not None and row[0] != scope) or (kind is not None and row[1] != kind):
+            return None
+        return json.loads(row[2])
+
+    def scope_of(self, object_id: str) -> str | None:
+        row = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT scope FROM _dream_vendor_objects WHERE vendor = ? AND id = ?", (self.vendor, object_id)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+    def delete(self, object_id: str) -> None:
+        with self.file.write() as conn:
+            conn.execute("DELETE FROM _dream_vendor_objects WHERE vendor = ? AND id = ?", (self.vendor, object_id))
+
+    def find(self, scope: str, kind: str, newest_first: bool = True) -> list[dict[str, Any]]:
+        order = "DESC" if newest_first else "ASC"
+        rows = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT data FROM _dream_vendor_objects WHERE vendor = ? AND scope = ? AND type = ? "
+                f"ORDER BY created {order}, rowid {order}",
+                (self.vendor, scope, kind),
+            ).fetchall()
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    # Keys the emulator issues.
+
+    def issue_key(self, key: str, scope: str, role: str) -> str:
+        with self.file.write() as conn:
+            conn.execute(
+                "INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES (?, ?, ?, ?)",
+                (self.vendor, key, scope, role),
+            )
+        return key
+
+    def key_owner(self, key: str) -> tuple[str, str] | None:
+        row = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT scope, role FROM _dream_vendor_keys WHERE vendor = ? AND key = ?", (self.vendor, key)
+            ).fetchone()
+        )
+        return None if row is None else (row[0], row[1])
+
+    def keys_of(self, scope: str, role: str) -> list[str]:
+        rows = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT key FROM _dream_vendor_keys WHERE vendor = ? AND scope = ? AND role = ? ORDER BY rowid",
+                (self.vendor, scope, role),
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    def revoke_keys(self, scope: str, role: str) -> None:
+        with self.file.write() as conn:
+            conn.execute(
+                "DELETE FROM _dream_vendor_keys WHERE vendor = ? AND scope = ? AND role = ?", (self.vendor, scope, role)
+            )
+
+    # Webhook delivery log.
+
+    def log_delivery(self, event_id: str, event_type: str, url: str, status: int | None, error: str | None) -> None:
+        with self.file.write() as conn:
+            conn.execute(
+                "INSERT INTO _dream_webhook_deliveries (vendor, event_id, event_type, url, status, error, attempted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.vendor, event_id, event_type, url, status, error, self.now()),
+            )
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        rows = self.file.read(
+            lambda conn: conn.execute(
+                "SELECT event_id, event_type, url, status, error, attempted_at FROM _dream_webhook_deliveries "
+                "WHERE vendor = ? ORDER BY seq",
+                (self.vendor,),
+            ).fetchall()
+        )
+        names = ("event_id", "event_type", "url", "status", "error", "attempted_at")
+        return [dict(zip(names, row)) for row in rows]

@@ -1,0 +1,68 @@
+"""One emulator, reached two ways: in-process (no port) and over a real loopback socket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dreamcli.vendors.settings import Vendors, settings_from_emulator
+from emulator.app import IN_PROCESS_BASE, Emulator
+from emulator.server import LoopbackServer
+
+
+@dataclass
+class Reached:
+    emulator: Emulator
+    http: httpx.Client
+    base_url: str
+    vendors: Vendors
+    mode: str
+
+
+class Receiver:
+    """A webhook receiver on a loopback port that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+        async def hook(request: Request) -> JSONResponse:
+            self.received.append({"headers": dict(request.headers), "body": await request.body()})
+            return JSONResponse({"received": True})
+
+        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    recorder = Receiver()
+    with LoopbackServer(recorder.app) as base_url:
+        yield recorder, f"{base_url}/hook"
+
+
+@pytest.fixture(params=["in-process", pytest.param("socket", marks=pytest.mark.socket)])
+def reached(request, tmp_path, clock) -> Iterator[Reached]:
+    emulator = Emulator(tmp_path / "vendors.db", clock=clock)
+    if request.param == "in-process":
+        http = emulator.client()
+        base_url = IN_PROCESS_BASE
+        server = None
+    else:
+        server = LoopbackServer(emulator.app)
+        base_url = server.start()
+        http = httpx.Client(timeout=30.0)
+    vendors = Vendors(settings_from_emulator(emulator.config(base_url)), http, clock=clock)
+    try:
+        yield Reached(emulator, http, base_url, vendors, request.param)
+    finally:
+        http.close()
+        if server is not None:
+            server.stop()
+        emulator.close()
