@@ -21,9 +21,12 @@ from starlette.routing import Mount, Route
 from emulator.bridge import ASGIBridgeTransport
 from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
+from emulator.platform_http import PlatformServices, front_auth_routes
 from emulator.sqlite import BUSY_TIMEOUT_MS, SQLiteFile, migrate
 from emulator.stripe_backend import StripeAPIError, StripeBackend
+from emulator.store import open_emulator_store
 from emulator.stripe_http import stripe_routes
+from dreamcli.vendors.settings import Vendors, settings_from_emulator
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
 
@@ -41,19 +44,36 @@ class Emulator:
     ) -> None:
         self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms)
         migrate(self.file)
+        self.path = Path(path)
+        self.clock = clock
         self.stripe = StripeBackend(self.file, clock, deliver=self._deliver)
         self.clerk = ClerkBackend(self.file, clock, deliver=self._deliver)
+        # front-auth-api's /webhook/stripe, reached in-process whatever port the app is served on.
+        self.platform_webhook_secret = self.stripe.ensure_webhook_endpoint(
+            f"{IN_PROCESS_BASE}/front-auth-api/webhook/stripe",
+            ["checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted"],
+        )
+        self._platform: PlatformServices | None = None
         self.app = Starlette(
             routes=[
                 Mount("/stripe", routes=stripe_routes(self.stripe, _base_url)),
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
                 Mount("/_emulator", routes=self._emulator_routes()),
+                Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
             ]
         )
         self.bridge = ASGIBridgeTransport(self.app)
         # Webhooks to the in-process host go straight into the app; anything else over the network.
         mounts: dict[str, httpx.BaseTransport] = {IN_PROCESS_BASE: self.bridge, **(outbound_mounts or {})}
         self.outbound = httpx.Client(mounts=mounts, timeout=10.0)
+
+    def platform(self) -> PlatformServices:
+        """The store and vendor clients the platform routes run on (built at first use)."""
+        if self._platform is None:
+            store = open_emulator_store(self.path, clock=self.clock)
+            vendors = Vendors(settings_from_emulator(self.config()), self.client(), clock=self.clock)
+            self._platform = PlatformServices(store, vendors)
+        return self._platform
 
     def _deliver(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         return self.outbound.post(url, content=body, headers=headers).status_code
@@ -68,11 +88,19 @@ class Emulator:
         for name, entry in clerk.items():
             entry["jwks_url"] = f"{base_url}/clerk/{name}/.well-known/jwks.json"
         return {
-            "stripe": {**self.stripe.config(), "api_base": f"{base_url}/stripe", "connect_base": f"{base_url}/stripe"},
+            "stripe": {
+                **self.stripe.config(),
+                "api_base": f"{base_url}/stripe",
+                "connect_base": f"{base_url}/stripe",
+                "webhook_secret": self.platform_webhook_secret,
+            },
             "clerk": {"api_url": f"{base_url}/clerk", "instances": clerk},
         }
 
     def close(self) -> None:
+        if self._platform is not None:
+            self._platform.vendors.http.close()
+            self._platform.store.close()
         self.outbound.close()
         self.bridge.close()
         self.file.close()

@@ -18,7 +18,8 @@ import httpx
 
 class ASGIBridgeTransport(httpx.BaseTransport):
     def __init__(self, app: Any, *, timeout: float = 60.0) -> None:
-        self._inner = httpx.ASGITransport(app=app)
+        # An exception in a handler becomes a 500, as a real server answers, not an exception in the caller.
+        self._inner = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

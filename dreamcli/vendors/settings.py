@@ -80,6 +80,7 @@ def settings_from_emulator(config: Mapping[str, Any]) -> VendorSettings:
         client_id=stripe_cfg["client_id"],
         api_base=stripe_cfg["api_base"],
         connect_base=stripe_cfg["connect_base"],
+        webhook_secret=stripe_cfg.get("webhook_secret"),
     )
     clerk = {
         name: ClerkInstanceSettings(entry["secret_key"], entry["issuer"], entry["jwks_url"])
