@@ -22,7 +22,7 @@ from emulator.vendor_state import VendorState, new_id
 API_VERSION = "2026-10-28.endive"
 OAUTH_CODE_TTL = 300
 PERIOD_SECONDS = 30 * 24 * 3600
-PLATFORM = "platform"  # the scope under which the platform's own account lives
+PLATFORM = "platform"  # the scope of the platform's own account; connected accounts are scoped by its id
 
 Deliver = Callable[[str, bytes, dict[str, str]], int]
 
@@ -121,6 +121,9 @@ class StripeBackend:
         self.state.issue_key(new_id("ca_", 32), account["id"], "client_id")
         return account
 
+    def _is_connected(self, account: str) -> bool:
+        return self.state.load(account, self._platform["id"], "account") is not None
+
     def config(self) -> dict[str, str]:
         """The emulator's own test credentials for the platform account."""
         account = self._platform["id"]
@@ -143,7 +146,7 @@ class StripeBackend:
             raise StripeAPIError(401, f"Invalid API Key provided: {_redact(api_key)}")
         account = owner[0]
         if stripe_account and stripe_account != account:
-            if account != self._platform["id"] or self.state.load(stripe_account, PLATFORM, "account") is None:
+            if account != self._platform["id"] or not self._is_connected(stripe_account):
                 raise StripeAPIError(
                     403,
                     f"The provided key '{_redact(api_key)}' does not have access to account '{stripe_account}' "
@@ -175,7 +178,7 @@ class StripeBackend:
             answer = {"error": "access_denied", "error_description": "The user denied your request"}
         else:
             account = {"id": new_id("acct_", 16), "object": "account", "type": "standard", "created": self.state.now()}
-            self.state.save(PLATFORM, account)
+            self.state.save(self._platform["id"], account)
             code = new_id("ac_", 32)
             with self.state.file.write() as conn:
                 conn.execute(
@@ -239,7 +242,7 @@ class StripeBackend:
         account = params.get("stripe_user_id")
         if params.get("client_id") != self.config()["client_id"]:
             raise StripeOAuthError("invalid_client", f"No such application: '{params.get('client_id')}'")
-        if not account or self.state.load(account, PLATFORM, "account") is None:
+        if not account or not self._is_connected(account):
             raise StripeOAuthError("invalid_client", f"No such user: {account}")
         self.state.revoke_keys(account, "access_token")
         return {"stripe_user_id": account}

@@ -18,7 +18,7 @@ def test_version(dream):
 def test_help_lists_groups_examples_and_exit_codes(dream):
     result = dream("--help")
     assert result.exit_code == 0
-    for text in ("kv", "d1", "dream kv put", "dream d1 migrations apply", "Exit codes: 0 ok; 1 failed or findings; 2 usage"):
+    for text in ("flow", "kv", "d1", "dream flow run", "dream kv put", "dream d1 migrations apply", "Exit codes: 0 ok; 1 failed or findings; 2 usage"):
         assert text in result.stdout
 
 
@@ -26,6 +26,7 @@ def test_every_command_has_an_example(dream):
     for group, commands in {
         "kv": ["get", "put", "delete", "list", "bulk-put", "bulk-get", "bulk-delete", "explain"],
         "d1": ["execute"],
+        "flow": ["signup", "pay", "connect", "tiers", "credentials", "status", "run"],
     }.items():
         for command in commands:
             result = dream(group, command, "--help")

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
 from dreamcli.errors import UsageError
 from dreamcli.stores.ports import Store
+from dreamcli.vendors.settings import Vendors, settings_from_emulator, settings_from_env
 
 STORE_KINDS = ("emulator",)
 DEFAULT_STORE = "emulator:.dream/emulator.db"
@@ -29,7 +31,8 @@ def stderr_console() -> Console:
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is read by people in CI logs too: wide enough that keys are not folded.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def clock_from_env() -> Callable[[], float]:
@@ -72,6 +75,8 @@ class AppContext:
     json: bool = False
     verbose: bool = False
     _store: Store | None = field(default=None, repr=False)
+    _vendors: Any = field(default=None, repr=False)
+    _emulator: Any = field(default=None, repr=False)
 
     def store(self) -> Store:
         if self._store is None:
@@ -82,7 +87,30 @@ class AppContext:
             self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
         return self._store
 
+    def vendors(self) -> Vendors:
+        """Real vendors when the environment names them (see dreamcli.vendors.settings), else the
+        emulator in-process, its state in the emulator store file."""
+        if self._vendors is None:
+            settings = settings_from_env(os.environ)
+            if settings is not None:
+                self._vendors = Vendors(settings, httpx.Client(timeout=30.0), clock=clock_from_env())
+            else:
+                from emulator.app import Emulator
+
+                _, where = parse_store_spec(self.store_spec)
+                self._emulator = Emulator(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
+                self._vendors = Vendors(
+                    settings_from_emulator(self._emulator.config()), self._emulator.client(), clock=clock_from_env()
+                )
+        return self._vendors
+
     def close(self) -> None:
+        if self._vendors is not None:
+            self._vendors.http.close()
+            self._vendors = None
+        if self._emulator is not None:
+            self._emulator.close()
+            self._emulator = None
         if self._store is not None:
             self._store.close()
             self._store = None

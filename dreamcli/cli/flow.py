@@ -1,0 +1,246 @@
+"""`dream flow`: the guide's onboarding, phase by phase or all at once, on the embedded emulator by default."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.errors import DreamError, ExitCode, UsageError
+from dreamcli.platform import onboarding
+from dreamcli.platform.flow_run import FAULTS, run_flow
+from dreamcli.platform.tiers import parse_tiers
+from dreamcli.vendors.settings import DREAM_API, Vendors
+
+app = typer.Typer(
+    help=(
+        "Drive the onboarding flow: signup -> pay -> connect -> tiers -> credentials.\n\n"
+        "Example: dream flow run   (a fresh developer through every phase, then an authenticated call)"
+    ),
+    no_args_is_help=True,
+)
+
+DEFAULT_TIERS = Path(__file__).resolve().parents[2] / "fixtures" / "tiers" / "guide.toml"
+UserOption = Annotated[str, typer.Option("--user", "-u", help="The developer: Clerk user id or email.")]
+
+
+def _resolve_user(vendors: Vendors, user: str) -> str:
+    if "@" not in user:
+        return user
+    found = vendors.clerk[DREAM_API].list_users(email=user, limit=1)
+    if not found:
+        raise onboarding.UnknownDeveloper(f"no developer with email {user}: run `dream flow signup --email {user}`")
+    return found[0]["id"]
+
+
+def _emulated(vendors: Vendors) -> bool:
+    return vendors.settings.source == "emulator"
+
+
+@app.command("signup")
+def flow_signup(
+    ctx: typer.Context,
+    email: Annotated[Optional[str], typer.Option("--email", help="A new (or returning) developer's email.")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="An existing Clerk user id.")] = None,
+    json_flag: JsonOption = False,
+) -> None:
+    """Phase 1: the developer in Clerk's dream-api app and a platform id (plt_...), stored both ways.
+
+    Running it again returns the same platform id. Example: dream flow signup --email dev@example.com
+    """
+    run = app_context(ctx)
+    result = onboarding.signup(run.store(), run.vendors(), email=email, user_id=user)
+    if run.wants_json(json_flag):
+        print_json({"userId": result.user_id, "platformId": result.platform_id, "new": result.new_platform,
+                    "wrote": result.writes})
+        return
+    typer.echo(f"{result.user_id}\t{result.platform_id}")
+    status("new platform id" if result.new_platform else "already signed up: same platform id")
+
+
+@app.command("pay")
+def flow_pay(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False) -> None:
+    """Phase 2: the $15/month checkout; its signed webhook sets the plan to paid.
+
+    On the emulator the checkout is paid at once. Example: dream flow pay --user dev@example.com
+    """
+    run = app_context(ctx)
+    vendors = run.vendors()
+    user_id = _resolve_user(vendors, user)
+    checkout = onboarding.start_payment(run.store(), vendors, user_id)
+    if not _emulated(vendors):
+        status("pay at this URL, then check with `dream flow status`:")
+        typer.echo(checkout.url)
+        return
+    onboarding.pay_in_emulator(vendors, checkout)
+    plan = onboarding.plan_of(vendors, user_id)
+    if plan != "paid":
+        raise onboarding.FlowFailed(f"checkout completed but the webhook left the plan at {plan!r}")
+    if run.wants_json(json_flag):
+        print_json({"userId": user_id, "checkoutSession": checkout.session_id, "plan": plan})
+        return
+    typer.echo(f"{user_id}\tplan {plan}")
+
+
+@app.command("connect")
+def flow_connect(
+    ctx: typer.Context,
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="The developer: Clerk user id or email.")] = None,
+    code: Annotated[Optional[str], typer.Option("--code", help="Finish by hand: the callback's code.")] = None,
+    state: Annotated[Optional[str], typer.Option("--state", help="Finish by hand: the callback's state.")] = None,
+    deny: Annotated[bool, typer.Option("--deny", help="Emulator: decline on the consent screen.")] = False,
+    json_flag: JsonOption = False,
+) -> None:
+    """Phase 3: Stripe Connect OAuth with a single-use state; the token is stored for user and platform.
+
+    Refused before payment. Example: dream flow connect --user dev@example.com
+    """
+    run = app_context(ctx)
+    vendors = run.vendors()
+    store = run.store()
+    if code is not None or state is not None:
+        result = onboarding.connect_callback(store, vendors, code=code, state=state)
+    else:
+        if user is None:
+            raise UsageError("give --user (or --code and --state to finish a callback by hand)")
+        url, _ = onboarding.connect_start(store, vendors, _resolve_user(vendors, user))
+        if not _emulated(vendors):
+            status("open this URL, authorize, then run `dream flow connect --code ... --state ...` with the callback's values:")
+            typer.echo(url)
+            return
+        answer = onboarding.consent_in_emulator(vendors, url, deny=deny)
+        result = onboarding.connect_callback(store, vendors, code=answer.get("code"), state=answer.get("state"),
+                                             error=answer.get("error"))
+    if run.wants_json(json_flag):
+        print_json({"userId": result.user_id, "platformId": result.platform_id, "stripeUserId": result.stripe_user_id,
+                    "wrote": result.writes})
+        return
+    typer.echo(f"{result.user_id}\t{result.stripe_user_id}")
+
+
+@app.command("tiers")
+def flow_tiers(
+    ctx: typer.Context,
+    user: UserOption,
+    file: Annotated[Path, typer.Option("--file", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
+    force: Annotated[bool, typer.Option("--force", help="Remove tiers even while customers are on them.")] = False,
+    mimic_plaintext_secret: Annotated[
+        bool, typer.Option("--mimic-plaintext-secret", help="Also write user:{u}:secretKey in plaintext, as the guide does (insecure).")
+    ] = False,
+    fault: Annotated[Optional[str], typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
+    json_flag: JsonOption = False,
+) -> None:
+    """Phase 4: products + monthly prices on the connected account, keys, and the guide's KV writes.
+
+    Re-running with a changed file updates products, prices and tierConfig and keeps the keys.
+    The secret key is printed once, here, when it is created. Example: dream flow tiers -u dev@example.com -f fixtures/tiers/guide.toml
+    """
+    if fault is not None and fault not in FAULTS:
+        raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+    tiers = parse_tiers(file)
+    run = app_context(ctx)
+    vendors = run.vendors()
+    result = onboarding.configure_tiers(
+        run.store(), vendors, _resolve_user(vendors, user), tiers, force=force,
+        mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
+    )
+    if mimic_plaintext_secret and result.secret_key:
+        status("warning: wrote user:{u}:secretKey in plaintext as the guide does (--mimic-plaintext-secret); `dream kv verify` reports it")
+    if run.wants_json(json_flag):
+        data: dict[str, Any] = {"userId": result.user_id, "platformId": result.platform_id,
+                                "publishableKey": result.publishable_key, "products": result.products,
+                                "archived": result.archived, "wrote": result.writes}
+        if result.secret_key:
+            data["secretKey"] = result.secret_key
+        print_json(data)
+        return
+    table = Table("tier", "product", "price")
+    for product in result.products:
+        table.add_row(product["tier"], product["productId"], product["priceId"])
+    stdout_console().print(table)
+    typer.echo(f"publishable key: {result.publishable_key}")
+    if result.secret_key:
+        typer.echo(f"secret key:      {result.secret_key}")
+        status("the secret key is shown only now; it is stored as its SHA-256")
+    else:
+        status("keys kept: the existing pair still works")
+
+
+@app.command("credentials")
+def flow_credentials(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False) -> None:
+    """Phase 5: what the credentials page shows: publishable key, price ids, platform id (never the secret).
+
+    Example: dream flow credentials --user dev@example.com --json
+    """
+    run = app_context(ctx)
+    data = onboarding.credentials(run.store(), _resolve_user(run.vendors(), user))
+    if run.wants_json(json_flag):
+        print_json(data)
+        return
+    typer.echo(f"platform id:     {data['platformId']}")
+    typer.echo(f"publishable key: {data['publishableKey']}")
+    for product in data["products"]:
+        typer.echo(f"{product['tier']}:\t{product['priceId']}\t{product['productId']}")
+    status(f"secret key: {data['secretKeyNote']}")
+
+
+@app.command("status")
+def flow_status(ctx: typer.Context, json_flag: JsonOption = False) -> None:
+    """Where every developer in the store is in the flow, and what comes next.
+
+    Example: dream flow status
+    """
+    run = app_context(ctx)
+    rows = onboarding.status(run.store(), run.vendors())
+    if run.wants_json(json_flag):
+        print_json(rows)
+        return
+    table = Table("developer", "platform", *onboarding.PHASES, "next")
+    for row in rows:
+        marks = ["yes" if row["phases"][p] else "?" if row["phases"][p] is None else "no" for p in onboarding.PHASES]
+        table.add_row(row["userId"], row["platformId"], *marks, row["next"] or "done")
+    stdout_console().print(table)
+    if not rows:
+        status("no developers yet: dream flow signup --email you@example.com")
+
+
+@app.command("run")
+def flow_run(
+    ctx: typer.Context,
+    email: Annotated[Optional[str], typer.Option("--email", help="The developer (default: a fresh one).")] = None,
+    file: Annotated[Path, typer.Option("--tiers", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
+    fault: Annotated[Optional[str], typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
+    mimic_plaintext_secret: Annotated[bool, typer.Option("--mimic-plaintext-secret", help="Write the plaintext secret as the guide does.")] = False,
+    json_flag: JsonOption = False,
+) -> None:
+    """A fresh developer through every phase, then an authenticated call the way api-multi makes it.
+
+    Prints a step table (phase, what was written, time) and exits 0 only if every step passed.
+    --fault skip-api-replication reproduces the guide's "Invalid API key". Example: dream flow run
+    """
+    if fault is not None and fault not in FAULTS:
+        raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+    tiers = parse_tiers(file)
+    run = app_context(ctx)
+    vendors = run.vendors()
+    if not _emulated(vendors):
+        raise UsageError("`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one")
+    report = run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret)
+    if run.wants_json(json_flag):
+        print_json(report.as_json())
+    else:
+        table = Table("phase", "result", "ms", "what was written (or done)")
+        table.columns[3].overflow = "fold"
+        for step in report.steps:
+            wrote = "\n".join(step.wrote) if step.wrote else step.detail
+            table.add_row(step.phase, "[green]ok[/green]" if step.ok else "[red]FAILED[/red]", f"{step.ms:.0f}", wrote)
+        stdout_console().print(table)
+        if report.secret_key:
+            typer.echo(f"secret key (shown once): {report.secret_key}")
+    if not report.ok:
+        raise onboarding.FlowFailed(report.failure or "a step failed")
+    status(f"all {len(report.steps)} steps passed in {report.total_ms:.0f} ms")
