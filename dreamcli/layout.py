@@ -33,12 +33,18 @@ class KeyKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-# What a field may look like; anything else makes the key UNKNOWN.
-_FIELD_PATTERNS = {
-    "hash": r"[0-9a-fA-F]{64}",
-    "minute": r"[0-9]+",
-}
-_DEFAULT_FIELD = r"[^:]+"
+# What a field may look like; anything else makes the key UNKNOWN. Every field is non-empty and has no ":".
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _field_ok(name: str, text: str) -> bool:
+    if not text or ":" in text:
+        return False
+    if name == "hash":
+        return len(text) == 64 and _HEX64.fullmatch(text) is not None
+    if name == "minute":
+        return text.isdigit() and text.isascii()
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,28 +60,46 @@ class KeySpec:
     # Kinds whose single field is this key's value: the keys this one points at.
     points_to: tuple[KeyKind, ...] = ()
     note: str = ""
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # The pattern split on ":": a literal, or (None, field name) for a field.
+    segments: tuple[tuple[str | None, str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = tuple(re.findall(r"\{(\w+)\}", self.pattern))
-        regex = ""
-        for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", self.pattern):
-            regex += re.escape(literal)
-            if name:
-                regex += f"(?P<{name}>{_FIELD_PATTERNS.get(name, _DEFAULT_FIELD)})"
-        object.__setattr__(self, "fields", names)
-        object.__setattr__(self, "regex", re.compile(regex + r"\Z"))
+        segments = []
+        for part in self.pattern.split(":"):
+            found = re.fullmatch(r"\{(\w+)\}", part)
+            segments.append((None, found.group(1)) if found else (part, part))
+        object.__setattr__(self, "segments", tuple(segments))
+        object.__setattr__(self, "fields", tuple(name for literal, name in segments if literal is None))
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        """The fields, if the key's ":"-separated parts fit this pattern."""
+        if len(parts) != len(self.segments):
+            return None
+        found: dict[str, str] = {}
+        for part, (literal, name) in zip(parts, self.segments):
+            if literal is not None:
+                if part != literal:
+                    return None
+            elif not _field_ok(name, part):
+                return None
+            else:
+                found[name] = part
+        return found
 
     def build(self, **values: str | int) -> str:
-        missing = set(self.fields) - set(values)
-        if missing:
-            raise ValueError(f"{self.kind} needs {', '.join(sorted(missing))}")
-        for name in self.fields:
+        parts = []
+        for literal, name in self.segments:
+            if literal is not None:
+                parts.append(literal)
+                continue
+            if name not in values:
+                raise ValueError(f"{self.kind} needs {name}")
             text = str(values[name])
-            if not re.fullmatch(_FIELD_PATTERNS.get(name, _DEFAULT_FIELD), text):
+            if not _field_ok(name, text):
                 raise ValueError(f"{name} {text!r} cannot be part of a {self.kind} key")
-        return self.pattern.format(**{name: values[name] for name in self.fields})
+            parts.append(text)
+        return ":".join(parts)
 
     @property
     def prefix(self) -> str:
@@ -199,10 +223,31 @@ SPECS: tuple[KeySpec, ...] = (
 )
 
 SPEC_BY_KIND: dict[KeyKind, KeySpec] = {spec.kind: spec for spec in SPECS}
-_SPECS_BY_HEAD: dict[str, tuple[KeySpec, ...]] = {}
+# Candidates by (first segment, number of segments, last segment when it is a literal, else None):
+# parsing is a split, one or two dict lookups and a few comparisons.
+_SPECS_BY_SHAPE: dict[tuple[str, int, str | None], tuple[KeySpec, ...]] = {}
 for _spec in SPECS:
-    _head = _spec.pattern.split(":", 1)[0]
-    _SPECS_BY_HEAD[_head] = (*_SPECS_BY_HEAD.get(_head, ()), _spec)
+    _last = _spec.segments[-1][0]
+    _shape = (_spec.segments[0][1], len(_spec.segments), _last)
+    _SPECS_BY_SHAPE[_shape] = (*_SPECS_BY_SHAPE.get(_shape, ()), _spec)
+
+
+def classify(key: str) -> tuple[KeyKind, dict[str, str] | None, KeySpec | None, int]:
+    """(kind, fields, spec, number of matching specs): the fast core of `parse`."""
+    parts = key.split(":")
+    shape_n = len(parts)
+    first: tuple[KeySpec, dict[str, str]] | None = None
+    count = 0
+    for candidates in (_SPECS_BY_SHAPE.get((parts[0], shape_n, parts[-1]), ()), _SPECS_BY_SHAPE.get((parts[0], shape_n, None), ())):
+        for spec in candidates:
+            fields = spec.match(parts)
+            if fields is not None:
+                count += 1
+                if first is None:
+                    first = (spec, fields)
+    if first is None:
+        return KeyKind.UNKNOWN, None, None, 0
+    return first[0].kind, first[1], first[0], count
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,20 +271,18 @@ def parse(key: str, namespace: str | None = None) -> ParsedKey:
     """Classify any key. With a namespace, patterns the guide puts in that namespace win a tie."""
     if not isinstance(key, str):
         return ParsedKey(str(key), KeyKind.UNKNOWN, {}, None)
-    candidates = _SPECS_BY_HEAD.get(key.split(":", 1)[0], ())
-    matches: list[tuple[KeySpec, dict[str, str]]] = []
-    for spec in candidates:
-        found = spec.regex.match(key)
-        if found:
-            matches.append((spec, found.groupdict()))
-    if not matches:
+    kind, fields, spec, count = classify(key)
+    if spec is None or fields is None:
         return ParsedKey(key, KeyKind.UNKNOWN, {}, None)
-    if namespace is not None:
-        for spec, fields in matches:
-            if namespace in spec.namespaces:
-                return ParsedKey(key, spec.kind, fields, spec)
-    spec, fields = matches[0]
-    return ParsedKey(key, spec.kind, fields, spec)
+    if namespace is not None and count > 1 and namespace not in spec.namespaces:
+        parts = key.split(":")
+        for candidates in (_SPECS_BY_SHAPE.get((parts[0], len(parts), parts[-1]), ()),
+                           _SPECS_BY_SHAPE.get((parts[0], len(parts), None), ())):
+            for other in candidates:
+                other_fields = other.match(parts)
+                if other_fields is not None and namespace in other.namespaces:
+                    return ParsedKey(key, other.kind, other_fields, other)
+    return ParsedKey(key, kind, fields, spec)
 
 
 def build(kind: KeyKind, **values: str | int) -> str:

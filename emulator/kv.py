@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dreamcli.errors import KVError
@@ -121,6 +121,30 @@ class EmulatorKVNamespace:
         if not more:
             return ListPage(keys, True, "")
         return ListPage(keys, False, encode_cursor(rows[-1][0]))
+
+    def scan(self, *, prefix: str = "", batch: int = 5000) -> Iterator[tuple[str, bytes]]:
+        """(key, value) in key order, in batches that each hold the lock briefly (see ports.scan_items)."""
+        after: str | None = None
+        high = prefix_upper_bound(prefix.encode("utf-8"))
+        while True:
+            clauses = ["ns = ?", "(expiration IS NULL OR expiration > ?)"]
+            params: list[Any] = [self.seq, self._now()]
+            if after is not None:
+                clauses.append("key > ?")
+                params.append(after)
+            elif prefix:
+                clauses.append("key >= ?")
+                params.append(prefix)
+            if high is not None:
+                clauses.append("key < CAST(? AS TEXT)")
+                params.append(high)
+            params.append(batch)
+            sql = f"SELECT key, value FROM _dream_kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
+            rows = self.file.read(lambda conn: conn.execute(sql, params).fetchall())
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
     # Writes: each call is one transaction, all of it or nothing.
 

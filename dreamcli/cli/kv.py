@@ -12,7 +12,8 @@ import typer
 
 from dreamcli import layout
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, print_json_lines, status, stdin_is_tty
-from dreamcli.errors import KeyNotFound, UsageError
+from dreamcli.errors import ExitCode, KeyNotFound, UsageError
+from dreamcli.platform import onboarding, replication
 from dreamcli.platform.explain import explain_key
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVValue, KVWrite, iter_keys, iter_pages
@@ -355,3 +356,146 @@ def kv_explain(
     from dreamcli.cli.render import render_explain
 
     render_explain(report)
+
+
+CLASS_NAMES = [str(c) for c in replication.FindingClass]
+
+
+def _progress(label: str):
+    """A progress line on stderr while a long scan runs (only on a terminal)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    def report(count: int) -> None:
+        sys.stderr.write(f"\r{label}: {count:,} keys")
+        sys.stderr.flush()
+
+    return report
+
+
+def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool) -> replication.VerifyResult:
+    for name in classes or []:
+        if name not in CLASS_NAMES:
+            raise UsageError(f"unknown class {name!r} (known: {', '.join(CLASS_NAMES)})")
+    run = app_context(ctx)
+    store = run.store()
+    check = None
+    if stripe:
+        vendors = run.vendors()
+        check = replication.stripe_agreement(
+            store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
+        )
+    progress = _progress("verifying")
+    result = replication.verify(store, on_progress=progress, stripe_check=check)
+    if progress is not None:
+        typer.echo("", err=True)
+    return replication.select(result, platform=platform, classes=classes)
+
+
+@app.command("verify")
+def kv_verify(
+    ctx: typer.Context,
+    platform: Annotated[Optional[str], typer.Option("--platform", help="Only findings about this platform id.")] = None,
+    classes: Annotated[
+        Optional[list[str]], typer.Option("--class", help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.")
+    ] = None,
+    stripe: Annotated[bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")] = False,
+    json_flag: JsonOption = False,
+) -> None:
+    """Check the replication between platform-tokens and api-tokens; exit 1 when anything is found.
+
+    Invariants: user <-> platform mappings point at each other; every publishablekey:/secretkey: mapping is in
+    both namespaces with the same value, and nothing is in api-tokens without its source; each platform's
+    tierConfig agrees with its products (and Stripe, with --stripe); both Stripe tokens agree; no mapping points
+    nowhere; values are the expected JSON; no plaintext secret keys.
+
+    JSON: {"clean", "summary": {"keys_scanned", "findings", "by_class"}, "findings": [{"class", "namespace",
+    "key", "platform", "message", "expected", "actual", "repair": {"action", "needs"} | null}]}.
+
+    Example: dream kv verify --class missing --json
+    """
+    run = app_context(ctx)
+    result = _verify(ctx, platform, classes, stripe)
+    if run.wants_json(json_flag):
+        print_json(result.as_json())
+    else:
+        from dreamcli.cli.render import render_findings
+
+        render_findings(result)
+    if not result.clean:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command("repair")
+def kv_repair(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply the plan without asking.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Also delete orphaned keys.")] = False,
+    remove_plaintext_secrets: Annotated[
+        bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
+    ] = False,
+    platform: Annotated[Optional[str], typer.Option("--platform", help="Only repair this platform id.")] = None,
+    json_flag: JsonOption = False,
+) -> None:
+    """Plan the fixes for what verify finds, show the plan, and apply it with --yes (or after asking on a terminal).
+
+    Sources of truth: platform-tokens for every publishablekey:/secretkey: copy in api-tokens (missing and
+    stale copies are rewritten from it); user:{u}:platformId for platform:{plt}:userId; platform:{plt}:stripeToken
+    for user:{u}:stripeToken; the connected account's Stripe products and prices for platform:{plt}:tierConfig;
+    a plaintext secret for its own missing hash mapping. Orphans are deleted only with --prune; corrupt values are
+    reported, never guessed at; plaintext secrets are deleted only with --remove-plaintext-secrets.
+
+    Order: deletions that stop a key authenticating first; tier configs before the api-tokens publishable key
+    mappings, and the api-tokens secret key mappings last, so that at no point does a key authenticate without its
+    tier config. Safe to re-run after a crash: it re-verifies and plans what is left.
+
+    Example: dream kv repair --yes
+    """
+    import sys
+
+    run = app_context(ctx)
+    store = run.store()
+    result = _verify(ctx, platform, None, False)
+    plan = replication.plan_repair(result, prune=prune, remove_plaintext=remove_plaintext_secrets)
+    as_json = run.wants_json(json_flag)
+    if not as_json:
+        from dreamcli.cli.render import render_plan
+
+        render_plan(plan)
+    if not plan.fixes:
+        if as_json:
+            print_json({"plan": plan.as_json(), "applied": 0, "failed": [], "after": result.as_json()["summary"]})
+        status("nothing to repair" + ("" if result.clean else f"; {len(result.findings)} finding(s) need a decision (see above)"))
+        if not result.clean:
+            raise typer.Exit(int(ExitCode.FAILED))
+        return
+    if not yes:
+        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+        if not interactive or not typer.confirm(f"apply {len(plan.fixes)} action(s)?", err=True):
+            if as_json:
+                print_json({"plan": plan.as_json(), "applied": 0, "failed": [], "after": result.as_json()["summary"]})
+            status("nothing applied: re-run with --yes to apply this plan")
+            raise typer.Exit(int(ExitCode.FAILED))
+    builder = None
+    if any(fix.action is replication.Action.REBUILD_TIER_CONFIG for fix, _ in plan.fixes):
+        vendors = run.vendors()
+
+        def builder(plt: str, user: str | None) -> str:
+            return onboarding.tier_config_from_stripe(store, vendors, plt, user)
+
+    done, failed = replication.apply_plan(
+        store, plan, build_tier_config=builder,
+        on_progress=(lambda n, total: status(f"applied {n}/{total}")) if len(plan.fixes) > 20_000 else None,
+    )
+    after = replication.select(replication.verify(store), platform=platform)
+    if as_json:
+        print_json({"plan": plan.as_json(), "applied": done,
+                    "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],
+                    "after": after.as_json()["summary"]})
+    for fix, why in failed:
+        status(f"not repaired: {fix.namespace}: {fix.key}: {why}")
+    status(f"applied {done} action(s); verify now finds {len(after.findings)}")
+    if not after.clean or failed:
+        raise typer.Exit(int(ExitCode.FAILED))

@@ -36,3 +36,38 @@ def render_explain(report: dict[str, Any]) -> None:
         for target in report["points_to"]:
             pointers.add_row(target["namespace"], target["key"], "yes" if target["present"] else "[red]MISSING[/red]")
         console.print(pointers)
+
+
+def render_findings(result: Any) -> None:
+    """Findings grouped by platform, then class, with a summary line."""
+    console = stdout_console()
+    if result.clean:
+        console.print(f"[green]clean[/green]: {result.keys_scanned:,} keys checked, no findings")
+        return
+    by_platform: dict[str, list[Any]] = {}
+    for finding in result.findings:
+        by_platform.setdefault(finding.platform or "(no platform)", []).append(finding)
+    for platform in sorted(by_platform, key=lambda p: (p == "(no platform)", p)):
+        table = Table("class", "namespace", "key", "problem", "expected", "actual", title=platform, title_justify="left")
+        table.columns[2].overflow = "fold"
+        for finding in sorted(by_platform[platform], key=lambda f: (str(f.cls), f.key)):
+            table.add_row(str(finding.cls), finding.namespace, finding.key, finding.message,
+                          finding.expected or "", finding.actual or "")
+        console.print(table)
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
+    console.print(f"{len(result.findings)} finding(s) in {len(by_platform)} platform(s): {counts} "
+                  f"({result.keys_scanned:,} keys checked)")
+
+
+def render_plan(plan: Any) -> None:
+    console = stdout_console()
+    if plan.fixes:
+        table = Table("#", "phase", "action", "namespace", "key", "because", title="repair plan", title_justify="left")
+        table.columns[4].overflow = "fold"
+        for number, (fix, finding) in enumerate(plan.fixes[:200], 1):
+            table.add_row(str(number), str(fix.phase), str(fix.action), fix.namespace, fix.key, f"{finding.cls}: {finding.message}")
+        console.print(table)
+        if len(plan.fixes) > 200:
+            console.print(f"... and {len(plan.fixes) - 200} more action(s)")
+    for finding, why in plan.skipped[:200]:
+        console.print(f"[yellow]left as is[/yellow] {finding.namespace}: {finding.key} ({finding.cls}): {why}")

@@ -303,13 +303,15 @@ def configure_tiers(
         product_name = f"{tier.name.replace('-', ' ').replace('_', ' ').title()} Plan"
         previous = existing.get(tier.name)
         if previous is None:
-            product = stripe.create_product(account, product_name, metadata,
-                                            idempotency_key=_idempotency(platform_id, "product", tier.name, metadata))
+            product = stripe.create_product(account, product_name, metadata, description=tier.features or None,
+                                            idempotency_key=_idempotency(platform_id, "product", tier.name, metadata,
+                                                                         tier.features))
             price = stripe.create_monthly_price(account, product.id, tier.unit_amount, tier.currency, metadata,
                                                 idempotency_key=_idempotency(platform_id, "price", product.id,
                                                                              tier.unit_amount, tier.currency, metadata))
         else:
-            product = stripe.update_product(account, previous["productId"], name=product_name, metadata=metadata, active=True)
+            product = stripe.update_product(account, previous["productId"], name=product_name, metadata=metadata,
+                                            description=tier.features or "", active=True)
             price = stripe.retrieve_price(account, previous["priceId"])
             if price.unit_amount != tier.unit_amount or price.currency != tier.currency:
                 # Stripe prices are immutable: a new one, and the old one retired.
@@ -353,6 +355,36 @@ def configure_tiers(
     vendors.clerk[DREAM_API].update_metadata(user_id, public={"publishableKey": publishable_key})
     return TiersResult(user_id, platform_id, publishable_key, pair.secret_key if pair else None, products,
                        writes.done, removed)
+
+
+def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, user_id: str | None = None) -> str:
+    """`platform:{plt}:tierConfig` rebuilt from its source of truth: the products and prices on the
+    developer's connected account (metadata tierName/limit, amount, currency, description)."""
+    user_id = user_id or _text(store, PLATFORM_TOKENS, layout.platform_user_id(platform_id))
+    if user_id is None:
+        raise FlowFailed(f"{platform_id} has no platform:{platform_id}:userId: cannot find its products")
+    products = _json(store, PLATFORM_TOKENS, layout.user_products(user_id))
+    token = _json(store, PLATFORM_TOKENS, layout.platform_stripe_token(platform_id))
+    if not products or not token:
+        raise FlowFailed(f"{platform_id} has no products or no Stripe token in platform-tokens: re-run `dream flow tiers`")
+    config = []
+    for entry in products:
+        product = vendors.stripe.retrieve_product(token["stripeUserId"], entry["productId"])
+        price = vendors.stripe.retrieve_price(token["stripeUserId"], entry["priceId"])
+        metadata = price.metadata.to_dict() if price.metadata else {}
+        limit_text = metadata.get("limit", "unlimited")
+        cents = price.unit_amount or 0
+        amount = cents // 100 if cents % 100 == 0 else cents / 100
+        config.append({
+            "name": metadata.get("tierName", entry["tier"]),
+            "limit": None if limit_text == "unlimited" else int(limit_text),
+            "price": amount,
+            "currency": price.currency,
+            "priceId": price.id,
+            "productId": product.id,
+            "features": product.description or "",
+        })
+    return json.dumps({"tiers": config})
 
 
 # Phase 5 (the developer's view): credentials

@@ -101,6 +101,27 @@ def iter_keys(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> It
         yield from page.keys
 
 
+def scan_items(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> Iterator[tuple[str, bytes]]:
+    """Every live (key, value) under `prefix` in key order, memory bounded by one page.
+
+    Adapters that can read keys with their values in one pass offer `scan(prefix)`; for the
+    others this is a list page and then its values in bulk gets of 100 (Cloudflare's limit).
+    """
+    scan = getattr(ns, "scan", None)
+    if scan is not None:
+        yield from scan(prefix=prefix)
+        return
+    for page in iter_pages(ns, prefix=prefix, page_size=page_size):
+        names = [entry.name for entry in page.keys]
+        for start in range(0, len(names), 100):
+            chunk = names[start : start + 100]
+            values = ns.bulk_get(chunk)
+            for name in chunk:
+                found = values.get(name)
+                if found is not None:  # deleted between the list and the get
+                    yield name, found.value
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One SQL statement with positional parameters."""

@@ -113,10 +113,12 @@ class StripeGateway:
 
     # Products and prices (on a connected account)
 
-    def create_product(self, account: str | None, name: str, metadata: dict[str, str], *, idempotency_key: str | None = None) -> Any:
-        return self._call(
-            self.client.v1.products.create, {"name": name, "metadata": metadata}, self._options(account, idempotency_key)
-        )
+    def create_product(self, account: str | None, name: str, metadata: dict[str, str], *, description: str | None = None,
+                       idempotency_key: str | None = None) -> Any:
+        params: dict[str, Any] = {"name": name, "metadata": metadata}
+        if description:
+            params["description"] = description
+        return self._call(self.client.v1.products.create, params, self._options(account, idempotency_key))
 
     def retrieve_product(self, account: str | None, product_id: str) -> Any:
         return self._call(self.client.v1.products.retrieve, product_id, None, self._options(account))

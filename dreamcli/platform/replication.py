@@ -1,0 +1,587 @@
+"""The replication invariants between platform-tokens (front-auth-api) and api-tokens (api-multi),
+checked in one streaming pass, and the plan that repairs what can be repaired.
+
+The two namespaces are read as sorted (key, value) streams and merge-joined: mirrored keys meet
+side by side, and the guide's prefixes sort so that each kind is seen before the kinds that point
+at it (platform: < publishablekey: < secretkey: < user:). Memory grows with the number of platforms
+(a few ids per platform), never with the number of keys or the size of values.
+
+Sources of truth (what repair copies from):
+- platform-tokens is the source of every mirrored key (publishablekey:, secretkey:) in api-tokens;
+- `user:{u}:platformId` is the source of `platform:{plt}:userId`;
+- `platform:{plt}:stripeToken` is the source of `user:{u}:stripeToken` (what create-products reads);
+- Stripe (the connected account's products and prices) is the source of `platform:{plt}:tierConfig`;
+- a plaintext `user:{u}:secretKey` is the source of its missing hash mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from dreamcli import layout
+from dreamcli.errors import DreamError
+from dreamcli.layout import KeyKind
+from dreamcli.platform.secrets import hash_secret
+from dreamcli.stores.ports import KVWrite, Store, scan_items
+from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
+
+_PLT = re.compile(r"^plt_[A-Za-z0-9]+$")
+_PK = re.compile(r"^pk_[A-Za-z0-9_]+$")
+_ID = re.compile(r"^[^:\s]+$")
+
+
+class FindingClass(StrEnum):
+    MISSING = "missing"
+    STALE = "stale"
+    ORPHANED = "orphaned"
+    DANGLING = "dangling"
+    CORRUPT = "corrupt"
+    INSECURE = "insecure"
+
+
+class Action(StrEnum):
+    PUT = "put"
+    DELETE = "delete"
+    REBUILD_TIER_CONFIG = "rebuild-tier-config"
+
+
+# Apply order: de-authenticate first, authenticate last (see plan_repair).
+PHASE_DELETE_SECRET = 0
+PHASE_DELETE_OTHER = 1
+PHASE_PLATFORM_TOKENS = 2
+PHASE_TIER_CONFIG = 3
+PHASE_API_PUBLISHABLE = 4
+PHASE_API_SECRET = 5
+PHASE_PLAINTEXT = 6
+
+
+@dataclass(frozen=True)
+class Fix:
+    action: Action
+    namespace: str
+    key: str
+    phase: int
+    value: str | None = None
+    needs: str | None = None  # "prune", "remove-plaintext-secrets" or None
+    user_id: str | None = None  # for tier config rebuilds
+
+
+@dataclass(frozen=True)
+class Finding:
+    cls: FindingClass
+    namespace: str
+    key: str
+    platform: str | None
+    message: str
+    expected: str | None = None
+    actual: str | None = None
+    fix: Fix | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "class": str(self.cls),
+            "namespace": self.namespace,
+            "key": self.key,
+            "platform": self.platform,
+            "message": self.message,
+            "expected": self.expected,
+            "actual": self.actual,
+            "repair": None if self.fix is None else {"action": str(self.fix.action), "needs": self.fix.needs},
+        }
+
+
+@dataclass
+class VerifyResult:
+    findings: list[Finding] = field(default_factory=list)
+    keys_scanned: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def by_class(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[str(finding.cls)] = counts.get(str(finding.cls), 0) + 1
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "summary": {"keys_scanned": self.keys_scanned, "findings": len(self.findings), "by_class": self.by_class()},
+            "findings": [finding.as_json() for finding in self.findings],
+        }
+
+
+def shown(kind: KeyKind | None, value: str | None) -> str | None:
+    """A value as a report may show it: secrets never, Stripe tokens by account only, long values cut."""
+    if value is None:
+        return None
+    if kind is KeyKind.USER_SECRET_KEY:
+        return "(secret)"
+    if kind in (KeyKind.USER_STRIPE_TOKEN, KeyKind.PLATFORM_STRIPE_TOKEN):
+        try:
+            return f"{{stripeUserId: {json.loads(value).get('stripeUserId')}, accessToken: (secret)}}"
+        except (json.JSONDecodeError, AttributeError):
+            return "(unreadable token)"
+    return value if len(value) <= 120 else value[:117] + "..."
+
+
+def _merged(left: Iterator[tuple[str, bytes]], right: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """Merge two key-sorted streams: (key, left value or None, right value or None)."""
+    a = next(left, None)
+    b = next(right, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a[0], a[1], None  # type: ignore[index]
+            a = next(left, None)
+        elif a is None or b[0] < a[0]:
+            yield b[0], None, b[1]
+            b = next(right, None)
+        else:
+            yield a[0], a[1], b[1]
+            a, b = next(left, None), next(right, None)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | None:
+    if not isinstance(tiers, list):
+        return None
+    out = []
+    for tier in tiers:
+        if not isinstance(tier, dict) or not all(isinstance(tier.get(f), str) for f in (name_field, "priceId", "productId")):
+            return None
+        out.append((tier[name_field], tier["priceId"], tier["productId"]))
+    return tuple(sorted(out))
+
+
+class _Checker:
+    def __init__(self, stripe_check: Callable[[str, str, Any], list[Finding]] | None) -> None:
+        self.findings: list[Finding] = []
+        self.stripe_check = stripe_check
+        self.platform_user: dict[str, str] = {}  # platform:{plt}:userId values not yet matched by a user
+        self.matched_platforms: set[int] = set()
+        self.platform_token: dict[str, str] = {}
+        self.tier_config: dict[str, tuple | None] = {}  # plt -> triples (None = corrupt)
+        self.tier_config_pending_orphan: dict[str, None] = {}
+        self.tier_config_reported: set[str] = set()
+        self.pt_publishable: dict[int, str] = {}  # hash(pk) -> plt, from platform-tokens
+        self.api_publishable: set[int] = set()
+        self.pt_secret: set[int] = set()
+        self.api_secret: set[int] = set()
+        self.users_seen: set[int] = set()
+        self.pending_dangling: dict[str, list[str]] = {}  # plt -> publishablekey: keys pointing at it
+
+    def add(self, cls: FindingClass, namespace: str, key: str, platform: str | None, message: str, *,
+            expected: str | None = None, actual: str | None = None, fix: Fix | None = None) -> None:
+        kind = layout.classify(key)[0]
+        self.findings.append(Finding(cls, namespace, key, platform, message, shown(kind, expected), shown(kind, actual), fix))
+
+    # platform:{plt}:*
+
+    def platform_group(self, plt: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        for key, pt_raw, api_raw in items:
+            kind = layout.classify(key)[0]
+            pt, api = _text(pt_raw), _text(api_raw)
+            if kind is KeyKind.PLATFORM_USER_ID and pt is not None:
+                if not _ID.match(pt):
+                    self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not a user id", actual=pt)
+                else:
+                    self.platform_user[plt] = pt
+            elif kind is KeyKind.PLATFORM_STRIPE_TOKEN and pt is not None:
+                if self._token_ok(key, pt, plt):
+                    self.platform_token[plt] = pt
+            elif kind is KeyKind.TIER_CONFIG and api is not None:
+                try:
+                    triples = _triples(json.loads(api).get("tiers"), "name")
+                except (json.JSONDecodeError, AttributeError):
+                    triples = None
+                if triples is None:
+                    self.add(FindingClass.CORRUPT, API_TOKENS, key, plt, "value is not {tiers: [{name, priceId, productId, ...}]}",
+                             actual=api)
+                self.tier_config[plt] = triples
+                if plt not in self.platform_user:
+                    self.tier_config_pending_orphan[plt] = None
+
+    def _token_ok(self, key: str, value: str, plt: str | None) -> bool:
+        try:
+            token = json.loads(value)
+            ok = isinstance(token, dict) and isinstance(token.get("stripeUserId"), str) and isinstance(token.get("accessToken"), str)
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {accessToken, stripeUserId}")
+        return ok
+
+    def _need_tier_config(self, plt: str, user_id: str | None, why: str) -> None:
+        if plt in self.tier_config or plt in self.tier_config_reported:
+            return
+        self.tier_config_reported.add(plt)
+        key = layout.tier_config(plt)
+        self.add(FindingClass.MISSING, API_TOKENS, key, plt, f"no tier config in api-tokens: {why}",
+                 fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
+
+    # publishablekey:{pk}:platformId
+
+    def publishable(self, key: str, pk: str, pt: str | None, api: str | None) -> None:
+        for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
+            if value is not None and not _PLT.match(value):
+                self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a platform id", actual=value)
+                return
+        plt = pt or api
+        if pt is not None:
+            self.pt_publishable[hash(pk)] = pt
+            if pt not in self.platform_user:  # a user: key (later in key order) may still claim it
+                self.pending_dangling.setdefault(pt, []).append(key)
+        if pt is not None and api is None:
+            self.add(FindingClass.MISSING, API_TOKENS, key, pt, "in platform-tokens but not in api-tokens", expected=pt,
+                     fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_PUBLISHABLE, pt))
+        elif pt is None and api is not None:
+            self.add(FindingClass.ORPHANED, API_TOKENS, key, api, "in api-tokens without its source in platform-tokens",
+                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+            return
+        elif pt != api:
+            self.add(FindingClass.STALE, API_TOKENS, key, pt, "api-tokens disagrees with platform-tokens", expected=pt,
+                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_PUBLISHABLE, pt))
+        self.api_publishable.add(hash(pk))
+        if plt is not None:
+            self._need_tier_config(plt, self.platform_user.get(plt), f"publishable key {pk} points at {plt}")
+
+    # secretkey:{hash}:publishableKey
+
+    def secret(self, key: str, digest: str, pt: str | None, api: str | None) -> None:
+        for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
+            if value is not None and not _PK.match(value):
+                self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a publishable key", actual=value)
+                return
+        platform = self.pt_publishable.get(hash(pt or api or ""))
+        if pt is not None:
+            self.pt_secret.add(hash(digest))
+            if hash(pt) not in self.pt_publishable:
+                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, None,
+                         f"points at {pt}, which has no publishablekey:{pt}:platformId")
+        if pt is not None and api is None:
+            self.add(FindingClass.MISSING, API_TOKENS, key, platform, "in platform-tokens but not in api-tokens", expected=pt,
+                     fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_SECRET, pt))
+        elif pt is None and api is not None:
+            self.add(FindingClass.ORPHANED, API_TOKENS, key, platform, "in api-tokens without its source in platform-tokens",
+                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_SECRET, needs="prune"))
+            return
+        elif pt != api:
+            self.add(FindingClass.STALE, API_TOKENS, key, platform, "api-tokens disagrees with platform-tokens", expected=pt,
+                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_SECRET, pt))
+        self.api_secret.add(hash(digest))
+        if hash(pt or api) not in self.api_publishable:
+            self.add(FindingClass.DANGLING, API_TOKENS, key, platform,
+                     f"points at {pt or api}, which has no publishablekey:{pt or api}:platformId in api-tokens")
+
+    # user:{u}:*
+
+    def user_group(self, user_id: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        self.users_seen.add(hash(user_id))
+        values = {layout.classify(key)[0]: _text(pt) for key, pt, _ in items if pt is not None}
+        plt = values.get(KeyKind.USER_PLATFORM_ID)
+        if plt is not None and not _PLT.match(plt):
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, layout.user_platform_id(user_id), None, "value is not a platform id",
+                     actual=plt)
+            plt = None
+        if plt is not None:
+            owner = self.platform_user.pop(plt, None)
+            self.matched_platforms.add(hash(plt))
+            self.tier_config_pending_orphan.pop(plt, None)
+            if owner != user_id:
+                reverse = layout.platform_user_id(plt)
+            if owner is None:
+                self.add(FindingClass.MISSING, PLATFORM_TOKENS, reverse, plt, f"user:{user_id}:platformId points here",
+                         expected=user_id, fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id))
+            elif owner != user_id:
+                self.add(FindingClass.STALE, PLATFORM_TOKENS, reverse, plt, f"user:{user_id}:platformId points here",
+                         expected=user_id, actual=owner, fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id))
+        self._user_token(user_id, plt, values.get(KeyKind.USER_STRIPE_TOKEN))
+        products_raw = values.get(KeyKind.USER_PRODUCTS)
+        products = None
+        if products_raw is not None:
+            try:
+                products = _triples(json.loads(products_raw), "tier")
+            except json.JSONDecodeError:
+                products = None
+            if products is None:
+                self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, layout.user_products(user_id), plt,
+                         "value is not [{tier, priceId, productId}]", actual=products_raw)
+        if plt is not None and products is not None:
+            config = self.tier_config.get(plt, "absent")
+            if config == "absent":
+                self._need_tier_config(plt, user_id, f"user:{user_id}:products lists {len(products)} tiers")
+            elif config is not None and config != products:
+                key = layout.tier_config(plt)
+                self.add(FindingClass.STALE, API_TOKENS, key, plt, f"tiers differ from user:{user_id}:products",
+                         expected=json.dumps([list(t) for t in products]), actual=json.dumps([list(t) for t in config]),
+                         fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
+            if self.stripe_check is not None and plt in self.platform_token:
+                self.findings += self.stripe_check(plt, user_id, self.platform_token[plt])
+        pk = values.get(KeyKind.USER_PUBLISHABLE_KEY)
+        if pk is not None and plt is not None:
+            target = self.pt_publishable.get(hash(pk))
+            if target is None:
+                entry = layout.publishable_key_platform(pk)
+                self.add(FindingClass.MISSING, PLATFORM_TOKENS, entry, plt, f"user:{user_id}:publishableKey names it",
+                         expected=plt, fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, plt))
+                if hash(pk) not in self.api_publishable:
+                    self.add(FindingClass.MISSING, API_TOKENS, entry, plt, f"user:{user_id}:publishableKey names it",
+                             expected=plt, fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_PUBLISHABLE, plt))
+                    self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
+            elif target != plt:
+                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, layout.user_publishable_key(user_id), plt,
+                         f"{pk} belongs to {target}, not to this user's {plt}", actual=pk)
+        plaintext = values.get(KeyKind.USER_SECRET_KEY)
+        if plaintext is not None:
+            key = layout.user_secret_key(user_id)
+            self.add(FindingClass.INSECURE, PLATFORM_TOKENS, key, plt, "plaintext secret key (the guide's one-time show is not)",
+                     fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_PLAINTEXT, needs="remove-plaintext-secrets"))
+            digest = hash_secret(plaintext)
+            if pk is not None:
+                entry = layout.secret_key_publishable(digest)
+                if hash(digest) not in self.pt_secret:
+                    self.add(FindingClass.MISSING, PLATFORM_TOKENS, entry, plt, f"the hash of user:{user_id}:secretKey",
+                             expected=pk, fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, pk))
+                if hash(digest) not in self.api_secret:
+                    self.add(FindingClass.MISSING, API_TOKENS, entry, plt, f"the hash of user:{user_id}:secretKey",
+                             expected=pk, fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_SECRET, pk))
+
+    def _user_token(self, user_id: str, plt: str | None, user_token: str | None) -> None:
+        if plt is None:
+            return
+        platform_token = self.platform_token.get(plt)
+        if user_token is not None and user_token == platform_token:
+            return  # the same text as the platform's, which was checked already
+        if user_token is not None and not self._token_ok(layout.user_stripe_token(user_id), user_token, plt):
+            return
+        user_key, platform_key = layout.user_stripe_token(user_id), layout.platform_stripe_token(plt)
+        if user_token is not None and platform_token is None:
+            self.add(FindingClass.MISSING, PLATFORM_TOKENS, platform_key, plt, f"user:{user_id}:stripeToken has it",
+                     expected=user_token, fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, PHASE_PLATFORM_TOKENS, user_token))
+        elif user_token is None and platform_token is not None:
+            self.add(FindingClass.MISSING, PLATFORM_TOKENS, user_key, plt, f"platform:{plt}:stripeToken has it",
+                     expected=platform_token, fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token))
+        elif user_token is not None and platform_token is not None and json.loads(user_token) != json.loads(platform_token):
+            self.add(FindingClass.STALE, PLATFORM_TOKENS, user_key, plt, f"disagrees with platform:{plt}:stripeToken",
+                     expected=platform_token, actual=user_token,
+                     fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token))
+
+    def finish(self) -> None:
+        for plt, keys in self.pending_dangling.items():
+            if hash(plt) in self.matched_platforms or plt in self.platform_user:
+                continue
+            for key in keys:
+                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, plt, f"points at {plt}, which no user or platform:{plt}:userId claims")
+        for plt, user_id in self.platform_user.items():
+            key = layout.platform_user_id(plt)
+            if hash(user_id) in self.users_seen:
+                self.add(FindingClass.ORPHANED, PLATFORM_TOKENS, key, plt,
+                         f"user:{user_id}:platformId points at another platform", actual=user_id,
+                         fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+            else:
+                user_key = layout.user_platform_id(user_id)
+                self.add(FindingClass.MISSING, PLATFORM_TOKENS, user_key, plt, f"platform:{plt}:userId names this user",
+                         expected=plt, fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, plt))
+        for plt in self.tier_config_pending_orphan:
+            if plt in self.platform_user:
+                continue
+            key = layout.tier_config(plt)
+            self.add(FindingClass.ORPHANED, API_TOKENS, key, plt, f"no platform:{plt}:userId owns it",
+                     fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+
+
+def verify(
+    store: Store,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    stripe_check: Callable[[str, str, Any], list[Finding]] | None = None,
+) -> VerifyResult:
+    """Every finding in the token namespaces, in one pass over both."""
+    checker = _Checker(stripe_check)
+    result = VerifyResult()
+    stream = _merged(scan_items(store.kv(PLATFORM_TOKENS)), scan_items(store.kv(API_TOKENS)))
+    # Keys of one platform (platform:{plt}:*) or one user (user:{u}:*) share a prefix, so they are
+    # contiguous in key order: each such group is checked as a whole.
+    group: list[tuple[str, bytes | None, bytes | None]] = []
+    group_id: tuple[str, str] | None = None
+
+    def flush() -> None:
+        if not group or group_id is None:
+            return
+        head, ident = group_id
+        if head == "platform":
+            checker.platform_group(ident, group)
+        elif head == "user":
+            checker.user_group(ident, group)
+        else:
+            for key, pt, api in group:
+                kind, fields, _, _ = layout.classify(key)
+                if kind is KeyKind.PUBLISHABLE_KEY_PLATFORM:
+                    checker.publishable(key, fields["publishableKey"], _text(pt), _text(api))  # type: ignore[index]
+                elif kind is KeyKind.SECRET_KEY_PUBLISHABLE:
+                    checker.secret(key, fields["hash"], _text(pt), _text(api))  # type: ignore[index]
+
+    scanned = 0
+    for key, pt, api in stream:
+        scanned += (pt is not None) + (api is not None)
+        if on_progress is not None and scanned % 10_000 < 2:
+            on_progress(scanned)
+        head, _, rest = key.partition(":")
+        gid = (head, rest.split(":", 1)[0]) if head == "platform" or head == "user" else ("key", key)
+        if gid != group_id:
+            flush()
+            group, group_id = [], gid
+        group.append((key, pt, api))
+    flush()
+    checker.finish()
+    result.keys_scanned = scanned
+    if on_progress is not None:
+        on_progress(scanned)
+    result.findings = checker.findings
+    return result
+
+
+def select(result: VerifyResult, *, platform: str | None = None, classes: list[str] | None = None) -> VerifyResult:
+    findings = [f for f in result.findings
+                if (platform is None or f.platform == platform) and (not classes or str(f.cls) in classes)]
+    return VerifyResult(findings, result.keys_scanned)
+
+
+# Repair
+
+
+@dataclass
+class Plan:
+    fixes: list[tuple[Fix, Finding]] = field(default_factory=list)
+    skipped: list[tuple[Finding, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "actions": [{"phase": fix.phase, "action": str(fix.action), "namespace": fix.namespace, "key": fix.key,
+                         "platform": finding.platform, "because": f"{finding.cls}: {finding.message}"}
+                        for fix, finding in self.fixes],
+            "skipped": [{"key": finding.key, "namespace": finding.namespace, "class": str(finding.cls), "why": why}
+                        for finding, why in self.skipped],
+        }
+
+
+def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: bool = False) -> Plan:
+    """Fixes in apply order: removals that stop a key authenticating first, the api-tokens secret mappings
+    last, so a crash at any point never leaves a secret that authenticates without its tier config."""
+    plan = Plan()
+    seen: set[tuple[str, str]] = set()
+    for finding in result.findings:
+        fix = finding.fix
+        if fix is None:
+            reason = "reported, not guessed at" if finding.cls is FindingClass.CORRUPT else "no safe automatic fix"
+            plan.skipped.append((finding, reason))
+            continue
+        if fix.needs == "prune" and not prune:
+            plan.skipped.append((finding, "deletes only with --prune"))
+            continue
+        if fix.needs == "remove-plaintext-secrets" and not remove_plaintext:
+            plan.skipped.append((finding, "plaintext secrets are removed only with --remove-plaintext-secrets"))
+            continue
+        if (fix.namespace, fix.key) in seen:
+            continue
+        seen.add((fix.namespace, fix.key))
+        plan.fixes.append((fix, finding))
+    plan.fixes.sort(key=lambda item: item[0].phase)
+    return plan
+
+
+class RepairError(DreamError):
+    """A repair action that could not be carried out (e.g. Stripe unreachable for a tier config)."""
+
+
+TierConfigBuilder = Callable[[str, str | None], str]
+
+
+def apply_plan(
+    store: Store,
+    plan: Plan,
+    *,
+    build_tier_config: TierConfigBuilder | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 10_000,
+) -> tuple[int, list[tuple[Fix, str]]]:
+    """Carry out the plan phase by phase, in batches; returns (actions done, actions that failed)."""
+    done = 0
+    failed: list[tuple[Fix, str]] = []
+    without_config: set[str] = set()
+    total = len(plan.fixes)
+    phase_groups: dict[int, list[tuple[Fix, Finding]]] = {}
+    for fix, finding in plan.fixes:
+        phase_groups.setdefault(fix.phase, []).append((fix, finding))
+    for phase in sorted(phase_groups):
+        puts: dict[str, list[KVWrite]] = {}
+        deletes: dict[str, list[str]] = {}
+        for fix, finding in phase_groups[phase]:
+            if fix.action is Action.REBUILD_TIER_CONFIG:
+                try:
+                    if build_tier_config is None:
+                        raise RepairError("Stripe is needed to rebuild a tier config")
+                    puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, build_tier_config(finding.platform or "", fix.user_id)))
+                except DreamError as exc:
+                    failed.append((fix, str(exc)))
+                    if finding.platform:
+                        without_config.add(finding.platform)
+            elif fix.phase in (PHASE_API_PUBLISHABLE, PHASE_API_SECRET) and finding.platform in without_config:
+                failed.append((fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)"))
+            elif fix.action is Action.PUT:
+                puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or ""))
+            else:
+                deletes.setdefault(fix.namespace, []).append(fix.key)
+        for namespace, keys in deletes.items():
+            for start in range(0, len(keys), batch_size):
+                store.kv(namespace).bulk_delete(keys[start : start + batch_size])
+                done += len(keys[start : start + batch_size])
+                if on_progress:
+                    on_progress(done, total)
+        for namespace, items in puts.items():
+            for start in range(0, len(items), batch_size):
+                store.kv(namespace).bulk_put(items[start : start + batch_size])
+                done += len(items[start : start + batch_size])
+                if on_progress:
+                    on_progress(done, total)
+    return done, failed
+
+
+def _tiers_of(config_text: str) -> list[tuple[Any, ...]] | None:
+    try:
+        tiers = json.loads(config_text).get("tiers")
+        return sorted((t.get("name"), t.get("limit"), t.get("price"), t.get("currency"), t.get("priceId"), t.get("productId"))
+                      for t in tiers)
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return None
+
+
+def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, str, Any], list[Finding]]:
+    """A check for `verify(stripe_check=...)`: tierConfig against the connected account's products and prices."""
+
+    def check(platform_id: str, user_id: str, _token: Any) -> list[Finding]:
+        key = layout.tier_config(platform_id)
+        current = store.kv(API_TOKENS).get(key)
+        if current is None:
+            return []  # reported as missing by the pass itself
+        try:
+            expected = build(platform_id, user_id)
+        except DreamError as exc:
+            return [Finding(FindingClass.DANGLING, API_TOKENS, key, platform_id, f"cannot read its products from Stripe: {exc}")]
+        if _tiers_of(current.decode("utf-8", errors="replace")) == _tiers_of(expected):
+            return []
+        return [Finding(FindingClass.STALE, API_TOKENS, key, platform_id, "disagrees with Stripe's products and prices",
+                        expected=shown(KeyKind.TIER_CONFIG, expected), actual=shown(KeyKind.TIER_CONFIG, current.decode()),
+                        fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))]
+
+    return check
