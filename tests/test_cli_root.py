@@ -24,9 +24,9 @@ def test_help_lists_groups_examples_and_exit_codes(dream):
 
 def test_every_command_has_an_example(dream):
     for group, commands in {
-        "kv": ["get", "put", "delete", "list", "bulk-put", "bulk-get", "bulk-delete", "explain"],
+        "kv": ["get", "put", "delete", "list", "bulk-put", "bulk-get", "bulk-delete", "explain", "verify", "repair"],
         "d1": ["execute"],
-        "flow": ["signup", "pay", "connect", "tiers", "credentials", "status", "run"],
+        "flow": ["signup", "pay", "connect", "tiers", "credentials", "status", "run", "call"],
     }.items():
         for command in commands:
             result = dream(group, command, "--help")

@@ -244,3 +244,26 @@ def flow_run(
     if not report.ok:
         raise onboarding.FlowFailed(report.failure or "a step failed")
     status(f"all {len(report.steps)} steps passed in {report.total_ms:.0f} ms")
+
+
+@app.command("call")
+def flow_call(ctx: typer.Context, json_flag: JsonOption = False) -> None:
+    """Authenticate a secret key the way api-multi does (secret -> hash -> publishable key -> platform ->
+    tier config), reading the secret from stdin so it stays out of shell history and process lists.
+
+    Exits 1 with the guide's "Invalid API key", naming the missing key. Example: echo "$SK" | dream flow call
+    """
+    import sys
+
+    from dreamcli.platform.runtime import authenticate
+
+    if sys.stdin is None or sys.stdin.isatty():
+        secret = typer.prompt("secret key", hide_input=True, err=True)
+    else:
+        secret = typer.get_text_stream("stdin").read().strip()
+    caller = authenticate(app_context(ctx).store(), secret)
+    tiers = [tier.get("name") for tier in caller.tier_config.get("tiers", [])]
+    if app_context(ctx).wants_json(json_flag):
+        print_json({"ok": True, "publishableKey": caller.publishable_key, "platformId": caller.platform_id, "tiers": tiers})
+        return
+    typer.echo(f"ok\t{caller.publishable_key}\t{caller.platform_id}\t{','.join(tiers)}")

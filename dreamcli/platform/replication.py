@@ -163,6 +163,17 @@ def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | 
     return tuple(sorted(out))
 
 
+# Within a platform:{plt}:* or user:{u}:* group the last segment names the kind (the layout's patterns).
+_PLATFORM_SUFFIX = {
+    spec.segments[-1][0]: spec.kind for spec in layout.SPECS
+    if spec.segments[0][0] == "platform" and len(spec.segments) == 3 and spec.segments[-1][0]
+}
+_USER_SUFFIX = {
+    spec.segments[-1][0]: spec.kind for spec in layout.SPECS
+    if spec.segments[0][0] == "user" and len(spec.segments) == 3 and spec.segments[-1][0]
+}
+
+
 class _Checker:
     def __init__(self, stripe_check: Callable[[str, str, Any], list[Finding]] | None) -> None:
         self.findings: list[Finding] = []
@@ -189,7 +200,7 @@ class _Checker:
 
     def platform_group(self, plt: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
         for key, pt_raw, api_raw in items:
-            kind = layout.classify(key)[0]
+            kind = _PLATFORM_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None
             pt, api = _text(pt_raw), _text(api_raw)
             if kind is KeyKind.PLATFORM_USER_ID and pt is not None:
                 if not _ID.match(pt):
@@ -286,14 +297,15 @@ class _Checker:
     # user:{u}:*
 
     def user_group(self, user_id: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        self.users_seen.add(hash(user_id))
-        values = {layout.classify(key)[0]: _text(pt) for key, pt, _ in items if pt is not None}
+        values = {_USER_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None: _text(pt)
+                  for key, pt, _ in items if pt is not None}
         plt = values.get(KeyKind.USER_PLATFORM_ID)
         if plt is not None and not _PLT.match(plt):
             self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, layout.user_platform_id(user_id), None, "value is not a platform id",
                      actual=plt)
             plt = None
         if plt is not None:
+            self.users_seen.add(hash(user_id))  # users that name a platform
             owner = self.platform_user.pop(plt, None)
             self.matched_platforms.add(hash(plt))
             self.tier_config_pending_orphan.pop(plt, None)
@@ -425,11 +437,12 @@ def verify(
             checker.user_group(ident, group)
         else:
             for key, pt, api in group:
-                kind, fields, _, _ = layout.classify(key)
-                if kind is KeyKind.PUBLISHABLE_KEY_PLATFORM:
-                    checker.publishable(key, fields["publishableKey"], _text(pt), _text(api))  # type: ignore[index]
-                elif kind is KeyKind.SECRET_KEY_PUBLISHABLE:
-                    checker.secret(key, fields["hash"], _text(pt), _text(api))  # type: ignore[index]
+                if key.startswith(("publishablekey:", "secretkey:")):
+                    kind, fields, _, _ = layout.classify(key)
+                    if kind is KeyKind.PUBLISHABLE_KEY_PLATFORM:
+                        checker.publishable(key, fields["publishableKey"], _text(pt), _text(api))  # type: ignore[index]
+                    elif kind is KeyKind.SECRET_KEY_PUBLISHABLE:
+                        checker.secret(key, fields["hash"], _text(pt), _text(api))  # type: ignore[index]
 
     scanned = 0
     for key, pt, api in stream:

@@ -1,0 +1,231 @@
+"""Replication invariants on synthetic and flow-made data: each class found, each fix safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dreamcli.platform import onboarding, replication, synthetic
+from dreamcli.platform.replication import FindingClass as C
+from dreamcli.platform.runtime import authenticate
+from dreamcli.platform.tiers import parse_tiers
+from dreamcli.stores.ports import iter_keys, scan_items
+from emulator.store import open_emulator_store
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
+
+
+def found(store):
+    return {(str(f.cls), f.namespace, f.key) for f in replication.verify(store).findings}
+
+
+def repair(store, **flags):
+    plan = replication.plan_repair(replication.verify(store), **flags)
+    return replication.apply_plan(store, plan)
+
+
+@pytest.fixture
+def seeded(store):
+    synthetic.seed(store, 20)
+    assert replication.verify(store).clean
+    return store
+
+
+def first_platform(store):
+    pt = store.kv("platform-tokens")
+    user_key = next(e.name for e in iter_keys(pt, prefix="user:") if e.name.endswith(":platformId"))
+    user = user_key.split(":")[1]
+    plt = pt.get(user_key).decode()
+    pk = pt.get(f"user:{user}:publishableKey").decode()
+    return user, plt, pk
+
+
+def test_two_way_mapping(seeded):
+    user, plt, _ = first_platform(seeded)
+    pt = seeded.kv("platform-tokens")
+    pt.delete(f"platform:{plt}:userId")
+    assert found(seeded) == {("missing", "platform-tokens", f"platform:{plt}:userId")}
+    repair(seeded)
+    assert pt.get(f"platform:{plt}:userId") == user.encode()
+    pt.put(f"platform:{plt}:userId", "user_someone_else")
+    assert found(seeded) == {("stale", "platform-tokens", f"platform:{plt}:userId")}
+    repair(seeded)
+    pt.delete(f"user:{user}:platformId")
+    assert ("missing", "platform-tokens", f"user:{user}:platformId") in found(seeded)
+    repair(seeded)
+    assert pt.get(f"user:{user}:platformId") == plt.encode() and replication.verify(seeded).clean
+
+
+def test_mirrored_keys_missing_stale_orphaned_dangling(seeded):
+    _, plt, pk = first_platform(seeded)
+    api = seeded.kv("api-tokens")
+    api.put(f"publishablekey:{pk}:platformId", "plt_" + "f" * 32)
+    api.put("secretkey:" + "a" * 64 + ":publishableKey", "pk_live_nowhere")
+    seeded.kv("platform-tokens").put("secretkey:" + "b" * 64 + ":publishableKey", "pk_live_nowhere")
+    result = replication.verify(seeded)
+    classes = {(str(f.cls), f.namespace, f.key) for f in result.findings}
+    assert ("stale", "api-tokens", f"publishablekey:{pk}:platformId") in classes
+    assert ("orphaned", "api-tokens", "secretkey:" + "a" * 64 + ":publishableKey") in classes
+    assert ("dangling", "platform-tokens", "secretkey:" + "b" * 64 + ":publishableKey") in classes
+    assert ("missing", "api-tokens", "secretkey:" + "b" * 64 + ":publishableKey") in classes
+    stale = next(f for f in result.findings if f.cls is C.STALE)
+    assert (stale.expected, stale.actual, stale.platform) == (plt, "plt_" + "f" * 32, plt)
+
+
+def test_stripe_tokens_agree(seeded):
+    user, plt, _ = first_platform(seeded)
+    pt = seeded.kv("platform-tokens")
+    pt.put(f"user:{user}:stripeToken", json.dumps({"accessToken": "sk_test_old", "stripeUserId": "acct_old"}))
+    result = replication.verify(seeded)
+    assert [(str(f.cls), f.key) for f in result.findings] == [("stale", f"user:{user}:stripeToken")]
+    assert "sk_test_old" not in json.dumps(result.as_json())  # tokens are shown by account only
+    repair(seeded)
+    assert pt.get(f"user:{user}:stripeToken") == pt.get(f"platform:{plt}:stripeToken")
+    pt.delete(f"platform:{plt}:stripeToken")
+    assert found(seeded) == {("missing", "platform-tokens", f"platform:{plt}:stripeToken")}
+    repair(seeded)
+    assert replication.verify(seeded).clean
+
+
+def test_corrupt_values(seeded):
+    user, plt, pk = first_platform(seeded)
+    pt, api = seeded.kv("platform-tokens"), seeded.kv("api-tokens")
+    pt.put(f"platform:{plt}:stripeToken", "not json")
+    api.put(f"platform:{plt}:tierConfig", '{"tiers": "many"}')
+    pt.put(f"publishablekey:{pk}:platformId", "garbage value")
+    classes = {(str(f.cls), f.key) for f in replication.verify(seeded).findings}
+    assert {("corrupt", f"platform:{plt}:stripeToken"), ("corrupt", f"platform:{plt}:tierConfig"),
+            ("corrupt", f"publishablekey:{pk}:platformId")} <= classes
+    plan = replication.plan_repair(replication.verify(seeded), prune=True, remove_plaintext=True)
+    assert all(f.cls is not C.CORRUPT for _, f in plan.fixes)
+    assert {f.key for f, why in plan.skipped if why == "reported, not guessed at"} >= {f"platform:{plt}:stripeToken"}
+
+
+def test_tier_config_stale_against_products(seeded):
+    user, plt, _ = first_platform(seeded)
+    api = seeded.kv("api-tokens")
+    config = json.loads(api.get(f"platform:{plt}:tierConfig"))
+    config["tiers"][1]["priceId"] = "price_old"
+    api.put(f"platform:{plt}:tierConfig", json.dumps(config))
+    result = replication.verify(seeded)
+    assert [(str(f.cls), f.key) for f in result.findings] == [("stale", f"platform:{plt}:tierConfig")]
+    assert result.findings[0].fix.action is replication.Action.REBUILD_TIER_CONFIG
+
+
+def test_a_failed_tier_config_rebuild_never_lets_its_keys_authenticate(store):
+    synthetic.seed(store, 3)
+    _, plt, pk = first_platform(store)
+    api = store.kv("api-tokens")
+    keys_before = {e.name for e in iter_keys(api)}
+    secret_keys = [k for k in keys_before if k.startswith("secretkey:") and api.get(k) == pk.encode()]
+    for key in [f"platform:{plt}:tierConfig", f"publishablekey:{pk}:platformId", *secret_keys]:
+        api.delete(key)
+    plan = replication.plan_repair(replication.verify(store))
+    done, failed = replication.apply_plan(store, plan, build_tier_config=None)
+    assert done == 0 and len(failed) == 3 and "Stripe is needed" in failed[0][1]
+    assert all("would authenticate without one" in why for _, why in failed[1:])
+    assert api.get(f"publishablekey:{pk}:platformId") is None
+
+
+def test_stripe_check_and_rebuild_on_flow_data(platform):
+    store, vendors = platform.store, platform.vendors
+    signed = onboarding.signup(store, vendors, email="s@example.com")
+    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
+    url, _ = onboarding.connect_start(store, vendors, signed.user_id)
+    answer = onboarding.consent_in_emulator(vendors, url)
+    onboarding.connect_callback(store, vendors, code=answer["code"], state=answer["state"])
+    result = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
+    build = lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)  # noqa: E731
+    check = replication.stripe_agreement(store, build)
+    assert replication.verify(store, stripe_check=check).clean
+    token = json.loads(store.kv("platform-tokens").get(f"platform:{signed.platform_id}:stripeToken"))
+    pro = next(p for p in result.products if p["tier"] == "pro")
+    vendors.stripe.update_price(token["stripeUserId"], pro["priceId"], metadata={"limit": "50000"})
+    assert replication.verify(store).clean  # KV alone cannot see it
+    findings = replication.verify(store, stripe_check=check).findings
+    assert [(str(f.cls), f.key) for f in findings] == [("stale", f"platform:{signed.platform_id}:tierConfig")]
+    plan = replication.plan_repair(replication.verify(store, stripe_check=check))
+    replication.apply_plan(store, plan, build_tier_config=build)
+    assert authenticate(store, result.secret_key).tier("pro")["limit"] == 50000
+
+
+def test_memory_does_not_hold_values(store):
+    """The checker keeps a few ids per platform, not the namespaces: its state stays small."""
+    synthetic.seed(store, 2000)
+    import tracemalloc
+
+    tracemalloc.start()
+    replication.verify(store)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak  # 2,000 platforms, ~22,000 keys
+
+
+KILL_REPAIR = """
+import sys
+from dreamcli.platform import replication
+from emulator.store import open_emulator_store
+store = open_emulator_store(sys.argv[1])
+plan = replication.plan_repair(replication.verify(store), prune=True)
+replication.apply_plan(store, plan, batch_size=int(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_always_converges(tmp_path):
+    """Kill `dream kv repair --yes` mid-plan, again and again: every re-run converges, nothing is lost."""
+    path = tmp_path / "drift.db"
+    store = open_emulator_store(path)
+    synthetic.seed(store, 6000, drift=0.5, seed_value=9)
+    source = {(e.name, store.kv("platform-tokens").get(e.name)) for e in iter_keys(store.kv("platform-tokens"))}
+    working_before = working_secrets(store)
+    remaining = len(replication.verify(store).findings)
+    assert remaining > 2000
+    store.close()
+    rng = random.Random(5)
+    env = {**os.environ, "DREAM_STORE": str(path)}
+    dream = Path(sys.executable).with_name("dream")
+    kills = 0
+    for attempt in range(6):
+        proc = subprocess.Popen([str(dream), "kv", "repair", "--yes", "--prune"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        check = open_emulator_store(path)
+        assert working_before <= working_secrets(check), "a key that authenticated stopped authenticating"
+        now = len(replication.verify(check).findings)
+        assert now <= remaining, "a killed repair left more to fix than before"
+        remaining = now
+        check.close()
+    final = subprocess.run([str(dream), "kv", "repair", "--yes", "--prune"], env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    store = open_emulator_store(path)
+    assert replication.verify(store).clean
+    after = {(e.name, store.kv("platform-tokens").get(e.name)) for e in iter_keys(store.kv("platform-tokens"))}
+    lost = {key for key, _ in source} - {key for key, _ in after}
+    assert not lost, f"repair lost platform-tokens keys: {sorted(lost)[:5]}"
+    assert working_before <= working_secrets(store)
+    assert kills >= 1, "no run was killed mid-way: the plan was too small to test anything"
+    store.close()
+
+
+def working_secrets(store):
+    """api-tokens secret hashes that resolve all the way: publishable key -> platform -> tier config."""
+    api = store.kv("api-tokens")
+    working = set()
+    for key, value in scan_items(api, prefix="secretkey:"):
+        plt = api.get(f"publishablekey:{value.decode()}:platformId")
+        if plt is not None and api.get(f"platform:{plt.decode()}:tierConfig") is not None:
+            working.add(key)
+    return working

@@ -1,0 +1,87 @@
+"""`dream kv verify` and `dream kv repair` through the CLI, starting with the guide's own bug."""
+
+from __future__ import annotations
+
+import json
+
+from dreamcli.errors import ExitCode
+from dreamcli.platform.secrets import hash_secret
+
+
+def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
+    run = dream("flow", "run", "--fault", "skip-api-replication", "--json")
+    assert run.exit_code == ExitCode.FAILED
+    report = json.loads(run.stdout)
+    secret, pk, plt = report["secretKey"], report["publishableKey"], report["platformId"]
+    failed = dream("flow", "call", input=secret)
+    assert failed.exit_code == ExitCode.FAILED
+    assert failed.stderr == (f"error: Invalid API key: API key not found or expired "
+                             f"(api-tokens has no secretkey:{hash_secret(secret)}:publishableKey)\n")
+
+    verify = dream("kv", "verify", "--json")
+    assert verify.exit_code == ExitCode.FAILED
+    findings = json.loads(verify.stdout)["findings"]
+    assert {(f["class"], f["namespace"], f["key"]) for f in findings} == {
+        ("missing", "api-tokens", f"secretkey:{hash_secret(secret)}:publishableKey"),
+        ("missing", "api-tokens", f"publishablekey:{pk}:platformId"),
+        ("missing", "api-tokens", f"platform:{plt}:tierConfig"),
+    }
+    assert all(f["platform"] == plt for f in findings) and secret not in verify.stdout
+
+    dry = dream("kv", "repair")
+    assert dry.exit_code == ExitCode.FAILED and "re-run with --yes" in dry.stderr
+    assert dream("kv", "verify").exit_code == ExitCode.FAILED  # nothing applied
+    repaired = dream("kv", "repair", "--yes")
+    assert repaired.exit_code == 0, repaired.stderr
+    assert "applied 3 action(s); verify now finds 0" in repaired.stderr
+    assert dream("kv", "verify").exit_code == 0
+    ok = dream("flow", "call", input=secret)
+    assert ok.exit_code == 0 and ok.stdout == f"ok\t{pk}\t{plt}\tfree,pro,enterprise\n"
+    # the rebuilt tier config is the one the flow wrote (from Stripe, its source)
+    config = json.loads(dream("kv", "get", f"platform:{plt}:tierConfig", "--ns", "api-tokens").stdout)
+    assert [(t["name"], t["limit"], t["price"], t["features"]) for t in config["tiers"]] == [
+        ("free", 100, 0, "Community support"), ("pro", 10000, 29, "Email support"), ("enterprise", None, 99, "Dedicated support")]
+    again = dream("kv", "repair", "--yes")
+    assert again.exit_code == 0 and "nothing to repair" in again.stderr
+
+
+def test_verify_of_a_clean_flow_and_filters(dream):
+    data = dream.json("flow", "run", "--json")
+    clean = dream("kv", "verify")
+    assert clean.exit_code == 0 and clean.stdout.startswith("clean: 11 keys checked")
+    dream("kv", "delete", f"publishablekey:{data['publishableKey']}:platformId", "--ns", "api-tokens")
+    only = json.loads(dream("kv", "verify", "--class", "stale", "--json").stdout)
+    assert only["findings"] == [] and only["clean"] is True
+    other = json.loads(dream("kv", "verify", "--platform", "plt_other", "--json").stdout)
+    assert other["findings"] == []
+    mine = dream("kv", "verify", "--platform", data["platformId"])
+    assert mine.exit_code == ExitCode.FAILED and data["platformId"] in mine.stdout and "missing" in mine.stdout
+    bad = dream("kv", "verify", "--class", "weird")
+    assert bad.exit_code == ExitCode.USAGE and "unknown class 'weird'" in bad.stderr
+
+
+def test_orphans_need_prune_and_plaintext_needs_its_flag(dream):
+    data = dream.json("flow", "run", "--json", "--mimic-plaintext-secret")
+    dream("kv", "put", "publishablekey:pk_live_ghost:platformId", data["platformId"], "--ns", "api-tokens")
+    found = json.loads(dream("kv", "verify", "--json").stdout)["findings"]
+    assert {(f["class"], f["key"]) for f in found} == {
+        ("orphaned", "publishablekey:pk_live_ghost:platformId"),
+        ("insecure", f"user:{data['userId']}:secretKey"),
+    }
+    insecure = next(f for f in found if f["class"] == "insecure")
+    assert insecure["expected"] is None and insecure["actual"] is None and data["secretKey"] not in json.dumps(found)
+    partial = dream("kv", "repair", "--yes")
+    assert partial.exit_code == ExitCode.FAILED and "deletes only with --prune" in partial.stdout
+    full = dream("kv", "repair", "--yes", "--prune", "--remove-plaintext-secrets")
+    assert full.exit_code == 0, full.stderr
+    assert dream("kv", "verify").exit_code == 0
+    assert dream("flow", "call", input=data["secretKey"]).exit_code == 0
+
+
+def test_corrupt_values_are_reported_not_guessed(dream):
+    data = dream.json("flow", "run", "--json")
+    dream("kv", "put", f"user:{data['userId']}:products", "{not json", "--ns", "platform-tokens")
+    result = dream("kv", "repair", "--yes")
+    assert result.exit_code == ExitCode.FAILED
+    assert "reported, not guessed at" in result.stdout
+    assert dream("kv", "get", f"user:{data['userId']}:products", "--ns", "platform-tokens").stdout == "{not json"
