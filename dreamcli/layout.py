@@ -26,6 +26,7 @@ class KeyKind(StrEnum):
     PUBLISHABLE_KEY_PLATFORM = "publishable-key-platform"
     SECRET_KEY_PUBLISHABLE = "secret-key-publishable"
     TIER_CONFIG = "tier-config"
+    PLATFORM_KEY_INDEX = "platform-key-index"
     OAUTH_STATE = "oauth-state"
     DEVELOPER_USAGE = "developer-usage"
     END_USER_USAGE = "end-user-usage"
@@ -193,6 +194,15 @@ SPECS: tuple[KeySpec, ...] = (
         note="copied to api-tokens at tier config (phase 4f); api-multi enforces limits from it",
     ),
     KeySpec(
+        KeyKind.PLATFORM_KEY_INDEX,
+        "platform:{platformId}:key:{publishableKey}",
+        (PLATFORM_TOKENS,),
+        "JSON {env, created, secretStart, secretHash, expiresAt, revokedAt} of one key pair of the platform",
+        json=True,
+        note="dream's extension of the guide's schema: the index `dream keys list` reads (one entry per pair, so "
+        "concurrent rotations never overwrite each other); pairs made before it are found from their mappings",
+    ),
+    KeySpec(
         KeyKind.OAUTH_STATE,
         "oauth:state:{state}",
         (PLATFORM_TOKENS,),
@@ -345,6 +355,15 @@ def secret_key_publishable(secret_hash: str) -> str:
 
 def tier_config(platform_id: str) -> str:
     return build(KeyKind.TIER_CONFIG, platformId=platform_id)
+
+
+def platform_key_index(platform_id: str, publishable_key: str) -> str:
+    return build(KeyKind.PLATFORM_KEY_INDEX, platformId=platform_id, publishableKey=publishable_key)
+
+
+def platform_key_index_prefix(platform_id: str) -> str:
+    """Where one platform's index entries start (for `list --prefix`)."""
+    return platform_key_index(platform_id, "x")[: -len("x")]
 
 
 def oauth_state(state: str) -> str:

@@ -48,7 +48,7 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
 def test_verify_of_a_clean_flow_and_filters(dream):
     data = dream.json("flow", "run", "--json")
     clean = dream("kv", "verify")
-    assert clean.exit_code == 0 and clean.stdout.startswith("clean: 11 keys checked")
+    assert clean.exit_code == 0 and clean.stdout.startswith("clean: 12 keys checked")
     dream("kv", "delete", f"publishablekey:{data['publishableKey']}:platformId", "--ns", "api-tokens")
     only = json.loads(dream("kv", "verify", "--class", "stale", "--json").stdout)
     assert only["findings"] == [] and only["clean"] is True

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from dreamcli import __version__
 from dreamcli.cli import d1 as d1_cli
 from dreamcli.cli import flow as flow_cli
+from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
 from dreamcli.cli.context import DEFAULT_STORE, AppContext
 from dreamcli.errors import EXIT_CODES_HELP, DreamError, ExitCode
@@ -56,6 +57,7 @@ app = typer.Typer(
         "Operator console and local emulator for the dream-api platform.\n\n"
         "Examples:\n\n"
         "  dream flow run   (the whole onboarding on the embedded emulator, then an authenticated call)\n\n"
+        "  dream keys rotate --user dev@example.com --env production --grace 24h\n\n"
         "  dream kv put 'user:user_1:platformId' plt_abc --ns platform-tokens\n\n"
         "  dream kv list --ns api-tokens --prefix secretkey: --json\n\n"
         "  dream kv explain 'publishablekey:pk_live_x:platformId'\n\n"
@@ -69,6 +71,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(flow_cli.app, name="flow")
+app.add_typer(keys_cli.app, name="keys")
 app.add_typer(kv_cli.app, name="kv")
 app.add_typer(d1_cli.app, name="d1")
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import DreamError, ExitCode, UsageError
 from dreamcli.platform import onboarding
 from dreamcli.platform.flow_run import FAULTS, run_flow
@@ -147,6 +147,7 @@ def flow_tiers(
     result = onboarding.configure_tiers(
         run.store(), vendors, _resolve_user(vendors, user), tiers, force=force,
         mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
+        store_now=clock_from_env(),
     )
     if mimic_plaintext_secret and result.secret_key:
         status("warning: wrote user:{u}:secretKey in plaintext as the guide does (--mimic-plaintext-secret); `dream kv verify` reports it")
@@ -229,7 +230,8 @@ def flow_run(
     vendors = run.vendors()
     if not _emulated(vendors):
         raise UsageError("`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one")
-    report = run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret)
+    report = run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret,
+                      clock=clock_from_env())
     if run.wants_json(json_flag):
         print_json(report.as_json())
     else:

@@ -388,7 +388,7 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
     progress = _progress("verifying")
-    result = replication.verify(store, on_progress=progress, stripe_check=check)
+    result = replication.verify(store, on_progress=progress, stripe_check=check, now=clock_from_env()())
     if progress is not None:
         typer.echo("", err=True)
     return replication.select(result, platform=platform, classes=classes)
@@ -489,7 +489,7 @@ def kv_repair(
         store, plan, build_tier_config=builder,
         on_progress=(lambda n, total: status(f"applied {n}/{total}")) if len(plan.fixes) > 20_000 else None,
     )
-    after = replication.select(replication.verify(store), platform=platform)
+    after = replication.select(replication.verify(store, now=clock_from_env()()), platform=platform)
     if as_json:
         print_json({"plan": plan.as_json(), "applied": done,
                     "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],

@@ -65,7 +65,7 @@ class FlowReport:
 
 def run_flow(
     store: Store, vendors: Vendors, tiers: list[Tier], *, email: str | None = None, fault: str | None = None,
-    mimic_plaintext_secret: bool = False,
+    mimic_plaintext_secret: bool = False, clock: Callable[[], float] = time.time,
 ) -> FlowReport:
     report = FlowReport()
     email = email or f"dev-{secrets.token_hex(4)}@example.com"
@@ -105,6 +105,7 @@ def run_flow(
         result = onboarding.configure_tiers(
             store, vendors, report.user_id, tiers,  # type: ignore[arg-type]
             mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
+            store_now=clock,
         )
         report.publishable_key, report.secret_key = result.publishable_key, result.secret_key
         wrote = result.writes + ["clerk dream-api: public_metadata.publishableKey"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 from dreamcli import layout
 from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
 from dreamcli.layout import KeyKind
-from dreamcli.platform.secrets import KeyPair, new_key_pair, new_platform_id
+from dreamcli.platform.secrets import KeyPair, new_key_pair, new_platform_id, secret_start
 from dreamcli.platform.tiers import Tier, tier_json
 from dreamcli.stores.ports import KVWrite, Store, iter_keys
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
@@ -279,6 +280,7 @@ def configure_tiers(
     mimic_plaintext_secret: bool = False,
     skip_api_replication: bool = False,
     after_write: AfterWrite | None = None,
+    store_now: Callable[[], float] = time.time,
 ) -> TiersResult:
     """oauth-api /create-products: products and prices on the connected account, keys, and the guide's
     phase 4 (e)-(g) writes, ordered so that no secret authenticates before its tier config exists."""
@@ -343,6 +345,9 @@ def configure_tiers(
     writes.put(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id), publishable_key)
     writes.put(store, PLATFORM_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
     if pair is not None:
+        index = {"env": "production", "created": int(store_now()), "secretStart": secret_start(pair.secret_key),
+                 "secretHash": pair.secret_hash, "expiresAt": None, "revokedAt": None}
+        writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), json.dumps(index))
         if mimic_plaintext_secret:
             writes.put(store, PLATFORM_TOKENS, layout.user_secret_key(user_id), pair.secret_key)
         writes.put(store, PLATFORM_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)

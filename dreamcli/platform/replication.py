@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -69,6 +70,7 @@ class Fix:
     value: str | None = None
     needs: str | None = None  # "prune", "remove-plaintext-secrets" or None
     user_id: str | None = None  # for tier config rebuilds
+    expiration: int | None = None  # for puts of a pair in its grace period
 
 
 @dataclass(frozen=True)
@@ -175,13 +177,15 @@ _USER_SUFFIX = {
 
 
 class _Checker:
-    def __init__(self, stripe_check: Callable[[str, str, Any], list[Finding]] | None) -> None:
+    def __init__(self, store: Store, stripe_check: Callable[[str, str, Any], list[Finding]] | None, now: float) -> None:
+        self.store = store
         self.findings: list[Finding] = []
         self.stripe_check = stripe_check
         self.platform_user: dict[str, str] = {}  # platform:{plt}:userId values not yet matched by a user
         self.matched_platforms: set[int] = set()
-        self.platform_token: dict[str, str] = {}
-        self.tier_config: dict[str, tuple | None] = {}  # plt -> triples (None = corrupt)
+        # Only hashes of values are kept; the rare value a fix needs is read again from the store.
+        self.platform_token: dict[str, int] = {}  # plt -> hash of its token text
+        self.tier_config: dict[str, int | None] = {}  # plt -> hash of its (name, priceId, productId) triples; None = corrupt
         self.tier_config_pending_orphan: dict[str, None] = {}
         self.tier_config_reported: set[str] = set()
         self.pt_publishable: dict[int, str] = {}  # hash(pk) -> plt, from platform-tokens
@@ -190,6 +194,10 @@ class _Checker:
         self.api_secret: set[int] = set()
         self.users_seen: set[int] = set()
         self.pending_dangling: dict[str, list[str]] = {}  # plt -> publishablekey: keys pointing at it
+        self.revoked: dict[int, str] = {}  # hash(pk) -> plt, from the key index
+        self.expiring: dict[int, int] = {}  # hash(pk) -> expiresAt, from the key index
+        self.newest_live: dict[str, tuple[int, str]] = {}  # plt -> (created, pk) of its newest live indexed pair
+        self.now = int(now)
 
     def add(self, cls: FindingClass, namespace: str, key: str, platform: str | None, message: str, *,
             expected: str | None = None, actual: str | None = None, fix: Fix | None = None) -> None:
@@ -200,6 +208,9 @@ class _Checker:
 
     def platform_group(self, plt: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
         for key, pt_raw, api_raw in items:
+            if key.count(":") == 3 and pt_raw is not None and key.split(":")[2] == "key":
+                self._index_entry(key, key.rsplit(":", 1)[1], plt, _text(pt_raw))
+                continue
             kind = _PLATFORM_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None
             pt, api = _text(pt_raw), _text(api_raw)
             if kind is KeyKind.PLATFORM_USER_ID and pt is not None:
@@ -209,7 +220,7 @@ class _Checker:
                     self.platform_user[plt] = pt
             elif kind is KeyKind.PLATFORM_STRIPE_TOKEN and pt is not None:
                 if self._token_ok(key, pt, plt):
-                    self.platform_token[plt] = pt
+                    self.platform_token[plt] = hash(pt)
             elif kind is KeyKind.TIER_CONFIG and api is not None:
                 try:
                     triples = _triples(json.loads(api).get("tiers"), "name")
@@ -218,9 +229,66 @@ class _Checker:
                 if triples is None:
                     self.add(FindingClass.CORRUPT, API_TOKENS, key, plt, "value is not {tiers: [{name, priceId, productId, ...}]}",
                              actual=api)
-                self.tier_config[plt] = triples
+                self.tier_config[plt] = None if triples is None else hash(triples)
                 if plt not in self.platform_user:
                     self.tier_config_pending_orphan[plt] = None
+
+    def _index_entry(self, key: str, pk: str, plt: str, value: str | None) -> None:
+        """dream's key index: a revoked pair must be gone, a pair in its grace must expire on time."""
+        try:
+            entry = json.loads(value or "")
+            revoked, expires = entry.get("revokedAt"), entry.get("expiresAt")
+        except (json.JSONDecodeError, AttributeError):
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {env, created, ...}", actual=value)
+            return
+        if revoked is not None:
+            self.revoked[hash(pk)] = plt
+            return
+        if isinstance(expires, int):
+            self.expiring[hash(pk)] = expires
+            if expires <= self.now:
+                return
+        created = entry.get("created") or 0
+        if created >= self.newest_live.get(plt, (-1, ""))[0]:
+            self.newest_live[plt] = (created, pk)
+
+    def _pair_state(self, pk: str | None) -> tuple[bool, int | None]:
+        """(revoked, expiration) of a publishable key's pair, from the index."""
+        if pk is None:
+            return False, None
+        return hash(pk) in self.revoked, self.expiring.get(hash(pk))
+
+    def _revoked_mapping(self, key: str, pk: str, pt: str | None, api: str | None, phase: int) -> bool:
+        """Mappings of a revoked pair are deleted (completing the revocation), never copied."""
+        if hash(pk) not in self.revoked:
+            return False
+        plt = self.revoked[hash(pk)]
+        for namespace, value in ((API_TOKENS, api), (PLATFORM_TOKENS, pt)):
+            if value is not None:
+                self.add(FindingClass.STALE, namespace, key, plt, f"the pair of {pk} is revoked but this mapping remains",
+                         actual=value, fix=Fix(Action.DELETE, namespace, key, phase))
+        return True
+
+    def _expiry(self, key: str, pk: str, plt: str | None, pt: str | None, api: str | None) -> bool:
+        """A pair in its grace: both mappings carry the index's expiration (read back point by point; few)."""
+        expires = self.expiring.get(hash(pk))
+        if expires is None:
+            return False
+        if expires - self.now < 60:  # KV cannot set an expiration this close: it is about to vanish anyway
+            return True
+        source = pt if pt is not None else api
+        for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
+            phase = PHASE_PLATFORM_TOKENS if namespace == PLATFORM_TOKENS else (PHASE_API_SECRET if key.startswith("secretkey:") else PHASE_API_PUBLISHABLE)
+            if value is None:
+                self.add(FindingClass.MISSING, namespace, key, plt, f"the pair of {pk} is in its grace until {expires}",
+                         expected=source, fix=Fix(Action.PUT, namespace, key, phase, source, expiration=expires))
+                continue
+            found = self.store.kv(namespace).get_with_metadata(key)
+            if found is not None and (found.expiration is None or found.expiration > expires):
+                self.add(FindingClass.STALE, namespace, key, plt, f"outlives its pair's grace (until {expires})",
+                         expected=f"expiration {expires}", actual=f"expiration {found.expiration}",
+                         fix=Fix(Action.PUT, namespace, key, phase, value, expiration=expires))
+        return True
 
     def _token_ok(self, key: str, value: str, plt: str | None) -> bool:
         try:
@@ -247,6 +315,12 @@ class _Checker:
             if value is not None and not _PLT.match(value):
                 self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a platform id", actual=value)
                 return
+        if self._revoked_mapping(key, pk, pt, api, PHASE_DELETE_OTHER):
+            return
+        if self._expiry(key, pk, pt or api, pt, api):
+            self.pt_publishable[hash(pk)] = pt or api  # type: ignore[assignment]
+            self.api_publishable.add(hash(pk))
+            return
         plt = pt or api
         if pt is not None:
             self.pt_publishable[hash(pk)] = pt
@@ -273,6 +347,12 @@ class _Checker:
             if value is not None and not _PK.match(value):
                 self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a publishable key", actual=value)
                 return
+        if self._revoked_mapping(key, pt or api or "", pt, api, PHASE_DELETE_SECRET):
+            return
+        if self._expiry(key, pt or api or "", self.pt_publishable.get(hash(pt or api)), pt, api):
+            self.pt_secret.add(hash(digest))
+            self.api_secret.add(hash(digest))
+            return
         platform = self.pt_publishable.get(hash(pt or api or ""))
         if pt is not None:
             self.pt_secret.add(hash(digest))
@@ -332,14 +412,22 @@ class _Checker:
             config = self.tier_config.get(plt, "absent")
             if config == "absent":
                 self._need_tier_config(plt, user_id, f"user:{user_id}:products lists {len(products)} tiers")
-            elif config is not None and config != products:
+            elif config is not None and config != hash(products):
                 key = layout.tier_config(plt)
-                self.add(FindingClass.STALE, API_TOKENS, key, plt, f"tiers differ from user:{user_id}:products",
-                         expected=json.dumps([list(t) for t in products]), actual=json.dumps([list(t) for t in config]),
+                self.add(FindingClass.STALE, API_TOKENS, key, plt, f"tiers (price and product ids) differ from user:{user_id}:products",
+                         expected=json.dumps([list(t) for t in products]),
                          fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
             if self.stripe_check is not None and plt in self.platform_token:
-                self.findings += self.stripe_check(plt, user_id, self.platform_token[plt])
+                self.findings += self.stripe_check(plt, user_id, None)
         pk = values.get(KeyKind.USER_PUBLISHABLE_KEY)
+        if pk is not None and plt is not None and hash(pk) in self.revoked:
+            key = layout.user_publishable_key(user_id)
+            successor = self.newest_live.get(plt, (0, None))[1]
+            fix = (Fix(Action.PUT, PLATFORM_TOKENS, key, PHASE_PLATFORM_TOKENS, successor) if successor
+                   else Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER))
+            self.add(FindingClass.STALE, PLATFORM_TOKENS, key, plt, f"names {pk}, whose pair is revoked",
+                     expected=successor, actual=pk, fix=fix)
+            pk = None
         if pk is not None and plt is not None:
             target = self.pt_publishable.get(hash(pk))
             if target is None:
@@ -371,9 +459,13 @@ class _Checker:
     def _user_token(self, user_id: str, plt: str | None, user_token: str | None) -> None:
         if plt is None:
             return
-        platform_token = self.platform_token.get(plt)
-        if user_token is not None and user_token == platform_token:
+        token_hash = self.platform_token.get(plt)
+        if user_token is not None and hash(user_token) == token_hash:
             return  # the same text as the platform's, which was checked already
+        platform_token = None
+        if token_hash is not None:
+            raw = self.store.kv(PLATFORM_TOKENS).get(layout.platform_stripe_token(plt))
+            platform_token = None if raw is None else raw.decode("utf-8", errors="replace")
         if user_token is not None and not self._token_ok(layout.user_stripe_token(user_id), user_token, plt):
             return
         user_key, platform_key = layout.user_stripe_token(user_id), layout.platform_stripe_token(plt)
@@ -417,9 +509,11 @@ def verify(
     *,
     on_progress: Callable[[int], None] | None = None,
     stripe_check: Callable[[str, str, Any], list[Finding]] | None = None,
+    now: float | None = None,
 ) -> VerifyResult:
     """Every finding in the token namespaces, in one pass over both."""
-    checker = _Checker(stripe_check)
+    now = time.time() if now is None else now
+    checker = _Checker(store, stripe_check, now)
     result = VerifyResult()
     stream = _merged(scan_items(store.kv(PLATFORM_TOKENS)), scan_items(store.kv(API_TOKENS)))
     # Keys of one platform (platform:{plt}:*) or one user (user:{u}:*) share a prefix, so they are
@@ -552,7 +646,7 @@ def apply_plan(
             elif fix.phase in (PHASE_API_PUBLISHABLE, PHASE_API_SECRET) and finding.platform in without_config:
                 failed.append((fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)"))
             elif fix.action is Action.PUT:
-                puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or ""))
+                puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or "", expiration=fix.expiration))
             else:
                 deletes.setdefault(fix.namespace, []).append(fix.key)
         for namespace, keys in deletes.items():

@@ -85,6 +85,8 @@ def test_each_phase_writes_exactly_the_guides_keys(platform):
         ("platform-tokens", f"user:{u}:products"),
         ("platform-tokens", f"publishablekey:{pk}:platformId"),
         ("platform-tokens", f"secretkey:{digest}:publishableKey"),
+        # dream's extension: the platform's key index (dream keys list)
+        ("platform-tokens", f"platform:{plt}:key:{pk}"),
         # (f) api-multi TOKENS_KV
         ("api-tokens", f"platform:{plt}:tierConfig"),
         ("api-tokens", f"publishablekey:{pk}:platformId"),
@@ -108,6 +110,8 @@ def test_each_phase_writes_exactly_the_guides_keys(platform):
     price = vendors.stripe.retrieve_price(account, pro["priceId"])
     assert price.metadata.to_dict() == expected and (price.unit_amount, price.recurring.interval) == (2900, "month")
     assert authenticate(store, sk).platform_id == plt
+    index = json.loads(after_tiers[("platform-tokens", f"platform:{plt}:key:{pk}")])
+    assert index["env"] == "production" and index["secretHash"] == digest and index["secretStart"] == sk[:12] + "..."
     every_key_known = [layout.parse(key, ns) for ns, key in after_tiers]
     assert all(parsed.known for parsed in every_key_known)
 
@@ -225,7 +229,7 @@ def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platfo
     tiers = parse_tiers(FIXTURES / "guide.toml")
     probe = through_connect(platform, "probe@example.com")
     total = len(onboarding.configure_tiers(store, vendors, probe.user_id, tiers).writes)
-    assert total == 7
+    assert total == 8
     for crash_after in range(1, total + 1):
         signed = through_connect(platform, f"crash{crash_after}@example.com")
         count = 0
