@@ -219,10 +219,12 @@ SPECS: tuple[KeySpec, ...] = (
     ),
     KeySpec(
         KeyKind.END_USER_USAGE,
-        "usage:{publishableKey}:{userId}",
+        "usage:{owner}:{userId}",
         (API_USAGE,),
-        "JSON {usageCount, plan, lastUpdated} of an end-user of a developer",
+        "JSON {usageCount, plan, lastUpdated, periodStart, periodEnd} of an end-user of a developer",
         json=True,
+        note="the guide's owner is the publishable key; dream writes the platform id there, so usage survives key "
+        "rotations (a new publishable key must not reset anyone's count)",
     ),
     KeySpec(
         KeyKind.RATE_LIMIT,
@@ -374,8 +376,9 @@ def developer_usage(user_id: str) -> str:
     return build(KeyKind.DEVELOPER_USAGE, userId=user_id)
 
 
-def end_user_usage(publishable_key: str, user_id: str) -> str:
-    return build(KeyKind.END_USER_USAGE, publishableKey=publishable_key, userId=user_id)
+def end_user_usage(owner: str, user_id: str) -> str:
+    """`owner` is the platform id in what dream writes (the guide used the publishable key)."""
+    return build(KeyKind.END_USER_USAGE, owner=owner, userId=user_id)
 
 
 def rate_limit(user_id: str, minute: int) -> str:

@@ -26,7 +26,7 @@ GUIDE_KEYS = [
     ("platform:plt_1:tierConfig", KeyKind.TIER_CONFIG, {"platformId": "plt_1"}, "api-tokens"),
     ("oauth:state:abc", KeyKind.OAUTH_STATE, {"state": "abc"}, "platform-tokens"),
     ("usage:user_1", KeyKind.DEVELOPER_USAGE, {"userId": "user_1"}, "platform-usage"),
-    ("usage:pk_live_a:user_9", KeyKind.END_USER_USAGE, {"publishableKey": "pk_live_a", "userId": "user_9"}, "api-usage"),
+    ("usage:pk_live_a:user_9", KeyKind.END_USER_USAGE, {"owner": "pk_live_a", "userId": "user_9"}, "api-usage"),
     ("ratelimit:user_9:29000000", KeyKind.RATE_LIMIT, {"userId": "user_9", "minute": "29000000"}, "api-usage"),
 ]
 

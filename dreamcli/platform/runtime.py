@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from dreamcli import layout
 from dreamcli.errors import DreamError, ExitCode
 from dreamcli.platform.secrets import hash_secret
 from dreamcli.stores.ports import Store
-from dreamcli.topology import API_TOKENS
+from dreamcli.topology import API_TOKENS, API_USAGE
 
 
 class InvalidApiKey(DreamError):
@@ -63,3 +64,75 @@ def authenticate(store: Store, secret_key: str) -> Caller:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidApiKey(f"{config_entry} in {API_TOKENS} is not JSON") from None
     return Caller(publishable_key, platform_id, config)
+
+
+class InvalidToken(DreamError):
+    """An end-user token that is refused (bad JWT, or a publishable key that maps to no platform)."""
+
+    exit_code = ExitCode.FAILED
+
+    def body(self) -> dict[str, str]:
+        return {"error": "Invalid token", "message": str(self)}
+
+
+@dataclass(frozen=True)
+class EndUser:
+    caller: Caller
+    user_id: str
+
+
+def resolve_publishable(store: Store, publishable_key: str) -> Caller:
+    """publishable key -> platform -> tier config, from api-tokens (what an end-user token is scoped by)."""
+    tokens = store.kv(API_TOKENS)
+    raw_plt = tokens.get(layout.publishable_key_platform(publishable_key))
+    if raw_plt is None:
+        raise InvalidToken(f"publishable key {publishable_key} is not live")
+    platform_id = raw_plt.decode("utf-8", errors="replace")
+    raw_config = tokens.get(layout.tier_config(platform_id))
+    if raw_config is None:
+        raise InvalidToken(f"platform {platform_id} has no tier config")
+    return Caller(publishable_key, platform_id, json.loads(raw_config))
+
+
+def authenticate_end_user(store: Store, verifier: Any, token: str) -> EndUser:
+    """An end-user-api JWT (verified RS256 against its JWKS) whose `publishableKey` claim scopes the caller."""
+    claims = verifier.verify(token)
+    publishable_key = claims.get("publishableKey")
+    if not isinstance(publishable_key, str) or not publishable_key:
+        raise InvalidToken("the token carries no publishableKey claim")
+    return EndUser(resolve_publishable(store, publishable_key), claims["sub"])
+
+
+class UsageExceeded(DreamError):
+    """The end-user reached the tier's monthly limit (the call is refused and not counted)."""
+
+    exit_code = ExitCode.FAILED
+
+
+def month_period(now: float) -> tuple[int, int]:
+    """The calendar month (UTC) holding `now`, as Unix seconds [start, end)."""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def record_usage(store: Store, caller: Caller, user_id: str, plan: str, *, now: float) -> dict[str, Any]:
+    """Count one call for an end-user under the platform id (so a rotation never resets it), within the
+    tier's monthly limit. Read-modify-write, as the guide's Workers do (see the README on lost increments)."""
+    tier = caller.tier(plan)
+    if tier is None:
+        raise UsageExceeded(f"unknown plan {plan!r} for platform {caller.platform_id}")
+    usage = store.kv(API_USAGE)
+    key = layout.end_user_usage(caller.platform_id, user_id)
+    start, end = month_period(now)
+    raw = usage.get(key)
+    record = json.loads(raw) if raw else {}
+    if record.get("periodStart") != start:
+        record = {"usageCount": 0, "periodStart": start, "periodEnd": end}
+    limit = tier.get("limit")
+    if limit is not None and record["usageCount"] >= limit:
+        raise UsageExceeded(f"{user_id} used {record['usageCount']} of {limit} calls this month")
+    record.update(usageCount=record["usageCount"] + 1, plan=plan, lastUpdated=int(now), periodEnd=end)
+    usage.put(key, json.dumps(record))
+    return record
