@@ -136,10 +136,10 @@ class SQLiteFile:
             if mode != "wal":
                 raise StoreError(f"store {path} cannot use WAL mode (got {mode})")
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            # Bulk writes land in random key order: a 64 MiB page cache keeps them off the disk until
+            # Bulk writes land in random key order: a 32 MiB page cache keeps them off the disk until
             # commit (SQLite's 2 MiB default thrashes past a few 100k keys). No mmap: mapped file pages
             # would count in the process's memory for nothing measurable.
-            self.conn.execute("PRAGMA cache_size = -65536")
+            self.conn.execute("PRAGMA cache_size = -32768")
             self.conn.execute("PRAGMA temp_store = MEMORY")
             if foreign_keys:  # D1 enforces foreign keys; the KV tables have none to check
                 self.conn.execute("PRAGMA foreign_keys = ON")
