@@ -22,7 +22,8 @@ from emulator.bridge import ASGIBridgeTransport
 from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.platform_http import PlatformServices, front_auth_routes
-from emulator.sqlite import BUSY_TIMEOUT_MS, SQLiteFile, migrate
+from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from emulator.schema import migrate
 from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.store import open_emulator_store
 from emulator.stripe_http import stripe_routes

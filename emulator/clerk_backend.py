@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from emulator.sqlite import SQLiteFile
+from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.vendor_state import VendorState, new_id
 
 DREAM_API = "dream-api"

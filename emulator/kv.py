@@ -11,7 +11,7 @@ from typing import Any
 from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage
-from emulator.sqlite import SQLiteFile
+from dreamcli.stores.sqlite_file import SQLiteFile
 
 _CURSOR_VERSION = "c1"
 _listed_key = functools.partial(tuple.__new__, ListedKey)

@@ -9,9 +9,10 @@ from pathlib import Path
 from dreamcli.errors import StoreError
 from dreamcli.stores.ports import Store
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
-from emulator.d1 import EmulatorDatabase
+from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from emulator.kv import EmulatorKVNamespace
-from emulator.sqlite import BUSY_TIMEOUT_MS, SQLiteFile, migrate
+from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from emulator.schema import migrate
 
 DEFAULT_STORE_PATH = Path(".dream") / "emulator.db"
 
@@ -30,7 +31,7 @@ def open_emulator_store(
     file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms)
     try:
         migrate(file)
-        database = EmulatorDatabase(path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
+        database = SQLiteD1Database(path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
     except BaseException:
         file.close()
         raise

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from emulator.sqlite import SQLiteFile
+from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.vendor_state import VendorState, new_id
 
 API_VERSION = "2026-10-28.endive"

@@ -8,7 +8,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from emulator.sqlite import SQLiteFile
+from dreamcli.stores.sqlite_file import SQLiteFile
 
 _ALPHABET = string.ascii_letters + string.digits
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from dreamcli.errors import StoreError
-from emulator.sqlite import LATEST_SCHEMA
+from emulator.schema import LATEST_SCHEMA
 from emulator.store import open_emulator_store
 
 

@@ -1,4 +1,6 @@
-"""A D1 database in the emulator's SQLite file, answering with D1's result shape and errors."""
+"""A D1 database on a SQLite file (the emulator's, or Miniflare's on disk), answering with D1's result
+shape and errors. User SQL runs behind an authorizer that refuses transactions, ATTACH and the names
+the file reserves for itself (`_dream_*` in the emulator's file, `_cf_*` in Miniflare's), as D1 does."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 from dreamcli.errors import D1Error
 from dreamcli.stores.ports import D1Meta, D1Result, Statement
 from dreamcli.stores.sql import split_statements
-from emulator.sqlite import BUSY_TIMEOUT_MS, INTERNAL_PREFIX, SQLiteFile
+from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 
 _DDL_VERBS = ("CREATE", "DROP", "ALTER")
 _D1_LIMIT_PARAMS = 100
@@ -20,11 +22,13 @@ _D1_LIMIT_PARAMS = 100
 _REFUSED_ACTIONS = (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH)
 
 
-class EmulatorDatabase:
-    """User tables live beside the KV tables in the same file, reached through a guarded connection."""
+class SQLiteD1Database:
+    """User tables in a SQLite file, reached through a guarded connection."""
 
-    def __init__(self, path: Path, database_id: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(self, path: Path, database_id: str, *, reserved_prefix: str = "_dream_",
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.id = database_id
+        self.reserved_prefix = reserved_prefix
         self._guarded = False  # True only while user SQL is being prepared and run
         self.file = SQLiteFile(path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True)
 
@@ -35,7 +39,7 @@ class EmulatorDatabase:
         if action in _REFUSED_ACTIONS:
             return sqlite3.SQLITE_DENY
         for name in (arg1, arg2):
-            if name and name.lower().startswith(INTERNAL_PREFIX):
+            if name and name.lower().startswith(self.reserved_prefix):
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -102,7 +106,7 @@ def _d1_message(exc: sqlite3.Error) -> str:
     """D1 appends SQLite's error name: `no such table: x: SQLITE_ERROR`."""
     message = str(exc)
     if "not authorized" in message:
-        message = "not authorized: statements may not use transactions, ATTACH or the emulator's _dream_ tables"
+        message = "not authorized: statements may not use transactions, ATTACH or the store's reserved tables"
         return f"{message}: SQLITE_AUTH"
     name = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
     return f"{message}: {name}"
