@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
+from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, prefix_upper_bound
 from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage
 from dreamcli.stores.sqlite_file import SQLiteFile
 
-_CURSOR_VERSION = "c1"
 _listed_key = functools.partial(tuple.__new__, ListedKey)
-
-
-def encode_cursor(after_key: str) -> str:
-    """Opaque to callers; it names the last key returned, so it stays valid while keys come and go."""
-    return f"{_CURSOR_VERSION}.{base64.urlsafe_b64encode(after_key.encode('utf-8')).decode('ascii').rstrip('=')}"
-
-
-def decode_cursor(cursor: str) -> str:
-    version, _, body = cursor.partition(".")
-    try:
-        if version != _CURSOR_VERSION or not body:
-            raise ValueError(cursor)
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise KVError(400, f"Invalid cursor {cursor!r}: pass back a cursor returned by a previous list call.") from None
-
-
-def prefix_upper_bound(prefix: bytes) -> bytes | None:
-    """The smallest byte string greater than every string starting with `prefix`.
-
-    UTF-8 never contains 0xFF, so incrementing the last byte is always possible. The
-    result may not be valid UTF-8, so SQL compares against CAST(? AS TEXT) of it.
-    """
-    if not prefix:
-        return None
-    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 class EmulatorKVNamespace:

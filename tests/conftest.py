@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from dreamcli.cli.app import app
 from dreamcli.stores.ports import Store
+from dreamcli.stores.wrangler import open_wrangler_store
 from emulator.store import open_emulator_store
 
 
@@ -42,10 +44,18 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["emulator"])
+WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
+
+
+@pytest.fixture(params=["emulator", "wrangler"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    """The same suite runs on every store adapter (later: wrangler, cloudflare)."""
-    opened = open_emulator_store(tmp_path / f"{request.param}.db", clock=clock)
+    """The same suite runs on every store adapter."""
+    if request.param == "wrangler":
+        project = tmp_path / "workers"
+        shutil.copytree(WORKERS, project)
+        opened = open_wrangler_store(str(project), clock=clock)
+    else:
+        opened = open_emulator_store(tmp_path / f"{request.param}.db", clock=clock)
     yield opened
     opened.close()
 

@@ -90,7 +90,7 @@ def root(
         typer.Option(
             "--store",
             envvar="DREAM_STORE",
-            help="Where the data lives: emulator:PATH (or a bare PATH to an emulator file).",
+            help="Where the data lives: emulator:PATH (or a bare PATH), or wrangler:PROJECT[,persist-to=DIR][,preview].",
             show_default=True,
         ),
     ] = DEFAULT_STORE,

@@ -19,7 +19,7 @@ from dreamcli.errors import UsageError
 from dreamcli.stores.ports import Store
 from dreamcli.vendors.settings import Vendors, settings_from_emulator, settings_from_env
 
-STORE_KINDS = ("emulator",)
+STORE_KINDS = ("emulator", "wrangler")
 DEFAULT_STORE = "emulator:.dream/emulator.db"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
@@ -58,12 +58,15 @@ def busy_timeout_ms() -> int:
 
 
 def parse_store_spec(spec: str) -> tuple[str, str]:
-    """`emulator:PATH`, a bare path to an emulator file, or `emulator` for the default file."""
+    """`emulator:PATH`, a bare path to an emulator file, `emulator` for the default file, or
+    `wrangler:PROJECT[,persist-to=DIR][,preview]` for wrangler's local state of the workers in PROJECT."""
     kind, sep, where = spec.partition(":")
     if sep and kind in STORE_KINDS:
         return kind, where or DEFAULT_STORE.partition(":")[2]
-    if not sep and spec in STORE_KINDS:
+    if not sep and spec == "emulator":
         return spec, DEFAULT_STORE.partition(":")[2]
+    if not sep and spec == "wrangler":
+        return spec, "."
     if sep and kind.isalpha() and len(kind) > 1:
         raise UsageError(f"unknown store kind {kind!r} in --store {spec!r} (known: {', '.join(STORE_KINDS)})")
     return "emulator", spec
@@ -82,9 +85,14 @@ class AppContext:
         if self._store is None:
             kind, where = parse_store_spec(self.store_spec)
             # Imported here: only commands that touch data pay for opening a store.
-            from emulator.store import open_emulator_store
+            if kind == "wrangler":
+                from dreamcli.stores.wrangler import open_wrangler_store
 
-            self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
+                self._store = open_wrangler_store(where, clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
+            else:
+                from emulator.store import open_emulator_store
+
+                self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
         return self._store
 
     def vendors(self) -> Vendors:
@@ -97,8 +105,10 @@ class AppContext:
             else:
                 from emulator.app import Emulator
 
-                _, where = parse_store_spec(self.store_spec)
-                self._emulator = Emulator(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
+                kind, where = parse_store_spec(self.store_spec)
+                # The vendors' emulated state lives in the emulator file (the default one beside a wrangler store).
+                vendor_file = Path(where) if kind == "emulator" else Path(DEFAULT_STORE.partition(":")[2])
+                self._emulator = Emulator(vendor_file, clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
                 self._vendors = Vendors(
                     settings_from_emulator(self._emulator.config()), self._emulator.client(), clock=clock_from_env()
                 )

@@ -6,6 +6,8 @@ is how a Worker sees them), so an operator who meets one here recognises it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -130,3 +132,33 @@ def validate_list_limit(limit: int) -> int:
 def validate_bulk_size(items: Sequence[Any], limit: int, what: str) -> None:
     if len(items) > limit:
         raise KVError(413, f"{what} of {len(items)} keys exceeds the limit of {limit} keys per request.")
+
+
+# Cursors: opaque to callers; they name the last key returned, so they stay valid while keys come and go.
+_CURSOR_VERSION = "c1"
+
+
+def encode_cursor(after_key: str) -> str:
+    """Opaque to callers; it names the last key returned, so it stays valid while keys come and go."""
+    return f"{_CURSOR_VERSION}.{base64.urlsafe_b64encode(after_key.encode('utf-8')).decode('ascii').rstrip('=')}"
+
+
+def decode_cursor(cursor: str) -> str:
+    version, _, body = cursor.partition(".")
+    try:
+        if version != _CURSOR_VERSION or not body:
+            raise ValueError(cursor)
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise KVError(400, f"Invalid cursor {cursor!r}: pass back a cursor returned by a previous list call.") from None
+
+
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with `prefix`.
+
+    UTF-8 never contains 0xFF, so incrementing the last byte is always possible. The
+    result may not be valid UTF-8, so SQL compares against CAST(? AS TEXT) of it.
+    """
+    if not prefix:
+        return None
+    return prefix[:-1] + bytes([prefix[-1] + 1])

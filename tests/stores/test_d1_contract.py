@@ -53,7 +53,8 @@ def test_sql_errors_read_like_d1(db):
 
 
 def test_user_sql_cannot_reach_internal_tables_or_transactions(db):
-    for sql in ("SELECT * FROM _dream_kv", "DROP TABLE _dream_kv", "BEGIN", "ATTACH 'x.db' AS x"):
+    reserved = f"{db.reserved_prefix}kv"
+    for sql in (f"SELECT * FROM {reserved}", f"CREATE TABLE {reserved} (x)", "BEGIN", "ATTACH 'x.db' AS x"):
         with pytest.raises(D1Error):
             db.execute(sql)
     # and the database still works afterwards
