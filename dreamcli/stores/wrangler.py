@@ -269,7 +269,9 @@ def open_wrangler_store(where: str, *, clock: Callable[[], float] = time.time,
         worker_name, _ = READERS[ref.name]
         worker: Worker = by_name.get(worker_name) or workers[0]
         namespaces[ref.name] = WranglerKVNamespace(worker.state_root(persist), ref.id, clock, busy_timeout_ms)
-    d1_worker = next((w for w in workers if w.d1), workers[0])
+    # api-multi writes the customers (the guide's D1 use): its local D1 is the one to read.
+    d1_worker = by_name.get("api-multi") if by_name.get("api-multi") and by_name["api-multi"].d1 else None
+    d1_worker = d1_worker or next((w for w in workers if w.d1), workers[0])
     database_path = d1_path(d1_worker.state_root(persist), topology.database.id)
     database_path.parent.mkdir(parents=True, exist_ok=True)
     database = SQLiteD1Database(database_path, topology.database.id, reserved_prefix="_cf_", busy_timeout_ms=busy_timeout_ms)
