@@ -1,0 +1,42 @@
+"""`dream doctor`: check the workers' topology the way the guide's next steps do by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.errors import ExitCode
+from dreamcli.platform.doctor import diagnose
+
+
+def doctor(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The folder holding front-auth-api/, oauth-api/ and api-multi/.")] = Path("."),
+    persist_to: Annotated[
+        Optional[Path], typer.Option("--persist-to", help="The workers run with `wrangler dev --persist-to DIR`.")
+    ] = None,
+    json_flag: JsonOption = False,
+) -> None:
+    """Check the three workers' wrangler files: namespace and preview ids that must agree, workers that share a
+    namespace but keep separate local state (the guide's "Invalid API key"), .dev.vars names, D1 bindings.
+
+    Exit 1 when anything is found. Example: dream doctor ~/dream-api
+    """
+    workers, found = diagnose(path, persist_to=persist_to)
+    if app_context(ctx).wants_json(json_flag):
+        print_json({"workers": [{"name": w.name, "config": str(w.config)} for w in workers],
+                    "findings": [d.as_json() for d in found]})
+    elif found:
+        table = Table("check", "worker", "problem", "fix")
+        for diagnosis in found:
+            table.add_row(diagnosis.check, diagnosis.worker, diagnosis.problem, diagnosis.fix)
+        stdout_console().print(table)
+    else:
+        typer.echo(f"{len(workers)} workers, no findings")
+    if found:
+        status(f"{len(found)} finding(s)")
+        raise typer.Exit(int(ExitCode.FAILED))
