@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from dreamcli import __version__
 from dreamcli.cli import d1 as d1_cli
 from dreamcli.cli import doctor as doctor_cli
 from dreamcli.cli import flow as flow_cli
@@ -80,7 +79,9 @@ app.command("doctor")(doctor_cli.doctor)
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"dream {__version__}")
+        import dreamcli
+
+        typer.echo(f"dream {dreamcli.__version__}")
         raise typer.Exit()
 
 

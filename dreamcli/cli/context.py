@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 
 from dreamcli.errors import UsageError
 from dreamcli.stores.ports import Store
-from dreamcli.vendors.settings import Vendors, settings_from_emulator, settings_from_env
 
 STORE_KINDS = ("emulator", "wrangler")
 DEFAULT_STORE = "emulator:.dream/emulator.db"
@@ -25,12 +22,16 @@ DEFAULT_STORE = "emulator:.dream/emulator.db"
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
 
 
-def stderr_console() -> Console:
+def stderr_console() -> Any:
     """Status, warnings and progress: stderr, so stdout stays data."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def stdout_console() -> Console:
+def stdout_console() -> Any:
+    from rich.console import Console  # loaded only by commands that draw tables: it costs every start otherwise
+
     # Piped output is read by people in CI logs too: wide enough that keys are not folded.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -95,10 +96,14 @@ class AppContext:
                 self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
         return self._store
 
-    def vendors(self) -> Vendors:
+    def vendors(self) -> Any:
         """Real vendors when the environment names them (see dreamcli.vendors.settings), else the
         emulator in-process, its state in the emulator store file."""
         if self._vendors is None:
+            import httpx
+
+            from dreamcli.vendors.settings import Vendors, settings_from_emulator, settings_from_env
+
             settings = settings_from_env(os.environ)
             if settings is not None:
                 self._vendors = Vendors(settings, httpx.Client(timeout=30.0), clock=clock_from_env())

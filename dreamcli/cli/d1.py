@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
 from dreamcli.errors import UsageError
@@ -54,6 +53,8 @@ def d1_execute(
 
     Example: dream d1 execute --command 'SELECT * FROM customers WHERE plan = ?' --param pro
     """
+    from rich.table import Table
+
     if (command is None) == (file is None):
         raise UsageError("give exactly one of --command or --file")
     if file is not None:
@@ -92,6 +93,8 @@ def d1_migrations_list(ctx: typer.Context, directory: DirOption = None, json_fla
 
     Example: dream d1 migrations list --json
     """
+    from rich.table import Table
+
     run = app_context(ctx)
     folder = directory or default_migrations_dir()
     migrations = list_migrations(run.store().database, folder)

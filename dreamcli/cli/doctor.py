@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
 from dreamcli.errors import ExitCode
@@ -26,6 +25,8 @@ def doctor(
 
     Exit 1 when anything is found. Example: dream doctor ~/dream-api
     """
+    from rich.table import Table
+
     workers, found = diagnose(path, persist_to=persist_to)
     if app_context(ctx).wants_json(json_flag):
         print_json({"workers": [{"name": w.name, "config": str(w.config)} for w in workers],

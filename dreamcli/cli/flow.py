@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import DreamError, ExitCode, UsageError
@@ -139,6 +138,8 @@ def flow_tiers(
     Re-running with a changed file updates products, prices and tierConfig and keeps the keys.
     The secret key is printed once, here, when it is created. Example: dream flow tiers -u dev@example.com -f fixtures/tiers/guide.toml
     """
+    from rich.table import Table
+
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
     tiers = parse_tiers(file)
@@ -195,6 +196,8 @@ def flow_status(ctx: typer.Context, json_flag: JsonOption = False) -> None:
 
     Example: dream flow status
     """
+    from rich.table import Table
+
     run = app_context(ctx)
     rows = onboarding.status(run.store(), run.vendors())
     if run.wants_json(json_flag):
@@ -223,6 +226,8 @@ def flow_run(
     Prints a step table (phase, what was written, time) and exits 0 only if every step passed.
     --fault skip-api-replication reproduces the guide's "Invalid API key". Example: dream flow run
     """
+    from rich.table import Table
+
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
     tiers = parse_tiers(file)

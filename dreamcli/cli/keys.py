@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import UsageError
@@ -76,6 +75,8 @@ def keys_list(ctx: typer.Context, platform: PlatformOption = None, user: UserOpt
     Pairs made before dream's index (by the guide's own workers) are listed as env "legacy".
     Example: dream keys list --platform plt_abc --json
     """
+    from rich.table import Table
+
     run = app_context(ctx)
     now = clock_from_env()()
     plt = _platform(ctx, platform, user)

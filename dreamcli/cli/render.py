@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
 
 from dreamcli.cli.context import stdout_console
 
 
 def render_explain(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     console = stdout_console()
     console.print(f"[bold]{report['key']}[/bold]")
     if report["pattern"]:
@@ -40,6 +41,8 @@ def render_explain(report: dict[str, Any]) -> None:
 
 def render_findings(result: Any) -> None:
     """Findings grouped by platform, then class, with a summary line."""
+    from rich.table import Table
+
     console = stdout_console()
     if result.clean:
         console.print(f"[green]clean[/green]: {result.keys_scanned:,} keys checked, no findings")
@@ -60,6 +63,8 @@ def render_findings(result: Any) -> None:
 
 
 def render_plan(plan: Any) -> None:
+    from rich.table import Table
+
     console = stdout_console()
     if plan.fixes:
         table = Table("#", "phase", "action", "namespace", "key", "because", title="repair plan", title_justify="left")

@@ -21,7 +21,6 @@ from dreamcli.platform.tiers import Tier, tier_json
 from dreamcli.stores.ports import KVWrite, Store, iter_keys
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 from dreamcli.vendors.settings import DREAM_API, Vendors
-from dreamcli.vendors.stripe_gateway import StripeGateway
 
 OAUTH_STATE_TTL = 600  # the guide's 10 minutes
 PLATFORM_PLAN_CENTS = 1500  # $15/month
@@ -172,6 +171,8 @@ def handle_stripe_webhook(vendors: Vendors, payload: bytes, signature: str | Non
     secret = vendors.settings.stripe.webhook_secret
     if not secret:
         raise UsageError("no Stripe webhook secret configured (STRIPE_WEBHOOK_SECRET)")
+    from dreamcli.vendors.stripe_gateway import StripeGateway
+
     event = StripeGateway.construct_event(payload, signature, secret).to_dict()
     if event.get("account"):
         return f"ignored {event['type']}: it belongs to connected account {event['account']}"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from dreamcli.errors import UsageError
-from dreamcli.vendors.clerk import ClerkClient
-from dreamcli.vendors.jwt_verify import JWTVerifier
-from dreamcli.vendors.stripe_gateway import StripeGateway, StripeSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dreamcli.vendors.stripe_gateway import StripeSettings
 
 DREAM_API = "dream-api"
 END_USER_API = "end-user-api"
@@ -48,6 +48,8 @@ OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "
 
 def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
     """Real vendors when the environment names them all; None (use the emulator) when it names none."""
+    from dreamcli.vendors.stripe_gateway import StripeSettings
+
     present = [name for name in ENVIRONMENT if env.get(name)]
     if not present:
         return None
@@ -74,6 +76,8 @@ def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
 
 def settings_from_emulator(config: Mapping[str, Any]) -> VendorSettings:
     """Settings from the emulator's `/_emulator/config` document."""
+    from dreamcli.vendors.stripe_gateway import StripeSettings
+
     stripe_cfg = config["stripe"]
     stripe = StripeSettings(
         secret_key=stripe_cfg["secret_key"],
@@ -93,6 +97,11 @@ class Vendors:
     """The clients the platform code uses, built once over one httpx client."""
 
     def __init__(self, settings: VendorSettings, http: httpx.Client, *, clock: Callable[[], float] = time.time) -> None:
+        # The SDKs load only when vendors are used: most commands never need them.
+        from dreamcli.vendors.clerk import ClerkClient
+        from dreamcli.vendors.jwt_verify import JWTVerifier
+        from dreamcli.vendors.stripe_gateway import StripeGateway
+
         self.settings = settings
         self.http = http
         self.stripe = StripeGateway(settings.stripe, http)
