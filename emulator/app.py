@@ -6,6 +6,7 @@ under /_emulator, all over the same SQLite store file. Reached in-process (no po
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from starlette.routing import Mount, Route
 from emulator.bridge import ASGIBridgeTransport
 from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
+from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
 from emulator.platform_http import PlatformServices, front_auth_routes
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 from emulator.schema import migrate
@@ -55,18 +57,33 @@ class Emulator:
             ["checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted"],
         )
         self._platform: PlatformServices | None = None
+        self.cloudflare_account, self.cloudflare_token = self._cloudflare_credentials()
+        self.cloudflare_knobs = CloudflareKnobs()
         self.app = Starlette(
             routes=[
                 Mount("/stripe", routes=stripe_routes(self.stripe, _base_url)),
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
                 Mount("/_emulator", routes=self._emulator_routes()),
                 Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
+                Mount("/cloudflare", routes=cloudflare_routes(lambda: self.platform().store, self.cloudflare_account,
+                                                              self.cloudflare_token, self.cloudflare_knobs)),
             ]
         )
         self.bridge = ASGIBridgeTransport(self.app)
         # Webhooks to the in-process host go straight into the app; anything else over the network.
         mounts: dict[str, httpx.BaseTransport] = {IN_PROCESS_BASE: self.bridge, **(outbound_mounts or {})}
         self.outbound = httpx.Client(mounts=mounts, timeout=10.0)
+
+    def _cloudflare_credentials(self) -> tuple[str, str]:
+        """The account id and API token the emulated Cloudflare REST API accepts (made once per store)."""
+        from emulator.vendor_state import VendorState
+
+        state = VendorState(self.file, "cloudflare", self.clock)
+        tokens = state.keys_of("account", "token")
+        if not tokens:
+            state.issue_key(secrets.token_hex(16), "account", "account_id")
+            state.issue_key(secrets.token_urlsafe(30), "account", "token")
+        return state.keys_of("account", "account_id")[0], state.keys_of("account", "token")[0]
 
     def platform(self) -> PlatformServices:
         """The store and vendor clients the platform routes run on (built at first use)."""
@@ -96,6 +113,8 @@ class Emulator:
                 "webhook_secret": self.platform_webhook_secret,
             },
             "clerk": {"api_url": f"{base_url}/clerk", "instances": clerk},
+            "cloudflare": {"base_url": f"{base_url}/cloudflare/client/v4", "account_id": self.cloudflare_account,
+                           "api_token": self.cloudflare_token},
         }
 
     def close(self) -> None:

@@ -47,9 +47,26 @@ def clock() -> FakeClock:
 WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
 
 
-@pytest.fixture(params=["emulator", "wrangler"])
+@pytest.fixture(params=["emulator", "wrangler", pytest.param("cloudflare", marks=pytest.mark.socket)])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    """The same suite runs on every store adapter."""
+    """The same suite runs on every store adapter (cloudflare: over real HTTP to the emulator's REST API)."""
+    if request.param == "cloudflare":
+        from dreamcli.stores.cloudflare import open_cloudflare_store
+        from emulator.app import Emulator
+        from emulator.server import LoopbackServer
+
+        emulator = Emulator(tmp_path / "cloudflare.db", clock=clock)
+        server = LoopbackServer(emulator.app)
+        base = server.start()
+        config = emulator.config(base)["cloudflare"]
+        env = {"CLOUDFLARE_API_TOKEN": config["api_token"], "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+               "CLOUDFLARE_BASE_URL": config["base_url"]}
+        opened = open_cloudflare_store(env, sleep=lambda seconds: None)
+        yield opened
+        opened.close()
+        server.stop()
+        emulator.close()
+        return
     if request.param == "wrangler":
         project = tmp_path / "workers"
         shutil.copytree(WORKERS, project)

@@ -93,7 +93,7 @@ def root(
         typer.Option(
             "--store",
             envvar="DREAM_STORE",
-            help="Where the data lives: emulator:PATH (or a bare PATH), or wrangler:PROJECT[,persist-to=DIR][,preview].",
+            help="Where the data lives: emulator:PATH (or a bare PATH), wrangler:PROJECT[,persist-to=DIR][,preview], or cloudflare[:PROJECT].",
             show_default=True,
         ),
     ] = DEFAULT_STORE,

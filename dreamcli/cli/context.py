@@ -16,7 +16,7 @@ import typer
 from dreamcli.errors import UsageError
 from dreamcli.stores.ports import Store
 
-STORE_KINDS = ("emulator", "wrangler")
+STORE_KINDS = ("emulator", "wrangler", "cloudflare")
 DEFAULT_STORE = "emulator:.dream/emulator.db"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
@@ -60,7 +60,8 @@ def busy_timeout_ms() -> int:
 
 def parse_store_spec(spec: str) -> tuple[str, str]:
     """`emulator:PATH`, a bare path to an emulator file, `emulator` for the default file, or
-    `wrangler:PROJECT[,persist-to=DIR][,preview]` for wrangler's local state of the workers in PROJECT."""
+    `wrangler:PROJECT[,persist-to=DIR][,preview]` for wrangler's local state of the workers in PROJECT, or
+    `cloudflare[:PROJECT]` for production through the REST API (namespace ids from PROJECT's wrangler files)."""
     kind, sep, where = spec.partition(":")
     if sep and kind in STORE_KINDS:
         return kind, where or DEFAULT_STORE.partition(":")[2]
@@ -68,6 +69,8 @@ def parse_store_spec(spec: str) -> tuple[str, str]:
         return spec, DEFAULT_STORE.partition(":")[2]
     if not sep and spec == "wrangler":
         return spec, "."
+    if not sep and spec == "cloudflare":
+        return spec, ""
     if sep and kind.isalpha() and len(kind) > 1:
         raise UsageError(f"unknown store kind {kind!r} in --store {spec!r} (known: {', '.join(STORE_KINDS)})")
     return "emulator", spec
@@ -86,7 +89,14 @@ class AppContext:
         if self._store is None:
             kind, where = parse_store_spec(self.store_spec)
             # Imported here: only commands that touch data pay for opening a store.
-            if kind == "wrangler":
+            if kind == "cloudflare":
+                from dreamcli.stores.cloudflare import open_cloudflare_store
+                from dreamcli.stores.discovery import discover, topology_of
+                from dreamcli.topology import GUIDE_TOPOLOGY
+
+                topology = topology_of(discover(Path(where))) if where else GUIDE_TOPOLOGY
+                self._store = open_cloudflare_store(os.environ, topology=topology)
+            elif kind == "wrangler":
                 from dreamcli.stores.wrangler import open_wrangler_store
 
                 self._store = open_wrangler_store(where, clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())

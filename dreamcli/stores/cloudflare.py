@@ -1,0 +1,255 @@
+"""Production Workers KV and D1 through Cloudflare's REST API (httpx), with wrangler's variables
+`CLOUDFLARE_API_TOKEN` and `CLOUDFLARE_ACCOUNT_ID` (and `CLOUDFLARE_BASE_URL`, as the official SDK).
+
+Cursor pagination (empty pages included), bulk get in 100-key requests, bulk writes in batches, retries on
+429 and 5xx honouring `Retry-After`, Cloudflare's error codes turned into dream's errors. The token is
+never put in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from dreamcli.errors import D1Error, KVError, NotFound, RemoteError, UsageError, UnknownNamespace
+from dreamcli.stores import kv_rules
+from dreamcli.stores.ports import D1Meta, D1Result, KVValue, KVWrite, ListedKey, ListPage, Statement, Store
+from dreamcli.topology import GUIDE_TOPOLOGY, Topology
+
+DEFAULT_BASE = "https://api.cloudflare.com/client/v4"
+MAX_ATTEMPTS = 5
+
+
+class CloudflareAPI:
+    def __init__(self, token: str, account_id: str, base_url: str = DEFAULT_BASE, *, http: httpx.Client | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._token = token
+        self.account_id = account_id
+        self.base = base_url.rstrip("/") + f"/accounts/{account_id}"
+        self.http = http or httpx.Client(timeout=30.0)
+        self.sleep = sleep
+        self.requests = 0
+
+    def __repr__(self) -> str:  # never the token
+        return f"CloudflareAPI(account={self.account_id!r}, base={self.base!r})"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+        for attempt in range(MAX_ATTEMPTS):
+            self.requests += 1
+            try:
+                response = self.http.request(method, self.base + path, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                if attempt + 1 == MAX_ATTEMPTS:
+                    raise RemoteError(f"cloudflare: could not reach {self.base}: {type(exc).__name__}") from None
+                self.sleep(min(8.0, 0.5 * 2**attempt))
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt + 1 < MAX_ATTEMPTS:
+                    retry_after = response.headers.get("retry-after")
+                    self.sleep(float(retry_after) if retry_after else min(8.0, 0.5 * 2**attempt))
+                    continue
+            return response
+        return response
+
+    @staticmethod
+    def errors(response: httpx.Response) -> list[dict[str, Any]]:
+        try:
+            return response.json().get("errors") or []
+        except (ValueError, AttributeError):
+            return []
+
+    def fail(self, response: httpx.Response, what: str) -> Exception:
+        errors = self.errors(response)
+        code = errors[0].get("code") if errors else None
+        message = errors[0].get("message") if errors else f"HTTP {response.status_code}"
+        if code == 10013:
+            return UnknownNamespace(f"cloudflare: {what}: namespace not found (10013)")
+        if code == 7404:
+            return NotFound(f"cloudflare: {what}: D1 database not found (7404)")
+        if code in (10000, 6003, 6111) or response.status_code in (401, 403):
+            return RemoteError(f"cloudflare: {what}: authentication failed ({code}): check CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
+        if code == 7500:
+            return D1Error(message)
+        if response.status_code == 429:
+            return RemoteError(f"cloudflare: {what}: rate limited (971) after {MAX_ATTEMPTS} attempts")
+        if response.status_code in (400, 413, 414):
+            return KVError(response.status_code, message)
+        return RemoteError(f"cloudflare: {what}: {message} ({code or response.status_code})")
+
+    def result(self, response: httpx.Response, what: str) -> Any:
+        if not response.is_success:
+            raise self.fail(response, what)
+        return response.json()
+
+
+class CloudflareKVNamespace:
+    def __init__(self, api: CloudflareAPI, namespace_id: str) -> None:
+        self.api = api
+        self.id = namespace_id
+        self.path = f"/storage/kv/namespaces/{namespace_id}"
+
+    def get(self, key: str) -> bytes | None:
+        kv_rules.validate_key(key)
+        response = self.api.request("GET", f"{self.path}/values/{quote(key, safe='')}")
+        if response.status_code == 404 and any(e.get("code") == 10009 for e in self.api.errors(response)):
+            return None
+        if not response.is_success:
+            raise self.api.fail(response, f"get {key!r}")
+        return response.content
+
+    def get_with_metadata(self, key: str) -> KVValue | None:
+        kv_rules.validate_key(key)
+        response = self.api.request("GET", f"{self.path}/values/{quote(key, safe='')}")
+        if response.status_code == 404 and any(e.get("code") == 10009 for e in self.api.errors(response)):
+            return None
+        if not response.is_success:
+            raise self.api.fail(response, f"get {key!r}")
+        expiration = response.headers.get("expiration")
+        meta = self.api.request("GET", f"{self.path}/metadata/{quote(key, safe='')}")
+        metadata = meta.json().get("result") if meta.is_success else None
+        return KVValue(response.content, metadata, int(expiration) if expiration else None)
+
+    def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]:
+        """Text values, as Cloudflare's bulk get returns them (UTF-8 encoded here)."""
+        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_GET, "Bulk get")
+        for key in keys:
+            kv_rules.validate_key(key)
+        if not keys:
+            return {}
+        response = self.api.request("POST", f"{self.path}/bulk/get", json={"keys": list(keys), "type": "text", "withMetadata": True})
+        values = self.api.result(response, "bulk get")["result"]["values"]
+        found: dict[str, KVValue | None] = {}
+        for key in keys:
+            entry = values.get(key)
+            found[key] = None if entry is None else KVValue(str(entry.get("value", "")).encode(), entry.get("metadata"),
+                                                            entry.get("expiration"))
+        return found
+
+    def list(self, *, prefix: str = "", cursor: str | None = None, limit: int = 1000) -> ListPage:
+        kv_rules.validate_list_limit(limit)
+        params: dict[str, Any] = {"limit": limit}
+        if prefix:
+            params["prefix"] = prefix  # sent again with every cursor, as the API requires
+        if cursor:
+            params["cursor"] = cursor
+        body = self.api.result(self.api.request("GET", f"{self.path}/keys", params=params), "list keys")
+        keys = [ListedKey(k["name"], k.get("expiration"), k.get("metadata")) for k in body["result"]]
+        next_cursor = (body.get("result_info") or {}).get("cursor") or ""
+        return ListPage(keys, not next_cursor, next_cursor)
+
+    def scan(self, *, prefix: str = "", workers: int = 8) -> Iterator[tuple[str, bytes]]:
+        """(key, value) in key order: each list page's values in 100-key bulk gets, up to `workers` at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        cursor: str | None = None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while True:
+                page = self.list(prefix=prefix, cursor=cursor, limit=1000)
+                names = [entry.name for entry in page.keys]
+                chunks = [names[i : i + 100] for i in range(0, len(names), 100)]
+                for chunk, values in zip(chunks, pool.map(self.bulk_get, chunks)):
+                    for name in chunk:
+                        found = values.get(name)
+                        if found is not None:
+                            yield name, found.value
+                if page.list_complete or not page.cursor:
+                    return
+                cursor = page.cursor
+
+    def put(self, key: str, value: bytes | str, *, expiration: int | None = None, expiration_ttl: int | None = None,
+            metadata: Any = None) -> None:
+        kv_rules.validate_key(key)
+        data = kv_rules.value_bytes(value)
+        encoded_metadata = kv_rules.encode_metadata(metadata)
+        params = {}
+        if expiration_ttl is not None:
+            params["expiration_ttl"] = expiration_ttl
+        elif expiration is not None:
+            params["expiration"] = expiration
+        url = f"{self.path}/values/{quote(key, safe='')}"
+        if encoded_metadata is not None:
+            response = self.api.request("PUT", url, params=params,
+                                        files={"value": ("value", data), "metadata": (None, encoded_metadata)})
+        else:
+            response = self.api.request("PUT", url, params=params, content=data)
+        self.api.result(response, f"put {key!r}")
+
+    def bulk_put(self, items: Sequence[KVWrite]) -> None:
+        kv_rules.validate_bulk_size(items, kv_rules.MAX_BULK_WRITE, "Bulk write")
+        payload = []
+        for item in items:
+            kv_rules.validate_key(item.key)
+            data = kv_rules.value_bytes(item.value)
+            entry: dict[str, Any] = {"key": item.key}
+            try:
+                entry["value"] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["value"], entry["base64"] = base64.b64encode(data).decode(), True
+            if item.expiration_ttl is not None:
+                entry["expiration_ttl"] = item.expiration_ttl
+            elif item.expiration is not None:
+                entry["expiration"] = item.expiration
+            if item.metadata is not None:
+                kv_rules.encode_metadata(item.metadata)
+                entry["metadata"] = item.metadata
+            payload.append(entry)
+        if payload:
+            body = self.api.result(self.api.request("PUT", f"{self.path}/bulk", json=payload), "bulk put")
+            unsuccessful = (body.get("result") or {}).get("unsuccessful_keys") or []
+            if unsuccessful:
+                raise RemoteError(f"cloudflare: bulk put left {len(unsuccessful)} key(s) unwritten (first: {unsuccessful[0]!r})")
+
+    def delete(self, key: str) -> None:
+        kv_rules.validate_key(key)
+        self.api.result(self.api.request("DELETE", f"{self.path}/values/{quote(key, safe='')}"), f"delete {key!r}")
+
+    def bulk_delete(self, keys: Sequence[str]) -> None:
+        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
+        for key in keys:
+            kv_rules.validate_key(key)
+        if keys:
+            self.api.result(self.api.request("POST", f"{self.path}/bulk/delete", json=list(keys)), "bulk delete")
+
+
+class CloudflareD1:
+    def __init__(self, api: CloudflareAPI, database_id: str) -> None:
+        self.api = api
+        self.id = database_id
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> D1Result:
+        from dreamcli.stores.sql import split_statements
+
+        if len(split_statements(sql)) != 1:
+            raise D1Error(f"expected one SQL statement, got {len(split_statements(sql))}: use a batch for several")
+        return self.batch([Statement(sql, tuple(params))])[0]
+
+    def batch(self, statements: Sequence[Statement]) -> list[D1Result]:
+        if not statements:
+            return []
+        for statement in statements:
+            if any(isinstance(p, (bytes, bytearray, memoryview)) for p in statement.params):
+                raise D1Error("BLOB parameters cannot be sent through D1's REST API (JSON): use X'..' literals")
+        body = {"batch": [{"sql": s.sql, "params": list(s.params)} for s in statements]}
+        result = self.api.result(self.api.request("POST", f"/d1/database/{self.id}/query", json=body), "D1 query")["result"]
+        return [D1Result(entry.get("results") or [], bool(entry.get("success", True)),
+                         D1Meta(**{k: v for k, v in (entry.get("meta") or {}).items() if k in D1Meta.__slots__}))
+                for entry in result]
+
+
+def open_cloudflare_store(env: Mapping[str, str], *, topology: Topology = GUIDE_TOPOLOGY,
+                          http: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep) -> Store:
+    token, account = env.get("CLOUDFLARE_API_TOKEN"), env.get("CLOUDFLARE_ACCOUNT_ID")
+    if not token or not account:
+        raise UsageError("the cloudflare store needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
+    api = CloudflareAPI(token, account, env.get("CLOUDFLARE_BASE_URL") or DEFAULT_BASE, http=http, sleep=sleep)
+    namespaces = {ref.name: CloudflareKVNamespace(api, ref.id) for ref in topology.namespaces}
+    return Store("cloudflare", api.base, topology, namespaces, CloudflareD1(api, topology.database.id), api.http.close)
+
+
