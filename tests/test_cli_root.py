@@ -27,9 +27,11 @@ def test_every_command_has_an_example(dream):
         "kv": ["get", "put", "delete", "list", "bulk-put", "bulk-get", "bulk-delete", "explain", "verify", "repair"],
         "d1": ["execute"],
         "flow": ["signup", "pay", "connect", "tiers", "credentials", "status", "run", "call"],
+        "keys": ["create", "list", "rotate", "revoke"],
+        "-": ["doctor"],
     }.items():
         for command in commands:
-            result = dream(group, command, "--help")
+            result = dream(*([group, command] if group != "-" else [command]), "--help")
             assert result.exit_code == 0 and "Example:" in result.stdout, (group, command)
 
 

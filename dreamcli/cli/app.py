@@ -61,7 +61,8 @@ app = typer.Typer(
         "  dream kv put 'user:user_1:platformId' plt_abc --ns platform-tokens\n\n"
         "  dream kv list --ns api-tokens --prefix secretkey: --json\n\n"
         "  dream kv explain 'publishablekey:pk_live_x:platformId'\n\n"
-        "  dream d1 migrations apply && dream d1 execute --command 'SELECT count(*) FROM customers'"
+        "  dream d1 migrations apply && dream d1 execute --command 'SELECT count(*) FROM customers'\n\n"
+        "  dream --store wrangler:~/dream-api kv verify   (and: dream doctor ~/dream-api)"
     ),
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
