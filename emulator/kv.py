@@ -8,7 +8,7 @@ from typing import Any
 
 from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
-from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, prefix_upper_bound
+from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
 from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage
 from dreamcli.stores.sqlite_file import SQLiteFile
 
@@ -68,16 +68,9 @@ class EmulatorKVNamespace:
         clauses = ["ns = ?", "(expiration IS NULL OR expiration > ?)"]
         params: list[Any] = [self.seq, self._now()]
         after = decode_cursor(cursor) if cursor else None
-        if after is not None and after >= prefix:
-            clauses.append("key > ?")
-            params.append(after)
-        elif prefix:
-            clauses.append("key >= ?")
-            params.append(prefix)
-        high = prefix_upper_bound(prefix.encode("utf-8"))
-        if high is not None:
-            clauses.append("key < CAST(? AS TEXT)")
-            params.append(high)
+        more_clauses, more_params = key_range_sql(prefix, after)
+        clauses += more_clauses
+        params += more_params
         params.append(limit + 1)
         sql = f"SELECT key, expiration, metadata FROM _dream_kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
         rows = self.file.read(lambda conn: conn.execute(sql, params).fetchall())
@@ -97,19 +90,12 @@ class EmulatorKVNamespace:
     def scan(self, *, prefix: str = "", batch: int = 5000) -> Iterator[tuple[str, bytes]]:
         """(key, value) in key order, in batches that each hold the lock briefly (see ports.scan_items)."""
         after: str | None = None
-        high = prefix_upper_bound(prefix.encode("utf-8"))
         while True:
             clauses = ["ns = ?", "(expiration IS NULL OR expiration > ?)"]
             params: list[Any] = [self.seq, self._now()]
-            if after is not None:
-                clauses.append("key > ?")
-                params.append(after)
-            elif prefix:
-                clauses.append("key >= ?")
-                params.append(prefix)
-            if high is not None:
-                clauses.append("key < CAST(? AS TEXT)")
-                params.append(high)
+            more_clauses, more_params = key_range_sql(prefix, after)
+            clauses += more_clauses
+            params += more_params
             params.append(batch)
             sql = f"SELECT key, value FROM _dream_kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
             rows = self.file.read(lambda conn: conn.execute(sql, params).fetchall())

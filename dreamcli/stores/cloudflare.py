@@ -95,22 +95,24 @@ class CloudflareKVNamespace:
         self.id = namespace_id
         self.path = f"/storage/kv/namespaces/{namespace_id}"
 
-    def get(self, key: str) -> bytes | None:
+    def _value(self, key: str) -> httpx.Response | None:
+        """The raw value response, or None for Cloudflare's 10009 "key not found"."""
         kv_rules.validate_key(key)
         response = self.api.request("GET", f"{self.path}/values/{quote(key, safe='')}")
         if response.status_code == 404 and any(e.get("code") == 10009 for e in self.api.errors(response)):
             return None
         if not response.is_success:
             raise self.api.fail(response, f"get {key!r}")
-        return response.content
+        return response
+
+    def get(self, key: str) -> bytes | None:
+        response = self._value(key)
+        return None if response is None else response.content
 
     def get_with_metadata(self, key: str) -> KVValue | None:
-        kv_rules.validate_key(key)
-        response = self.api.request("GET", f"{self.path}/values/{quote(key, safe='')}")
-        if response.status_code == 404 and any(e.get("code") == 10009 for e in self.api.errors(response)):
+        response = self._value(key)
+        if response is None:
             return None
-        if not response.is_success:
-            raise self.api.fail(response, f"get {key!r}")
         expiration = response.headers.get("expiration")
         meta = self.api.request("GET", f"{self.path}/metadata/{quote(key, safe='')}")
         metadata = meta.json().get("result") if meta.is_success else None

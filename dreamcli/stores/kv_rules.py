@@ -162,3 +162,21 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
     if not prefix:
         return None
     return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def key_range_sql(prefix: str, after: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses (and their parameters) for keys under `prefix` and strictly after `after`, in the
+    byte order of a SQLite TEXT key column: the range scan every SQLite-backed adapter lists with."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if after is not None and after >= prefix:
+        clauses.append("key > ?")
+        params.append(after)
+    elif prefix:
+        clauses.append("key >= ?")
+        params.append(prefix)
+    high = prefix_upper_bound(prefix.encode("utf-8"))
+    if high is not None:
+        clauses.append("key < CAST(? AS TEXT)")  # the bound may not be valid UTF-8: compare it as raw bytes
+        params.append(high)
+    return clauses, params

@@ -26,7 +26,7 @@ from typing import Any
 from dreamcli.errors import StoreError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.discovery import READERS, Worker, discover, topology_of
-from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, prefix_upper_bound
+from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
 from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, Store
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
@@ -136,16 +136,9 @@ class WranglerKVNamespace:
     def _page(self, prefix: str, after: str | None, limit: int, columns: str) -> list[tuple[Any, ...]]:
         clauses = ["(expiration IS NULL OR expiration > ?)"]
         params: list[Any] = [self._now_ms()]
-        if after is not None and after >= prefix:
-            clauses.append("key > ?")
-            params.append(after)
-        elif prefix:
-            clauses.append("key >= ?")
-            params.append(prefix)
-        high = prefix_upper_bound(prefix.encode("utf-8"))
-        if high is not None:
-            clauses.append("key < CAST(? AS TEXT)")
-            params.append(high)
+        more_clauses, more_params = key_range_sql(prefix, after)
+        clauses += more_clauses
+        params += more_params
         params.append(limit)
         return self._read(f"SELECT {columns} FROM _mf_entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?", params)
 

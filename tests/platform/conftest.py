@@ -30,3 +30,20 @@ def platform(tmp_path, clock) -> Iterator[Platform]:
     vendors.http.close()
     store.close()
     emulator.close()
+
+
+@pytest.fixture
+def connected(platform):
+    """A developer through signup, payment and Stripe Connect: call it with an email, get the SignupResult."""
+    from dreamcli.platform import onboarding
+
+    def connect(email: str = "dev@example.com"):
+        store, vendors = platform.store, platform.vendors
+        signed = onboarding.signup(store, vendors, email=email)
+        onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
+        url, _ = onboarding.connect_start(store, vendors, signed.user_id)
+        answer = onboarding.consent_in_emulator(vendors, url)
+        onboarding.connect_callback(store, vendors, code=answer["code"], state=answer["state"])
+        return signed
+
+    return connect

@@ -34,15 +34,6 @@ def snapshot(store):
     return found
 
 
-def through_connect(platform, email="dev@example.com"):
-    signed = onboarding.signup(platform.store, platform.vendors, email=email)
-    onboarding.pay_in_emulator(platform.vendors, onboarding.start_payment(platform.store, platform.vendors, signed.user_id))
-    url, _ = onboarding.connect_start(platform.store, platform.vendors, signed.user_id)
-    answer = onboarding.consent_in_emulator(platform.vendors, url)
-    onboarding.connect_callback(platform.store, platform.vendors, code=answer["code"], state=answer["state"])
-    return signed
-
-
 def test_each_phase_writes_exactly_the_guides_keys(platform):
     """Table-driven: phase -> the keys it adds (namespace, key) and the shape of each value."""
     store, vendors = platform.store, platform.vendors
@@ -172,9 +163,9 @@ def test_consent_denied_and_bad_code(platform):
     assert store.kv("platform-tokens").get(f"user:{signed.user_id}:stripeToken") is None
 
 
-def test_rerun_with_a_changed_file_updates_and_keeps_keys(platform):
+def test_rerun_with_a_changed_file_updates_and_keeps_keys(platform, connected):
     store, vendors = platform.store, platform.vendors
-    signed = through_connect(platform)
+    signed = connected()
     first = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
     second = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "pro-raise.toml"))
     assert second.secret_key is None and second.publishable_key == first.publishable_key
@@ -189,9 +180,9 @@ def test_rerun_with_a_changed_file_updates_and_keeps_keys(platform):
     assert vendors.stripe.retrieve_product(account, after["pro"]["productId"]).metadata["limit"] == "20000"
 
 
-def test_removed_tier_with_customers_needs_force(platform, tmp_path):
+def test_removed_tier_with_customers_needs_force(platform, tmp_path, connected):
     store, vendors = platform.store, platform.vendors
-    signed = through_connect(platform)
+    signed = connected()
     onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
     from dreamcli.stores.d1_migrations import apply_migrations, default_migrations_dir
 
@@ -206,9 +197,9 @@ def test_removed_tier_with_customers_needs_force(platform, tmp_path):
     assert result.archived == ["enterprise"] and [p["tier"] for p in result.products] == ["free", "pro"]
 
 
-def test_stripe_error_from_the_connected_account(platform):
+def test_stripe_error_from_the_connected_account(platform, connected):
     store, vendors = platform.store, platform.vendors
-    signed = through_connect(platform)
+    signed = connected()
     token = json.loads(store.kv("platform-tokens").get(f"platform:{signed.platform_id}:stripeToken"))
     vendors.stripe.deauthorize(token["stripeUserId"])
     # The emulator keeps the account reachable through Stripe-Account; a forged account id is what fails.
@@ -223,15 +214,15 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platform):
+def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platform, connected):
     """Inject a failure after each KV write of phase 4; then every secret in api-tokens authenticates fully."""
     store, vendors = platform.store, platform.vendors
     tiers = parse_tiers(FIXTURES / "guide.toml")
-    probe = through_connect(platform, "probe@example.com")
+    probe = connected("probe@example.com")
     total = len(onboarding.configure_tiers(store, vendors, probe.user_id, tiers).writes)
     assert total == 8
     for crash_after in range(1, total + 1):
-        signed = through_connect(platform, f"crash{crash_after}@example.com")
+        signed = connected(f"crash{crash_after}@example.com")
         count = 0
 
         def after_write(namespace, key):
@@ -253,9 +244,9 @@ def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platfo
     assert result.publishable_key == store.kv("platform-tokens").get(f"user:{signed.user_id}:publishableKey").decode()
 
 
-def test_skip_api_replication_reproduces_the_guides_bug(platform):
+def test_skip_api_replication_reproduces_the_guides_bug(platform, connected):
     store, vendors = platform.store, platform.vendors
-    signed = through_connect(platform)
+    signed = connected()
     result = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"),
                                         skip_api_replication=True)
     with pytest.raises(InvalidApiKey) as caught:
@@ -265,10 +256,10 @@ def test_skip_api_replication_reproduces_the_guides_bug(platform):
     assert store.kv("platform-tokens").get(f"secretkey:{hash_secret(result.secret_key)}:publishableKey") is not None
 
 
-def test_status_shows_each_developers_phase(platform):
+def test_status_shows_each_developers_phase(platform, connected):
     store, vendors = platform.store, platform.vendors
     fresh = onboarding.signup(store, vendors, email="fresh@example.com")
-    done = through_connect(platform, "done@example.com")
+    done = connected("done@example.com")
     onboarding.configure_tiers(store, vendors, done.user_id, parse_tiers(FIXTURES / "guide.toml"))
     rows = {row["userId"]: row for row in onboarding.status(store, vendors)}
     assert rows[fresh.user_id]["next"] == "paid" and rows[fresh.user_id]["phases"]["signup"] is True

@@ -135,13 +135,9 @@ def test_a_failed_tier_config_rebuild_never_lets_its_keys_authenticate(store):
     assert api.get(f"publishablekey:{pk}:platformId") is None
 
 
-def test_stripe_check_and_rebuild_on_flow_data(platform):
+def test_stripe_check_and_rebuild_on_flow_data(platform, connected):
     store, vendors = platform.store, platform.vendors
-    signed = onboarding.signup(store, vendors, email="s@example.com")
-    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
-    url, _ = onboarding.connect_start(store, vendors, signed.user_id)
-    answer = onboarding.consent_in_emulator(vendors, url)
-    onboarding.connect_callback(store, vendors, code=answer["code"], state=answer["state"])
+    signed = connected("s@example.com")
     result = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
     build = lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)  # noqa: E731
     check = replication.stripe_agreement(store, build)

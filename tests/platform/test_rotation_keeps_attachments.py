@@ -13,13 +13,9 @@ from dreamcli.platform.tiers import parse_tiers
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
 
 
-def test_rotation_keeps_customers_tokens_and_usage(platform, clock):
+def test_rotation_keeps_customers_tokens_and_usage(platform, connected, clock):
     store, vendors = platform.store, platform.vendors
-    signed = onboarding.signup(store, vendors, email="dev@example.com")
-    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
-    url, _ = onboarding.connect_start(store, vendors, signed.user_id)
-    answer = onboarding.consent_in_emulator(vendors, url)
-    onboarding.connect_callback(store, vendors, code=answer["code"], state=answer["state"])
+    signed = connected()
     tiers = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"),
                                        store_now=clock)
     old_pk, old_secret = tiers.publishable_key, tiers.secret_key
