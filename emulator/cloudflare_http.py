@@ -95,7 +95,11 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
 
     async def list_namespaces(request: Request, s: Store) -> Response:
         refs = [{"id": ref.id, "title": ref.name, "supports_url_encoding": True} for ref in s.topology.namespaces]
-        return envelope(refs, info={"page": 1, "per_page": 1000, "count": len(refs), "total_count": len(refs)})
+        page = max(1, int(request.query_params.get("page", "1")))
+        per_page = min(1000, max(1, int(request.query_params.get("per_page", "20"))))
+        shown = refs[(page - 1) * per_page : page * per_page]
+        return envelope(shown, info={"page": page, "per_page": per_page, "count": len(shown), "total_count": len(refs),
+                                     "total_pages": -(-len(refs) // per_page)})
 
     async def list_keys(request: Request, s: Store) -> Response:
         ns = namespace(s, request)
