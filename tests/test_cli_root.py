@@ -62,3 +62,13 @@ def test_console_script_runs_as_a_process(tmp_path):
     result = subprocess.run([str(exe), "kv", "get", "nope", "--ns", "api-tokens"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 3
     assert result.stderr == "error: key 'nope' not found in api-tokens\n"
+
+
+def test_cli_constants_agree_with_the_core():
+    """The CLI spells a few core names statically so that it need not import the core at start-up."""
+    from dreamcli.cli.flow import FAULTS
+    from dreamcli.cli.kv import CLASS_NAMES
+    from dreamcli.platform.flow_run import FAULTS as CORE_FAULTS
+    from dreamcli.platform.replication import FindingClass
+
+    assert FAULTS == CORE_FAULTS and CLASS_NAMES == tuple(str(c) for c in FindingClass)

@@ -19,6 +19,22 @@ from dreamcli.stores.ports import Store
 STORE_KINDS = ("emulator", "wrangler", "cloudflare")
 DEFAULT_STORE = "emulator:.dream/emulator.db"
 
+class LazyModule:
+    """A module imported at its first attribute access: commands pay only for the core modules they use
+    (every `dream` start builds the whole command tree, so eager imports would cost every command)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
 
 

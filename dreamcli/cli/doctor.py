@@ -9,7 +9,6 @@ import typer
 
 from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
 from dreamcli.errors import ExitCode
-from dreamcli.platform.doctor import diagnose
 
 
 def doctor(
@@ -26,6 +25,8 @@ def doctor(
     Exit 1 when anything is found. Example: dream doctor ~/dream-api
     """
     from rich.table import Table
+
+    from dreamcli.platform.doctor import diagnose
 
     workers, found = diagnose(path, persist_to=persist_to)
     if app_context(ctx).wants_json(json_flag):

@@ -10,9 +10,12 @@ import typer
 
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import DreamError, ExitCode, UsageError
-from dreamcli.platform import onboarding
-from dreamcli.platform.flow_run import FAULTS, run_flow
-from dreamcli.platform.tiers import parse_tiers
+from dreamcli.cli.context import LazyModule
+
+onboarding = LazyModule("dreamcli.platform.onboarding")
+flow_runner = LazyModule("dreamcli.platform.flow_run")
+tiers_file = LazyModule("dreamcli.platform.tiers")
+FAULTS = ("skip-api-replication",)  # dreamcli.platform.flow_run.FAULTS (tested to agree)
 from dreamcli.vendors.settings import DREAM_API, Vendors
 
 app = typer.Typer(
@@ -142,7 +145,7 @@ def flow_tiers(
 
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
-    tiers = parse_tiers(file)
+    tiers = tiers_file.parse_tiers(file)
     run = app_context(ctx)
     vendors = run.vendors()
     result = onboarding.configure_tiers(
@@ -230,12 +233,12 @@ def flow_run(
 
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
-    tiers = parse_tiers(file)
+    tiers = tiers_file.parse_tiers(file)
     run = app_context(ctx)
     vendors = run.vendors()
     if not _emulated(vendors):
         raise UsageError("`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one")
-    report = run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret,
+    report = flow_runner.run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret,
                       clock=clock_from_env())
     if run.wants_json(json_flag):
         print_json(report.as_json())

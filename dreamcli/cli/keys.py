@@ -9,7 +9,9 @@ import typer
 
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import UsageError
-from dreamcli.platform import keys as key_ops
+from dreamcli.cli.context import LazyModule
+
+key_ops = LazyModule("dreamcli.platform.keys")
 from dreamcli.vendors.settings import DREAM_API
 
 app = typer.Typer(

@@ -13,8 +13,10 @@ import typer
 from dreamcli import layout
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, print_json_lines, status, stdin_is_tty
 from dreamcli.errors import ExitCode, KeyNotFound, UsageError
-from dreamcli.platform import onboarding, replication
-from dreamcli.platform.explain import explain_key
+from dreamcli.cli.context import LazyModule
+
+onboarding = LazyModule("dreamcli.platform.onboarding")
+replication = LazyModule("dreamcli.platform.replication")
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVValue, KVWrite, iter_keys, iter_pages
 
@@ -349,6 +351,8 @@ def kv_explain(
     Example: dream kv explain 'publishablekey:pk_live_x:platformId'
     """
     run = app_context(ctx)
+    from dreamcli.platform.explain import explain_key
+
     report = explain_key(run.store(), key, ns)
     if run.wants_json(json_flag):
         print_json(report)
@@ -358,7 +362,7 @@ def kv_explain(
     render_explain(report)
 
 
-CLASS_NAMES = [str(c) for c in replication.FindingClass]
+CLASS_NAMES = ("missing", "stale", "orphaned", "dangling", "corrupt", "insecure")  # replication.FindingClass (tested to agree)
 
 
 def _progress(label: str):
