@@ -31,6 +31,7 @@ class KeyKind(StrEnum):
     DEVELOPER_USAGE = "developer-usage"
     END_USER_USAGE = "end-user-usage"
     RATE_LIMIT = "rate-limit"
+    PLATFORM_RATE_LIMIT = "platform-rate-limit"
     UNKNOWN = "unknown"
 
 
@@ -227,6 +228,14 @@ SPECS: tuple[KeySpec, ...] = (
         "rotations (a new publishable key must not reset anyone's count)",
     ),
     KeySpec(
+        KeyKind.PLATFORM_RATE_LIMIT,
+        "ratelimit:{platformId}:{userId}:{minute}",
+        (API_USAGE,),
+        "a request count for one end-user of one platform in one minute",
+        note="dream's deviation: the guide's ratelimit:{userId}:{minute} is not scoped by developer, so two "
+        "developers' users with the same id would share a bucket",
+    ),
+    KeySpec(
         KeyKind.RATE_LIMIT,
         "ratelimit:{userId}:{minute}",
         (PLATFORM_USAGE, API_USAGE),
@@ -379,6 +388,10 @@ def developer_usage(user_id: str) -> str:
 def end_user_usage(owner: str, user_id: str) -> str:
     """`owner` is the platform id in what dream writes (the guide used the publishable key)."""
     return build(KeyKind.END_USER_USAGE, owner=owner, userId=user_id)
+
+
+def platform_rate_limit(platform_id: str, user_id: str, minute: int) -> str:
+    return build(KeyKind.PLATFORM_RATE_LIMIT, platformId=platform_id, userId=user_id, minute=minute)
 
 
 def rate_limit(user_id: str, minute: int) -> str:

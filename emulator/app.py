@@ -23,7 +23,8 @@ from emulator.bridge import ASGIBridgeTransport
 from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
-from emulator.platform_http import PlatformServices, front_auth_routes
+from dreamcli.platform.customers import ensure_schema
+from emulator.platform_http import PlatformServices, api_multi_routes, front_auth_routes, json_app, oauth_routes
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 from emulator.schema import migrate
 from emulator.stripe_backend import StripeAPIError, StripeBackend
@@ -56,15 +57,24 @@ class Emulator:
             f"{IN_PROCESS_BASE}/front-auth-api/webhook/stripe",
             ["checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted"],
         )
+        # api-multi's /webhook/stripe: the developers' connected accounts' events (customers changing tier).
+        self.connect_webhook_secret = self.stripe.ensure_webhook_endpoint(
+            f"{IN_PROCESS_BASE}/api-multi/webhook/stripe",
+            ["checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
+             "customer.subscription.deleted"],
+            connect=True,
+        )
         self._platform: PlatformServices | None = None
         self.cloudflare_account, self.cloudflare_token = self._cloudflare_credentials()
         self.cloudflare_knobs = CloudflareKnobs()
-        self.app = Starlette(
-            routes=[
+        self.app = json_app(
+            [
                 Mount("/stripe", routes=stripe_routes(self.stripe, _base_url)),
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
                 Mount("/_emulator", routes=self._emulator_routes()),
                 Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
+                Mount("/oauth-api", routes=oauth_routes(self.platform, _callback_url)),
+                Mount("/api-multi", routes=api_multi_routes(self.platform)),
                 Mount("/cloudflare", routes=cloudflare_routes(lambda: self.platform().store, self.cloudflare_account,
                                                               self.cloudflare_token, self.cloudflare_knobs)),
             ]
@@ -89,8 +99,9 @@ class Emulator:
         """The store and vendor clients the platform routes run on (built at first use)."""
         if self._platform is None:
             store = open_emulator_store(self.path, clock=self.clock)
+            ensure_schema(store)
             vendors = Vendors(settings_from_emulator(self.config()), self.client(), clock=self.clock)
-            self._platform = PlatformServices(store, vendors)
+            self._platform = PlatformServices(store, vendors, self.clock)
         return self._platform
 
     def _deliver(self, url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -111,6 +122,7 @@ class Emulator:
                 "api_base": f"{base_url}/stripe",
                 "connect_base": f"{base_url}/stripe",
                 "webhook_secret": self.platform_webhook_secret,
+                "connect_webhook_secret": self.connect_webhook_secret,
             },
             "clerk": {"api_url": f"{base_url}/clerk", "instances": clerk},
             "cloudflare": {"base_url": f"{base_url}/cloudflare/client/v4", "account_id": self.cloudflare_account,
@@ -190,6 +202,12 @@ class Emulator:
             Route("/clerk/{instance}/webhooks", clerk_webhook, methods=["POST"]),
             Route("/clerk/deliveries", clerk_deliveries, methods=["GET"]),
         ]
+
+
+def _callback_url(request: Request) -> str:
+    """oauth-api's /callback on whatever host and port serve oauth-api."""
+    path = request.url.path.rsplit("/authorize", 1)[0]
+    return str(request.base_url).rstrip("/") + path + "/callback"
 
 
 def _base_url(request: Request) -> str:

@@ -1,39 +1,248 @@
-"""The platform's own HTTP routes (front-auth-api, oauth-api, api-multi) on the emulator app.
-Each route parses, calls one `dreamcli.platform` function, and answers in the guide's JSON."""
+"""The platform's own HTTP routes (front-auth-api, oauth-api, api-multi). Each route parses, calls one
+`dreamcli.platform` function, and answers in the guide's JSON: `{"error": ..., "message": ...}` on failure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from dreamcli.errors import DreamError
-from dreamcli.platform import onboarding
+from dreamcli.errors import DreamError, NotFound, UsageError
+from dreamcli.platform import customers, onboarding, runtime
+from dreamcli.platform.tiers import TierFileError, parse_tiers_text
 from dreamcli.stores.ports import Store
-from dreamcli.vendors.errors import WebhookSignatureError
-from dreamcli.vendors.settings import Vendors
+from dreamcli.vendors.errors import TokenError, VendorError, VendorNotFound, WebhookSignatureError
+from dreamcli.vendors.settings import DREAM_API, END_USER_API, Vendors
 
 
 @dataclass
 class PlatformServices:
     store: Store
     vendors: Vendors
+    clock: Callable[[], float] = time.time
+
+
+def error(status: int, title: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": title, "message": message, **extra}, status_code=status, headers=headers)
+
+
+def answer(exc: Exception) -> JSONResponse:
+    """Every domain error as the guide's JSON with its status; never a traceback."""
+    if isinstance(exc, runtime.InvalidApiKey):
+        return JSONResponse(exc.body(), status_code=401)
+    if isinstance(exc, (TokenError, runtime.InvalidToken, customers.Unauthorized)):
+        return error(401, "Invalid token", str(exc))
+    if isinstance(exc, runtime.RateLimited):
+        return error(429, "Rate limit exceeded", str(exc), code=exc.code, headers={
+            "Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(exc.reset)})
+    if isinstance(exc, runtime.UsageExceeded):
+        return error(429, "Usage limit exceeded", str(exc), code=exc.code)
+    if isinstance(exc, WebhookSignatureError):
+        return error(400, "Invalid signature", str(exc))
+    if isinstance(exc, (NotFound, VendorNotFound)):
+        return error(404, "Not found", str(exc))
+    if isinstance(exc, UsageError):
+        return error(400, "Bad request", str(exc))
+    if isinstance(exc, VendorError):
+        return error(502, "Upstream error", str(exc))
+    return error(500, "Internal error", str(exc) if isinstance(exc, DreamError) else "the server failed; see its log")
+
+
+async def body_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise customers.BadRequest("body is not JSON") from None
+
+
+def bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise customers.Unauthorized("Authorization: Bearer <secret key or token> is required")
+    return token.strip()
+
+
+Handler = Callable[[Request, PlatformServices], Awaitable[Response]]
+
+
+def guarded(services: Callable[[], PlatformServices], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, services())
+        except Exception as exc:  # noqa: BLE001 - the one place a request's failure becomes its answer
+            return answer(exc)
+
+    return endpoint
+
+
+def _developer(request: Request, s: PlatformServices) -> str:
+    """The developer's Clerk (dream-api) session token -> their user id."""
+    return s.vendors.verifiers[DREAM_API].verify(bearer(request))["sub"]
+
+
+def _caller(request: Request, s: PlatformServices) -> tuple[runtime.Caller, str | None]:
+    """A secret key (the developer's backend) or an end-user token (scoped by its publishableKey claim)."""
+    token = bearer(request)
+    if token.count(".") == 2 and token.startswith("ey"):
+        end_user = runtime.authenticate_end_user(s.store, s.vendors.verifiers[END_USER_API], token)
+        return end_user.caller, end_user.user_id
+    return runtime.authenticate(s.store, token), None
 
 
 def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
-    async def stripe_webhook(request: Request) -> Response:
-        payload = await request.body()
-        signature = request.headers.get("stripe-signature")
-        try:
-            outcome = await run_in_threadpool(onboarding.handle_stripe_webhook, services().vendors, payload, signature)
-        except WebhookSignatureError as exc:
-            return JSONResponse({"error": "Invalid signature", "message": str(exc)}, status_code=400)
-        except DreamError as exc:
-            return JSONResponse({"error": "Webhook failed", "message": str(exc)}, status_code=500)
+    async def stripe_webhook(request: Request, s: PlatformServices) -> Response:
+        outcome = await run_in_threadpool(onboarding.handle_stripe_webhook, s.vendors, await request.body(),
+                                          request.headers.get("stripe-signature"))
         return JSONResponse({"received": True, "outcome": outcome})
 
-    return [Route("/webhook/stripe", stripe_webhook, methods=["POST"])]
+    async def generate_platform_id(request: Request, s: PlatformServices) -> Response:
+        user_id = _developer(request, s)
+        result = await run_in_threadpool(lambda: onboarding.signup(s.store, s.vendors, user_id=user_id))
+        return JSONResponse({"platformId": result.platform_id, "new": result.new_platform})
+
+    async def get_credentials(request: Request, s: PlatformServices) -> Response:
+        user_id = _developer(request, s)
+        return JSONResponse(await run_in_threadpool(onboarding.credentials, s.store, user_id))
+
+    return [
+        Route("/webhook/stripe", guarded(services, stripe_webhook), methods=["POST"]),
+        Route("/generate-platform-id", guarded(services, generate_platform_id), methods=["POST"]),
+        Route("/get-credentials", guarded(services, get_credentials), methods=["GET"]),
+    ]
+
+
+def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callable[[Request], str]) -> list[Route]:
+    async def authorize(request: Request, s: PlatformServices) -> Response:
+        user_id = _developer(request, s)
+        url, _ = await run_in_threadpool(lambda: onboarding.connect_start(s.store, s.vendors, user_id,
+                                                                         redirect_uri=callback_url(request)))
+        return RedirectResponse(url, status_code=302)
+
+    async def callback(request: Request, s: PlatformServices) -> Response:
+        query = request.query_params
+        result = await run_in_threadpool(lambda: onboarding.connect_callback(
+            s.store, s.vendors, code=query.get("code"), state=query.get("state"), error=query.get("error")))
+        return JSONResponse({"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id})
+
+    async def create_products(request: Request, s: PlatformServices) -> Response:
+        user_id = _developer(request, s)
+        body = await body_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("tiers"), list):
+            raise customers.BadRequest('body must be {"tiers": [{name, price, limit, features?}], "currency"?}')
+        lines = [f'currency = {json.dumps(str(body.get("currency", "usd")))}']
+        for tier in body["tiers"]:
+            if not isinstance(tier, dict):
+                raise customers.BadRequest("every tier must be an object")
+            lines.append("[[tiers]]")
+            lines += [f"{name} = {json.dumps(value)}" for name, value in tier.items()]
+        try:
+            tiers = parse_tiers_text("\n".join(lines), "request body")
+        except TierFileError as exc:
+            raise customers.BadRequest(str(exc).replace("request body:", "tiers:", 1)) from None
+        result = await run_in_threadpool(lambda: onboarding.configure_tiers(s.store, s.vendors, user_id, tiers,
+                                                                            store_now=s.clock))
+        data = {"platformId": result.platform_id, "publishableKey": result.publishable_key, "products": result.products}
+        if result.secret_key:
+            data["secretKey"] = result.secret_key  # the one showing
+        return JSONResponse(data)
+
+    return [
+        Route("/authorize", guarded(services, authorize), methods=["GET"]),
+        Route("/callback", guarded(services, callback), methods=["GET"]),
+        Route("/create-products", guarded(services, create_products), methods=["POST"]),
+    ]
+
+
+def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
+    async def api_data(request: Request, s: PlatformServices) -> Response:
+        caller, token_user = _caller(request, s)
+        user_id = token_user or request.headers.get("x-user-id")
+        if not user_id:
+            raise customers.BadRequest("X-User-Id header is required with a secret key")
+        plan = request.headers.get("x-user-plan") or "free"
+        now = s.clock()
+
+        def work() -> tuple[runtime.RateWindow, dict[str, Any]]:
+            window = runtime.check_rate(s.store, caller, user_id, now=now)
+            usage = runtime.record_usage(s.store, caller, user_id, plan, now=now)
+            customers.record_daily_usage(s.store, caller.platform_id, user_id, now)
+            return window, usage
+
+        window, usage = await run_in_threadpool(work)
+        return JSONResponse({"ok": True, "userId": user_id, "plan": plan, "usage": usage}, headers={
+            "X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": str(window.remaining),
+            "X-RateLimit-Reset": str(window.reset)})
+
+    async def whoami(request: Request, s: PlatformServices) -> Response:
+        caller, token_user = await run_in_threadpool(_caller, request, s)
+        return JSONResponse({"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user})
+
+    async def create_customer(request: Request, s: PlatformServices) -> Response:
+        caller, token_user = _caller(request, s)
+        if token_user is not None:
+            raise customers.Unauthorized("customers are created with the developer's secret key, not an end-user token")
+        body = await body_json(request)
+        return JSONResponse(await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201)
+
+    async def list_customers(request: Request, s: PlatformServices) -> Response:
+        caller, token_user = _caller(request, s)
+        rows = await run_in_threadpool(customers.list_customers, s.store, caller.platform_id)
+        if token_user is not None:
+            rows = [row for row in rows if row["id"] == token_user]  # an end-user sees only themself
+        return JSONResponse({"customers": rows})
+
+    async def show_customer(request: Request, s: PlatformServices) -> Response:
+        caller, token_user = _caller(request, s)
+        customer_id = request.path_params["id"]
+        if token_user is not None and token_user != customer_id:
+            raise customers.CustomerNotFound(f"no customer {customer_id} on this platform")
+        return JSONResponse(await run_in_threadpool(customers.get_customer, s.store, caller.platform_id, customer_id))
+
+    async def checkout(request: Request, s: PlatformServices) -> Response:
+        caller, _ = _caller(request, s)
+        body = await body_json(request)
+        return JSONResponse(await run_in_threadpool(customers.start_checkout, s.store, s.vendors, caller, body))
+
+    async def connect_webhook(request: Request, s: PlatformServices) -> Response:
+        outcome = await run_in_threadpool(customers.handle_connect_webhook, s.store, s.vendors, await request.body(),
+                                          request.headers.get("stripe-signature"))
+        return JSONResponse({"received": True, "outcome": outcome})
+
+    return [
+        Route("/api/data", guarded(services, api_data), methods=["POST"]),
+        Route("/api/whoami", guarded(services, whoami), methods=["GET"]),
+        Route("/customers", guarded(services, create_customer), methods=["POST"]),
+        Route("/customers", guarded(services, list_customers), methods=["GET"]),
+        Route("/customers/{id}", guarded(services, show_customer), methods=["GET"]),
+        Route("/checkout", guarded(services, checkout), methods=["POST"]),
+        Route("/webhook/stripe", guarded(services, connect_webhook), methods=["POST"]),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    title = {404: "Not found", 405: "Method not allowed"}.get(status, "Error")
+    detail = f"{request.method} {request.url.path} is not a route here" if status in (404, 405) else str(exc)
+    return error(status, title, detail)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error(500, "Internal error", "the server failed; see its log")
+
+
+def json_app(routes: list[Any]) -> Starlette:
+    """A Starlette app whose 404, 405 and 500 answers are JSON too."""
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})

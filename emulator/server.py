@@ -22,7 +22,7 @@ class LoopbackServer:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server on {self.config.host}:{self.config.port} did not start")
+                raise OSError(f"could not listen on {self.config.host}:{self.config.port} (in use?)")
             time.sleep(0.01)
         return self.base_url
 

@@ -532,13 +532,14 @@ class StripeBackend:
         shown["secret"] = endpoint["_secret"]  # only on creation, as Stripe does
         return shown
 
-    def ensure_webhook_endpoint(self, url: str, events: list[str]) -> str:
-        """The platform's own endpoint for `url` (made once); returns its signing secret."""
+    def ensure_webhook_endpoint(self, url: str, events: list[str], *, connect: bool = False) -> str:
+        """The platform's endpoint for `url` (made once; `connect` for its connected accounts' events);
+        returns its signing secret."""
         account = self._platform["id"]
         for endpoint in self.state.find(account, "webhook_endpoint"):
-            if endpoint["url"] == url and not endpoint["_connect"]:
+            if endpoint["url"] == url and endpoint["_connect"] == connect:
                 return endpoint["_secret"]
-        return self.create_webhook_endpoint(account, {"url": url, "enabled_events": events})["secret"]
+        return self.create_webhook_endpoint(account, {"url": url, "enabled_events": events, "connect": connect})["secret"]
 
     def delete_webhook_endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
         self.get(account, "webhook_endpoint", endpoint_id)

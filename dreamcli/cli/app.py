@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from dreamcli.cli import d1 as d1_cli
 from dreamcli.cli import doctor as doctor_cli
+from dreamcli.cli import emulator as emulator_cli
 from dreamcli.cli import flow as flow_cli
 from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
@@ -75,6 +76,7 @@ app.add_typer(flow_cli.app, name="flow")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(kv_cli.app, name="kv")
 app.add_typer(d1_cli.app, name="d1")
+app.add_typer(emulator_cli.app, name="emulator")
 app.command("doctor")(doctor_cli.doctor)
 
 

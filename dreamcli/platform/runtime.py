@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from dreamcli import layout
@@ -107,6 +108,21 @@ class UsageExceeded(DreamError):
     """The end-user reached the tier's monthly limit (the call is refused and not counted)."""
 
     exit_code = ExitCode.FAILED
+    code = "USAGE_EXCEEDED"
+
+
+class RateLimited(DreamError):
+    """Too many calls this minute (checked before the monthly quota, so it spends none)."""
+
+    exit_code = ExitCode.FAILED
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, limit: int, reset: int, retry_after: int) -> None:
+        super().__init__(message)
+        self.limit, self.reset, self.retry_after = limit, reset, retry_after
+
+
+RATE_LIMIT_PER_MINUTE = 60
 
 
 def month_period(now: float) -> tuple[int, int]:
@@ -117,22 +133,64 @@ def month_period(now: float) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
+def _update(namespace: Any, key: str, change: Callable[[bytes | None], bytes], ttl: int | None = None) -> bytes:
+    """Atomic where the store can (the emulator); read-modify-write otherwise, as a Worker does on KV
+    (concurrent writers can then lose increments: last writer wins)."""
+    atomic = getattr(namespace, "atomic_update", None)
+    if atomic is not None:
+        return atomic(key, change, expiration_ttl=ttl)
+    new = change(namespace.get(key))
+    namespace.put(key, new, expiration_ttl=ttl)
+    return new
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    limit: int
+    remaining: int
+    reset: int
+
+
+def check_rate(store: Store, caller: Caller, user_id: str, *, now: float, limit: int = RATE_LIMIT_PER_MINUTE) -> RateWindow:
+    """Count the call in this minute's bucket (scoped by platform); RateLimited past `limit`."""
+    minute = int(now // 60)
+    reset = (minute + 1) * 60
+    key = layout.platform_rate_limit(caller.platform_id, user_id, minute)
+
+    def bump(raw: bytes | None) -> bytes:
+        count = int(raw or b"0")
+        return str(count + 1 if count < limit else count).encode()
+
+    before = store.kv(API_USAGE).get(key)
+    if before is not None and int(before) >= limit:
+        raise RateLimited(f"{user_id} made {limit} calls this minute", limit=limit, reset=reset,
+                          retry_after=max(1, reset - int(now)))
+    count = int(_update(store.kv(API_USAGE), key, bump, ttl=120))
+    return RateWindow(limit, max(0, limit - count), reset)
+
+
 def record_usage(store: Store, caller: Caller, user_id: str, plan: str, *, now: float) -> dict[str, Any]:
     """Count one call for an end-user under the platform id (so a rotation never resets it), within the
-    tier's monthly limit. Read-modify-write, as the guide's Workers do (see the README on lost increments)."""
+    tier's monthly limit; a refused call is not counted."""
     tier = caller.tier(plan)
     if tier is None:
         raise UsageExceeded(f"unknown plan {plan!r} for platform {caller.platform_id}")
-    usage = store.kv(API_USAGE)
-    key = layout.end_user_usage(caller.platform_id, user_id)
     start, end = month_period(now)
-    raw = usage.get(key)
-    record = json.loads(raw) if raw else {}
-    if record.get("periodStart") != start:
-        record = {"usageCount": 0, "periodStart": start, "periodEnd": end}
     limit = tier.get("limit")
-    if limit is not None and record["usageCount"] >= limit:
-        raise UsageExceeded(f"{user_id} used {record['usageCount']} of {limit} calls this month")
-    record.update(usageCount=record["usageCount"] + 1, plan=plan, lastUpdated=int(now), periodEnd=end)
-    usage.put(key, json.dumps(record))
+    refused: list[int] = []
+
+    def count(raw: bytes | None) -> bytes:
+        record = json.loads(raw) if raw else {}
+        if record.get("periodStart") != start:
+            record = {"usageCount": 0, "periodStart": start, "periodEnd": end}
+        if limit is not None and record["usageCount"] >= limit:
+            refused.append(record["usageCount"])
+            return json.dumps(record).encode()
+        record.update(usageCount=record["usageCount"] + 1, plan=plan, lastUpdated=int(now), periodEnd=end)
+        return json.dumps(record).encode()
+
+    record = json.loads(_update(store.kv(API_USAGE), layout.end_user_usage(caller.platform_id, user_id), count))
+    if refused:
+        raise UsageExceeded(f"{user_id} used {refused[0]} of {limit} calls this month")
+    record["limit"] = limit
     return record

@@ -43,7 +43,7 @@ ENVIRONMENT = {
     "CLERK_END_USER_SECRET_KEY": "the end-user-api Clerk app's secret key",
     "CLERK_END_USER_ISSUER": "the end-user-api Clerk app's Frontend API URL",
 }
-OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "CLERK_API_URL")
+OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "CLERK_API_URL")
 
 
 def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
@@ -64,6 +64,7 @@ def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
         api_base=env.get("STRIPE_API_BASE") or "https://api.stripe.com",
         connect_base=env.get("STRIPE_CONNECT_BASE") or "https://connect.stripe.com",
         webhook_secret=env.get("STRIPE_WEBHOOK_SECRET"),
+        connect_webhook_secret=env.get("STRIPE_CONNECT_WEBHOOK_SECRET"),
     )
     clerk = {
         DREAM_API: ClerkInstanceSettings(env["CLERK_SECRET_KEY"], env["CLERK_ISSUER"].rstrip("/"),
@@ -85,6 +86,7 @@ def settings_from_emulator(config: Mapping[str, Any]) -> VendorSettings:
         api_base=stripe_cfg["api_base"],
         connect_base=stripe_cfg["connect_base"],
         webhook_secret=stripe_cfg.get("webhook_secret"),
+        connect_webhook_secret=stripe_cfg.get("connect_webhook_secret"),
     )
     clerk = {
         name: ClerkInstanceSettings(entry["secret_key"], entry["issuer"], entry["jwks_url"])

@@ -47,6 +47,7 @@ class StripeSettings:
     api_base: str = "https://api.stripe.com"
     connect_base: str = "https://connect.stripe.com"
     webhook_secret: str | None = None
+    connect_webhook_secret: str | None = None
 
     def __repr__(self) -> str:  # never print a key
         return f"StripeSettings(api_base={self.api_base!r}, connect_base={self.connect_base!r})"

@@ -1,0 +1,177 @@
+"""api-multi's customers: end-users in Clerk's shared end-user-api app, scoped by publishable key, with a
+queryable copy in D1 (the guide's dual write), checkout on the developer's connected account, and the
+connected-account webhooks that move a customer between tiers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from dreamcli import layout
+from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
+from dreamcli.platform.runtime import Caller
+from dreamcli.stores.ports import Statement, Store
+from dreamcli.topology import PLATFORM_TOKENS
+from dreamcli.vendors.settings import END_USER_API, Vendors
+
+COLUMNS = ("id", "platform_id", "publishable_key", "email", "name", "plan", "created_at", "updated_at")
+
+
+class BadRequest(UsageError):
+    """A request body that is not what the route takes."""
+
+
+class CustomerNotFound(NotFound):
+    """No such customer for this platform (another platform's customers do not exist for it)."""
+
+
+class CheckoutRefused(UsageError):
+    """A checkout for a tier that cannot be bought (free or unknown)."""
+
+
+def ensure_schema(store: Store) -> None:
+    from dreamcli.stores.d1_migrations import apply_migrations, default_migrations_dir
+
+    apply_migrations(store.database, default_migrations_dir())
+
+
+def create_customer(store: Store, vendors: Vendors, caller: Caller, body: Any) -> dict[str, Any]:
+    """POST /customers: the end-user in Clerk (publicMetadata {publishableKey, plan}) and a row in D1."""
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object with email, name and plan")
+    email, name, plan = body.get("email"), body.get("name"), body.get("plan", "free")
+    if not isinstance(email, str) or "@" not in email:
+        raise BadRequest("email is required")
+    if caller.tier(str(plan)) is None:
+        raise BadRequest(f"plan {plan!r} is not one of this platform's tiers")
+    user = vendors.clerk[END_USER_API].create_user(
+        email, first_name=name if isinstance(name, str) else None,
+        public_metadata={"publishableKey": caller.publishable_key, "plan": plan},
+    )
+    store.database.execute(
+        "INSERT INTO customers (id, platform_id, publishable_key, email, name, plan) VALUES (?, ?, ?, ?, ?, ?)",
+        [user["id"], caller.platform_id, caller.publishable_key, email, name if isinstance(name, str) else None, plan],
+    )
+    return get_customer(store, caller.platform_id, user["id"])
+
+
+def list_customers(store: Store, platform_id: str) -> list[dict[str, Any]]:
+    return store.database.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM customers WHERE platform_id = ? ORDER BY created_at, id", [platform_id]
+    ).results
+
+
+def get_customer(store: Store, platform_id: str, customer_id: str) -> dict[str, Any]:
+    rows = store.database.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM customers WHERE platform_id = ? AND id = ?", [platform_id, customer_id]
+    ).results
+    if not rows:
+        raise CustomerNotFound(f"no customer {customer_id} on this platform")
+    return rows[0]
+
+
+def export_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _account(store: Store, platform_id: str) -> str:
+    raw = store.kv(PLATFORM_TOKENS).get(layout.platform_stripe_token(platform_id))
+    if raw is None:
+        raise DreamError(f"platform {platform_id} has no connected Stripe account")
+    return json.loads(raw)["stripeUserId"]
+
+
+def start_checkout(store: Store, vendors: Vendors, caller: Caller, body: Any) -> dict[str, Any]:
+    """POST /checkout: a subscription checkout for a paid tier, on the developer's connected account."""
+    if not isinstance(body, dict) or not isinstance(body.get("customerId"), str) or not isinstance(body.get("tier"), str):
+        raise BadRequest("body must be {customerId, tier, successUrl?}")
+    customer = get_customer(store, caller.platform_id, body["customerId"])
+    tier = caller.tier(body["tier"])
+    if tier is None:
+        raise CheckoutRefused(f"tier {body['tier']!r} does not exist")
+    if not tier.get("price") or not tier.get("priceId"):
+        raise CheckoutRefused(f"tier {body['tier']!r} is free: nothing to check out")
+    session = vendors.stripe.create_subscription_checkout(
+        _account(store, caller.platform_id), tier["priceId"],
+        success_url=str(body.get("successUrl") or "http://localhost:5173/success"),
+        customer_email=customer.get("email"), client_reference_id=customer["id"],
+        metadata={"platformId": caller.platform_id, "customerId": customer["id"], "tier": tier["name"]},
+    )
+    return {"sessionId": session.id, "url": session.url}
+
+
+def _tier_of_subscription(subscription: dict[str, Any]) -> tuple[str | None, int, str]:
+    items = (subscription.get("items") or {}).get("data") or []
+    price = items[0].get("price") if items else None
+    if not price:
+        return None, 0, "usd"
+    return (price.get("metadata") or {}).get("tierName"), int(price.get("unit_amount") or 0), price.get("currency", "usd")
+
+
+def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str, plan: str) -> None:
+    vendors.clerk[END_USER_API].update_metadata(customer_id, public={"plan": plan})
+    store.database.execute("UPDATE customers SET plan = ?, updated_at = CURRENT_TIMESTAMP WHERE platform_id = ? AND id = ?",
+                           [plan, platform_id, customer_id])
+
+
+def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signature: str | None) -> str:
+    """api-multi /webhook/stripe: events of the developers' connected accounts move customers between tiers."""
+    from dreamcli.vendors.stripe_gateway import StripeGateway
+
+    secret = vendors.settings.stripe.connect_webhook_secret
+    if not secret:
+        raise UsageError("no Connect webhook secret configured (STRIPE_CONNECT_WEBHOOK_SECRET)")
+    event = StripeGateway.construct_event(payload, signature, secret).to_dict()
+    obj = event["data"]["object"]
+    kind = event["type"]
+    if kind == "checkout.session.completed":
+        meta = obj.get("metadata") or {}
+        if not meta.get("platformId") or not meta.get("customerId"):
+            return "ignored a checkout without dream metadata"
+        _set_plan(store, vendors, meta["platformId"], meta["customerId"], meta.get("tier", "free"))
+        return f"{meta['customerId']} is on {meta.get('tier')}"
+    if kind in ("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"):
+        meta = obj.get("metadata") or {}
+        platform_id, customer_id = meta.get("platformId"), meta.get("customerId")
+        if not platform_id or not customer_id:
+            return f"ignored {kind} without dream metadata"
+        tier, amount, currency = _tier_of_subscription(obj)
+        status = "canceled" if kind.endswith("deleted") else obj.get("status", "active")
+        store.database.batch([Statement(
+            "INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount, currency) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, status = excluded.status, amount = excluded.amount, "
+            "updated_at = CURRENT_TIMESTAMP", (obj["id"], platform_id, customer_id, tier or "?", status, amount, currency))])
+        if kind.endswith("deleted"):
+            _set_plan(store, vendors, platform_id, customer_id, "free")
+            return f"{customer_id} is back on free"
+        if kind.endswith("updated") and tier:
+            _set_plan(store, vendors, platform_id, customer_id, tier)
+            return f"{customer_id} is on {tier}"
+        return f"recorded {kind}"
+    return f"ignored {kind}"
+
+
+def record_daily_usage(store: Store, platform_id: str, customer_id: str, now: float) -> None:
+    day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    try:
+        store.database.execute(
+            "INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + 1",
+            [platform_id, customer_id, day],
+        )
+    except D1Error:
+        pass  # D1 not migrated: KV stays the runtime source, the dashboard copy is best effort
+
+
+class Unauthorized(DreamError):
+    """A request without valid credentials."""
+
+    exit_code = ExitCode.FAILED

@@ -1,0 +1,79 @@
+"""`dream emulator serve`: the platform's three workers on the guide's local ports and the vendors on one more,
+over the same store as the CLI; a line per request on stderr; clean shutdown on Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from emulator.app import Emulator, _callback_url
+from emulator.platform_http import api_multi_routes, front_auth_routes, json_app, oauth_routes
+from emulator.server import LoopbackServer
+
+DEFAULT_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789, "vendors": 8790}
+
+
+def request_log(name: str, app: Any, write: Callable[[str], None]) -> Any:
+    """ASGI middleware: one line per request (worker, method, path, status, milliseconds)."""
+
+    async def logged(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [0]
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            write(f"{name:<15} {scope['method']:<6} {scope['path']} {status[0]} {(time.perf_counter() - started) * 1000:.1f} ms")
+
+    return logged
+
+
+class Serving:
+    """The four servers, started together and stopped together."""
+
+    def __init__(self, store_path: Path, *, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+                 clock: Callable[[], float] = time.time, log: Callable[[str], None] | None = None) -> None:
+        self.emulator = Emulator(store_path, clock=clock)
+        services = self.emulator.platform
+        write = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        apps = {
+            "api-multi": json_app(api_multi_routes(services)),
+            "front-auth-api": json_app(front_auth_routes(services)),
+            "oauth-api": json_app(oauth_routes(services, _callback_url)),
+            "vendors": self.emulator.app,
+        }
+        chosen = {**DEFAULT_PORTS, **(ports or {})}
+        self.servers = {name: LoopbackServer(request_log(name, app, write), host=host, port=chosen[name])
+                        for name, app in apps.items()}
+        self.urls: dict[str, str] = {}
+
+    def start(self) -> dict[str, str]:
+        try:
+            for name, server in self.servers.items():
+                self.urls[name] = server.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.urls
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            if server.thread.is_alive():
+                server.stop()
+        self.emulator.close()
+
+    def wait(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):
+            pass
