@@ -88,6 +88,8 @@ def guarded(services: Callable[[], PlatformServices], handler: Handler) -> Calla
     return endpoint
 
 
+# Both below may fetch a JWKS over HTTP (into this very app, in-process): handlers run them in the
+# thread pool, never on the event loop.
 def _developer(request: Request, s: PlatformServices) -> str:
     """The developer's Clerk (dream-api) session token -> their user id."""
     return s.vendors.verifiers[DREAM_API].verify(bearer(request))["sub"]
@@ -109,12 +111,12 @@ def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
         return JSONResponse({"received": True, "outcome": outcome})
 
     async def generate_platform_id(request: Request, s: PlatformServices) -> Response:
-        user_id = _developer(request, s)
+        user_id = await run_in_threadpool(_developer, request, s)
         result = await run_in_threadpool(lambda: onboarding.signup(s.store, s.vendors, user_id=user_id))
         return JSONResponse({"platformId": result.platform_id, "new": result.new_platform})
 
     async def get_credentials(request: Request, s: PlatformServices) -> Response:
-        user_id = _developer(request, s)
+        user_id = await run_in_threadpool(_developer, request, s)
         return JSONResponse(await run_in_threadpool(onboarding.credentials, s.store, user_id))
 
     return [
@@ -126,7 +128,7 @@ def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
 
 def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callable[[Request], str]) -> list[Route]:
     async def authorize(request: Request, s: PlatformServices) -> Response:
-        user_id = _developer(request, s)
+        user_id = await run_in_threadpool(_developer, request, s)
         url, _ = await run_in_threadpool(lambda: onboarding.connect_start(s.store, s.vendors, user_id,
                                                                          redirect_uri=callback_url(request)))
         return RedirectResponse(url, status_code=302)
@@ -138,7 +140,7 @@ def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callabl
         return JSONResponse({"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id})
 
     async def create_products(request: Request, s: PlatformServices) -> Response:
-        user_id = _developer(request, s)
+        user_id = await run_in_threadpool(_developer, request, s)
         body = await body_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("tiers"), list):
             raise customers.BadRequest('body must be {"tiers": [{name, price, limit, features?}], "currency"?}')
@@ -168,7 +170,7 @@ def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callabl
 
 def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
     async def api_data(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = _caller(request, s)
+        caller, token_user = await run_in_threadpool(_caller, request, s)
         user_id = token_user or request.headers.get("x-user-id")
         if not user_id:
             raise customers.BadRequest("X-User-Id header is required with a secret key")
@@ -191,28 +193,28 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
         return JSONResponse({"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user})
 
     async def create_customer(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = _caller(request, s)
+        caller, token_user = await run_in_threadpool(_caller, request, s)
         if token_user is not None:
             raise customers.Unauthorized("customers are created with the developer's secret key, not an end-user token")
         body = await body_json(request)
         return JSONResponse(await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201)
 
     async def list_customers(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = _caller(request, s)
+        caller, token_user = await run_in_threadpool(_caller, request, s)
         rows = await run_in_threadpool(customers.list_customers, s.store, caller.platform_id)
         if token_user is not None:
             rows = [row for row in rows if row["id"] == token_user]  # an end-user sees only themself
         return JSONResponse({"customers": rows})
 
     async def show_customer(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = _caller(request, s)
+        caller, token_user = await run_in_threadpool(_caller, request, s)
         customer_id = request.path_params["id"]
         if token_user is not None and token_user != customer_id:
             raise customers.CustomerNotFound(f"no customer {customer_id} on this platform")
         return JSONResponse(await run_in_threadpool(customers.get_customer, s.store, caller.platform_id, customer_id))
 
     async def checkout(request: Request, s: PlatformServices) -> Response:
-        caller, _ = _caller(request, s)
+        caller, _ = await run_in_threadpool(_caller, request, s)
         body = await body_json(request)
         return JSONResponse(await run_in_threadpool(customers.start_checkout, s.store, s.vendors, caller, body))
 

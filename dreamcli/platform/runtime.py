@@ -157,15 +157,20 @@ def check_rate(store: Store, caller: Caller, user_id: str, *, now: float, limit:
     reset = (minute + 1) * 60
     key = layout.platform_rate_limit(caller.platform_id, user_id, minute)
 
+    counted: list[int] = []
+
     def bump(raw: bytes | None) -> bytes:
         count = int(raw or b"0")
-        return str(count + 1 if count < limit else count).encode()
+        if count >= limit:
+            return str(count).encode()
+        counted.append(count + 1)
+        return str(count + 1).encode()
 
-    before = store.kv(API_USAGE).get(key)
-    if before is not None and int(before) >= limit:
+    _update(store.kv(API_USAGE), key, bump, ttl=120)
+    if not counted:  # decided inside the same atomic update that would have counted it
         raise RateLimited(f"{user_id} made {limit} calls this minute", limit=limit, reset=reset,
                           retry_after=max(1, reset - int(now)))
-    count = int(_update(store.kv(API_USAGE), key, bump, ttl=120))
+    count = counted[0]
     return RateWindow(limit, max(0, limit - count), reset)
 
 

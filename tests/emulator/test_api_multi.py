@@ -1,0 +1,238 @@
+"""api-multi, front-auth-api and oauth-api over HTTP: the guide's curl, customers, checkout, isolation, bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dreamcli.platform import onboarding
+from dreamcli.platform.tiers import parse_tiers
+from emulator.serve import Serving
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
+
+
+def onboard(platform, email):
+    store, vendors = platform.store, platform.vendors
+    signed = onboarding.signup(store, vendors, email=email)
+    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
+    url, _ = onboarding.connect_start(store, vendors, signed.user_id)
+    answer = onboarding.consent_in_emulator(vendors, url)
+    onboarding.connect_callback(store, vendors, code=answer["code"], state=answer["state"])
+    return onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
+
+
+@pytest.fixture
+def api(platform):
+    """api-multi in-process, over the same store and vendors as `platform`."""
+    client = platform.emulator.client("http://emulator.dream.test/api-multi")
+    platform.emulator.platform()  # the routes' services: D1 migrated
+    yield client
+    client.close()
+
+
+def curl(api, secret, user="test_user_123", plan="free"):
+    return api.post("/api/data", headers={"Authorization": f"Bearer {secret}", "X-User-Id": user, "X-User-Plan": plan,
+                                          "Content-Type": "application/json"})
+
+
+def test_the_guides_curl_counts_usage(platform, api):
+    dev = onboard(platform, "dev@example.com")
+    first = curl(api, dev.secret_key)
+    assert first.status_code == 200, first.text
+    assert first.json()["usage"]["usageCount"] == 1 and first.json()["usage"]["limit"] == 100
+    assert first.headers["X-RateLimit-Limit"] == "60" and first.headers["X-RateLimit-Remaining"] == "59"
+    assert curl(api, dev.secret_key).json()["usage"]["usageCount"] == 2
+    bad = curl(api, "sk_live_" + "0" * 64)
+    assert (bad.status_code, bad.json()) == (401, {"error": "Invalid API key", "message": "API key not found or expired"})
+
+
+def test_rate_limit_first_then_quota_and_refusals_do_not_count(platform, api, clock):
+    dev = onboard(platform, "limits@example.com")
+    for _ in range(60):
+        assert curl(api, dev.secret_key, user="u1").status_code == 200
+    limited = curl(api, dev.secret_key, user="u1")
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMITED"
+    assert int(limited.headers["Retry-After"]) >= 1 and limited.headers["X-RateLimit-Remaining"] == "0"
+    clock.advance(60)
+    ok = curl(api, dev.secret_key, user="u1")
+    assert ok.json()["usage"]["usageCount"] == 61  # the refused call spent no quota
+    for _ in range(39):
+        clock.advance(1)
+        curl(api, dev.secret_key, user="u1")
+    clock.advance(60)
+    over = curl(api, dev.secret_key, user="u1")
+    assert over.status_code == 429 and over.json()["code"] == "USAGE_EXCEEDED"
+    assert curl(api, dev.secret_key, user="u1", plan="pro").status_code == 200  # another tier, another limit
+
+
+def test_rate_limits_are_scoped_by_platform(platform, api):
+    a = onboard(platform, "a@example.com")
+    b = onboard(platform, "b@example.com")
+    for _ in range(60):
+        curl(api, a.secret_key, user="same_user")
+    assert curl(api, a.secret_key, user="same_user").status_code == 429
+    assert curl(api, b.secret_key, user="same_user").status_code == 200  # another developer's user
+
+
+def test_customers_checkout_and_webhooks_change_the_plan(platform, api):
+    dev = onboard(platform, "shop@example.com")
+    auth = {"Authorization": f"Bearer {dev.secret_key}"}
+    created = api.post("/customers", headers=auth, json={"email": "c@example.com", "name": "Cee", "plan": "free"})
+    assert created.status_code == 201, created.text
+    customer = created.json()
+    assert customer["publishable_key"] == dev.publishable_key and customer["plan"] == "free"
+    clerk_user = platform.vendors.clerk["end-user-api"].get_user(customer["id"])
+    assert clerk_user["public_metadata"] == {"publishableKey": dev.publishable_key, "plan": "free"}
+    assert [c["id"] for c in api.get("/customers", headers=auth).json()["customers"]] == [customer["id"]]
+    assert api.post("/checkout", headers=auth, json={"customerId": customer["id"], "tier": "free"}).status_code == 400
+    assert api.post("/checkout", headers=auth, json={"customerId": customer["id"], "tier": "gold"}).status_code == 400
+    session = api.post("/checkout", headers=auth, json={"customerId": customer["id"], "tier": "pro"})
+    assert session.status_code == 200, session.text
+    platform.vendors.http.post(session.json()["url"] + "/complete")  # the customer pays
+    assert api.get(f"/customers/{customer['id']}", headers=auth).json()["plan"] == "pro"
+    assert platform.vendors.clerk["end-user-api"].get_user(customer["id"])["public_metadata"]["plan"] == "pro"
+    rows = platform.store.database.execute("SELECT tier, status, amount FROM subscriptions").results
+    assert rows == [{"tier": "pro", "status": "active", "amount": 2900}]
+    # the end-user's own token: scoped to them, and it authenticates /api/data with their id
+    token = platform.emulator.clerk.mint_token("end-user-api", customer["id"], expires_in=3600)
+    mine = api.get("/customers", headers={"Authorization": f"Bearer {token}"}).json()["customers"]
+    assert [c["id"] for c in mine] == [customer["id"]]
+    data = api.post("/api/data", headers={"Authorization": f"Bearer {token}", "X-User-Plan": "pro"})
+    assert data.status_code == 200 and data.json()["userId"] == customer["id"]
+    # cancel: back to free
+    account = json.loads(platform.store.kv("platform-tokens").get(f"platform:{dev.platform_id}:stripeToken"))["stripeUserId"]
+    subscription = platform.store.database.execute("SELECT id FROM subscriptions").results[0]["id"]
+    platform.vendors.stripe.cancel_subscription(account, subscription)
+    assert api.get(f"/customers/{customer['id']}", headers=auth).json()["plan"] == "free"
+
+
+def test_tenant_isolation(platform, api):
+    a = onboard(platform, "ta@example.com")
+    b = onboard(platform, "tb@example.com")
+    created = api.post("/customers", headers={"Authorization": f"Bearer {a.secret_key}"}, json={"email": "x@example.com"})
+    customer_id = created.json()["id"]
+    other = {"Authorization": f"Bearer {b.secret_key}"}
+    assert api.get(f"/customers/{customer_id}", headers=other).status_code == 404
+    assert api.get("/customers", headers=other).json()["customers"] == []
+    assert api.post("/checkout", headers=other, json={"customerId": customer_id, "tier": "pro"}).status_code == 404
+    stranger = platform.vendors.clerk["end-user-api"].create_user("s@example.com", public_metadata={"publishableKey": b.publishable_key})
+    token = platform.emulator.clerk.mint_token("end-user-api", stranger["id"], expires_in=3600)
+    assert api.get(f"/customers/{customer_id}", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "error"),
+    [
+        ("POST", "/api/data", {}, None, 401, "Invalid token"),
+        ("POST", "/api/data", {"Authorization": "Basic abc"}, None, 401, "Invalid token"),
+        ("POST", "/api/data", {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"}, None, 401, "Invalid token"),
+        ("POST", "/customers", {"Authorization": "Bearer sk_live_unknown"}, b"{}", 401, "Invalid API key"),
+        ("GET", "/customers/user_x", {"Authorization": "Bearer sk_live_unknown"}, None, 401, "Invalid API key"),
+        ("GET", "/nowhere", {}, None, 404, "Not found"),
+        ("PUT", "/customers", {}, None, 405, "Method not allowed"),
+    ],
+)
+def test_bad_requests_answer_json(api, method, path, headers, body, status, error):
+    response = api.request(method, path, headers=headers, content=body)
+    assert response.status_code == status
+    assert response.json()["error"] == error and "message" in response.json()
+
+
+def test_bad_bodies_with_a_valid_key(platform, api):
+    dev = onboard(platform, "bodies@example.com")
+    auth = {"Authorization": f"Bearer {dev.secret_key}"}
+    assert api.post("/customers", headers=auth, content=b"{not json").json() == {"error": "Bad request", "message": "body is not JSON"}
+    assert api.post("/customers", headers=auth, json={"name": "no email"}).status_code == 400
+    assert api.post("/customers", headers=auth, json=[1, 2]).status_code == 400
+    assert api.post("/customers", headers=auth, json={"email": "e@example.com", "plan": "gold"}).status_code == 400
+    assert api.post("/api/data", headers=auth).json()["message"] == "X-User-Id header is required with a secret key"
+    assert api.post("/checkout", headers=auth, json={"tier": "pro"}).status_code == 400
+
+
+def test_developer_routes_with_a_dream_api_token(platform):
+    store, vendors = platform.store, platform.vendors
+    signed = onboarding.signup(store, vendors, email="routes@example.com")
+    token = platform.emulator.clerk.mint_token("dream-api", signed.user_id, expires_in=3600)
+    front = platform.emulator.client("http://emulator.dream.test/front-auth-api")
+    oauth = platform.emulator.client("http://emulator.dream.test/oauth-api")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert front.post("/generate-platform-id", headers=auth).json() == {"platformId": signed.platform_id, "new": False}
+    assert oauth.get("/authorize", headers=auth).status_code == 400  # not paid yet
+    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
+    redirect = oauth.get("/authorize", headers=auth)
+    assert redirect.status_code == 302
+    consent = vendors.http.get(redirect.headers["location"])
+    assert consent.status_code == 302 and "/oauth-api/callback?" in consent.headers["location"]
+    callback = vendors.http.get(consent.headers["location"])
+    assert callback.status_code == 200 and callback.json()["connected"] is True
+    products = oauth.post("/create-products", headers=auth, json={"tiers": [{"name": "free", "price": 0, "limit": 10}]})
+    assert products.status_code == 200 and products.json()["secretKey"].startswith("sk_live_")
+    bad_tiers = oauth.post("/create-products", headers=auth, json={"tiers": [{"name": "x", "price": -1, "limit": 1}]})
+    assert bad_tiers.status_code == 400 and "price must be >= 0" in bad_tiers.json()["message"]
+    creds = front.get("/get-credentials", headers=auth).json()
+    assert creds["publishableKey"] == products.json()["publishableKey"] and creds["secretKey"] is None
+    other_instance = platform.emulator.clerk.mint_token(
+        "end-user-api", vendors.clerk["end-user-api"].create_user("o@example.com")["id"], expires_in=3600)
+    assert front.get("/get-credentials", headers={"Authorization": f"Bearer {other_instance}"}).status_code == 401
+
+
+def test_concurrent_calls_lose_no_increment(platform, api):
+    dev = onboard(platform, "race@example.com")
+    platform.store.kv("api-tokens")  # warm
+    errors = []
+
+    def hammer():
+        with platform.emulator.client("http://emulator.dream.test/api-multi") as client:
+            for _ in range(12):
+                response = curl(client, dev.secret_key, user="racer", plan="pro")
+                if response.status_code != 200 and response.json().get("code") != "RATE_LIMITED":
+                    errors.append(response.text)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    usage = json.loads(platform.store.kv("api-usage").get(f"usage:{dev.platform_id}:racer"))
+    assert usage["usageCount"] == 60  # 96 calls at once: exactly the minute's 60 counted, none lost, none extra
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    path=st.sampled_from(["/api/data", "/api/whoami", "/customers", "/customers/x", "/checkout", "/webhook/stripe", "/zzz"]),
+    auth=st.one_of(st.none(), st.text(max_size=40), st.just("Bearer sk_live_x"), st.just("Bearer ey.ey.ey")),
+    body=st.one_of(st.none(), st.binary(max_size=60), st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3).map(lambda d: json.dumps(d).encode())),
+)
+def test_fuzz_never_answers_a_traceback(api, method, path, auth, body):
+    headers = {"Authorization": auth} if auth is not None and auth.isascii() and auth.isprintable() else {}
+    response = api.request(method, path, headers=headers, content=body)
+    assert response.status_code in (200, 201, 400, 401, 404, 405, 429)
+    payload = response.json()
+    assert "Traceback" not in response.text and ("error" in payload or response.status_code < 300)
+
+
+@pytest.mark.socket
+def test_serve_on_loopback_runs_the_guides_curl(platform, tmp_path):
+    dev = onboard(platform, "serve@example.com")
+    lines = []
+    serving = Serving(platform.emulator.path, ports={name: 0 for name in ("api-multi", "front-auth-api", "oauth-api", "vendors")},
+                      log=lines.append)
+    urls = serving.start()
+    try:
+        response = httpx.post(f"{urls['api-multi']}/api/data", headers={
+            "Authorization": f"Bearer {dev.secret_key}", "X-User-Id": "test_user_123", "X-User-Plan": "free",
+            "Content-Type": "application/json"})
+        assert response.status_code == 200 and response.json()["usage"]["usageCount"] == 1
+        assert httpx.get(f"{urls['vendors']}/_emulator/config").status_code == 200
+    finally:
+        serving.stop()
+    assert any(line.startswith("api-multi") and "POST   /api/data 200" in line for line in lines)
