@@ -28,7 +28,10 @@ def test_every_command_has_an_example(dream):
         "d1": ["execute"],
         "flow": ["signup", "pay", "connect", "tiers", "credentials", "status", "run", "call"],
         "keys": ["create", "list", "rotate", "revoke"],
-        "-": ["doctor"],
+        "-": ["doctor", "dashboard"],
+        "customers": ["list", "show", "export"],
+        "usage": ["show"],
+        "emulator": ["serve"],
     }.items():
         for command in commands:
             result = dream(*([group, command] if group != "-" else [command]), "--help")

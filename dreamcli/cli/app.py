@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from dreamcli.cli import customers as customers_cli
 from dreamcli.cli import d1 as d1_cli
 from dreamcli.cli import doctor as doctor_cli
 from dreamcli.cli import emulator as emulator_cli
@@ -63,7 +64,8 @@ app = typer.Typer(
         "  dream kv list --ns api-tokens --prefix secretkey: --json\n\n"
         "  dream kv explain 'publishablekey:pk_live_x:platformId'\n\n"
         "  dream d1 migrations apply && dream d1 execute --command 'SELECT count(*) FROM customers'\n\n"
-        "  dream --store wrangler:~/dream-api kv verify   (and: dream doctor ~/dream-api)"
+        "  dream --store wrangler:~/dream-api kv verify   (and: dream doctor ~/dream-api)\n\n"
+        "  dream emulator serve   (api-multi on :8787, then the guide's curl; dream dashboard -p plt_...)"
     ),
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
@@ -75,6 +77,9 @@ app = typer.Typer(
 app.add_typer(flow_cli.app, name="flow")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(kv_cli.app, name="kv")
+app.add_typer(customers_cli.app, name="customers")
+app.add_typer(customers_cli.usage_app, name="usage")
+app.command("dashboard")(customers_cli.dashboard)
 app.add_typer(d1_cli.app, name="d1")
 app.add_typer(emulator_cli.app, name="emulator")
 app.command("doctor")(doctor_cli.doctor)
