@@ -131,6 +131,7 @@ class Emulator:
 
     def close(self) -> None:
         if self._platform is not None:
+            self._platform.daily.flush()
             self._platform.vendors.http.close()
             self._platform.store.close()
         self.outbound.close()

@@ -159,16 +159,56 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
     return f"ignored {kind}"
 
 
-def record_daily_usage(store: Store, platform_id: str, customer_id: str, now: float) -> None:
+_DAILY_UPSERT = ("INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + excluded.calls")
+
+
+def record_daily_usage(store: Store, platform_id: str, customer_id: str, now: float, calls: int = 1) -> None:
     day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
     try:
-        store.database.execute(
-            "INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + 1",
-            [platform_id, customer_id, day],
-        )
+        store.database.execute(_DAILY_UPSERT, [platform_id, customer_id, day, calls])
     except D1Error:
         pass  # D1 not migrated: KV stays the runtime source, the dashboard copy is best effort
+
+
+class DailyUsageBuffer:
+    """The dashboard's per-day counts, written to D1 in one batch at most every `interval` seconds.
+
+    KV holds the exact usage that limits enforce; D1 is the analytics copy (the guide's dual write), so
+    coalescing its writes trades at most `interval` seconds of chart data on a crash for a quarter of
+    api-multi's throughput (measured with bench/api_bench.py)."""
+
+    def __init__(self, store: Store, interval: float = 0.5) -> None:
+        import threading
+
+        self.store = store
+        self.interval = interval
+        self.pending: dict[tuple[str, str, str], int] = {}
+        self.lock = threading.Lock()
+        self.flushed_at = 0.0
+
+    def add(self, platform_id: str, customer_id: str, now: float) -> None:
+        import time
+
+        day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+        with self.lock:
+            self.pending[(platform_id, customer_id, day)] = self.pending.get((platform_id, customer_id, day), 0) + 1
+            due = time.monotonic() - self.flushed_at >= self.interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        import time
+
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            self.flushed_at = time.monotonic()
+        if not pending:
+            return
+        try:
+            self.store.database.batch([Statement(_DAILY_UPSERT, (*key, calls)) for key, calls in pending.items()])
+        except D1Error:
+            pass
 
 
 class Unauthorized(DreamError):

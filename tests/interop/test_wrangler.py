@@ -80,7 +80,7 @@ def test_d1_both_ways_and_migrations(project):
     from dreamcli.stores.d1_migrations import apply_migrations
 
     applied = apply_migrations(store.database, ROOT / "migrations")
-    assert [m.name for m in applied] == ["0001_customers.sql"]
+    assert [m.name for m in applied] == ["0001_customers.sql", "0002_subscriptions_usage.sql"]
     store.database.execute("INSERT INTO customers (id, platform_id, publishable_key) VALUES ('c1', 'plt_1', 'pk_1')")
     store.close()
     listed = wrangler(project, "api-multi", "d1", "migrations", "list", "dream-api", "--local")
