@@ -65,11 +65,13 @@ class Emulator:
             connect=True,
         )
         self._platform: PlatformServices | None = None
+        # Where people reach the vendors when served (checkout URLs must open from a browser or curl).
+        self.public_base_url: str | None = None
         self.cloudflare_account, self.cloudflare_token = self._cloudflare_credentials()
         self.cloudflare_knobs = CloudflareKnobs()
         self.app = json_app(
             [
-                Mount("/stripe", routes=stripe_routes(self.stripe, _base_url)),
+                Mount("/stripe", routes=stripe_routes(self.stripe, self._public_base)),
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
                 Mount("/_emulator", routes=self._emulator_routes()),
                 Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
@@ -94,6 +96,9 @@ class Emulator:
             state.issue_key(secrets.token_hex(16), "account", "account_id")
             state.issue_key(secrets.token_urlsafe(30), "account", "token")
         return state.keys_of("account", "account_id")[0], state.keys_of("account", "token")[0]
+
+    def _public_base(self, request: Request) -> str:
+        return self.public_base_url or _base_url(request)
 
     def platform(self) -> PlatformServices:
         """The store and vendor clients the platform routes run on (built at first use)."""

@@ -63,6 +63,7 @@ class Serving:
         try:
             for name, server in self.servers.items():
                 self.urls[name] = server.start()
+            self.emulator.public_base_url = self.urls["vendors"]
         except BaseException:
             self.stop()
             raise

@@ -14,7 +14,7 @@ from dreamcli import layout
 from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
 from dreamcli.platform.runtime import Caller
 from dreamcli.stores.ports import Statement, Store
-from dreamcli.topology import PLATFORM_TOKENS
+from dreamcli.topology import API_USAGE, PLATFORM_TOKENS
 from dreamcli.vendors.settings import END_USER_API, Vendors
 
 COLUMNS = ("id", "platform_id", "publishable_key", "email", "name", "plan", "created_at", "updated_at")
@@ -117,9 +117,17 @@ def _tier_of_subscription(subscription: dict[str, Any]) -> tuple[str | None, int
 
 
 def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str, plan: str) -> None:
+    """The customer's plan everywhere it is kept: Clerk metadata, D1, and their usage record."""
     vendors.clerk[END_USER_API].update_metadata(customer_id, public={"plan": plan})
     store.database.execute("UPDATE customers SET plan = ?, updated_at = CURRENT_TIMESTAMP WHERE platform_id = ? AND id = ?",
                            [plan, platform_id, customer_id])
+    usage = store.kv(API_USAGE)
+    key = layout.end_user_usage(platform_id, customer_id)
+    raw = usage.get(key)
+    if raw is not None:
+        record = json.loads(raw)
+        record["plan"] = plan
+        usage.put(key, json.dumps(record))
 
 
 def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signature: str | None) -> str:

@@ -236,3 +236,31 @@ def test_serve_on_loopback_runs_the_guides_curl(platform, tmp_path):
     finally:
         serving.stop()
     assert any(line.startswith("api-multi") and "POST   /api/data 200" in line for line in lines)
+
+
+@pytest.mark.socket
+def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
+    """The command itself: ports printed, the guide's curl, checkout opened from its URL, Ctrl-C stops cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    dream = str(Path(sys.executable).with_name("dream"))
+    run = json.loads(subprocess.run([dream, "flow", "run", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
+    server = subprocess.Popen([dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0",
+                               "--vendor-port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        urls = dict(server.stdout.readline().split() for _ in range(4))
+        auth = {"Authorization": f"Bearer {run['secretKey']}"}
+        data = httpx.post(f"{urls['api-multi']}/api/data", headers={**auth, "X-User-Id": "test_user_123", "X-User-Plan": "free"})
+        assert data.status_code == 200 and data.json()["usage"]["usageCount"] == 1
+        customer = httpx.post(f"{urls['api-multi']}/customers", headers=auth, json={"email": "c@example.com"}).json()
+        session = httpx.post(f"{urls['api-multi']}/checkout", headers=auth, json={"customerId": customer["id"], "tier": "pro"}).json()
+        assert session["url"].startswith(urls["vendors"])  # openable from outside the process
+        assert httpx.post(session["url"] + "/complete").status_code == 200
+        shown = httpx.get(f"{urls['api-multi']}/customers/{customer['id']}", headers=auth).json()
+        assert shown["plan"] == "pro"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0 and "stopped" in err and "api-multi       POST   /api/data 200" in err
