@@ -308,6 +308,22 @@ class _Checker:
         self.add(FindingClass.MISSING, API_TOKENS, key, plt, f"no tier config in api-tokens: {why}",
                  fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
 
+    def _mirrored(self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: int,
+                  delete_phase: int) -> bool:
+        """A key platform-tokens owns and api-tokens copies: missing or stale copies are rewritten from the
+        source, a copy without a source is an orphan. False for an orphan (nothing else to check)."""
+        if pt is not None and api is None:
+            self.add(FindingClass.MISSING, API_TOKENS, key, platform, "in platform-tokens but not in api-tokens", expected=pt,
+                     fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt))
+        elif pt is None and api is not None:
+            self.add(FindingClass.ORPHANED, API_TOKENS, key, platform, "in api-tokens without its source in platform-tokens",
+                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, delete_phase, needs="prune"))
+            return False
+        elif pt != api:
+            self.add(FindingClass.STALE, API_TOKENS, key, platform, "api-tokens disagrees with platform-tokens", expected=pt,
+                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt))
+        return True
+
     # publishablekey:{pk}:platformId
 
     def publishable(self, key: str, pk: str, pt: str | None, api: str | None) -> None:
@@ -326,16 +342,8 @@ class _Checker:
             self.pt_publishable[hash(pk)] = pt
             if pt not in self.platform_user:  # a user: key (later in key order) may still claim it
                 self.pending_dangling.setdefault(pt, []).append(key)
-        if pt is not None and api is None:
-            self.add(FindingClass.MISSING, API_TOKENS, key, pt, "in platform-tokens but not in api-tokens", expected=pt,
-                     fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_PUBLISHABLE, pt))
-        elif pt is None and api is not None:
-            self.add(FindingClass.ORPHANED, API_TOKENS, key, api, "in api-tokens without its source in platform-tokens",
-                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+        if not self._mirrored(key, pt or api, pt, api, PHASE_API_PUBLISHABLE, PHASE_DELETE_OTHER):
             return
-        elif pt != api:
-            self.add(FindingClass.STALE, API_TOKENS, key, pt, "api-tokens disagrees with platform-tokens", expected=pt,
-                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_PUBLISHABLE, pt))
         self.api_publishable.add(hash(pk))
         if plt is not None:
             self._need_tier_config(plt, self.platform_user.get(plt), f"publishable key {pk} points at {plt}")
@@ -359,16 +367,8 @@ class _Checker:
             if hash(pt) not in self.pt_publishable:
                 self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, None,
                          f"points at {pt}, which has no publishablekey:{pt}:platformId")
-        if pt is not None and api is None:
-            self.add(FindingClass.MISSING, API_TOKENS, key, platform, "in platform-tokens but not in api-tokens", expected=pt,
-                     fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_SECRET, pt))
-        elif pt is None and api is not None:
-            self.add(FindingClass.ORPHANED, API_TOKENS, key, platform, "in api-tokens without its source in platform-tokens",
-                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_SECRET, needs="prune"))
+        if not self._mirrored(key, platform, pt, api, PHASE_API_SECRET, PHASE_DELETE_SECRET):
             return
-        elif pt != api:
-            self.add(FindingClass.STALE, API_TOKENS, key, platform, "api-tokens disagrees with platform-tokens", expected=pt,
-                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, PHASE_API_SECRET, pt))
         self.api_secret.add(hash(digest))
         if hash(pt or api) not in self.api_publishable:
             self.add(FindingClass.DANGLING, API_TOKENS, key, platform,
