@@ -271,6 +271,12 @@ def classify(key: str) -> tuple[KeyKind, dict[str, str] | None, KeySpec | None, 
     return first[0].kind, first[1], first[0], count
 
 
+# Where each listable family of keys starts (for `list --prefix` and scans).
+PUBLISHABLE_KEY_PREFIX = SPEC_BY_KIND[KeyKind.PUBLISHABLE_KEY_PLATFORM].prefix
+SECRET_KEY_PREFIX = SPEC_BY_KIND[KeyKind.SECRET_KEY_PUBLISHABLE].prefix
+PLATFORM_PREFIX = SPEC_BY_KIND[KeyKind.PLATFORM_USER_ID].prefix
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
     """What a key is: its kind, its fields, and its spec (None for UNKNOWN)."""

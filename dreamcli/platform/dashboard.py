@@ -21,12 +21,12 @@ def tier_config(store: Store, platform_id: str) -> dict[str, Any]:
 def usage(store: Store, platform_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
     """This month's usage records of the platform's end-users (api-usage), with their tier's limit."""
     limits = {t["name"]: t.get("limit") for t in tier_config(store, platform_id).get("tiers", [])}
-    prefix = layout.end_user_usage(platform_id, user_id) if user_id else f"{layout.end_user_usage(platform_id, 'x')[:-1]}"
+    prefix = layout.end_user_usage(platform_id, user_id) if user_id else layout.end_user_usage(platform_id, "x")[:-1]
     rows = []
     for key, raw in scan_items(store.kv(API_USAGE), prefix=prefix):
         record = json.loads(raw)
         plan = record.get("plan", "free")
-        rows.append({"userId": key.rsplit(":", 1)[1], "plan": plan, "usageCount": record.get("usageCount", 0),
+        rows.append({"userId": layout.parse(key, API_USAGE).fields.get("userId"), "plan": plan, "usageCount": record.get("usageCount", 0),
                      "limit": limits.get(plan), "periodStart": record.get("periodStart"), "periodEnd": record.get("periodEnd")})
     return rows
 

@@ -92,7 +92,7 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
     platform = store.kv(PLATFORM_TOKENS)
     found: dict[str, KeyInfo] = {}
     for key, raw in scan_items(platform, prefix=layout.platform_key_index_prefix(platform_id)):
-        pk = key.rsplit(":", 1)[1]
+        pk = layout.parse(key).fields["publishableKey"]
         try:
             entry = json.loads(raw)
         except json.JSONDecodeError:
@@ -100,16 +100,16 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
         found[pk] = KeyInfo(pk, entry.get("env", "?"), entry.get("created"), entry.get("secretStart"), entry.get("secretHash"),
                             entry.get("expiresAt"), entry.get("revokedAt"), True)
     # Pairs written by the guide's own workers: publishablekey:* -> this platform, and their secret hashes.
-    legacy = {key.split(":")[1] for key, value in scan_items(platform, prefix="publishablekey:")
+    legacy = {layout.parse(key).fields.get("publishableKey") for key, value in scan_items(platform, prefix=layout.PUBLISHABLE_KEY_PREFIX)
               if value.decode(errors="replace") == platform_id}
-    for pk in legacy - set(found):
+    for pk in legacy - set(found) - {None}:
         found[pk] = KeyInfo(pk, "legacy", None, None, None, None, None, False)
     missing_hash = {pk for pk, info in found.items() if info.secret_hash is None}
     if missing_hash:
-        for key, value in scan_items(platform, prefix="secretkey:"):
+        for key, value in scan_items(platform, prefix=layout.SECRET_KEY_PREFIX):
             pk = value.decode(errors="replace")
             if pk in missing_hash:
-                found[pk].secret_hash = key.split(":")[1]
+                found[pk].secret_hash = layout.parse(key).fields.get("hash")
     for info in found.values():
         if not info.indexed:
             entry = platform.get_with_metadata(layout.publishable_key_platform(info.publishable_key))

@@ -278,7 +278,7 @@ class _Checker:
             return True
         source = pt if pt is not None else api
         for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
-            phase = PHASE_PLATFORM_TOKENS if namespace == PLATFORM_TOKENS else (PHASE_API_SECRET if key.startswith("secretkey:") else PHASE_API_PUBLISHABLE)
+            phase = PHASE_PLATFORM_TOKENS if namespace == PLATFORM_TOKENS else (PHASE_API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else PHASE_API_PUBLISHABLE)
             if value is None:
                 self.add(FindingClass.MISSING, namespace, key, plt, f"the pair of {pk} is in its grace until {expires}",
                          expected=source, fix=Fix(Action.PUT, namespace, key, phase, source, expiration=expires))
@@ -531,7 +531,7 @@ def verify(
             checker.user_group(ident, group)
         else:
             for key, pt, api in group:
-                if key.startswith(("publishablekey:", "secretkey:")):
+                if key.startswith((layout.PUBLISHABLE_KEY_PREFIX, layout.SECRET_KEY_PREFIX)):
                     kind, fields, _, _ = layout.classify(key)
                     if kind is KeyKind.PUBLISHABLE_KEY_PLATFORM:
                         checker.publishable(key, fields["publishableKey"], _text(pt), _text(api))  # type: ignore[index]

@@ -106,7 +106,7 @@ def seed(store: Store, platforms: int, *, drift: float = 0.0, seed_value: int = 
 def platform_ids(store: Store) -> Iterator[str]:
     from dreamcli.stores.ports import iter_keys
 
-    for entry in iter_keys(store.kv(PLATFORM_TOKENS), prefix="platform:"):
+    for entry in iter_keys(store.kv(PLATFORM_TOKENS), prefix=layout.PLATFORM_PREFIX):
         parsed = layout.parse(entry.name)
         if parsed.kind is layout.KeyKind.PLATFORM_USER_ID:
             yield parsed.fields["platformId"]
