@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

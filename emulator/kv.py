@@ -6,7 +6,6 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
 from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage

@@ -266,7 +266,7 @@ class StripeBackend:
             "updated": now,
         }
         if self.state.load(product["id"]) is not None:
-            raise StripeAPIError(400, f"Product already exists.", code="resource_already_exists", param="id")
+            raise StripeAPIError(400, "Product already exists.", code="resource_already_exists", param="id")
         return self.state.save(account, product)
 
     def get(self, account: str, kind: str, object_id: str, label: str | None = None) -> dict[str, Any]:

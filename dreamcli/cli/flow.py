@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
-from dreamcli.errors import DreamError, ExitCode, UsageError
+from dreamcli.errors import UsageError
 from dreamcli.cli.context import LazyModule
 
 onboarding = LazyModule("dreamcli.platform.onboarding")

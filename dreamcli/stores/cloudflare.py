@@ -9,7 +9,6 @@ never put in a message.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
