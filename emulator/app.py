@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from emulator.bridge import ASGIBridgeTransport
+from emulator.bridge import ASGIBridgeTransport, SharedTransport
 from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
@@ -113,7 +113,8 @@ class Emulator:
 
     def client(self, base_url: str = IN_PROCESS_BASE) -> httpx.Client:
         """An httpx client into the app, in-process: no port is opened."""
-        return httpx.Client(transport=self.bridge, base_url=base_url, timeout=30.0)
+        # Every client shares the one bridge; closing a client must not stop the loop others are using.
+        return httpx.Client(transport=SharedTransport(self.bridge), base_url=base_url, timeout=30.0)
 
     def config(self, base_url: str = IN_PROCESS_BASE) -> dict[str, Any]:
         """Where each vendor answers and the emulator's own test credentials."""

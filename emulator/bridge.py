@@ -59,3 +59,16 @@ class ASGIBridgeTransport(httpx.BaseTransport):
                     self._thread.join(timeout=5)
                 self._loop.close()
                 self._loop = self._thread = None
+
+
+class SharedTransport(httpx.BaseTransport):
+    """A handle on a bridge that clients may close freely: the bridge's loop belongs to its owner."""
+
+    def __init__(self, bridge: ASGIBridgeTransport) -> None:
+        self._bridge = bridge
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._bridge.handle_request(request)
+
+    def close(self) -> None:
+        pass

@@ -189,11 +189,14 @@ def test_concurrent_calls_lose_no_increment(platform, api):
     errors = []
 
     def hammer():
-        with platform.emulator.client("http://emulator.dream.test/api-multi") as client:
-            for _ in range(12):
-                response = curl(client, dev.secret_key, user="racer", plan="pro")
-                if response.status_code != 200 and response.json().get("code") != "RATE_LIMITED":
-                    errors.append(response.text)
+        try:
+            with platform.emulator.client("http://emulator.dream.test/api-multi") as client:
+                for _ in range(12):
+                    response = curl(client, dev.secret_key, user="racer", plan="pro")
+                    if response.status_code != 200 and response.json().get("code") != "RATE_LIMITED":
+                        errors.append(response.text)
+        except Exception as exc:  # a thread's failure must fail the test, not vanish as a warning
+            errors.append(repr(exc))
 
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for thread in threads:
