@@ -93,6 +93,15 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
     def missing_ns() -> JSONResponse:
         return failure(404, 10013, "list keys: 'namespace not found'")
 
+    def in_namespace(handler: Callable[[Request, Store, Any], Awaitable[Response]]) -> Callable[[Request, Store], Awaitable[Response]]:
+        """Resolve the `{ns}` of the path, or answer Cloudflare's 10013."""
+
+        async def resolved(request: Request, s: Store) -> Response:
+            ns = namespace(s, request)
+            return missing_ns() if ns is None else await handler(request, s, ns)
+
+        return resolved
+
     async def list_namespaces(request: Request, s: Store) -> Response:
         refs = [{"id": ref.id, "title": ref.name, "supports_url_encoding": True} for ref in s.topology.namespaces]
         page = max(1, int(request.query_params.get("page", "1")))
@@ -101,10 +110,8 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
         return envelope(shown, info={"page": page, "per_page": per_page, "count": len(shown), "total_count": len(refs),
                                      "total_pages": -(-len(refs) // per_page)})
 
-    async def list_keys(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def list_keys(request: Request, s: Store, ns: Any) -> Response:
         query = request.query_params
         page = await run_in_threadpool(ns.list, prefix=query.get("prefix", ""), cursor=query.get("cursor") or None,
                                        limit=int(query.get("limit", "1000")))
@@ -112,29 +119,23 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
                  **({"metadata": k.metadata} if k.metadata is not None else {})} for k in page.keys]
         return envelope(keys, info={"count": len(keys), "cursor": page.cursor})
 
-    async def get_value(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def get_value(request: Request, s: Store, ns: Any) -> Response:
         found = await run_in_threadpool(ns.get_with_metadata, request.path_params["key"])
         if found is None:
             return failure(404, 10009, "get: 'key not found'")
         headers = {"expiration": str(found.expiration)} if found.expiration else {}
         return Response(found.value, media_type="application/octet-stream", headers=headers)
 
-    async def get_metadata(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def get_metadata(request: Request, s: Store, ns: Any) -> Response:
         found = await run_in_threadpool(ns.get_with_metadata, request.path_params["key"])
         if found is None:
             return failure(404, 10009, "get: 'key not found'")
         return envelope(found.metadata)
 
-    async def put_value(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def put_value(request: Request, s: Store, ns: Any) -> Response:
         query = request.query_params
         expiration = int(query["expiration"]) if query.get("expiration") else None
         ttl = int(query["expiration_ttl"]) if query.get("expiration_ttl") else None
@@ -151,35 +152,27 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
                                                expiration_ttl=ttl, metadata=metadata))
         return envelope(None)
 
-    async def delete_value(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def delete_value(request: Request, s: Store, ns: Any) -> Response:
         await run_in_threadpool(ns.delete, request.path_params["key"])
         return envelope(None)
 
-    async def bulk_put(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def bulk_put(request: Request, s: Store, ns: Any) -> Response:
         items = json.loads(await request.body())
         writes = [KVWrite(i["key"], base64.b64decode(i["value"]) if i.get("base64") else i["value"], i.get("expiration"),
                           i.get("expiration_ttl"), i.get("metadata")) for i in items]
         await run_in_threadpool(ns.bulk_put, writes)
         return envelope({"successful_key_count": len(writes), "unsuccessful_keys": []})
 
-    async def bulk_delete(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def bulk_delete(request: Request, s: Store, ns: Any) -> Response:
         keys = json.loads(await request.body())
         await run_in_threadpool(ns.bulk_delete, keys)
         return envelope({"successful_key_count": len(keys), "unsuccessful_keys": []})
 
-    async def bulk_get(request: Request, s: Store) -> Response:
-        ns = namespace(s, request)
-        if ns is None:
-            return missing_ns()
+    @in_namespace
+    async def bulk_get(request: Request, s: Store, ns: Any) -> Response:
         body = json.loads(await request.body())
         found = await run_in_threadpool(ns.bulk_get, body.get("keys", []))
         as_json = body.get("type") == "json"
