@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from emulator.bridge import ASGIBridgeTransport, SharedTransport
-from emulator.clerk_backend import INSTANCES, ClerkAPIError, ClerkBackend
+from emulator.clerk_backend import ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
 from dreamcli.platform.customers import ensure_schema
@@ -170,10 +170,8 @@ class Emulator:
             return JSONResponse(self.clerk.state.deliveries())
 
         async def mint(request: Request) -> Response:
-            instance = request.path_params["instance"]
             try:
-                if instance not in INSTANCES:
-                    raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+                instance = self.clerk.require_instance(request.path_params["instance"])
                 body = json.loads(await request.body() or b"{}")
                 token = await run_in_threadpool(
                     lambda: self.clerk.mint_token(
@@ -190,10 +188,8 @@ class Emulator:
             return JSONResponse({"object": "token", "jwt": token})
 
         async def clerk_webhook(request: Request) -> Response:
-            instance = request.path_params["instance"]
             try:
-                if instance not in INSTANCES:
-                    raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+                instance = self.clerk.require_instance(request.path_params["instance"])
                 body = json.loads(await request.body() or b"{}")
                 return JSONResponse(self.clerk.add_webhook(instance, str(body.get("url", ""))))
             except ClerkAPIError as exc:

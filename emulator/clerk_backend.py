@@ -128,9 +128,14 @@ class ClerkBackend:
             )
         return owner[0]
 
-    def jwks(self, instance: str) -> dict[str, Any]:
+    @staticmethod
+    def require_instance(instance: str) -> str:
         if instance not in INSTANCES:
             raise ClerkAPIError(404, "resource_not_found", "not found", f"No instance named {instance}")
+        return instance
+
+    def jwks(self, instance: str) -> dict[str, Any]:
+        self.require_instance(instance)
         kid, key = self._private_key(instance)
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
         public.update({"kid": kid, "alg": "RS256", "use": "sig"})

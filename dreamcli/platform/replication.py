@@ -28,6 +28,7 @@ from dreamcli import layout
 from dreamcli.errors import DreamError
 from dreamcli.layout import KeyKind
 from dreamcli.platform.secrets import hash_secret
+from dreamcli.stores.bulk import write_in_batches
 from dreamcli.stores.ports import KVWrite, Store, scan_items
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
@@ -656,11 +657,10 @@ def apply_plan(
                 if on_progress:
                     on_progress(done, total)
         for namespace, items in puts.items():
-            for start in range(0, len(items), batch_size):
-                store.kv(namespace).bulk_put(items[start : start + batch_size])
-                done += len(items[start : start + batch_size])
-                if on_progress:
-                    on_progress(done, total)
+            base = done
+            write_in_batches(store.kv(namespace), items, batch_size=batch_size,
+                             on_batch=(lambda n, _t, base=base: on_progress(base + n, total)) if on_progress else None)
+            done += len(items)
     return done, failed
 
 
