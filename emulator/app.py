@@ -45,7 +45,7 @@ class Emulator:
         outbound_mounts: Mapping[str, httpx.BaseTransport] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
-        self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms)
+        self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms, private=True)
         migrate(self.file)
         self.path = Path(path)
         self.clock = clock

@@ -1,12 +1,16 @@
 """The emulator file's own schema: `_dream_*` tables, created and evolved by numbered migrations.
 
-D1 statements run on their own connection whose authorizer refuses these names, so user SQL
-cannot reach the KV or vendor data.
+The file holds only these: each D1 database lives in a SQLite file of its own beside it (`d1_path`), as
+Miniflare keeps them, so no D1 statement can see KV values, vendor state or keys at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
 import sqlite_utils
 
@@ -17,7 +21,8 @@ from dreamcli.stores.sqlite_file import SQLiteFile
 INTERNAL_PREFIX = "_dream_"
 
 # Numbered, append-only. Each runs in one transaction and is recorded in _dream_schema.
-SCHEMA_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+Migration = str | Callable[[sqlite3.Connection, Path], None]  # SQL, or a step that needs Python
+SCHEMA_MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (
         1,
         "kv",
@@ -89,8 +94,72 @@ SCHEMA_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        "vendor key digests",
+        # Keys are found by the SHA-256 of the key presented, so a lookup's timing says nothing about the key.
+        """
+        ALTER TABLE _dream_vendor_keys ADD COLUMN key_sha256 TEXT;
+        UPDATE _dream_vendor_keys SET key_sha256 = dream_sha256(key);
+        CREATE UNIQUE INDEX _dream_vendor_keys_digest ON _dream_vendor_keys (vendor, key_sha256);
+        """,
+    ),
+    (4, "d1 in its own file", lambda conn, path: move_d1_tables(conn, path)),
 )
 LATEST_SCHEMA = SCHEMA_MIGRATIONS[-1][0]
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def d1_path(store_path: Path, database_id: str) -> Path:
+    """Where the D1 database `database_id` of the store at `store_path` lives: a file of its own."""
+    return store_path.with_name(store_path.name + ".d1") / f"{database_id}.sqlite"
+
+
+def move_d1_tables(conn: sqlite3.Connection, store_path: Path) -> None:
+    """Stores made before D1 had its own file kept D1's tables in the store file: copy them (rows, indexes,
+    views, triggers, sequences) into the D1 file, then drop them from the store, nothing lost.
+
+    Runs inside the migration's write transaction, so no other process uses either file meanwhile. The copy
+    is built aside and renamed into place; the drop commits with the migration's version row, so a crash at
+    any point leaves either the old layout (and the next open moves again) or the new one."""
+    user = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE '\\_dream\\_%' ESCAPE '\\' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND type IN ('table', 'view', 'trigger')"
+    ).fetchall()
+    if not user:
+        return
+    from dreamcli.topology import GUIDE_TOPOLOGY
+
+    target = d1_path(store_path, GUIDE_TOPOLOGY.database.id)
+    if not target.parent.exists():
+        target.parent.mkdir(parents=True, mode=0o700)
+    aside = target.with_name(target.name + ".moving")
+    aside.unlink(missing_ok=True)
+    os.close(os.open(aside, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))  # VACUUM INTO fills an empty file
+    reader = sqlite3.connect(str(store_path), isolation_level=None)
+    try:
+        reader.execute("VACUUM INTO ?", (str(aside),))
+    finally:
+        reader.close()
+    copy = sqlite3.connect(str(aside), isolation_level=None)
+    try:
+        internal = [row[0] for row in copy.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_dream\\_%' ESCAPE '\\'")]
+        for name in internal:
+            copy.execute(f'DROP TABLE "{name}"')
+        copy.execute("VACUUM")  # rebuilt from scratch: no page of the dropped tables survives in the D1 file
+    finally:
+        copy.close()
+    for stale in (target, target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    os.replace(aside, target)
+    for kind in ("trigger", "view", "table"):
+        for row_kind, name in user:
+            if row_kind == kind:
+                conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
 
 
 def migrate(file: SQLiteFile) -> int:
@@ -117,10 +186,14 @@ def migrate(file: SQLiteFile) -> int:
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
         )
         done = conn.execute("SELECT COALESCE(MAX(version), 0) FROM _dream_schema").fetchone()[0]
-        for number, name, sql in SCHEMA_MIGRATIONS:
+        conn.create_function("dream_sha256", 1, sha256_hex, deterministic=True)
+        for number, name, step in SCHEMA_MIGRATIONS:
             if number <= done:
                 continue
-            for statement in split_statements(sql):
-                conn.execute(statement)
+            if callable(step):
+                step(conn, file.path)
+            else:
+                for statement in split_statements(step):
+                    conn.execute(statement)
             conn.execute("INSERT INTO _dream_schema (version, name) VALUES (?, ?)", (number, name))
     return LATEST_SCHEMA

@@ -1,4 +1,5 @@
-"""Open the emulator's store: one SQLite file holding the four KV namespaces and the D1 database."""
+"""Open the emulator's store: one SQLite file holding the four KV namespaces and the vendors' state, and the
+D1 database in a file of its own beside it (`<store>.d1/<database id>.sqlite`). Both files 0600."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from emulator.kv import EmulatorKVNamespace
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
-from emulator.schema import migrate
+from emulator.schema import d1_path, migrate
 
 DEFAULT_STORE_PATH = Path(".dream") / "emulator.db"
 
@@ -28,10 +29,11 @@ def open_emulator_store(
     path = Path(path)
     if path.is_dir():
         raise StoreError(f"store {path} is a directory; give the path of a file (e.g. {path / 'emulator.db'})")
-    file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms)
+    file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms, private=True)
     try:
         migrate(file)
-        database = SQLiteD1Database(path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
+        database = SQLiteD1Database(d1_path(path, topology.database.id), topology.database.id,
+                                    busy_timeout_ms=busy_timeout_ms, private=True)
     except BaseException:
         file.close()
         raise

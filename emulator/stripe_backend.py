@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dreamcli.stores.sqlite_file import SQLiteFile
+from emulator.schema import sha256_hex
 from emulator.vendor_state import VendorState, new_id
 
 API_VERSION = "2026-10-28.endive"
@@ -221,9 +222,9 @@ class StripeBackend:
                 publishable = new_id("pk_test_", 32)
                 refresh = new_id("rt_", 32)
                 conn.executemany(
-                    "INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES ('stripe', ?, ?, ?)",
-                    [(access_token, account, "access_token"), (publishable, account, "publishable"),
-                     (refresh, account, "refresh")],
+                    "INSERT INTO _dream_vendor_keys (vendor, key, key_sha256, scope, role) VALUES ('stripe', ?, ?, ?, ?)",
+                    [(key, sha256_hex(key), account, role) for key, role in
+                     ((access_token, "access_token"), (publishable, "publishable"), (refresh, "refresh"))],
                 )
         if refusal is not None:
             raise StripeOAuthError("invalid_grant", refusal)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import string
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dreamcli.stores.sqlite_file import SQLiteFile
+from emulator.schema import sha256_hex
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -79,18 +81,22 @@ class VendorState:
     def issue_key(self, key: str, scope: str, role: str) -> str:
         with self.file.write() as conn:
             conn.execute(
-                "INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES (?, ?, ?, ?)",
-                (self.vendor, key, scope, role),
+                "INSERT INTO _dream_vendor_keys (vendor, key, key_sha256, scope, role) VALUES (?, ?, ?, ?, ?)",
+                (self.vendor, key, sha256_hex(key), scope, role),
             )
         return key
 
     def key_owner(self, key: str) -> tuple[str, str] | None:
+        """Who a presented key belongs to, found by its digest and compared in constant time."""
         row = self.file.read(
             lambda conn: conn.execute(
-                "SELECT scope, role FROM _dream_vendor_keys WHERE vendor = ? AND key = ?", (self.vendor, key)
+                "SELECT key, scope, role FROM _dream_vendor_keys WHERE vendor = ? AND key_sha256 = ?",
+                (self.vendor, sha256_hex(key)),
             ).fetchone()
         )
-        return None if row is None else (row[0], row[1])
+        if row is None or not hmac.compare_digest(row[0].encode(), key.encode()):
+            return None
+        return row[1], row[2]
 
     def keys_of(self, scope: str, role: str) -> list[str]:
         rows = self.file.read(

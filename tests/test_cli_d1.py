@@ -64,7 +64,10 @@ def test_migrations_apply_like_wrangler(dream, tmp_path):
     assert again.stderr == "no migrations to apply\n"
     listed = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")
     assert all(entry["applied_at"] for entry in listed)
-    conn = sqlite3.connect(tmp_path / "store.db")
+    from dreamcli.topology import GUIDE_TOPOLOGY
+    from emulator.schema import d1_path
+
+    conn = sqlite3.connect(d1_path(tmp_path / "store.db", GUIDE_TOPOLOGY.database.id))
     rows = conn.execute("SELECT id, name FROM d1_migrations ORDER BY id").fetchall()
     assert rows == [(1, "0001_first.sql"), (2, "0002_second.sql")]
 

@@ -1,6 +1,9 @@
-"""A D1 database on a SQLite file (the emulator's, or Miniflare's on disk), answering with D1's result
-shape and errors. User SQL runs behind an authorizer that refuses transactions, ATTACH and the names
-the file reserves for itself (`_dream_*` in the emulator's file, `_cf_*` in Miniflare's), as D1 does."""
+"""A D1 database on a SQLite file of its own (the emulator's, or Miniflare's on disk), answering with D1's
+result shape and errors. User SQL runs behind an authorizer that allows what D1 allows and nothing that
+reaches beyond the database: no transactions or ATTACH, only D1's PRAGMAs (never `writable_schema`), no
+`load_extension` or `fts3_tokenizer`, no `dbstat`, no virtual-table modules but FTS5, and not the names the
+file reserves for itself (`_cf_*` in Miniflare's files, as D1 refuses them). A statement running longer than
+D1's 30 s limit is interrupted."""
 
 from __future__ import annotations
 
@@ -17,31 +20,61 @@ from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 
 _DDL_VERBS = ("CREATE", "DROP", "ALTER")
 _D1_LIMIT_PARAMS = 100
+QUERY_TIME_LIMIT_S = 30.0  # D1's "maximum SQL query duration"
 
-
-_REFUSED_ACTIONS = (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH)
+_REFUSED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+)
+# The PRAGMAs D1 documents as supported (reading `data_version` is what SQLite's FTS5 does on its own).
+ALLOWED_PRAGMAS = frozenset({
+    "table_list", "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "quick_check",
+    "foreign_key_check", "foreign_key_list", "case_sensitive_like", "ignore_check_constraints", "legacy_alter_table",
+    "recursive_triggers", "reverse_unordered_selects", "foreign_keys", "defer_foreign_keys", "optimize",
+    "data_version",
+})
+_REFUSED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "sqlite_offset"})
+_REFUSED_TABLES = frozenset({"dbstat", "sqlite_dbpage", "sqlite_stmt"})
+_ALLOWED_MODULES = frozenset({"fts5"})
 
 
 class SQLiteD1Database:
     """User tables in a SQLite file, reached through a guarded connection."""
 
-    def __init__(self, path: Path, database_id: str, *, reserved_prefix: str = "_dream_",
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(self, path: Path, database_id: str, *, reserved_prefix: str = "_cf_",
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, private: bool = False,
+                 time_limit_s: float = QUERY_TIME_LIMIT_S) -> None:
         self.id = database_id
         self.reserved_prefix = reserved_prefix
+        self.time_limit_s = time_limit_s
         self._guarded = False  # True only while user SQL is being prepared and run
-        self.file = SQLiteFile(path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True)
+        self._deadline = 0.0
+        self.file = SQLiteFile(path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True,
+                               private=private)
+        self.file.conn.set_progress_handler(self._over_time, 10_000)
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
-        """User SQL may not use transactions, ATTACH or the emulator's own tables, as D1 refuses its `_cf_` ones."""
+        """What user SQL may do: D1's surface, within this one database (see the module docstring)."""
         if not self._guarded:
             return sqlite3.SQLITE_OK
         if action in _REFUSED_ACTIONS:
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            return sqlite3.SQLITE_OK if (arg1 or "").lower() in ALLOWED_PRAGMAS else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _REFUSED_FUNCTIONS else sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_CREATE_VTABLE or action == sqlite3.SQLITE_DROP_VTABLE:
+            if (arg2 or "").lower() not in _ALLOWED_MODULES:
+                return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _REFUSED_TABLES:
             return sqlite3.SQLITE_DENY
         for name in (arg1, arg2):
             if name and name.lower().startswith(self.reserved_prefix):
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def _over_time(self) -> int:
+        """SQLite calls this every few thousand steps; non-zero interrupts the statement (D1's time limit)."""
+        return 1 if self._guarded and time.monotonic() > self._deadline else 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> D1Result:
         statements = split_statements(sql)
@@ -64,6 +97,7 @@ class SQLiteD1Database:
         started = time.perf_counter()
         before = conn.total_changes
         self._guarded = True
+        self._deadline = time.monotonic() + self.time_limit_s
         try:
             cursor = conn.execute(statement.sql, tuple(statement.params))
             columns = [column[0] for column in cursor.description or ()]
@@ -106,7 +140,10 @@ def _d1_message(exc: sqlite3.Error) -> str:
     """D1 appends SQLite's error name: `no such table: x: SQLITE_ERROR`."""
     message = str(exc)
     if "not authorized" in message:
-        message = "not authorized: statements may not use transactions, ATTACH or the store's reserved tables"
+        message = ("not authorized: D1 does not allow this statement (transactions, ATTACH, PRAGMAs other than "
+                   "D1's, extensions, internal tables)")
         return f"{message}: SQLITE_AUTH"
+    if "interrupted" in message:
+        return "D1 DB exceeded its query time limit and the statement was stopped: SQLITE_INTERRUPT"
     name = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
     return f"{message}: {name}"

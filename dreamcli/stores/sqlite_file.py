@@ -3,6 +3,7 @@ and the ways a file goes wrong turned into one clear line each."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +30,23 @@ def describe_sqlite_error(path: Path, exc: sqlite3.Error, waited_ms: int = BUSY_
     return StoreError(f"store {path}: {message}")
 
 
+def make_private(path: Path) -> None:
+    """The file (and its WAL and shared-memory files) readable by its owner only, in a folder only the owner
+    can enter when dream makes it: a store holds Stripe access tokens, vendor keys and signing keys."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    # SQLite gives the -wal and -shm files the mode of the database file, so this covers them once created.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # a store made before dream kept its files private
+    finally:
+        os.close(fd)
+    for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if companion.exists() and companion.stat().st_mode & 0o077:
+            companion.chmod(0o600)
+
+
 class SQLiteFile:
     """A connection to the store file with one lock, WAL, a busy timeout and write transactions."""
 
@@ -39,12 +57,16 @@ class SQLiteFile:
         authorizer: Callable[..., int] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         foreign_keys: bool = False,
+        private: bool = False,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if private:
+                make_private(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
             )

@@ -266,7 +266,7 @@ def open_wrangler_store(where: str, *, clock: Callable[[], float] = time.time,
     d1_worker = d1_worker or next((w for w in workers if w.d1), workers[0])
     database_path = d1_path(d1_worker.state_root(persist), topology.database.id)
     database_path.parent.mkdir(parents=True, exist_ok=True)
-    database = SQLiteD1Database(database_path, topology.database.id, reserved_prefix="_cf_", busy_timeout_ms=busy_timeout_ms)
+    database = SQLiteD1Database(database_path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
     return Store("wrangler", str(root), topology, namespaces, database, database.close)
 
 

@@ -58,11 +58,18 @@ def test_sql_errors_read_like_d1(db):
         db.execute("SELECT 1; SELECT 2")
 
 
-def test_user_sql_cannot_reach_internal_tables_or_transactions(db):
-    # over REST the reserved names are the serving store's (the emulator's, here)
-    reserved = f"{getattr(db, 'reserved_prefix', '_dream_')}kv"
-    for sql in (f"SELECT * FROM {reserved}", f"CREATE TABLE {reserved} (x)", "BEGIN", "ATTACH 'x.db' AS x"):
+def test_user_sql_cannot_reach_reserved_tables_or_transactions(db):
+    for sql in ("SELECT * FROM _cf_KV", "CREATE TABLE _cf_x (x)", "BEGIN", "ATTACH 'x.db' AS x"):
         with pytest.raises(D1Error):
             db.execute(sql)
     # and the database still works afterwards
     assert db.execute("SELECT 1 AS one").results == [{"one": 1}]
+
+
+def test_d1_sees_only_its_own_database(db, store):
+    """D1 lives in a file of its own: no KV value, vendor state or key is there to reach."""
+    store.kv("api-tokens").put("secretkey:abc:publishableKey", "pk_live_secret_target")
+    names = {row["name"] for row in db.execute("SELECT name FROM sqlite_master").results}
+    assert not any(name.startswith(("_dream_", "_cf_KV")) for name in names), names
+    with pytest.raises(D1Error, match="no such table"):
+        db.execute("SELECT * FROM _dream_kv")
