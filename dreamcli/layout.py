@@ -49,6 +49,11 @@ def _field_ok(name: str, text: str) -> bool:
     return True
 
 
+def is_valid_id(text: str) -> bool:
+    """Whether `text` can stand for an id field of a key (a user, platform or customer id)."""
+    return _field_ok("id", text)
+
+
 @dataclass(frozen=True, slots=True)
 class KeySpec:
     """One key pattern of the guide: where it lives, what its value is, what the value points at."""

@@ -5,6 +5,7 @@ under /_emulator, all over the same SQLite store file. Reached in-process (no po
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import time
@@ -19,11 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from emulator.bridge import ASGIBridgeTransport, SharedTransport
-from emulator.clerk_backend import ClerkAPIError, ClerkBackend
+from emulator.clerk_backend import DEFAULT_AZP, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
-from dreamcli.platform.customers import ensure_schema
-from emulator.platform_http import PlatformServices, api_multi_routes, front_auth_routes, json_app, oauth_routes
+from dreamcli.errors import UsageError
+from dreamcli.platform.customers import BadRequest, ensure_schema
+from emulator.edge import Surface, clerk_body, cloudflare_body, cloudflare_limit, guide_body, stripe_body
+from emulator.platform_http import PlatformServices, api_multi_routes, body_json, edge_app, front_auth_routes, oauth_routes
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 from emulator.schema import migrate
 from emulator.stripe_backend import StripeAPIError, StripeBackend
@@ -32,6 +35,13 @@ from emulator.stripe_http import stripe_routes
 from dreamcli.vendors.settings import Vendors, settings_from_emulator
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
+# Whose envelope a failure under each mount is written in, and how large its bodies may be.
+SURFACES = (
+    Surface("/stripe", stripe_body, request_id_header="request-id"),
+    Surface("/clerk", clerk_body),
+    Surface("/cloudflare", cloudflare_body, cloudflare_limit),
+    Surface("", guide_body),
+)
 
 
 class Emulator:
@@ -67,8 +77,9 @@ class Emulator:
         # Where people reach the vendors when served (checkout URLs must open from a browser or curl).
         self.public_base_url: str | None = None
         self.cloudflare_account, self.cloudflare_token = self._cloudflare_credentials()
+        self.admin_token = self._admin_token()
         self.cloudflare_knobs = CloudflareKnobs()
-        self.app = json_app(
+        self.app = edge_app(
             [
                 Mount("/stripe", routes=stripe_routes(self.stripe, self._public_base)),
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
@@ -78,7 +89,9 @@ class Emulator:
                 Mount("/api-multi", routes=api_multi_routes(self.platform)),
                 Mount("/cloudflare", routes=cloudflare_routes(lambda: self.platform().store, self.cloudflare_account,
                                                               self.cloudflare_token, self.cloudflare_knobs)),
-            ]
+            ],
+            SURFACES,
+            clock=self.clock,
         )
         self.bridge = ASGIBridgeTransport(self.app)
         # Webhooks to the in-process host go straight into the app; anything else over the network.
@@ -95,6 +108,24 @@ class Emulator:
             state.issue_key(secrets.token_hex(16), "account", "account_id")
             state.issue_key(secrets.token_urlsafe(30), "account", "token")
         return state.keys_of("account", "account_id")[0], state.keys_of("account", "token")[0]
+
+    def _admin_token(self) -> str:
+        """The credential of the emulator's own helpers (`/_emulator/*`): they hand out every vendor secret and
+        mint valid tokens, so no local process reaches them without it. Made once per store."""
+        from emulator.vendor_state import VendorState
+
+        state = VendorState(self.file, "emulator", self.clock)
+        if not state.keys_of("admin", "token"):
+            state.issue_key("dream_admin_" + secrets.token_urlsafe(32), "admin", "token")
+        return state.keys_of("admin", "token")[0]
+
+    def admin_headers(self) -> dict[str, str]:
+        """What dream's own commands send to `/_emulator/*`."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def _is_admin(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token.encode())
 
     def _public_base(self, request: Request) -> str:
         return self.public_base_url or _base_url(request)
@@ -144,6 +175,29 @@ class Emulator:
         self.file.close()
 
     def _emulator_routes(self) -> list[Route]:
+        """The emulator's own helpers. The checkout page and its "pay" button are public, as Stripe's hosted
+        checkout is (the unguessable session id is the capability); everything else needs the admin token."""
+
+        def admin(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+            async def endpoint(request: Request) -> Response:
+                if not self._is_admin(request):
+                    return JSONResponse(guide_body(401, "the emulator's helpers need Authorization: Bearer <admin token> "
+                                                        "(printed by `dream emulator serve`)", ""), status_code=401)
+                try:
+                    return await handler(request)
+                except (ClerkAPIError, StripeAPIError) as exc:
+                    return JSONResponse(exc.body, status_code=exc.status)
+                except UsageError as exc:
+                    return JSONResponse(guide_body(400, str(exc), ""), status_code=400)
+
+            return endpoint
+
+        async def object_body(request: Request) -> dict[str, Any]:
+            body = await body_json(request)
+            if not isinstance(body, dict):
+                raise BadRequest("body must be a JSON object")
+            return body
+
         async def config(request: Request) -> Response:
             return JSONResponse(self.config(_base_url(request)))
 
@@ -169,40 +223,47 @@ class Emulator:
         async def clerk_deliveries(request: Request) -> Response:
             return JSONResponse(self.clerk.state.deliveries())
 
+        async def refusals(request: Request) -> Response:
+            return JSONResponse(dict(self.platform().refusals))
+
         async def mint(request: Request) -> Response:
-            try:
-                instance = self.clerk.require_instance(request.path_params["instance"])
-                body = json.loads(await request.body() or b"{}")
-                token = await run_in_threadpool(
-                    lambda: self.clerk.mint_token(
-                        instance,
-                        str(body.get("user_id", "")),
-                        expires_in=int(body.get("expires_in", 60)),
-                        azp=str(body.get("azp", "http://localhost:5173")),
-                    )
-                )
-            except ClerkAPIError as exc:
-                return JSONResponse(exc.body, status_code=exc.status)
-            except (ValueError, TypeError) as exc:
-                return JSONResponse({"errors": [{"message": "is invalid", "long_message": str(exc), "code": "form_param_format_invalid"}]}, status_code=422)
+            instance = self.clerk.require_instance(request.path_params["instance"])
+            body = await object_body(request)
+            user_id, expires_in, azp = body.get("user_id", ""), body.get("expires_in", 60), body.get("azp", DEFAULT_AZP)
+            if not isinstance(user_id, str) or not isinstance(azp, str) or type(expires_in) is not int \
+                    or not 0 < expires_in <= 315_360_000:
+                raise BadRequest("body must be {user_id: string, expires_in?: 1..315360000 seconds, azp?: string}")
+            token = await run_in_threadpool(
+                lambda: self.clerk.mint_token(instance, user_id, expires_in=expires_in, azp=azp))
             return JSONResponse({"object": "token", "jwt": token})
 
         async def clerk_webhook(request: Request) -> Response:
-            try:
-                instance = self.clerk.require_instance(request.path_params["instance"])
-                body = json.loads(await request.body() or b"{}")
-                return JSONResponse(self.clerk.add_webhook(instance, str(body.get("url", ""))))
-            except ClerkAPIError as exc:
-                return JSONResponse(exc.body, status_code=exc.status)
+            instance = self.clerk.require_instance(request.path_params["instance"])
+            url = (await object_body(request)).get("url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise BadRequest("body must be {url: an http(s) URL}")
+            return JSONResponse(self.clerk.add_webhook(instance, url))
+
+        async def clerk_settings(request: Request) -> Response:
+            instance = self.clerk.require_instance(request.path_params["instance"])
+            parties = (await object_body(request)).get("authorized_parties")
+            if not isinstance(parties, list) or not all(isinstance(p, str) and p for p in parties):
+                raise BadRequest("body must be {authorized_parties: [origin, ...]}")
+            result = self.clerk.set_authorized_parties(instance, [p.rstrip("/") for p in parties])
+            if self._platform is not None:  # the running platform's verifiers follow the setting
+                self._platform.vendors.verifiers[instance].authorized_parties = result or None
+            return JSONResponse({"authorized_parties": result})
 
         return [
-            Route("/config", config, methods=["GET"]),
+            Route("/config", admin(config), methods=["GET"]),
             Route("/stripe/checkout/{id}", checkout_page, methods=["GET"]),
             Route("/stripe/checkout/{id}/complete", checkout_complete, methods=["POST"]),
-            Route("/stripe/deliveries", stripe_deliveries, methods=["GET"]),
-            Route("/clerk/{instance}/tokens", mint, methods=["POST"]),
-            Route("/clerk/{instance}/webhooks", clerk_webhook, methods=["POST"]),
-            Route("/clerk/deliveries", clerk_deliveries, methods=["GET"]),
+            Route("/stripe/deliveries", admin(stripe_deliveries), methods=["GET"]),
+            Route("/clerk/{instance}/tokens", admin(mint), methods=["POST"]),
+            Route("/clerk/{instance}/webhooks", admin(clerk_webhook), methods=["POST"]),
+            Route("/clerk/{instance}/settings", admin(clerk_settings), methods=["PATCH"]),
+            Route("/clerk/deliveries", admin(clerk_deliveries), methods=["GET"]),
+            Route("/refusals", admin(refusals), methods=["GET"]),
         ]
 
 

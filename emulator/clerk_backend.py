@@ -109,15 +109,26 @@ class ClerkBackend:
             self._keys[name] = (instance["kid"], key)
         return self._keys[name]
 
-    def config(self) -> dict[str, dict[str, str]]:
+    def config(self) -> dict[str, dict[str, Any]]:
         return {
             name: {
                 "secret_key": self.state.keys_of(name, "secret")[0],
                 "publishable_key": self.state.keys_of(name, "publishable")[0],
                 "issuer": issuer_of(name),
+                "authorized_parties": self.authorized_parties(name),
             }
             for name in INSTANCES
         }
+
+    def authorized_parties(self, instance: str) -> list[str]:
+        """The origins whose tokens the platform accepts for this instance (Clerk's authorizedParties)."""
+        return list(self._ensure_instance(instance).get("authorized_parties", [DEFAULT_AZP]))
+
+    def set_authorized_parties(self, instance: str, parties: list[str]) -> list[str]:
+        found = self._ensure_instance(self.require_instance(instance))
+        found["authorized_parties"] = parties
+        self.state.save("instances", found)
+        return parties
 
     def authenticate(self, secret_key: str | None) -> str:
         owner = self.state.key_owner(secret_key or "")

@@ -4,24 +4,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, Router
 
+from dreamcli import layout
 from dreamcli.errors import DreamError, NotFound, UsageError
 from dreamcli.platform import customers, onboarding, runtime
 from dreamcli.platform.tiers import TierFileError, parse_tiers_text
 from dreamcli.stores.ports import Store
 from dreamcli.vendors.errors import TokenError, VendorError, VendorNotFound, WebhookSignatureError
 from dreamcli.vendors.settings import DREAM_API, END_USER_API, Vendors
+from emulator.edge import GUIDE, Edge, Surface
+
+security_log = logging.getLogger("dream.security")
+
+MAX_JSON_DEPTH = 32
+MAX_HEADER_ID_BYTES = 256
 
 
 @dataclass
@@ -30,10 +37,16 @@ class PlatformServices:
     vendors: Vendors
     clock: Callable[[], float] = time.time
     daily: Any = None  # customers.DailyUsageBuffer over `store`
+    refusals: Counter[str] = field(default_factory=Counter)  # refused attempts to cross a boundary, by kind
 
     def __post_init__(self) -> None:
         if self.daily is None:
             self.daily = customers.DailyUsageBuffer(self.store)
+
+    def refuse(self, kind: str, reason: str, request: Request) -> None:
+        """Log and count a request that tried to reach what its caller does not own."""
+        self.refusals[kind] += 1
+        security_log.warning("refused %s (%s): %s", kind, request.scope.get("dream.request_id", "-"), reason)
 
 
 def error(status: int, title: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -46,6 +59,8 @@ def answer(exc: Exception) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=401)
     if isinstance(exc, (TokenError, runtime.InvalidToken, customers.Unauthorized)):
         return error(401, "Invalid token", str(exc))
+    if isinstance(exc, customers.Forbidden):
+        return error(403, "Forbidden", str(exc))
     if isinstance(exc, runtime.RateLimited):
         return error(429, "Rate limit exceeded", str(exc), code=exc.code, headers={
             "Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0",
@@ -58,19 +73,55 @@ def answer(exc: Exception) -> JSONResponse:
         return error(404, "Not found", str(exc))
     if isinstance(exc, UsageError):
         return error(400, "Bad request", str(exc))
+    if isinstance(exc, VendorError) and exc.status is not None and 400 <= exc.status < 500 and exc.status != 401:
+        # The vendor refused what the request asked (e.g. an e-mail that is taken): the caller's to fix.
+        status = 409 if exc.code in ("form_identifier_exists", "duplicate_record") else 422
+        return error(status, "Conflict" if status == 409 else "Unprocessable entity", str(exc))
     if isinstance(exc, VendorError):
         return error(502, "Upstream error", str(exc))
-    return error(500, "Internal error", str(exc) if isinstance(exc, DreamError) else "the server failed; see its log")
+    raise exc  # not a domain error: the edge logs it with the request id and answers 500
 
 
 async def body_json(request: Request) -> Any:
+    """The body as JSON, refused (400) when it is not JSON, nests deeper than MAX_JSON_DEPTH, holds a number
+    Python will not convert, or a string that is not valid Unicode (a lone surrogate)."""
     raw = await request.body()
     if not raw:
         return {}
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise customers.BadRequest("body is not JSON") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise customers.BadRequest(f"body is not acceptable JSON: {exc}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise customers.BadRequest(f"body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise customers.BadRequest("body holds a string that is not valid Unicode") from None
+    return value
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(item, level + 1) for item in value), default=level)
+    return level
+
+
+def user_id_header(request: Request) -> str | None:
+    """X-User-Id, refused (400) when it cannot name a user in a key (empty, ':', over 256 bytes)."""
+    value = request.headers.get("x-user-id")
+    if value is None:
+        return None
+    if not layout.is_valid_id(value) or len(value.encode("utf-8", "surrogateescape")) > MAX_HEADER_ID_BYTES \
+            or not value.isprintable():
+        raise customers.BadRequest(f"X-User-Id must be 1..{MAX_HEADER_ID_BYTES} printable bytes without ':'")
+    return value
 
 
 def bearer(request: Request) -> str:
@@ -184,10 +235,18 @@ def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callabl
 def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
     async def api_data(request: Request, s: PlatformServices) -> Response:
         caller, token_user = await _resolve(request, s)
-        user_id = token_user or request.headers.get("x-user-id")
-        if not user_id:
-            raise customers.BadRequest("X-User-Id header is required with a secret key")
-        plan = request.headers.get("x-user-plan") or "free"
+        if token_user is not None:
+            # An end-user's own token: their plan is what their record says, whatever the request claims.
+            user_id = token_user
+            claimed = request.headers.get("x-user-plan")
+            plan = await run_in_threadpool(customers.plan_of, s.store, s.vendors, caller, user_id)
+            if claimed is not None and claimed != plan:
+                s.refuse("end-user-plan", f"{user_id} on {plan} claimed X-User-Plan {claimed!r}", request)
+        else:
+            user_id = user_id_header(request) or ""
+            if not user_id:
+                raise customers.BadRequest("X-User-Id header is required with a secret key")
+            plan = request.headers.get("x-user-plan") or "free"
         now = s.clock()
 
         def work() -> tuple[runtime.RateWindow, dict[str, Any]]:
@@ -229,13 +288,23 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
         return JSONResponse(await run_in_threadpool(customers.get_customer, s.store, caller.platform_id, customer_id))
 
     async def checkout(request: Request, s: PlatformServices) -> Response:
-        caller, _ = await run_in_threadpool(_caller, request, s)
+        caller, token_user = await run_in_threadpool(_caller, request, s)
         body = await body_json(request)
-        return JSONResponse(await run_in_threadpool(customers.start_checkout, s.store, s.vendors, caller, body))
+        try:
+            return JSONResponse(await run_in_threadpool(
+                lambda: customers.start_checkout(s.store, s.vendors, caller, body, end_user=token_user)))
+        except customers.Forbidden as exc:
+            s.refuse("end-user-checkout", str(exc), request)
+            raise
 
     async def connect_webhook(request: Request, s: PlatformServices) -> Response:
-        outcome = await run_in_threadpool(customers.handle_connect_webhook, s.store, s.vendors, await request.body(),
-                                          request.headers.get("stripe-signature"))
+        try:
+            outcome = await run_in_threadpool(customers.handle_connect_webhook, s.store, s.vendors,
+                                              await request.body(), request.headers.get("stripe-signature"))
+        except customers.WebhookRefused as exc:
+            # Answered 200: the event is genuine and Stripe would retry a refusal for days; nothing changed.
+            s.refuse("connect-webhook", str(exc), request)
+            return JSONResponse({"received": True, "refused": str(exc)})
         return JSONResponse({"received": True, "outcome": outcome})
 
     return [
@@ -249,17 +318,8 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
     ]
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 500)
-    title = {404: "Not found", 405: "Method not allowed"}.get(status, "Error")
-    detail = f"{request.method} {request.url.path} is not a route here" if status in (404, 405) else str(exc)
-    return error(status, title, detail)
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    return error(500, "Internal error", "the server failed; see its log")
-
-
-def json_app(routes: list[Any]) -> Starlette:
-    """A Starlette app whose 404, 405 and 500 answers are JSON too."""
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+def edge_app(routes: list[BaseRoute], surfaces: tuple[Surface, ...] = (GUIDE,), *,
+             clock: Callable[[], float] = time.time) -> Edge:
+    """Routes behind the edge: every failure (404, 405, a body too large, an unexpected error) in the
+    envelope of the API its path belongs to."""
+    return Edge(Router(routes=routes), surfaces, clock=clock)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.app import Emulator, _callback_url
-from emulator.platform_http import api_multi_routes, front_auth_routes, json_app, oauth_routes
+from emulator.platform_http import api_multi_routes, edge_app, front_auth_routes, oauth_routes
 from emulator.server import LoopbackServer
 
 DEFAULT_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789, "vendors": 8790}
@@ -49,9 +49,9 @@ class Serving:
         services = self.emulator.platform
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
         apps = {
-            "api-multi": json_app(api_multi_routes(services)),
-            "front-auth-api": json_app(front_auth_routes(services)),
-            "oauth-api": json_app(oauth_routes(services, _callback_url)),
+            "api-multi": edge_app(api_multi_routes(services), clock=clock),
+            "front-auth-api": edge_app(front_auth_routes(services), clock=clock),
+            "oauth-api": edge_app(oauth_routes(services, _callback_url), clock=clock),
             "vendors": self.emulator.app,
         }
         chosen = {**DEFAULT_PORTS, **(ports or {})}

@@ -2,18 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this: slow clients cannot hold sockets
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, plus a deadline for each request's headers.
+
+    uvicorn times out idle keep-alive connections only after a response; a client that connects and then
+    sends nothing, or trickles its headers a byte at a time, would hold its socket forever (slowloris). The
+    request body has its own deadlines in the edge (emulator.edge)."""
+
+    header_timeout = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        handle = getattr(self, "_header_deadline", None)
+        if handle is not None:
+            handle.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered: its headers did arrive
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 class LoopbackServer:
     """uvicorn on 127.0.0.1; port 0 picks a free one. Use as a context manager: it always stops."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off")
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 header_timeout: float = HEADER_TIMEOUT_S) -> None:
+        protocol = type("DeadlineProtocol", (DeadlineProtocol,), {"header_timeout": header_timeout})
+        # The app writes its own Date (the emulator's clock) through the edge.
+        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", http=protocol,
+                                     date_header=False, timeout_keep_alive=5)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="dream-loopback-server", daemon=True)
 

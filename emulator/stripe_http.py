@@ -52,7 +52,7 @@ def _lists(node: Any) -> Any:
 
 
 def _error(exc: StripeAPIError | StripeOAuthError) -> JSONResponse:
-    return JSONResponse(exc.body, status_code=exc.status, headers={"Request-Id": "req_emulator"})
+    return JSONResponse(exc.body, status_code=exc.status)  # the edge adds this request's Request-Id
 
 
 def _bearer(request: Request) -> str | None:

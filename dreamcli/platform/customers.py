@@ -5,6 +5,7 @@ connected-account webhooks that move a customer between tiers."""
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
 from dreamcli.platform.runtime import Caller
 from dreamcli.stores.ports import Statement, Store
 from dreamcli.topology import API_USAGE, PLATFORM_TOKENS
+from dreamcli.vendors.errors import VendorError
 from dreamcli.vendors.settings import END_USER_API, Vendors
 
 COLUMNS = ("id", "platform_id", "publishable_key", "email", "name", "plan", "created_at", "updated_at")
@@ -30,6 +32,18 @@ class CustomerNotFound(NotFound):
 
 class CheckoutRefused(UsageError):
     """A checkout for a tier that cannot be bought (free or unknown)."""
+
+
+class Forbidden(DreamError):
+    """Authenticated, but not allowed to act on this (an end-user acting for another user)."""
+
+    exit_code = ExitCode.FAILED
+
+
+class WebhookRefused(DreamError):
+    """A signed Connect event that may not touch what its metadata names (another platform, another customer)."""
+
+    exit_code = ExitCode.FAILED
 
 
 def ensure_schema(store: Store) -> None:
@@ -73,6 +87,23 @@ def get_customer(store: Store, platform_id: str, customer_id: str) -> dict[str, 
     return rows[0]
 
 
+def plan_of(store: Store, vendors: Vendors, caller: Caller, customer_id: str) -> str:
+    """An end-user's plan from their record (D1, else their Clerk metadata), never from what the request says:
+    `X-User-Plan` is the developer's backend speaking, and an end-user token is not."""
+    rows = store.database.execute("SELECT plan FROM customers WHERE platform_id = ? AND id = ?",
+                                  [caller.platform_id, customer_id]).results
+    if rows and rows[0]["plan"]:
+        return str(rows[0]["plan"])
+    try:
+        metadata = vendors.clerk[END_USER_API].get_user(customer_id).get("public_metadata") or {}
+    except VendorError:
+        return "free"
+    if metadata.get("publishableKey") != caller.publishable_key:
+        return "free"
+    plan = metadata.get("plan")
+    return plan if isinstance(plan, str) and caller.tier(plan) is not None else "free"
+
+
 def export_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
@@ -82,17 +113,33 @@ def export_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _account(store: Store, platform_id: str) -> str:
+def connected_account(store: Store, platform_id: str) -> str | None:
+    """The platform's Stripe Connect account (`platform:{plt}:stripeToken` -> stripeUserId), if connected."""
     raw = store.kv(PLATFORM_TOKENS).get(layout.platform_stripe_token(platform_id))
     if raw is None:
+        return None
+    try:
+        account = json.loads(raw).get("stripeUserId")
+    except (ValueError, AttributeError):
+        return None
+    return account if isinstance(account, str) else None
+
+
+def _account(store: Store, platform_id: str) -> str:
+    account = connected_account(store, platform_id)
+    if account is None:
         raise DreamError(f"platform {platform_id} has no connected Stripe account")
-    return json.loads(raw)["stripeUserId"]
+    return account
 
 
-def start_checkout(store: Store, vendors: Vendors, caller: Caller, body: Any) -> dict[str, Any]:
-    """POST /checkout: a subscription checkout for a paid tier, on the developer's connected account."""
+def start_checkout(store: Store, vendors: Vendors, caller: Caller, body: Any, *,
+                   end_user: str | None = None) -> dict[str, Any]:
+    """POST /checkout: a subscription checkout for a paid tier, on the developer's connected account. With an
+    end-user token (`end_user`), only for that user."""
     if not isinstance(body, dict) or not isinstance(body.get("customerId"), str) or not isinstance(body.get("tier"), str):
         raise BadRequest("body must be {customerId, tier, successUrl?}")
+    if end_user is not None and body["customerId"] != end_user:
+        raise Forbidden("an end-user token checks out only its own user")
     customer = get_customer(store, caller.platform_id, body["customerId"])
     tier = caller.tier(body["tier"])
     if tier is None:
@@ -130,8 +177,26 @@ def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str
         usage.put(key, json.dumps(record))
 
 
+def _check_tenant(store: Store, account: Any, platform_id: Any, customer_id: Any) -> tuple[str, str]:
+    """The event's metadata may name only the platform whose connected account sent it, and only a customer
+    of that platform: a developer controls the metadata of objects on their own account, nothing else."""
+    if not isinstance(platform_id, str) or not isinstance(customer_id, str):
+        raise WebhookRefused("metadata platformId/customerId must be strings")
+    if not isinstance(account, str) or not account:
+        raise WebhookRefused(f"event for platform {platform_id} carries no connected account")
+    owner = connected_account(store, platform_id) if layout.is_valid_id(platform_id) else None
+    if owner is None or not hmac.compare_digest(owner.encode(), account.encode()):
+        raise WebhookRefused(f"connected account {account} is not platform {platform_id}'s")
+    found = store.database.execute("SELECT 1 AS one FROM customers WHERE platform_id = ? AND id = ?",
+                                   [platform_id, customer_id]).results
+    if not found:
+        raise WebhookRefused(f"customer {customer_id} does not belong to platform {platform_id}")
+    return platform_id, customer_id
+
+
 def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signature: str | None) -> str:
-    """api-multi /webhook/stripe: events of the developers' connected accounts move customers between tiers."""
+    """api-multi /webhook/stripe: events of the developers' connected accounts move customers between tiers.
+    WebhookRefused when an event names a platform or customer its connected account does not own."""
     from dreamcli.vendors.stripe_gateway import StripeGateway
 
     secret = vendors.settings.stripe.connect_webhook_secret
@@ -144,13 +209,15 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
         meta = obj.get("metadata") or {}
         if not meta.get("platformId") or not meta.get("customerId"):
             return "ignored a checkout without dream metadata"
-        _set_plan(store, vendors, meta["platformId"], meta["customerId"], meta.get("tier", "free"))
-        return f"{meta['customerId']} is on {meta.get('tier')}"
+        platform_id, customer_id = _check_tenant(store, event.get("account"), meta["platformId"], meta["customerId"])
+        _set_plan(store, vendors, platform_id, customer_id, str(meta.get("tier", "free")))
+        return f"{customer_id} is on {meta.get('tier')}"
     if kind in ("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"):
         meta = obj.get("metadata") or {}
         platform_id, customer_id = meta.get("platformId"), meta.get("customerId")
         if not platform_id or not customer_id:
             return f"ignored {kind} without dream metadata"
+        platform_id, customer_id = _check_tenant(store, event.get("account"), platform_id, customer_id)
         tier, amount, currency = _tier_of_subscription(obj)
         status = "canceled" if kind.endswith("deleted") else obj.get("status", "active")
         store.database.batch([Statement(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 DREAM_API = "dream-api"
 END_USER_API = "end-user-api"
+GUIDE_FRONTEND = "http://localhost:5173"  # the guide's frontend origin: the `azp` its tokens carry
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class ClerkInstanceSettings:
     secret_key: str = field(repr=False)
     issuer: str
     jwks_url: str | None = None  # None: the Backend API's /v1/jwks with the secret key
+    # The origins whose tokens are accepted (`azp`), as Clerk's authorizedParties: empty accepts any.
+    authorized_parties: tuple[str, ...] = (GUIDE_FRONTEND,)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,15 @@ ENVIRONMENT = {
     "CLERK_END_USER_SECRET_KEY": "the end-user-api Clerk app's secret key",
     "CLERK_END_USER_ISSUER": "the end-user-api Clerk app's Frontend API URL",
 }
-OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "CLERK_API_URL")
+OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "CLERK_API_URL",
+            "CLERK_AUTHORIZED_PARTIES", "CLERK_END_USER_AUTHORIZED_PARTIES")
+
+
+def _parties(raw: str | None) -> tuple[str, ...]:
+    """A comma-separated list of origins; unset means the guide's frontend."""
+    if raw is None:
+        return (GUIDE_FRONTEND,)
+    return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
 
 
 def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
@@ -68,9 +79,11 @@ def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
     )
     clerk = {
         DREAM_API: ClerkInstanceSettings(env["CLERK_SECRET_KEY"], env["CLERK_ISSUER"].rstrip("/"),
-                                         env["CLERK_ISSUER"].rstrip("/") + "/.well-known/jwks.json"),
+                                         env["CLERK_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
+                                         _parties(env.get("CLERK_AUTHORIZED_PARTIES"))),
         END_USER_API: ClerkInstanceSettings(env["CLERK_END_USER_SECRET_KEY"], env["CLERK_END_USER_ISSUER"].rstrip("/"),
-                                            env["CLERK_END_USER_ISSUER"].rstrip("/") + "/.well-known/jwks.json"),
+                                            env["CLERK_END_USER_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
+                                            _parties(env.get("CLERK_END_USER_AUTHORIZED_PARTIES"))),
     }
     return VendorSettings("environment", stripe, env.get("CLERK_API_URL") or "https://api.clerk.com", clerk)
 
@@ -89,7 +102,8 @@ def settings_from_emulator(config: Mapping[str, Any]) -> VendorSettings:
         connect_webhook_secret=stripe_cfg.get("connect_webhook_secret"),
     )
     clerk = {
-        name: ClerkInstanceSettings(entry["secret_key"], entry["issuer"], entry["jwks_url"])
+        name: ClerkInstanceSettings(entry["secret_key"], entry["issuer"], entry["jwks_url"],
+                                    tuple(entry.get("authorized_parties", (GUIDE_FRONTEND,))))
         for name, entry in config["clerk"]["instances"].items()
     }
     return VendorSettings("emulator", stripe, config["clerk"]["api_url"], clerk)
@@ -109,7 +123,8 @@ class Vendors:
         self.stripe = StripeGateway(settings.stripe, http)
         self.clerk = {name: ClerkClient(http, s.secret_key, settings.clerk_api_url) for name, s in settings.clerk.items()}
         self.verifiers = {
-            name: JWTVerifier(self._jwks_fetcher(name), s.issuer, clock=clock) for name, s in settings.clerk.items()
+            name: JWTVerifier(self._jwks_fetcher(name), s.issuer, authorized_parties=s.authorized_parties, clock=clock)
+            for name, s in settings.clerk.items()
         }
 
     def _jwks_fetcher(self, name: str) -> Callable[[], dict[str, Any]]:

@@ -235,7 +235,9 @@ def test_serve_on_loopback_runs_the_guides_curl(platform, tmp_path):
             "Authorization": f"Bearer {dev.secret_key}", "X-User-Id": "test_user_123", "X-User-Plan": "free",
             "Content-Type": "application/json"})
         assert response.status_code == 200 and response.json()["usage"]["usageCount"] == 1
-        assert httpx.get(f"{urls['vendors']}/_emulator/config").status_code == 200
+        assert httpx.get(f"{urls['vendors']}/_emulator/config").status_code == 401  # the helpers need the admin token
+        admin = httpx.get(f"{urls['vendors']}/_emulator/config", headers=serving.emulator.admin_headers())
+        assert admin.status_code == 200 and admin.json()["cloudflare"]["api_token"]
     finally:
         serving.stop()
     assert any(line.startswith("api-multi") and "POST   /api/data 200" in line for line in lines)

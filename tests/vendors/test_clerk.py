@@ -20,7 +20,8 @@ from dreamcli.vendors.jwt_verify import JWTVerifier
 
 
 def _mint(reached, instance, user_id, **body):
-    response = reached.http.post(f"{reached.base_url}/_emulator/clerk/{instance}/tokens", json={"user_id": user_id, **body})
+    response = reached.http.post(f"{reached.base_url}/_emulator/clerk/{instance}/tokens", json={"user_id": user_id, **body},
+                                 headers=reached.emulator.admin_headers())
     assert response.status_code == 200, response.text
     return response.json()["jwt"]
 
@@ -168,7 +169,8 @@ def test_jwks_is_cached_and_refetched_on_unknown_kid(reached, clock):
 def test_svix_signed_user_webhooks(reached, receiver, clock):
     clock.now = time.time()  # the svix verifier checks freshness against the wall clock
     recorder, hook_url = receiver
-    registered = reached.http.post(f"{reached.base_url}/_emulator/clerk/end-user-api/webhooks", json={"url": hook_url}).json()
+    registered = reached.http.post(f"{reached.base_url}/_emulator/clerk/end-user-api/webhooks", json={"url": hook_url},
+                                   headers=reached.emulator.admin_headers()).json()
     clerk = reached.vendors.clerk["end-user-api"]
     user = clerk.create_user("w@example.com")
     clerk.update_metadata(user["id"], public={"plan": "pro"})

@@ -157,7 +157,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert [e.type for e in events][2:] == ["customer.subscription.updated", "customer.subscription.deleted"]
     assert events[2].data.object["items"].data[0].price.id == cheaper.id
     assert events[3].data.object.status == "canceled"
-    log = [e for e in reached.http.get(f"{reached.base_url}/_emulator/stripe/deliveries").json() if e["url"] == hook_url]
+    log = [e for e in reached.http.get(f"{reached.base_url}/_emulator/stripe/deliveries", headers=reached.emulator.admin_headers()).json() if e["url"] == hook_url]
     assert [(entry["event_type"], entry["status"]) for entry in log] == [
         ("checkout.session.completed", 200), ("customer.subscription.created", 200),
         ("customer.subscription.updated", 200), ("customer.subscription.deleted", 200),
