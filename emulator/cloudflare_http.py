@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import hmac
 import json
 import threading
 import time
@@ -60,6 +62,54 @@ def failure(status: int, code: int, message: str, headers: dict[str, str] | None
 
 
 _KV_CODES = {400: 10001, 413: 10011, 414: 10033}
+_SQL_INT_RANGE = (-(2**63), 2**63 - 1)
+
+
+class BadRequest(Exception):
+    """A request Cloudflare's API would refuse with 400 (code 10001 unless said otherwise)."""
+
+    def __init__(self, message: str, code: int = 10001) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        raise BadRequest(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _sql_param(value: Any) -> Any:
+    """D1 binds strings, numbers, booleans and null; anything else is the caller's error."""
+    if value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and _SQL_INT_RANGE[0] <= value <= _SQL_INT_RANGE[1]:
+        return value
+    raise BadRequest(f"D1 parameters must be strings, numbers, booleans or null, not {value!r:.60}", code=7400)
+
+
+def _statement(item: Any) -> Statement:
+    """One {sql, params?} of a query or batch, checked."""
+    if not isinstance(item, dict):
+        raise BadRequest("each query is an object {sql, params?}", code=7400)
+    sql, params = item.get("sql"), item.get("params") or ()
+    if not isinstance(sql, str) or not sql.strip():
+        raise BadRequest("each query needs sql: a non-empty string", code=7400)
+    if not isinstance(params, (list, tuple)):
+        raise BadRequest("params must be a list", code=7400)
+    return Statement(sql, tuple(_sql_param(value) for value in params))
 
 
 def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, knobs: CloudflareKnobs) -> list[Route]:
@@ -71,13 +121,15 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
             if wait is not None:
                 return failure(429, 971, "Please wait and consider throttling your request speed",
                                {"Retry-After": str(max(1, round(wait)))})
-            header = request.headers.get("authorization", "")
-            if header != f"Bearer {token}":
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
                 return failure(403, 10000, "Authentication error")
-            if request.path_params.get("account") != account_id:
+            if not hmac.compare_digest(str(request.path_params.get("account", "")).encode(), account_id.encode()):
                 return failure(403, 10000, "Authentication error")
             try:
                 return await handler(request, store())
+            except BadRequest as exc:
+                return failure(400, exc.code, str(exc))
             except KVError as exc:
                 return failure(exc.status, _KV_CODES.get(exc.status, 10001), str(exc))
             except D1Error as exc:
@@ -104,8 +156,8 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
 
     async def list_namespaces(request: Request, s: Store) -> Response:
         refs = [{"id": ref.id, "title": ref.name, "supports_url_encoding": True} for ref in s.topology.namespaces]
-        page = max(1, int(request.query_params.get("page", "1")))
-        per_page = min(1000, max(1, int(request.query_params.get("per_page", "20"))))
+        page = max(1, query_int(request, "page", 1))
+        per_page = min(1000, max(1, query_int(request, "per_page", 20)))
         shown = refs[(page - 1) * per_page : page * per_page]
         return envelope(shown, info={"page": page, "per_page": per_page, "count": len(shown), "total_count": len(refs),
                                      "total_pages": -(-len(refs) // per_page)})
@@ -114,7 +166,7 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
     async def list_keys(request: Request, s: Store, ns: Any) -> Response:
         query = request.query_params
         page = await run_in_threadpool(ns.list, prefix=query.get("prefix", ""), cursor=query.get("cursor") or None,
-                                       limit=int(query.get("limit", "1000")))
+                                       limit=query_int(request, "limit", 1000))
         keys = [{"name": k.name, **({"expiration": k.expiration} if k.expiration else {}),
                  **({"metadata": k.metadata} if k.metadata is not None else {})} for k in page.keys]
         return envelope(keys, info={"count": len(keys), "cursor": page.cursor})
@@ -137,15 +189,24 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
     @in_namespace
     async def put_value(request: Request, s: Store, ns: Any) -> Response:
         query = request.query_params
-        expiration = int(query["expiration"]) if query.get("expiration") else None
-        ttl = int(query["expiration_ttl"]) if query.get("expiration_ttl") else None
+        # The store checks these as Cloudflare does (integers, >= 60 s ahead) with Cloudflare's wording.
+        expiration = query.get("expiration") or None
+        ttl = query.get("expiration_ttl") or None
         metadata = None
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
+            try:
+                form = await request.form()
+            except Exception:  # noqa: BLE001 - python-multipart raises several kinds for a malformed body
+                raise BadRequest("the multipart body could not be parsed") from None
             raw = form.get("value")
-            value = await raw.read() if hasattr(raw, "read") else str(raw or "").encode()
+            if raw is None:
+                raise BadRequest("a multipart write needs a 'value' part")
+            value = await raw.read() if hasattr(raw, "read") else str(raw).encode("utf-8", "surrogatepass")
             if form.get("metadata") not in (None, ""):
-                metadata = json.loads(str(form.get("metadata")))
+                try:
+                    metadata = json.loads(str(form.get("metadata")))
+                except (ValueError, RecursionError):
+                    raise BadRequest("metadata must be valid JSON") from None
         else:
             value = await request.body()
         await run_in_threadpool(lambda: ns.put(request.path_params["key"], value, expiration=expiration,
@@ -159,22 +220,39 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
 
     @in_namespace
     async def bulk_put(request: Request, s: Store, ns: Any) -> Response:
-        items = json.loads(await request.body())
-        writes = [KVWrite(i["key"], base64.b64decode(i["value"]) if i.get("base64") else i["value"], i.get("expiration"),
-                          i.get("expiration_ttl"), i.get("metadata")) for i in items]
+        items = await json_body(request)
+        if not isinstance(items, list):
+            raise BadRequest("a bulk write takes a JSON array of {key, value, ...}")
+        writes = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
+                raise BadRequest(f"item {index}: every item needs key and value, both strings")
+            value: str | bytes = item["value"]
+            if item.get("base64"):
+                try:
+                    value = base64.b64decode(item["value"], validate=True)
+                except (binascii.Error, ValueError):
+                    raise BadRequest(f"item {index}: value is not valid base64") from None
+            writes.append(KVWrite(item["key"], value, item.get("expiration"), item.get("expiration_ttl"),
+                                  item.get("metadata")))
         await run_in_threadpool(ns.bulk_put, writes)
         return envelope({"successful_key_count": len(writes), "unsuccessful_keys": []})
 
     @in_namespace
     async def bulk_delete(request: Request, s: Store, ns: Any) -> Response:
-        keys = json.loads(await request.body())
+        keys = await json_body(request)
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise BadRequest("a bulk delete takes a JSON array of key names")
         await run_in_threadpool(ns.bulk_delete, keys)
         return envelope({"successful_key_count": len(keys), "unsuccessful_keys": []})
 
     @in_namespace
     async def bulk_get(request: Request, s: Store, ns: Any) -> Response:
-        body = json.loads(await request.body())
-        found = await run_in_threadpool(ns.bulk_get, body.get("keys", []))
+        body = await json_body(request)
+        keys = body.get("keys") if isinstance(body, dict) else None
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise BadRequest('a bulk get takes {"keys": [key names], "type"?, "withMetadata"?}')
+        found = await run_in_threadpool(ns.bulk_get, keys)
         as_json = body.get("type") == "json"
         values: dict[str, Any] = {}
         for key, entry in found.items():
@@ -190,15 +268,23 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
     async def d1_query(request: Request, s: Store) -> Response:
         if request.path_params["db"] != s.database.id:
             return failure(404, 7404, "The database could not be found")
-        body = json.loads(await request.body())
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise BadRequest('a query takes {"sql", "params"?} or {"batch": [...]}', code=7400)
         if "batch" in body:
-            statements = [Statement(item["sql"], tuple(item.get("params") or ())) for item in body["batch"]]
+            if not isinstance(body["batch"], list) or not body["batch"]:
+                raise BadRequest("batch must be a non-empty list of {sql, params?}", code=7400)
+            statements = [_statement(item) for item in body["batch"]]
         else:
             from dreamcli.stores.sql import split_statements
 
-            params = tuple(body.get("params") or ())
-            pieces = split_statements(body.get("sql", ""))
-            statements = [Statement(sql, params if len(pieces) == 1 else ()) for sql in pieces]
+            if not isinstance(body.get("sql"), str):
+                raise BadRequest("sql must be a string", code=7400)
+            pieces = split_statements(body["sql"])
+            if not pieces:
+                raise BadRequest("no SQL statement to run", code=7400)
+            params = body.get("params") or ()
+            statements = [_statement({"sql": sql, "params": params if len(pieces) == 1 else ()}) for sql in pieces]
         results = await run_in_threadpool(s.database.batch, statements)
         # D1's REST API returns BLOBs as arrays of byte values
         return envelope([{**r.as_dict(), "results": [{k: list(v) if isinstance(v, bytes) else v for k, v in row.items()}

@@ -44,7 +44,7 @@ def open_emulator_store(
         database.close()
         file.close()
 
-    return Store("emulator", str(path), topology, namespaces, database, close)
+    return Store("emulator", str(path), topology, namespaces, database, close, clock)
 
 
 def _register_namespaces(file: SQLiteFile, topology: Topology) -> dict[str, int]:

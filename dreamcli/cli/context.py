@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -52,26 +53,33 @@ def stdout_console() -> Any:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+MAX_NOW = 253402300799  # 9999-12-31T23:59:59Z: the last instant dates can print
+MAX_BUSY_TIMEOUT_S = 3600
+
+
+def _seconds(name: str, raw: str, low: float, high: float) -> float:
+    """A finite number of seconds in [low, high] from an environment variable, or a UsageError naming it."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not low <= value <= high:
+        raise UsageError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
 def clock_from_env() -> Callable[[], float]:
     """The wall clock, or a fixed instant from DREAM_NOW (Unix seconds) for tests and replays."""
     fixed = os.environ.get("DREAM_NOW")
     if not fixed:
         return time.time
-    try:
-        instant = float(fixed)
-    except ValueError:
-        raise UsageError(f"DREAM_NOW must be Unix seconds, got {fixed!r}") from None
+    instant = _seconds("DREAM_NOW", fixed, 0, MAX_NOW)
     return lambda: instant
 
 
 def busy_timeout_ms() -> int:
     """How long to wait for a store another process holds locked: DREAM_BUSY_TIMEOUT seconds (default 5)."""
-    raw = os.environ.get("DREAM_BUSY_TIMEOUT", "5")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise UsageError(f"DREAM_BUSY_TIMEOUT must be seconds, got {raw!r}") from None
-    return max(0, int(seconds * 1000))
+    return int(_seconds("DREAM_BUSY_TIMEOUT", os.environ.get("DREAM_BUSY_TIMEOUT", "5"), 0, MAX_BUSY_TIMEOUT_S) * 1000)
 
 
 def parse_store_spec(spec: str) -> tuple[str, str]:

@@ -12,13 +12,37 @@ import typer
 from dreamcli.cli.context import DEFAULT_STORE, app_context, clock_from_env, parse_store_spec, status
 from dreamcli.errors import StoreError, UsageError
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to a file only its owner can read (created 0600, never widened)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text + "\n")
+    return path
+
+
 app = typer.Typer(help="Run the local emulator.\n\nExample: dream emulator serve", no_args_is_help=True)
 
 
 @app.command("serve")
 def emulator_serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback unless --allow-remote).")] = "127.0.0.1",
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Listen on a non-loopback --host: anyone who "
+                                               "reaches it can call the platform routes with test keys.")] = False,
     api_port: Annotated[int, typer.Option("--api-port", help="api-multi (the guide's :8787; 0 = any free port).")] = 8787,
     front_port: Annotated[int, typer.Option("--front-port", help="front-auth-api (:8788).")] = 8788,
     oauth_port: Annotated[int, typer.Option("--oauth-port", help="oauth-api (:8789).")] = 8789,
@@ -26,6 +50,9 @@ def emulator_serve(
 ) -> None:
     """Serve api-multi, front-auth-api and oauth-api on the guide's ports, and the vendors on one more,
     over the same store as every other command; a line per request on stderr; Ctrl-C stops.
+
+    The emulator's own helpers (/_emulator/*: vendor test keys, token minting) need the admin token, printed the
+    first time and kept in STORE.admin-token (0600). --host must be a loopback address unless --allow-remote.
 
     Example: dream emulator serve, then
     curl -X POST http://localhost:8787/api/data -H "Authorization: Bearer $SK" -H 'X-User-Id: test_user_123' -H 'X-User-Plan: free'
@@ -35,7 +62,12 @@ def emulator_serve(
     kind, where = parse_store_spec(app_context(ctx).store_spec)
     if kind != "emulator":
         raise UsageError("dream emulator serve runs on the emulator store (the default, or --store emulator:PATH)")
-    serving = Serving(Path(where or DEFAULT_STORE.partition(":")[2]), host=host, clock=clock_from_env(),
+    if not is_loopback(host):
+        if not allow_remote:
+            raise UsageError(f"--host {host} is not a loopback address: add --allow-remote to serve other machines")
+        status(f"warning: serving on {host}: every machine that reaches it can use the platform routes and vendors")
+    store_path = Path(where or DEFAULT_STORE.partition(":")[2])
+    serving = Serving(store_path, host=host, clock=clock_from_env(),
                       ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port,
                              "vendors": vendor_port})
     try:
@@ -44,7 +76,13 @@ def emulator_serve(
         raise StoreError(str(exc)) from None
     for name, url in urls.items():
         typer.echo(f"{name:<15} {url}")
-    status(f"vendor config (test keys): {urls['vendors']}/_emulator/config; Ctrl-C stops")
+    # The admin token is a secret: shown once, the first time it is written down; afterwards only where it is.
+    token_file = store_path.with_name(store_path.name + ".admin-token")
+    first = not token_file.exists()
+    write_private(token_file, serving.emulator.admin_token)
+    shown = f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600)" if first else f"in {token_file} (0600)"
+    status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
+    status("Ctrl-C stops")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

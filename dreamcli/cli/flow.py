@@ -150,7 +150,7 @@ def flow_tiers(
     result = onboarding.configure_tiers(
         run.store(), vendors, _resolve_user(vendors, user), tiers, force=force,
         mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
-        store_now=clock_from_env(),
+        store_now=run.store().clock,
     )
     if mimic_plaintext_secret and result.secret_key:
         status("warning: wrote user:{u}:secretKey in plaintext as the guide does (--mimic-plaintext-secret); `dream kv verify` reports it")

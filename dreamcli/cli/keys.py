@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
 from dreamcli.errors import UsageError
 from dreamcli.cli.context import LazyModule
 
@@ -60,7 +60,7 @@ def keys_create(
     Example: dream keys create --user dev@example.com --env staging
     """
     run = app_context(ctx)
-    created = key_ops.create_key(run.store(), _platform(ctx, platform, user), env, now=clock_from_env()())
+    created = key_ops.create_key(run.store(), _platform(ctx, platform, user), env, now=run.store().clock())
     if run.wants_json(json_flag):
         print_json({"platformId": created.platform_id, "env": created.env,
                     "publishableKey": created.pair.publishable_key, "secretKey": created.pair.secret_key})
@@ -80,7 +80,7 @@ def keys_list(ctx: typer.Context, platform: PlatformOption = None, user: UserOpt
     from rich.table import Table
 
     run = app_context(ctx)
-    now = clock_from_env()()
+    now = run.store().clock()
     plt = _platform(ctx, platform, user)
     keys = key_ops.list_keys(run.store(), plt)
     if run.wants_json(json_flag):
@@ -113,7 +113,7 @@ def keys_rotate(
     run = app_context(ctx)
     rotated = key_ops.rotate_key(
         run.store(), _platform(ctx, platform, user), publishable_key=key, env=env,
-        grace_seconds=None if grace is None else key_ops.parse_duration(grace), now=clock_from_env()(),
+        grace_seconds=None if grace is None else key_ops.parse_duration(grace), now=run.store().clock(),
     )
     if run.wants_json(json_flag):
         print_json({"platformId": rotated.new.platform_id, "env": rotated.new.env, "old": rotated.old,
@@ -140,7 +140,7 @@ def keys_revoke(
     Refuses the platform's last active pair without --force. Example: dream keys revoke -u dev@example.com -k pk_live_...
     """
     run = app_context(ctx)
-    now = clock_from_env()()
+    now = run.store().clock()
     revoked = key_ops.revoke_key(run.store(), _platform(ctx, platform, user), key, force=force, now=now)
     if run.wants_json(json_flag):
         print_json(revoked.as_json(now))

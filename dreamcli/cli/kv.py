@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dreamcli import layout
-from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, print_json_lines, status, stdin_is_tty
+from dreamcli.cli.context import JsonOption, app_context, print_json, print_json_lines, status, stdin_is_tty
 from dreamcli.errors import ExitCode, KeyNotFound, UsageError
 from dreamcli.cli.context import LazyModule
 
@@ -261,8 +261,9 @@ def kv_bulk_put(
     from dreamcli.stores.bulk import check_all, write_in_batches
 
     items = parse_bulk_items(_load_json_file(source, "bulk file"))
-    check_all(items, now=clock_from_env()())
-    namespace = app_context(ctx).store().kv(ns)
+    store = app_context(ctx).store()
+    check_all(items, now=store.clock())
+    namespace = store.kv(ns)
 
     def progress(done: int, total: int) -> None:
         if total > kv_rules.MAX_BULK_WRITE:
@@ -392,7 +393,7 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
     progress = _progress("verifying")
-    result = replication.verify(store, on_progress=progress, stripe_check=check, now=clock_from_env()())
+    result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:
         typer.echo("", err=True)
     return replication.select(result, platform=platform, classes=classes)
@@ -493,7 +494,7 @@ def kv_repair(
         store, plan, build_tier_config=builder,
         on_progress=(lambda n, total: status(f"applied {n}/{total}")) if len(plan.fixes) > 20_000 else None,
     )
-    after = replication.select(replication.verify(store, now=clock_from_env()()), platform=platform)
+    after = replication.select(replication.verify(store, now=store.clock()), platform=platform)
     if as_json:
         print_json({"plan": plan.as_json(), "applied": done,
                     "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],

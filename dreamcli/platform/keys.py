@@ -181,11 +181,13 @@ def rotate_key(store: Store, platform_id: str, *, publishable_key: str | None = 
         raise UsageError(f"{old.publishable_key} is {old.status(now)}: nothing to rotate")
     if grace_seconds is not None and grace_seconds < MIN_TTL_SECONDS:
         raise UsageError(f"--grace must be at least {MIN_TTL_SECONDS} s (KV's shortest expiration)")
-    created = create_key(store, platform_id, old.env if old.env != "legacy" else "production", now=now)
+    # Decided before anything is written, from the store's clock (`now`): a refused expiration must not
+    # leave a new pair written whose secret was never shown.
     expires_at = old.expires_at
     if grace_seconds is not None:
         wanted = int(now) + grace_seconds
         expires_at = wanted if old.expires_at is None else min(old.expires_at, wanted)
+    created = create_key(store, platform_id, old.env if old.env != "legacy" else "production", now=now)
     if expires_at is not None and expires_at != old.expires_at:
         _expire_pair(store, platform_id, old, expires_at)
     _move_primary(store, platform_id, old.publishable_key, created.pair.publishable_key)

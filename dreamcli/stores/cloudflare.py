@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from email.utils import parsedate_to_datetime
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,7 @@ class CloudflareAPI:
         self.http = http or httpx.Client(timeout=30.0)
         self.sleep = sleep
         self.requests = 0
+        self._offset: float | None = None  # Cloudflare's clock minus ours, from the Date of its answers
 
     def __repr__(self) -> str:  # never the token
         return f"CloudflareAPI(account={self.account_id!r}, base={self.base!r})"
@@ -49,6 +51,7 @@ class CloudflareAPI:
                     raise RemoteError(f"cloudflare: could not reach {self.base}: {type(exc).__name__}") from None
                 self.sleep(min(8.0, 0.5 * 2**attempt))
                 continue
+            self._note_date(response)
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt + 1 < MAX_ATTEMPTS:
                     retry_after = response.headers.get("retry-after")
@@ -56,6 +59,24 @@ class CloudflareAPI:
                     continue
             return response
         return response
+
+    def _note_date(self, response: httpx.Response) -> None:
+        date = response.headers.get("date")
+        if not date:
+            return
+        try:
+            served = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return
+        # Date is whole seconds, taken before the answer travelled: +1 s is never behind Cloudflare's clock,
+        # so an expiration computed from it is never refused as "too soon".
+        self._offset = served + 1 - time.time()
+
+    def now(self) -> float:
+        """Cloudflare's clock (an expiration is valid or not by it), learned from the Date of its answers."""
+        if self._offset is None:
+            self.request("GET", "/storage/kv/namespaces", params={"per_page": 5})
+        return time.time() + (self._offset or 0.0)
 
     @staticmethod
     def errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -251,6 +272,7 @@ def open_cloudflare_store(env: Mapping[str, str], *, topology: Topology = GUIDE_
         raise UsageError("the cloudflare store needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
     api = CloudflareAPI(token, account, env.get("CLOUDFLARE_BASE_URL") or DEFAULT_BASE, http=http, sleep=sleep)
     namespaces = {ref.name: CloudflareKVNamespace(api, ref.id) for ref in topology.namespaces}
-    return Store("cloudflare", api.base, topology, namespaces, CloudflareD1(api, topology.database.id), api.http.close)
+    return Store("cloudflare", api.base, topology, namespaces, CloudflareD1(api, topology.database.id), api.http.close,
+                 api.now)
 
 

@@ -49,7 +49,10 @@ def value_bytes(value: bytes | str) -> bytes:
     if type(value) is bytes and len(value) <= MAX_VALUE_BYTES // 4:  # fast path, see below for the rest
         return value
     if isinstance(value, str):
-        value = value.encode("utf-8")
+        try:
+            value = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KVError(400, "Values given as text must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
     elif not isinstance(value, bytes):
@@ -66,7 +69,7 @@ def resolve_expiration(now: float, expiration: int | None, expiration_ttl: int |
     now_s = int(now)
     if expiration_ttl is not None:
         ttl = _as_int(expiration_ttl, "expiration_ttl")
-        if ttl is None or ttl <= 0:
+        if ttl is None or ttl <= 0 or ttl > MAX_EXPIRATION:
             raise KVError(400, f"Invalid expiration_ttl of {expiration_ttl}. Please specify integer greater than 0.")
         if ttl < MIN_TTL_SECONDS:
             raise KVError(
@@ -75,7 +78,7 @@ def resolve_expiration(now: float, expiration: int | None, expiration_ttl: int |
         return now_s + ttl
     if expiration is not None:
         at = _as_int(expiration, "expiration")
-        if at is None or at <= now_s:
+        if at is None or at <= now_s or at > MAX_EXPIRATION:
             raise KVError(
                 400,
                 f"Invalid expiration of {expiration}. Please specify integer greater than the current number of "
@@ -91,6 +94,9 @@ def resolve_expiration(now: float, expiration: int | None, expiration_ttl: int |
     return None
 
 
+MAX_EXPIRATION = 2**53 - 1  # JavaScript's largest safe integer: what a Worker can hold
+
+
 def _as_int(value: Any, name: str) -> int | None:
     if isinstance(value, bool):
         return None
@@ -98,7 +104,7 @@ def _as_int(value: Any, name: str) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii() and len(value) < 32:
         return int(value)
     return None
 
@@ -109,9 +115,12 @@ def encode_metadata(metadata: Any) -> str | None:
         return None
     try:
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise KVError(400, f"Metadata must be serialisable as JSON: {exc}") from None
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise KVError(400, "Metadata must be valid Unicode (no lone surrogates)") from None
     if size > MAX_METADATA_BYTES:
         raise KVError(413, f"Metadata length of {size} exceeds limit of {MAX_METADATA_BYTES}.")
     return text

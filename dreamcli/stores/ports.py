@@ -6,7 +6,8 @@ them (emulator SQLite file, wrangler's local state, or Cloudflare's REST API).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -187,6 +188,9 @@ class Store:
     namespaces: Mapping[str, KVNamespace]
     database: Database
     closer: Any = None
+    # The store's own clock: what its expirations are checked against (the emulator's clock, Cloudflare's from
+    # its API's Date header). Expirations dream computes use it, never the laptop's.
+    clock: Callable[[], float] = time.time
 
     def kv(self, name_or_id: str) -> KVNamespace:
         """The namespace named by its logical name (`api-tokens`) or its namespace id."""

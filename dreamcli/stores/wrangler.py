@@ -267,7 +267,7 @@ def open_wrangler_store(where: str, *, clock: Callable[[], float] = time.time,
     database_path = d1_path(d1_worker.state_root(persist), topology.database.id)
     database_path.parent.mkdir(parents=True, exist_ok=True)
     database = SQLiteD1Database(database_path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
-    return Store("wrangler", str(root), topology, namespaces, database, database.close)
+    return Store("wrangler", str(root), topology, namespaces, database, database.close, clock)
 
 
 
