@@ -103,6 +103,14 @@ class Edge:
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
+        self._date_second, self._date_value = -1, b""
+
+    def _date(self) -> bytes:
+        """The HTTP Date of the emulator's clock, formatted once per second."""
+        second = int(self.clock())
+        if second != self._date_second:
+            self._date_second, self._date_value = second, formatdate(second, usegmt=True).encode()
+        return self._date_value
 
     def surface(self, path: str) -> Surface:
         for surface in self.surfaces:
@@ -127,7 +135,7 @@ class Edge:
                 if surface.request_id_header.encode() not in names:
                     headers.append((surface.request_id_header.encode(), request_id.encode()))
                 if b"date" not in names:
-                    headers.append((b"date", formatdate(self.clock(), usegmt=True).encode()))
+                    headers.append((b"date", self._date()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -141,23 +149,25 @@ class Edge:
 
         method, path = scope.get("method", "GET"), scope.get("path", "")
         limit = surface.limit(method, path[len(surface.prefix):])
-        declared = _content_length(scope)
+        declared, chunked = _body_framing(scope)
         if declared == -1:
             await fail(400, "Content-Length is not a number", close=True)
             return
         if declared is not None and declared > limit:
             await fail(413, f"request body of {declared} bytes is over this route's limit of {limit} bytes", close=True)
             return
-        try:
-            body = await self._read_body(receive, limit)
-        except _BodyTooLarge:
-            await fail(413, f"request body is over this route's limit of {limit} bytes", close=True)
-            return
-        except _SlowBody:
-            await fail(408, "the request body did not arrive in time", close=True)
-            return
-        except _Disconnected:
-            return
+        body = b""
+        if declared or chunked:  # no Content-Length and no chunked encoding: HTTP/1.1 says there is no body
+            try:
+                body = await self._read_body(receive, limit)
+            except _BodyTooLarge:
+                await fail(413, f"request body is over this route's limit of {limit} bytes", close=True)
+                return
+            except _SlowBody:
+                await fail(408, "the request body did not arrive in time", close=True)
+                return
+            except _Disconnected:
+                return
         replayed = False
 
         async def replay() -> Message:
@@ -190,8 +200,9 @@ class Edge:
             if remaining <= 0:
                 raise _SlowBody
             try:
-                message = await asyncio.wait_for(receive(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):  # no task per chunk, unlike wait_for
+                    message = await receive()
+            except TimeoutError:
                 raise _SlowBody from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected
@@ -216,10 +227,14 @@ class _Disconnected(Exception):
     pass
 
 
-def _content_length(scope: Scope) -> int | None:
-    """The declared length; None when absent, -1 when it is not a number."""
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None when absent, -1 when not a number) and whether the body is chunked."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             text = value.decode("latin-1").strip()
-            return int(text) if text.isdigit() and len(text) < 20 else -1
-    return None
+            declared = int(text) if text.isdigit() and len(text) < 20 else -1
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    return declared, chunked

@@ -161,7 +161,10 @@ class WranglerKVNamespace:
         self.index.parent.mkdir(parents=True, exist_ok=True)
         for blob_id, value in blobs.items():
             temporary = self.blobs / f".{blob_id}.tmp"
-            temporary.write_bytes(value)
+            # Values hold Stripe tokens and key mappings: readable by their owner only (wrangler runs as them).
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(value)
             os.replace(temporary, self.blobs / blob_id)
         replaced: list[str] = []
         try:
