@@ -18,6 +18,7 @@ from dreamcli.platform import runtime
 from emulator.app import IN_PROCESS_BASE
 from emulator.server import LoopbackServer
 from tests.emulator.test_api_multi import onboard
+from tests.security.corpus import CLOUDFLARE_CASES, GUIDE_CASES
 
 BASE = IN_PROCESS_BASE
 
@@ -148,18 +149,6 @@ def _cloudflare(platform):
     return base, {"Authorization": f"Bearer {config['api_token']}"}
 
 
-GUIDE_CASES = [
-    ("POST", "/api/data", {"X-User-Id": "a:b"}, None),
-    ("POST", "/api/data", {"X-User-Id": "x" * 600}, None),
-    ("POST", "/customers", {}, b"[" * 100_000 + b"]" * 100_000),
-    ("POST", "/customers", {}, b'{"email": "a@b.c", "n": ' + b"9" * 5000 + b"}"),
-    ("POST", "/customers", {}, b'{"email": "\\ud800@example.com"}'),
-    ("POST", "/customers", {}, b'{"email": "a@b.c", "name": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}'),
-    ("POST", "/checkout", {}, b"\xff\xfe"),
-    ("POST", "/checkout", {}, b"42"),
-]
-
-
 @pytest.mark.parametrize(("method", "path", "headers", "body"), GUIDE_CASES)
 def test_malformed_platform_requests_get_a_4xx_in_the_guides_json(world, method, path, headers, body):
     response = world["api"].request(method, path, headers={**_auth(world["b"].secret_key), **headers}, content=body)
@@ -171,34 +160,6 @@ def test_a_duplicate_customer_email_is_a_conflict_not_an_upstream_failure(world)
     again = world["api"].post("/customers", headers=_auth(world["b"].secret_key), json={"email": "victim@example.com"})
     assert again.status_code in (409, 422), again.text
     assert again.json()["error"] in ("Conflict", "Unprocessable entity")
-
-
-CLOUDFLARE_CASES = [
-    ("GET", "/storage/kv/namespaces?page=abc", {}, None),
-    ("GET", "/storage/kv/namespaces?per_page=-1", {}, None),
-    ("GET", "/storage/kv/namespaces/{ns}/keys?limit=abc", {}, None),
-    ("GET", "/storage/kv/namespaces/{ns}/keys?limit=5", {}, None),
-    ("GET", "/storage/kv/namespaces/{ns}/keys?cursor=nonsense", {}, None),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration=abc", {}, b"v"),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration_ttl=99999999999999999999999", {}, b"v"),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration=1e999", {}, b"v"),
-    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b"not json"),
-    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'{"key": "k"}'),
-    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"value": "no key"}]'),
-    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"key": "k", "value": "!!", "base64": true}]'),
-    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"key": "k", "value": "\\ud800"}]'),
-    ("POST", "/storage/kv/namespaces/{ns}/bulk/delete", {}, b'{"keys": 1}'),
-    ("POST", "/storage/kv/namespaces/{ns}/bulk/get", {}, b"[1, 2]"),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"},
-     b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nv\r\n--x\r\nContent-Disposition: form-data; '
-     b'name="metadata"\r\n\r\n{not json\r\n--x--\r\n'),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\ngarbage"),
-    ("POST", "/d1/database/{db}/query", {}, b"[]"),
-    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [{"a": 1}]}'),
-    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [99999999999999999999999]}'),
-    ("POST", "/d1/database/{db}/query", {}, b'{"batch": [{"params": []}]}'),
-    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "PRAGMA writable_schema=ON"}'),
-]
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "body"), CLOUDFLARE_CASES)

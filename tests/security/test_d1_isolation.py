@@ -18,6 +18,7 @@ from dreamcli.stores.sqlite_file import SQLiteFile
 from dreamcli.topology import GUIDE_TOPOLOGY
 from emulator import schema
 from emulator.store import open_emulator_store
+from tests.security.corpus import D1_ATTACKS as ATTACKS
 
 SECRET = "sk_live_target_value_that_must_stay_in_kv"
 
@@ -31,26 +32,6 @@ def store(tmp_path):
     opened.close()
 
 
-ATTACKS = [
-    "PRAGMA writable_schema=ON",
-    "PRAGMA writable_schema=1",
-    "PRAGMA journal_mode=DELETE",
-    "PRAGMA temp_store_directory='/tmp'",
-    "SELECT * FROM pragma_database_list",
-    "UPDATE sqlite_master SET sql = 'x' WHERE name = 'customers_probe'",
-    "INSERT INTO sqlite_master VALUES ('table', 'x', 'x', 2, 'CREATE TABLE x (a)')",
-    "DELETE FROM sqlite_master",
-    "SELECT load_extension('/tmp/nothing')",
-    "SELECT fts3_tokenizer('simple')",
-    "SELECT * FROM dbstat",
-    "CREATE VIRTUAL TABLE s USING dbstat",
-    "CREATE VIRTUAL TABLE f3 USING fts3(body)",
-    "ATTACH DATABASE 'store.db' AS s",
-    "BEGIN",
-    "SAVEPOINT x",
-    "SELECT * FROM _dream_kv",
-    "SELECT * FROM _cf_KV",
-]
 
 
 @pytest.mark.parametrize("sql", ATTACKS)

@@ -1,0 +1,66 @@
+"""The attack corpus, shared by the tests (tests/security) and the replay against a served emulator
+(bench/attacks.py): requests that crossed a boundary or broke the emulator before it was hardened."""
+
+from __future__ import annotations
+
+# api-multi, with a valid secret key: (method, path, extra headers, body); each must answer 4xx in the guide's JSON.
+GUIDE_CASES = [
+    ("POST", "/api/data", {"X-User-Id": "a:b"}, None),
+    ("POST", "/api/data", {"X-User-Id": "x" * 600}, None),
+    ("POST", "/customers", {}, b"[" * 100_000 + b"]" * 100_000),
+    ("POST", "/customers", {}, b'{"email": "a@b.c", "n": ' + b"9" * 5000 + b"}"),
+    ("POST", "/customers", {}, b'{"email": "\\ud800@example.com"}'),
+    ("POST", "/customers", {}, b'{"email": "a@b.c", "name": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}'),
+    ("POST", "/checkout", {}, b"\xff\xfe"),
+    ("POST", "/checkout", {}, b"42"),
+]
+
+# The Cloudflare REST subset, authenticated ({ns} and {db} filled in); each must answer 4xx in Cloudflare's envelope.
+CLOUDFLARE_CASES = [
+    ("GET", "/storage/kv/namespaces?page=abc", {}, None),
+    ("GET", "/storage/kv/namespaces?per_page=-1", {}, None),
+    ("GET", "/storage/kv/namespaces/{ns}/keys?limit=abc", {}, None),
+    ("GET", "/storage/kv/namespaces/{ns}/keys?limit=5", {}, None),
+    ("GET", "/storage/kv/namespaces/{ns}/keys?cursor=nonsense", {}, None),
+    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration=abc", {}, b"v"),
+    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration_ttl=99999999999999999999999", {}, b"v"),
+    ("PUT", "/storage/kv/namespaces/{ns}/values/k?expiration=1e999", {}, b"v"),
+    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b"not json"),
+    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'{"key": "k"}'),
+    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"value": "no key"}]'),
+    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"key": "k", "value": "!!", "base64": true}]'),
+    ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"key": "k", "value": "\\ud800"}]'),
+    ("POST", "/storage/kv/namespaces/{ns}/bulk/delete", {}, b'{"keys": 1}'),
+    ("POST", "/storage/kv/namespaces/{ns}/bulk/get", {}, b"[1, 2]"),
+    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"},
+     b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nv\r\n--x\r\nContent-Disposition: form-data; '
+     b'name="metadata"\r\n\r\n{not json\r\n--x--\r\n'),
+    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\ngarbage"),
+    ("POST", "/d1/database/{db}/query", {}, b"[]"),
+    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [{"a": 1}]}'),
+    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [99999999999999999999999]}'),
+    ("POST", "/d1/database/{db}/query", {}, b'{"batch": [{"params": []}]}'),
+    ("POST", "/d1/database/{db}/query", {}, b'{"sql": "PRAGMA writable_schema=ON"}'),
+]
+
+# D1 statements that reached the store's KV, corrupted it or crashed the process; each must be refused.
+D1_ATTACKS = [
+    "PRAGMA writable_schema=ON",
+    "PRAGMA writable_schema=1",
+    "PRAGMA journal_mode=DELETE",
+    "PRAGMA temp_store_directory='/tmp'",
+    "SELECT * FROM pragma_database_list",
+    "UPDATE sqlite_master SET sql = 'x' WHERE name = 'customers_probe'",
+    "INSERT INTO sqlite_master VALUES ('table', 'x', 'x', 2, 'CREATE TABLE x (a)')",
+    "DELETE FROM sqlite_master",
+    "SELECT load_extension('/tmp/nothing')",
+    "SELECT fts3_tokenizer('simple')",
+    "SELECT * FROM dbstat",
+    "CREATE VIRTUAL TABLE s USING dbstat",
+    "CREATE VIRTUAL TABLE f3 USING fts3(body)",
+    "ATTACH DATABASE 'store.db' AS s",
+    "BEGIN",
+    "SAVEPOINT x",
+    "SELECT * FROM _dream_kv",
+    "SELECT * FROM _cf_KV",
+]
