@@ -4,8 +4,6 @@ store with Cloudflare's envelopes and error codes, an API token, and injectable 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
 import json
 import threading
@@ -220,21 +218,9 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
 
     @in_namespace
     async def bulk_put(request: Request, s: Store, ns: Any) -> Response:
-        items = await json_body(request)
-        if not isinstance(items, list):
-            raise BadRequest("a bulk write takes a JSON array of {key, value, ...}")
-        writes = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
-                raise BadRequest(f"item {index}: every item needs key and value, both strings")
-            value: str | bytes = item["value"]
-            if item.get("base64"):
-                try:
-                    value = base64.b64decode(item["value"], validate=True)
-                except (binascii.Error, ValueError):
-                    raise BadRequest(f"item {index}: value is not valid base64") from None
-            writes.append(KVWrite(item["key"], value, item.get("expiration"), item.get("expiration_ttl"),
-                                  item.get("metadata")))
+        from dreamcli.stores.bulk import parse_bulk_items
+
+        writes = parse_bulk_items(await json_body(request))
         await run_in_threadpool(ns.bulk_put, writes)
         return envelope({"successful_key_count": len(writes), "unsuccessful_keys": []})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -220,31 +219,6 @@ def _load_json_file(source: str, what: str) -> Any:
         raise UsageError(f"{what} {source} is not valid JSON: {detail}") from None
 
 
-def parse_bulk_items(data: Any) -> list[KVWrite]:
-    """Cloudflare's bulk format: [{key, value, expiration?, expiration_ttl?, metadata?, base64?}]."""
-    if not isinstance(data, list):
-        raise UsageError("bulk file must hold a JSON array of {key, value, ...} objects")
-    items: list[KVWrite] = []
-    allowed = {"key", "value", "expiration", "expiration_ttl", "metadata", "base64"}
-    for index, entry in enumerate(data):
-        where = f"item {index}"
-        if not isinstance(entry, dict):
-            raise UsageError(f"{where}: expected an object with key and value")
-        unknown = set(entry) - allowed
-        if unknown:
-            raise UsageError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        if not isinstance(entry.get("key"), str) or not isinstance(entry.get("value"), str):
-            raise UsageError(f"{where}: key and value must both be strings")
-        value: bytes | str = entry["value"]
-        if entry.get("base64"):
-            try:
-                value = base64.b64decode(entry["value"], validate=True)
-            except (binascii.Error, ValueError):
-                raise UsageError(f"{where} ({entry['key']!r}): value is not valid base64") from None
-        items.append(KVWrite(entry["key"], value, entry.get("expiration"), entry.get("expiration_ttl"), entry.get("metadata")))
-    return items
-
-
 @app.command("bulk-put")
 def kv_bulk_put(
     ctx: typer.Context,
@@ -258,9 +232,9 @@ def kv_bulk_put(
 
     Example: dream kv bulk-put pairs.json --ns api-tokens
     """
-    from dreamcli.stores.bulk import check_all, write_in_batches
+    from dreamcli.stores.bulk import check_all, parse_bulk_items, write_in_batches
 
-    items = parse_bulk_items(_load_json_file(source, "bulk file"))
+    items = parse_bulk_items(_load_json_file(source, "bulk file"), what="bulk file")
     store = app_context(ctx).store()
     check_all(items, now=store.clock())
     namespace = store.kv(ns)

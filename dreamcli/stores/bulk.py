@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVWrite
+
+
+BULK_FIELDS = frozenset({"key", "value", "expiration", "expiration_ttl", "metadata", "base64"})
+
+
+def parse_bulk_items(data: Any, *, what: str = "a bulk write") -> list[KVWrite]:
+    """Cloudflare's bulk format, `[{key, value, expiration?, expiration_ttl?, metadata?, base64?}]`, checked
+    item by item (KVError 400 naming the item); base64 values decoded to bytes."""
+    if not isinstance(data, list):
+        raise KVError(400, f"{what} must hold a JSON array of {{key, value, ...}} objects")
+    items: list[KVWrite] = []
+    for index, entry in enumerate(data):
+        where = f"item {index}"
+        if not isinstance(entry, dict):
+            raise KVError(400, f"{where}: expected an object with key and value")
+        unknown = set(entry) - BULK_FIELDS
+        if unknown:
+            raise KVError(400, f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(entry.get("key"), str) or not isinstance(entry.get("value"), str):
+            raise KVError(400, f"{where}: key and value must both be strings")
+        value: bytes | str = entry["value"]
+        if entry.get("base64"):
+            try:
+                value = base64.b64decode(entry["value"], validate=True)
+            except (binascii.Error, ValueError):
+                raise KVError(400, f"{where} ({entry['key']!r}): value is not valid base64") from None
+        items.append(KVWrite(entry["key"], value, entry.get("expiration"), entry.get("expiration_ttl"), entry.get("metadata")))
+    return items
 
 
 def check_all(items: Sequence[KVWrite], *, now: float) -> None:
