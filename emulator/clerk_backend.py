@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dreamcli.stores.sqlite_file import SQLiteFile
+from dreamcli.vendors.settings import GUIDE_FRONTEND
 from emulator.vendor_state import VendorState, new_id
 
 DREAM_API = "dream-api"
@@ -30,7 +31,7 @@ TEMPLATES = {
     DREAM_API: {"plan": "{{user.public_metadata.plan}}"},
     END_USER_API: {"publishableKey": "{{user.public_metadata.publishableKey}}"},
 }
-DEFAULT_AZP = "http://localhost:5173"  # the guide's frontend
+DEFAULT_AZP = GUIDE_FRONTEND  # the `azp` of the tokens the guide's frontend gets
 TEMPLATE_LIFETIME = 60
 CLOCK_SKEW = 5
 _SHORTCODE = re.compile(r"^\{\{\s*user\.([\w.]+)\s*\}\}$")

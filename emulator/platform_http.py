@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, Router
 
 from dreamcli import layout
-from dreamcli.errors import DreamError, NotFound, UsageError
+from dreamcli.errors import DreamError, NotFound, RemoteError, StoreError, UsageError
 from dreamcli.platform import customers, onboarding, runtime
 from dreamcli.platform.tiers import TierFileError, parse_tiers_text
 from dreamcli.stores.ports import Store
@@ -77,8 +77,12 @@ def answer(exc: Exception) -> JSONResponse:
         # The vendor refused what the request asked (e.g. an e-mail that is taken): the caller's to fix.
         status = 409 if exc.code in ("form_identifier_exists", "duplicate_record") else 422
         return error(status, "Conflict" if status == 409 else "Unprocessable entity", str(exc))
-    if isinstance(exc, VendorError):
+    if isinstance(exc, (VendorError, RemoteError)):
         return error(502, "Upstream error", str(exc))
+    if isinstance(exc, StoreError):  # e.g. the store is locked by another process a while: worth a retry
+        return error(503, "Service unavailable", str(exc), headers={"Retry-After": "1"})
+    if isinstance(exc, DreamError):  # the platform is not in a state to do this (e.g. Stripe not connected yet)
+        return error(409, "Conflict", str(exc))
     raise exc  # not a domain error: the edge logs it with the request id and answers 500
 
 

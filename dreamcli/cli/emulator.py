@@ -12,7 +12,9 @@ import typer
 from dreamcli.cli.context import DEFAULT_STORE, app_context, clock_from_env, parse_store_spec, status
 from dreamcli.errors import StoreError, UsageError
 
+
 def is_loopback(host: str) -> bool:
+    """Whether `host` only ever reaches this machine (127.0.0.0/8, ::1, localhost)."""
     import ipaddress
 
     if host == "localhost":

@@ -269,3 +269,6 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0 and "stopped" in err and "api-multi       POST   /api/data 200" in err
+    token_file = tmp_path / "store.db.admin-token"  # beside DREAM_STORE
+    token = token_file.read_text().strip()
+    assert f"{token} (shown once" in err and oct(token_file.stat().st_mode & 0o777) == "0o600"
