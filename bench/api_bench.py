@@ -51,7 +51,9 @@ def ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(url: str, method: str, connections: int, seconds: int, headers: dict[str, str], script: Path) -> dict[str, float]:
+def run_wrk(
+    url: str, method: str, connections: int, seconds: int, headers: dict[str, str], script: Path
+) -> dict[str, float]:
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -61,9 +63,13 @@ def run_wrk(url: str, method: str, connections: int, seconds: int, headers: dict
         raise SystemExit(f"wrk gave no figures:\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)), "p99": ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
-            "total": total, "ok": total - non2xx}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99": ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+        "total": total,
+        "ok": total - non2xx,
+    }
 
 
 def main() -> None:
@@ -74,14 +80,36 @@ def main() -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk): no load generator, no figures")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "dreamcli"), str(ROOT / "emulator")], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "dreamcli"), str(ROOT / "emulator")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     folder = Path(tempfile.mkdtemp(prefix="dream-api-"))
     dream = str(Path(sys.executable).with_name("dream"))
-    run = json.loads(subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout)
+    run = json.loads(
+        subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout
+    )
     port = free_port()
-    server = subprocess.Popen([dream, "emulator", "serve", "--api-port", str(port), "--front-port", "0", "--oauth-port", "0",
-                               "--vendor-port", "0"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(
+        [
+            dream,
+            "emulator",
+            "serve",
+            "--api-port",
+            str(port),
+            "--front-port",
+            "0",
+            "--oauth-port",
+            "0",
+            "--vendor-port",
+            "0",
+        ],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         server.stdout.readline()  # the first port line: it is listening
         time.sleep(0.5)
@@ -89,31 +117,50 @@ def main() -> None:
         script = folder / "users.lua"
         script.write_text(LUA)
         auth = {"Authorization": f"Bearer {run['secretKey']}", "X-User-Plan": "enterprise"}
-        subprocess.run(["curl", "-s", "-X", "POST", f"{base}/api/data", *sum([["-H", f"{k}: {v}"] for k, v in {**auth, "X-User-Id": "warm"}.items()], [])],
-                       capture_output=True)
+        subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-X",
+                "POST",
+                f"{base}/api/data",
+                *sum([["-H", f"{k}: {v}"] for k, v in {**auth, "X-User-Id": "warm"}.items()], []),
+            ],
+            capture_output=True,
+        )
         results = {}
         for connections in (1, 16):
             data_script = folder / "data.lua"
             data_script.write_text('wrk.method = "POST"\n' + LUA)
-            results[("data", connections)] = run_wrk(f"{base}/api/data", "POST", connections, args.seconds, auth, data_script)
-            results[("whoami", connections)] = run_wrk(f"{base}/api/whoami", "GET", connections, args.seconds,
-                                                       {"Authorization": auth["Authorization"]}, script)
+            results[("data", connections)] = run_wrk(
+                f"{base}/api/data", "POST", connections, args.seconds, auth, data_script
+            )
+            results[("whoami", connections)] = run_wrk(
+                f"{base}/api/whoami", "GET", connections, args.seconds, {"Authorization": auth["Authorization"]}, script
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
     store = open_emulator_store(folder / ".dream" / "emulator.db")
-    counted = sum(json.loads(raw)["usageCount"] for key, raw in scan_items(store.kv("api-usage"), prefix=f"usage:{run['platformId']}:")
-                  if key != f"usage:{run['platformId']}:warm")
+    counted = sum(
+        json.loads(raw)["usageCount"]
+        for key, raw in scan_items(store.kv("api-usage"), prefix=f"usage:{run['platformId']}:")
+        if key != f"usage:{run['platformId']}:warm"
+    )
     store.close()
     for (route, connections), figures in sorted(results.items()):
         anchor = ANCHOR[(route, connections)]
         label = "POST /api/data " if route == "data" else "GET /api/whoami"
-        print(f"{label} c={connections:<2}  {figures['rps']:8.0f} req/s ({figures['rps'] / anchor:.2f}x the wrangler anchor {anchor})  "
-              f"p50 {figures['p50']:6.1f} ms  p99 {figures['p99']:6.1f} ms  {figures['ok']:,}/{figures['total']:,} ok")
+        print(
+            f"{label} c={connections:<2}  {figures['rps']:8.0f} req/s ({figures['rps'] / anchor:.2f}x the wrangler anchor {anchor})  "
+            f"p50 {figures['p50']:6.1f} ms  p99 {figures['p99']:6.1f} ms  {figures['ok']:,}/{figures['total']:,} ok"
+        )
     served = results[("data", 1)]["ok"] + results[("data", 16)]["ok"]
-    print(f"usage counted {counted:,} for {served:,} successful /api/data calls wrk saw: {max(0, served - counted):,} lost "
-          f"(goal: zero; the wrangler anchor loses about 87% at 16 connections). Counted may exceed what wrk saw by the "
-          f"calls still in flight when wrk stopped (at most the connection count).")
+    print(
+        f"usage counted {counted:,} for {served:,} successful /api/data calls wrk saw: {max(0, served - counted):,} lost "
+        f"(goal: zero; the wrangler anchor loses about 87% at 16 connections). Counted may exceed what wrk saw by the "
+        f"calls still in flight when wrk stopped (at most the connection count)."
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 

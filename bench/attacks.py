@@ -52,10 +52,25 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="dream-attacks-"))
     dream = str(Path(sys.executable).with_name("dream"))
-    runs = [json.loads(subprocess.run([dream, "flow", "run", "--json", "--email", email], cwd=folder, check=True,
-                                      capture_output=True, text=True).stdout) for email in ("a@example.com", "b@example.com")]
-    server = subprocess.Popen([dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0",
-                               "--vendor-port", "0"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    runs = [
+        json.loads(
+            subprocess.run(
+                [dream, "flow", "run", "--json", "--email", email],
+                cwd=folder,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for email in ("a@example.com", "b@example.com")
+    ]
+    server = subprocess.Popen(
+        [dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     tally = Tally()
     try:
         urls = dict(server.stdout.readline().split() for _ in range(4))
@@ -73,8 +88,10 @@ def main() -> None:
     print(f"wrongly accepted: {tally.wrongly_accepted}")
     print(f"server crashes: {0 if alive else 1} (the server still answers after the corpus)")
     print(f"KV bytes reachable from D1: {tally.kv_in_d1} (D1 answers and the D1 file searched for KV values)")
-    print(f"slowloris: {tally.slow_closed}/{args.slow_sockets} slow sockets closed by the server; "
-          f"it answered {tally.answered_meanwhile} requests meanwhile")
+    print(
+        f"slowloris: {tally.slow_closed}/{args.slow_sockets} slow sockets closed by the server; "
+        f"it answered {tally.answered_meanwhile} requests meanwhile"
+    )
     for note in tally.notes[:20]:
         print("  " + note)
     shutil.rmtree(folder, ignore_errors=True)
@@ -91,34 +108,49 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
     b_auth = {"Authorization": f"Bearer {b['secretKey']}"}
 
     # The emulator's helpers without (or with a wrong) admin token.
-    for method, path in [("GET", "/_emulator/config"), ("POST", "/_emulator/clerk/end-user-api/tokens"),
-                         ("GET", "/_emulator/stripe/deliveries"), ("PATCH", "/_emulator/clerk/end-user-api/settings")]:
+    for method, path in [
+        ("GET", "/_emulator/config"),
+        ("POST", "/_emulator/clerk/end-user-api/tokens"),
+        ("GET", "/_emulator/stripe/deliveries"),
+        ("PATCH", "/_emulator/clerk/end-user-api/settings"),
+    ]:
         for headers in ({}, {"Authorization": "Bearer guess"}):
             tally.expect(f"{method} {path} {headers}", httpx.request(method, vendors + path, headers=headers, json={}))
     config = httpx.get(f"{vendors}/_emulator/config", headers=admin).json()
 
     # Malformed requests on api-multi and the Cloudflare REST subset.
     for method, path, headers, body in GUIDE_CASES:
-        tally.expect(f"api-multi {method} {path}", api.request(method, path, headers={**b_auth, **headers}, content=body))
+        tally.expect(
+            f"api-multi {method} {path}", api.request(method, path, headers={**b_auth, **headers}, content=body)
+        )
     cloudflare = config["cloudflare"]
     cf_auth = {"Authorization": f"Bearer {cloudflare['api_token']}"}
     base = f"{vendors}/cloudflare/client/v4/accounts/{cloudflare['account_id']}"
     database = "00000000-0000-4000-8000-00000000d1d1"
     for method, path, headers, body in CLOUDFLARE_CASES:
         url = base + path.format(ns=API_TOKENS_NS, db=database)
-        tally.expect(f"cloudflare {method} {path}", httpx.request(method, url, headers={**cf_auth, **headers}, content=body))
+        tally.expect(
+            f"cloudflare {method} {path}", httpx.request(method, url, headers={**cf_auth, **headers}, content=body)
+        )
 
     # D1 statements over the REST API: refused, and nothing of KV in any answer.
     secret_hash_prefix = "secretkey:"
-    for sql in [*D1_ATTACKS, "SELECT fts3_tokenizer('simple', x'4141414141414141')", "SELECT name, sql FROM sqlite_master"]:
+    for sql in [
+        *D1_ATTACKS,
+        "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+        "SELECT name, sql FROM sqlite_master",
+    ]:
         response = httpx.post(f"{base}/d1/database/{database}/query", headers=cf_auth, json={"sql": sql})
         tally.expect(f"d1 {sql}", response, refused=not sql.startswith("SELECT name, sql"))
         if secret_hash_prefix in response.text or b["publishableKey"] in response.text:
             tally.kv_in_d1 += len(response.text)
 
     # Cross-tenant: A pays on A's own account with B's platform and customer in the metadata.
-    victim = tally.expect("create B's customer", api.post("/customers", headers=b_auth, json={"email": "victim@example.com"}),
-                          refused=False).json()["id"]
+    victim = tally.expect(
+        "create B's customer",
+        api.post("/customers", headers=b_auth, json={"email": "victim@example.com"}),
+        refused=False,
+    ).json()["id"]
     import stripe
 
     client = stripe.StripeClient(config["stripe"]["secret_key"], base_addresses={"api": f"{vendors}/stripe"})
@@ -126,8 +158,15 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
     price = tier_price(folder, a["platformId"], "pro")
     forged = {"platformId": b["platformId"], "customerId": victim, "tier": "enterprise"}
     session = client.v1.checkout.sessions.create(
-        {"mode": "subscription", "line_items": [{"price": price, "quantity": 1}], "success_url": "http://localhost:5173/x",
-         "metadata": forged, "subscription_data": {"metadata": forged}}, {"stripe_account": a_account})
+        {
+            "mode": "subscription",
+            "line_items": [{"price": price, "quantity": 1}],
+            "success_url": "http://localhost:5173/x",
+            "metadata": forged,
+            "subscription_data": {"metadata": forged},
+        },
+        {"stripe_account": a_account},
+    )
     httpx.post(session.url + "/complete")
     plan = api.get(f"/customers/{victim}", headers=b_auth).json()["plan"]
     tally.sent += 1
@@ -136,16 +175,22 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
         tally.notes.append(f"accepted: A's checkout moved B's customer to {plan}")
 
     # An end-user choosing their plan; a token from another origin.
-    jwt = httpx.post(f"{vendors}/_emulator/clerk/end-user-api/tokens", headers=admin,
-                     json={"user_id": victim, "expires_in": 600}).json()["jwt"]
+    jwt = httpx.post(
+        f"{vendors}/_emulator/clerk/end-user-api/tokens", headers=admin, json={"user_id": victim, "expires_in": 600}
+    ).json()["jwt"]
     data = api.post("/api/data", headers={"Authorization": f"Bearer {jwt}", "X-User-Plan": "enterprise"})
     tally.sent += 1
     if data.json().get("plan") != "free":
         tally.wrongly_accepted += 1
         tally.notes.append("accepted: an end-user token chose its plan")
-    evil = httpx.post(f"{vendors}/_emulator/clerk/end-user-api/tokens", headers=admin,
-                      json={"user_id": victim, "expires_in": 600, "azp": "https://evil.example"}).json()["jwt"]
-    tally.expect("token with azp https://evil.example", api.post("/api/data", headers={"Authorization": f"Bearer {evil}"}))
+    evil = httpx.post(
+        f"{vendors}/_emulator/clerk/end-user-api/tokens",
+        headers=admin,
+        json={"user_id": victim, "expires_in": 600, "azp": "https://evil.example"},
+    ).json()["jwt"]
+    tally.expect(
+        "token with azp https://evil.example", api.post("/api/data", headers={"Authorization": f"Bearer {evil}"})
+    )
 
     # A huge unauthenticated body, refused from its declared length.
     host, port = urls["api-multi"].removeprefix("http://").split(":")

@@ -30,8 +30,11 @@ def main() -> None:
     emulator = Emulator(folder / "cf.db")
     with LoopbackServer(emulator.app) as base:
         config = emulator.config(base)["cloudflare"]
-        env = {"CLOUDFLARE_API_TOKEN": config["api_token"], "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-               "CLOUDFLARE_BASE_URL": config["base_url"]}
+        env = {
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
         store = open_cloudflare_store(env)
         synthetic.seed(store, args.platforms, drift=0.1)
         emulator.cloudflare_knobs.latency_ms = args.latency_ms
@@ -46,7 +49,9 @@ def main() -> None:
     # the bound: per namespace, ceil(keys/1000) list calls + ceil(keys/100) bulk gets
     per_ns = {"platform-tokens": args.platforms * 8, "api-tokens": scanned - args.platforms * 8}
     bound = sum(-(-n // 1000) + -(-n // 100) for n in per_ns.values())
-    print(f"platforms: {args.platforms:,}  keys checked: {scanned:,}  findings: {len(result.findings):,}  latency: {args.latency_ms:.0f} ms")
+    print(
+        f"platforms: {args.platforms:,}  keys checked: {scanned:,}  findings: {len(result.findings):,}  latency: {args.latency_ms:.0f} ms"
+    )
     print(f"requests: {used:,}  lower bound: {bound:,}  ratio: {used / bound:.2f}x (goal <= 1.2x)")
     print(f"wall time: {wall:.2f} s  ({scanned / wall:,.0f} keys/s; bulk gets run 8 at a time)")
     emulator.close()

@@ -82,9 +82,15 @@ def main() -> None:
     store.close()
 
     print(f"keys: {args.keys:,}  value: {args.value_bytes} B  store: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
-    print(f"bulk put      {put_s:8.2f} s  {args.keys / put_s:12,.0f} keys/s   (bulk_put, 10k batches in key order; goal >= 200,000)")
-    print(f"  unsorted    {random_put_s:8.2f} s  {args.keys / random_put_s:12,.0f} keys/s   (10k batches in arrival order)")
-    print(f"  check+sort  {cli_put_s:8.2f} s  {args.keys / cli_put_s:12,.0f} keys/s   (kv bulk-put's path after parsing JSON)")
+    print(
+        f"bulk put      {put_s:8.2f} s  {args.keys / put_s:12,.0f} keys/s   (bulk_put, 10k batches in key order; goal >= 200,000)"
+    )
+    print(
+        f"  unsorted    {random_put_s:8.2f} s  {args.keys / random_put_s:12,.0f} keys/s   (10k batches in arrival order)"
+    )
+    print(
+        f"  check+sort  {cli_put_s:8.2f} s  {args.keys / cli_put_s:12,.0f} keys/s   (kv bulk-put's path after parsing JSON)"
+    )
     print(f"list --all    {list_s:8.2f} s  {listed / list_s:12,.0f} keys/s   (store port, 1000-key pages)")
     print(f"raw scan      {floor_s:8.2f} s  {floor_rows / floor_s:12,.0f} keys/s   (sqlite3 SELECT key: the floor)")
     print(f"list/floor    {list_s / floor_s:8.2f} x                          (goal <= 3x)")
@@ -96,8 +102,10 @@ def main() -> None:
         with open(os.devnull, "wb") as sink:
             subprocess.run([str(dream), "kv", "list", "--ns", "api-tokens", "--all"], stdout=sink, env=env, check=True)
         cli_s = time.perf_counter() - started
-        print(f"dream kv list --all (process, to /dev/null) {cli_s:6.2f} s  {listed / cli_s:10,.0f} keys/s  "
-              f"{cli_s / floor_s:.2f}x the floor")
+        print(
+            f"dream kv list --all (process, to /dev/null) {cli_s:6.2f} s  {listed / cli_s:10,.0f} keys/s  "
+            f"{cli_s / floor_s:.2f}x the floor"
+        )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     folder.rmdir()

@@ -65,8 +65,13 @@ def main() -> None:
     raw.close()
 
     # verify in a child process, so its peak RSS is its own
-    out = subprocess.run([sys.executable, "-c", VERIFY_CHILD, str(path)], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", VERIFY_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     verify_s, scanned, findings, base_kb, peak_kb, heap_kb = out.stdout.split()
     verify_s = float(verify_s)
 
@@ -79,15 +84,23 @@ def main() -> None:
     after = replication.verify(store)
     store.close()
 
-    print(f"platforms: {args.platforms:,}  keys seeded: {seeded.keys:,}  drifted platforms: {seeded.drifted:,} "
-          f"(seeded in {seed_s:.1f} s)")
-    print(f"raw scan        {raw_s:8.2f} s  {raw_rows / raw_s:12,.0f} rows/s   (sqlite3 SELECT key, value of both token namespaces)")
+    print(
+        f"platforms: {args.platforms:,}  keys seeded: {seeded.keys:,}  drifted platforms: {seeded.drifted:,} "
+        f"(seeded in {seed_s:.1f} s)"
+    )
+    print(
+        f"raw scan        {raw_s:8.2f} s  {raw_rows / raw_s:12,.0f} rows/s   (sqlite3 SELECT key, value of both token namespaces)"
+    )
     print(f"verify          {verify_s:8.2f} s  {int(scanned) / verify_s:12,.0f} keys/s   {int(findings):,} findings")
     print(f"verify/raw      {verify_s / raw_s:8.2f} x                          (goal <= 4x)")
-    print(f"peak memory     {int(peak_kb) / 1024:8.0f} MB process RSS ({int(base_kb) / 1024:.0f} MB before verify; "
-          f"SQLite's page cache and mapped file pages count here); Python heap peak {int(heap_kb) / 1024:.0f} MB   (goal < 200 MB)")
-    print(f"repair          {repair_s:8.2f} s  {done / repair_s if repair_s else 0:12,.0f} keys/s   "
-          f"{done:,} actions, {len(failed)} failed; verify after: {len(after.findings)} findings   (goal >= 50,000 keys/s)")
+    print(
+        f"peak memory     {int(peak_kb) / 1024:8.0f} MB process RSS ({int(base_kb) / 1024:.0f} MB before verify; "
+        f"SQLite's page cache and mapped file pages count here); Python heap peak {int(heap_kb) / 1024:.0f} MB   (goal < 200 MB)"
+    )
+    print(
+        f"repair          {repair_s:8.2f} s  {done / repair_s if repair_s else 0:12,.0f} keys/s   "
+        f"{done:,} actions, {len(failed)} failed; verify after: {len(after.findings)} findings   (goal >= 50,000 keys/s)"
+    )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     folder.rmdir()

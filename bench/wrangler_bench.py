@@ -40,8 +40,11 @@ def main() -> None:
     args = parser.parse_args()
     # Byte-compile first: with PYTHONDONTWRITEBYTECODE set (as on this machine) every start would
     # otherwise compile dream's modules again, which is not what an installed dream does.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "dreamcli"), str(ROOT / "emulator")],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "dreamcli"), str(ROOT / "emulator")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     folder = Path(tempfile.mkdtemp(prefix="dream-wrangler-"))
     project = folder / "workers"
     shutil.copytree(ROOT / "fixtures" / "workers", project)
@@ -53,15 +56,30 @@ def main() -> None:
     dream = Path(sys.executable).with_name("dream")
     dream_cmd = [str(dream), "kv", "get", "user:user_bench:platformId", "--ns", "platform-tokens"]
     dream_times = [timed(dream_cmd, folder, env) for _ in range(args.runs)]
-    print(f"(a) dream kv get                  median {statistics.median(dream_times) * 1000:7.0f} ms over {args.runs} runs")
+    print(
+        f"(a) dream kv get                  median {statistics.median(dream_times) * 1000:7.0f} ms over {args.runs} runs"
+    )
     if WRANGLER.exists() and shutil.which("node"):
-        wrangler_cmd = [str(WRANGLER), "kv", "key", "get", "--local", "--binding", "TOKENS_KV", "user:user_bench:platformId"]
+        wrangler_cmd = [
+            str(WRANGLER),
+            "kv",
+            "key",
+            "get",
+            "--local",
+            "--binding",
+            "TOKENS_KV",
+            "user:user_bench:platformId",
+        ]
         wrangler_times = [timed(wrangler_cmd, project / "front-auth-api", env) for _ in range(args.runs)]
         ratio = statistics.median(wrangler_times) / statistics.median(dream_times)
-        print(f"    wrangler kv key get --local   median {statistics.median(wrangler_times) * 1000:7.0f} ms over {args.runs} runs")
+        print(
+            f"    wrangler kv key get --local   median {statistics.median(wrangler_times) * 1000:7.0f} ms over {args.runs} runs"
+        )
         print(f"    dream is {ratio:.1f}x faster (goal >= 5x)")
     else:
-        print("    wrangler not installed: no comparison (run .ci/run once, or npm install --prefix .cache/wrangler wrangler@4.86.0)")
+        print(
+            "    wrangler not installed: no comparison (run .ci/run once, or npm install --prefix .cache/wrangler wrangler@4.86.0)"
+        )
 
     store = open_wrangler_store(str(project))
     started = time.perf_counter()
@@ -71,8 +89,10 @@ def main() -> None:
     result = replication.verify(store)
     verify_s = time.perf_counter() - started
     store.close()
-    print(f"(b) verify on wrangler state: {args.platforms:,} platforms, {result.keys_scanned:,} keys in {verify_s:.2f} s "
-          f"({result.keys_scanned / verify_s:,.0f} keys/s, {len(result.findings):,} findings; seeded {seeded.keys:,} keys in {seed_s:.1f} s)")
+    print(
+        f"(b) verify on wrangler state: {args.platforms:,} platforms, {result.keys_scanned:,} keys in {verify_s:.2f} s "
+        f"({result.keys_scanned / verify_s:,.0f} keys/s, {len(result.findings):,} findings; seeded {seeded.keys:,} keys in {seed_s:.1f} s)"
+    )
     shutil.rmtree(folder)
 
 

@@ -21,8 +21,7 @@ class ExitCode(IntEnum):
 
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 failed or findings; 2 usage or bad input; "
-    "3 not found; 4 remote API error; 130 interrupted."
+    "Exit codes: 0 ok; 1 failed or findings; 2 usage or bad input; 3 not found; 4 remote API error; 130 interrupted."
 )
 
 

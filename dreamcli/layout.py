@@ -84,7 +84,7 @@ class KeySpec:
         if len(parts) != len(self.segments):
             return None
         found: dict[str, str] = {}
-        for part, (literal, name) in zip(parts, self.segments):
+        for part, (literal, name) in zip(parts, self.segments, strict=True):
             if literal is not None:
                 if part != literal:
                     return None
@@ -264,7 +264,10 @@ def classify(key: str) -> tuple[KeyKind, dict[str, str] | None, KeySpec | None, 
     shape_n = len(parts)
     first: tuple[KeySpec, dict[str, str]] | None = None
     count = 0
-    for candidates in (_SPECS_BY_SHAPE.get((parts[0], shape_n, parts[-1]), ()), _SPECS_BY_SHAPE.get((parts[0], shape_n, None), ())):
+    for candidates in (
+        _SPECS_BY_SHAPE.get((parts[0], shape_n, parts[-1]), ()),
+        _SPECS_BY_SHAPE.get((parts[0], shape_n, None), ()),
+    ):
         for spec in candidates:
             fields = spec.match(parts)
             if fields is not None:
@@ -308,8 +311,10 @@ def parse(key: str, namespace: str | None = None) -> ParsedKey:
         return ParsedKey(key, KeyKind.UNKNOWN, {}, None)
     if namespace is not None and count > 1 and namespace not in spec.namespaces:
         parts = key.split(":")
-        for candidates in (_SPECS_BY_SHAPE.get((parts[0], len(parts), parts[-1]), ()),
-                           _SPECS_BY_SHAPE.get((parts[0], len(parts), None), ())):
+        for candidates in (
+            _SPECS_BY_SHAPE.get((parts[0], len(parts), parts[-1]), ()),
+            _SPECS_BY_SHAPE.get((parts[0], len(parts), None), ()),
+        ):
             for other in candidates:
                 other_fields = other.match(parts)
                 if other_fields is not None and namespace in other.namespaces:

@@ -6,7 +6,6 @@ under /_emulator, all over the same SQLite store file. Reached in-process (no po
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -19,20 +18,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from dreamcli.errors import UsageError
+from dreamcli.platform.customers import BadRequest, ensure_schema
+from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from dreamcli.vendors.settings import Vendors, settings_from_emulator
 from emulator.bridge import ASGIBridgeTransport, SharedTransport
 from emulator.clerk_backend import DEFAULT_AZP, ClerkAPIError, ClerkBackend
 from emulator.clerk_http import clerk_routes
 from emulator.cloudflare_http import CloudflareKnobs, cloudflare_routes
-from dreamcli.errors import UsageError
-from dreamcli.platform.customers import BadRequest, ensure_schema
 from emulator.edge import Surface, clerk_body, cloudflare_body, cloudflare_limit, guide_body, stripe_body
-from emulator.platform_http import PlatformServices, api_multi_routes, body_json, edge_app, front_auth_routes, oauth_routes
-from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from emulator.platform_http import (
+    PlatformServices,
+    api_multi_routes,
+    body_json,
+    edge_app,
+    front_auth_routes,
+    oauth_routes,
+)
 from emulator.schema import migrate
-from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.store import open_emulator_store
+from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.stripe_http import stripe_routes
-from dreamcli.vendors.settings import Vendors, settings_from_emulator
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
 # Whose envelope a failure under each mount is written in, and how large its bodies may be.
@@ -69,8 +75,12 @@ class Emulator:
         # api-multi's /webhook/stripe: the developers' connected accounts' events (customers changing tier).
         self.connect_webhook_secret = self.stripe.ensure_webhook_endpoint(
             f"{IN_PROCESS_BASE}/api-multi/webhook/stripe",
-            ["checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
-             "customer.subscription.deleted"],
+            [
+                "checkout.session.completed",
+                "customer.subscription.created",
+                "customer.subscription.updated",
+                "customer.subscription.deleted",
+            ],
             connect=True,
         )
         self._platform: PlatformServices | None = None
@@ -87,8 +97,15 @@ class Emulator:
                 Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
                 Mount("/oauth-api", routes=oauth_routes(self.platform, _callback_url)),
                 Mount("/api-multi", routes=api_multi_routes(self.platform)),
-                Mount("/cloudflare", routes=cloudflare_routes(lambda: self.platform().store, self.cloudflare_account,
-                                                              self.cloudflare_token, self.cloudflare_knobs)),
+                Mount(
+                    "/cloudflare",
+                    routes=cloudflare_routes(
+                        lambda: self.platform().store,
+                        self.cloudflare_account,
+                        self.cloudflare_token,
+                        self.cloudflare_knobs,
+                    ),
+                ),
             ],
             SURFACES,
             clock=self.clock,
@@ -161,8 +178,11 @@ class Emulator:
                 "connect_webhook_secret": self.connect_webhook_secret,
             },
             "clerk": {"api_url": f"{base_url}/clerk", "instances": clerk},
-            "cloudflare": {"base_url": f"{base_url}/cloudflare/client/v4", "account_id": self.cloudflare_account,
-                           "api_token": self.cloudflare_token},
+            "cloudflare": {
+                "base_url": f"{base_url}/cloudflare/client/v4",
+                "account_id": self.cloudflare_account,
+                "api_token": self.cloudflare_token,
+            },
         }
 
     def close(self) -> None:
@@ -181,8 +201,15 @@ class Emulator:
         def admin(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
             async def endpoint(request: Request) -> Response:
                 if not self._is_admin(request):
-                    return JSONResponse(guide_body(401, "the emulator's helpers need Authorization: Bearer <admin token> "
-                                                        "(printed by `dream emulator serve`)", ""), status_code=401)
+                    return JSONResponse(
+                        guide_body(
+                            401,
+                            "the emulator's helpers need Authorization: Bearer <admin token> "
+                            "(printed by `dream emulator serve`)",
+                            "",
+                        ),
+                        status_code=401,
+                    )
                 try:
                     return await handler(request)
                 except (ClerkAPIError, StripeAPIError) as exc:
@@ -230,11 +257,16 @@ class Emulator:
             instance = self.clerk.require_instance(request.path_params["instance"])
             body = await object_body(request)
             user_id, expires_in, azp = body.get("user_id", ""), body.get("expires_in", 60), body.get("azp", DEFAULT_AZP)
-            if not isinstance(user_id, str) or not isinstance(azp, str) or type(expires_in) is not int \
-                    or not 0 < expires_in <= 315_360_000:
+            if (
+                not isinstance(user_id, str)
+                or not isinstance(azp, str)
+                or type(expires_in) is not int
+                or not 0 < expires_in <= 315_360_000
+            ):
                 raise BadRequest("body must be {user_id: string, expires_in?: 1..315360000 seconds, azp?: string}")
             token = await run_in_threadpool(
-                lambda: self.clerk.mint_token(instance, user_id, expires_in=expires_in, azp=azp))
+                lambda: self.clerk.mint_token(instance, user_id, expires_in=expires_in, azp=azp)
+            )
             return JSONResponse({"object": "token", "jwt": token})
 
         async def clerk_webhook(request: Request) -> Response:

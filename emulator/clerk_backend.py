@@ -76,7 +76,9 @@ def svix_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str
 
 
 class ClerkBackend:
-    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None) -> None:
+    def __init__(
+        self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None
+    ) -> None:
         self.state = VendorState(file, "clerk", clock)
         self.deliver = deliver
         self._keys: dict[str, Any] = {}
@@ -135,7 +137,9 @@ class ClerkBackend:
         owner = self.state.key_owner(secret_key or "")
         if owner is None or owner[1] != "secret":
             raise ClerkAPIError(
-                401, "authentication_invalid", "Invalid authentication",
+                401,
+                "authentication_invalid",
+                "Invalid authentication",
                 "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct.",
             )
         return owner[0]
@@ -160,11 +164,15 @@ class ClerkBackend:
         if isinstance(emails, str):
             emails = [emails]
         if not isinstance(emails, list) or not all(isinstance(e, str) and "@" in e for e in emails):
-            raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", "email_address must be a list of email addresses.")
+            raise ClerkAPIError(
+                422, "form_param_format_invalid", "is invalid", "email_address must be a list of email addresses."
+            )
         for field in ("public_metadata", "private_metadata", "unsafe_metadata"):
             if field in params and not isinstance(params[field], dict):
                 raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be an object.")
-        taken = {e["email_address"].lower() for user in self.state.find(instance, "user") for e in user["email_addresses"]}
+        taken = {
+            e["email_address"].lower() for user in self.state.find(instance, "user") for e in user["email_addresses"]
+        }
         for email in emails:
             if email.lower() in taken:
                 raise ClerkAPIError(422, "form_identifier_exists", "That email address is taken. Please try another.")
@@ -200,7 +208,9 @@ class ClerkBackend:
             limit = int(params.get("limit", 10))
             offset = int(params.get("offset", 0))
         except (TypeError, ValueError):
-            raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", "limit and offset must be integers.") from None
+            raise ClerkAPIError(
+                422, "form_param_format_invalid", "is invalid", "limit and offset must be integers."
+            ) from None
         if not 1 <= limit <= 500 or offset < 0:
             raise ClerkAPIError(422, "form_param_value_invalid", "is invalid", "limit must be 1..500 and offset >= 0.")
         users = self.state.find(instance, "user")
@@ -232,8 +242,15 @@ class ClerkBackend:
 
     # Tokens
 
-    def mint_token(self, instance: str, user_id: str, *, expires_in: int = TEMPLATE_LIFETIME, azp: str = DEFAULT_AZP,
-                   session_id: str | None = None) -> str:
+    def mint_token(
+        self,
+        instance: str,
+        user_id: str,
+        *,
+        expires_in: int = TEMPLATE_LIFETIME,
+        azp: str = DEFAULT_AZP,
+        session_id: str | None = None,
+    ) -> str:
         """A JWT template token for a user, as a browser sign-in would get it."""
         user = self.get_user(instance, user_id)
         now = self.state.now()
@@ -273,8 +290,13 @@ class ClerkBackend:
         if not endpoints:
             return
         body = json.dumps(
-            {"data": _public(data), "object": "event", "type": event_type, "timestamp": int(self.state.clock() * 1000),
-             "instance_id": f"ins_{instance}"}
+            {
+                "data": _public(data),
+                "object": "event",
+                "type": event_type,
+                "timestamp": int(self.state.clock() * 1000),
+                "instance_id": f"ins_{instance}",
+            }
         ).encode()
         msg_id = new_id("msg_", 27)
         timestamp = self.state.now()

@@ -26,9 +26,13 @@ async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ClerkAPIError(400, "malformed_request_body", "malformed request body", "The request body is not valid JSON.") from None
+        raise ClerkAPIError(
+            400, "malformed_request_body", "malformed request body", "The request body is not valid JSON."
+        ) from None
     if not isinstance(body, dict):
-        raise ClerkAPIError(400, "malformed_request_body", "malformed request body", "The request body must be a JSON object.")
+        raise ClerkAPIError(
+            400, "malformed_request_body", "malformed request body", "The request body must be a JSON object."
+        )
     return body
 
 
@@ -62,7 +66,11 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
             return _error(exc)
 
     async def unknown(request: Request) -> Response:
-        return _error(ClerkAPIError(404, "resource_not_found", "not found", f"{request.method} {request.url.path} is not a Clerk API path"))
+        return _error(
+            ClerkAPIError(
+                404, "resource_not_found", "not found", f"{request.method} {request.url.path} is not a Clerk API path"
+            )
+        )
 
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/users", lambda b, i, r, body: b.create_user(i, body)),

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dreamcli.errors import D1Error, KVError
-from dreamcli.stores.ports import KVWrite, Statement, Store
+from dreamcli.stores.ports import Statement, Store
 
 
 @dataclass
@@ -55,8 +55,11 @@ def envelope(result: Any, *, info: dict[str, Any] | None = None, status: int = 2
 
 
 def failure(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None},
+        status_code=status,
+        headers=headers,
+    )
 
 
 _KV_CODES = {400: 10001, 413: 10011, 414: 10033}
@@ -117,8 +120,12 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
                 await asyncio.sleep(knobs.latency_ms / 1000)
             wait = knobs.admit()
             if wait is not None:
-                return failure(429, 971, "Please wait and consider throttling your request speed",
-                               {"Retry-After": str(max(1, round(wait)))})
+                return failure(
+                    429,
+                    971,
+                    "Please wait and consider throttling your request speed",
+                    {"Retry-After": str(max(1, round(wait)))},
+                )
             scheme, _, presented = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
                 return failure(403, 10000, "Authentication error")
@@ -143,7 +150,9 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
     def missing_ns() -> JSONResponse:
         return failure(404, 10013, "list keys: 'namespace not found'")
 
-    def in_namespace(handler: Callable[[Request, Store, Any], Awaitable[Response]]) -> Callable[[Request, Store], Awaitable[Response]]:
+    def in_namespace(
+        handler: Callable[[Request, Store, Any], Awaitable[Response]],
+    ) -> Callable[[Request, Store], Awaitable[Response]]:
         """Resolve the `{ns}` of the path, or answer Cloudflare's 10013."""
 
         async def resolved(request: Request, s: Store) -> Response:
@@ -157,16 +166,34 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
         page = max(1, query_int(request, "page", 1))
         per_page = min(1000, max(1, query_int(request, "per_page", 20)))
         shown = refs[(page - 1) * per_page : page * per_page]
-        return envelope(shown, info={"page": page, "per_page": per_page, "count": len(shown), "total_count": len(refs),
-                                     "total_pages": -(-len(refs) // per_page)})
+        return envelope(
+            shown,
+            info={
+                "page": page,
+                "per_page": per_page,
+                "count": len(shown),
+                "total_count": len(refs),
+                "total_pages": -(-len(refs) // per_page),
+            },
+        )
 
     @in_namespace
     async def list_keys(request: Request, s: Store, ns: Any) -> Response:
         query = request.query_params
-        page = await run_in_threadpool(ns.list, prefix=query.get("prefix", ""), cursor=query.get("cursor") or None,
-                                       limit=query_int(request, "limit", 1000))
-        keys = [{"name": k.name, **({"expiration": k.expiration} if k.expiration else {}),
-                 **({"metadata": k.metadata} if k.metadata is not None else {})} for k in page.keys]
+        page = await run_in_threadpool(
+            ns.list,
+            prefix=query.get("prefix", ""),
+            cursor=query.get("cursor") or None,
+            limit=query_int(request, "limit", 1000),
+        )
+        keys = [
+            {
+                "name": k.name,
+                **({"expiration": k.expiration} if k.expiration else {}),
+                **({"metadata": k.metadata} if k.metadata is not None else {}),
+            }
+            for k in page.keys
+        ]
         return envelope(keys, info={"count": len(keys), "cursor": page.cursor})
 
     @in_namespace
@@ -207,8 +234,11 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
                     raise BadRequest("metadata must be valid JSON") from None
         else:
             value = await request.body()
-        await run_in_threadpool(lambda: ns.put(request.path_params["key"], value, expiration=expiration,
-                                               expiration_ttl=ttl, metadata=metadata))
+        await run_in_threadpool(
+            lambda: ns.put(
+                request.path_params["key"], value, expiration=expiration, expiration_ttl=ttl, metadata=metadata
+            )
+        )
         return envelope(None)
 
     @in_namespace
@@ -247,8 +277,15 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
                 continue
             text = entry.value.decode("utf-8", errors="replace")
             value: Any = json.loads(text) if as_json else text
-            values[key] = ({"value": value, "metadata": entry.metadata, **({"expiration": entry.expiration} if entry.expiration else {})}
-                           if body.get("withMetadata") else value)
+            values[key] = (
+                {
+                    "value": value,
+                    "metadata": entry.metadata,
+                    **({"expiration": entry.expiration} if entry.expiration else {}),
+                }
+                if body.get("withMetadata")
+                else value
+            )
         return envelope({"values": values})
 
     async def d1_query(request: Request, s: Store) -> Response:
@@ -273,8 +310,17 @@ def cloudflare_routes(store: Callable[[], Store], account_id: str, token: str, k
             statements = [_statement({"sql": sql, "params": params if len(pieces) == 1 else ()}) for sql in pieces]
         results = await run_in_threadpool(s.database.batch, statements)
         # D1's REST API returns BLOBs as arrays of byte values
-        return envelope([{**r.as_dict(), "results": [{k: list(v) if isinstance(v, bytes) else v for k, v in row.items()}
-                                                     for row in r.results]} for r in results])
+        return envelope(
+            [
+                {
+                    **r.as_dict(),
+                    "results": [
+                        {k: list(v) if isinstance(v, bytes) else v for k, v in row.items()} for row in r.results
+                    ],
+                }
+                for r in results
+            ]
+        )
 
     base = "/client/v4/accounts/{account}"
     kv = base + "/storage/kv/namespaces"

@@ -32,9 +32,19 @@ JSON_BODY_LIMIT = 1 * MIB  # every JSON or form body: far above any real request
 KV_VALUE_BODY_LIMIT = 25 * MIB + 64 * KIB  # Cloudflare's 25 MiB value, plus multipart framing and metadata
 KV_BULK_BODY_LIMIT = 100 * MIB  # Cloudflare's limit on a bulk write request
 
-TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          408: "Request timeout", 409: "Conflict", 413: "Payload too large", 422: "Unprocessable entity",
-          429: "Too many requests", 500: "Internal error"}
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Unprocessable entity",
+    429: "Too many requests",
+    500: "Internal error",
+}
 
 
 def guide_body(status: int, message: str, request_id: str) -> dict[str, Any]:
@@ -51,10 +61,17 @@ def stripe_body(status: int, message: str, request_id: str) -> dict[str, Any]:
 
 
 def clerk_body(status: int, message: str, request_id: str) -> dict[str, Any]:
-    code = {400: "malformed_request_body", 404: "resource_not_found", 405: "method_not_allowed",
-            413: "request_body_too_large", 408: "request_timeout"}.get(status, "internal_clerk_error")
-    return {"errors": [{"message": TITLES.get(status, "error").lower(), "long_message": message, "code": code}],
-            "clerk_trace_id": request_id}
+    code = {
+        400: "malformed_request_body",
+        404: "resource_not_found",
+        405: "method_not_allowed",
+        413: "request_body_too_large",
+        408: "request_timeout",
+    }.get(status, "internal_clerk_error")
+    return {
+        "errors": [{"message": TITLES.get(status, "error").lower(), "long_message": message, "code": code}],
+        "clerk_trace_id": request_id,
+    }
 
 
 # Cloudflare's codes: 10001 (bad request), 10011 (value too large) and 7000/7003 (no route) as its API sends
@@ -63,8 +80,12 @@ _CLOUDFLARE_CODES = {404: 7000, 405: 7001, 413: 10011, 500: 10002}
 
 
 def cloudflare_body(status: int, message: str, request_id: str) -> dict[str, Any]:
-    return {"success": False, "errors": [{"code": _CLOUDFLARE_CODES.get(status, 10001), "message": message}],
-            "messages": [], "result": None}
+    return {
+        "success": False,
+        "errors": [{"code": _CLOUDFLARE_CODES.get(status, 10001), "message": message}],
+        "messages": [],
+        "result": None,
+    }
 
 
 def json_limit(method: str, path: str) -> int:
@@ -95,8 +116,15 @@ GUIDE = Surface("")
 class Edge:
     """ASGI middleware at the outside of one served app (see the module docstring)."""
 
-    def __init__(self, app: Any, surfaces: Sequence[Surface] = (GUIDE,), *, clock: Callable[[], float] = time.time,
-                 idle_timeout: float = 10.0, body_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        surfaces: Sequence[Surface] = (GUIDE,),
+        *,
+        clock: Callable[[], float] = time.time,
+        idle_timeout: float = 10.0,
+        body_timeout: float = 60.0,
+    ) -> None:
         self.app = app
         # Longest prefix first, so /cloudflare wins over the catch-all "".
         self.surfaces = sorted(surfaces, key=lambda s: len(s.prefix), reverse=True)
@@ -148,7 +176,7 @@ class Edge:
             await send_with_headers({"type": "http.response.body", "body": body})
 
         method, path = scope.get("method", "GET"), scope.get("path", "")
-        limit = surface.limit(method, path[len(surface.prefix):])
+        limit = surface.limit(method, path[len(surface.prefix) :])
         declared, chunked = _body_framing(scope)
         if declared == -1:
             await fail(400, "Content-Length is not a number", close=True)
@@ -183,8 +211,7 @@ class Edge:
             await self.app(scope, replay, send_with_headers)
         except HTTPException as exc:
             if not started:
-                text = (f"{method} {path} is not a route here" if exc.status_code in (404, 405)
-                        else str(exc.detail))
+                text = f"{method} {path} is not a route here" if exc.status_code in (404, 405) else str(exc.detail)
                 await fail(exc.status_code, text)
         except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes an answer
             log.exception("%s %s %s failed", request_id, method, path)

@@ -97,13 +97,15 @@ class EmulatorKVNamespace:
             params += more_params
             params.append(batch)
             sql = f"SELECT key, value FROM _dream_kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
-            rows = self.file.read(lambda conn: conn.execute(sql, params).fetchall())
+            rows = self.file.read(lambda conn, sql=sql, params=params: conn.execute(sql, params).fetchall())
             yield from rows
             if len(rows) < batch:
                 return
             after = rows[-1][0]
 
-    def atomic_update(self, key: str, update: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
+    def atomic_update(
+        self, key: str, update: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None
+    ) -> bytes:
         """Read, change and write one key in one IMMEDIATE transaction: concurrent callers never lose an
         update (Workers KV cannot do this; see the README on counters)."""
         kv_rules.validate_key(key)
@@ -115,8 +117,10 @@ class EmulatorKVNamespace:
                 (self.seq, key, now),
             ).fetchone()
             new = kv_rules.value_bytes(update(None if row is None else row[0]))
-            conn.execute("INSERT OR REPLACE INTO _dream_kv (ns, key, expiration, metadata, value) VALUES (?, ?, ?, NULL, ?)",
-                         (self.seq, key, expiration, new))
+            conn.execute(
+                "INSERT OR REPLACE INTO _dream_kv (ns, key, expiration, metadata, value) VALUES (?, ?, ?, NULL, ?)",
+                (self.seq, key, expiration, new),
+            )
         return new
 
     # Writes: each call is one transaction, all of it or nothing.

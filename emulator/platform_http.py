@@ -62,9 +62,18 @@ def answer(exc: Exception) -> JSONResponse:
     if isinstance(exc, customers.Forbidden):
         return error(403, "Forbidden", str(exc))
     if isinstance(exc, runtime.RateLimited):
-        return error(429, "Rate limit exceeded", str(exc), code=exc.code, headers={
-            "Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(exc.reset)})
+        return error(
+            429,
+            "Rate limit exceeded",
+            str(exc),
+            code=exc.code,
+            headers={
+                "Retry-After": str(exc.retry_after),
+                "X-RateLimit-Limit": str(exc.limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(exc.reset),
+            },
+        )
     if isinstance(exc, runtime.UsageExceeded):
         return error(429, "Usage limit exceeded", str(exc), code=exc.code)
     if isinstance(exc, WebhookSignatureError):
@@ -122,8 +131,11 @@ def user_id_header(request: Request) -> str | None:
     value = request.headers.get("x-user-id")
     if value is None:
         return None
-    if not layout.is_valid_id(value) or len(value.encode("utf-8", "surrogateescape")) > MAX_HEADER_ID_BYTES \
-            or not value.isprintable():
+    if (
+        not layout.is_valid_id(value)
+        or len(value.encode("utf-8", "surrogateescape")) > MAX_HEADER_ID_BYTES
+        or not value.isprintable()
+    ):
         raise customers.BadRequest(f"X-User-Id must be 1..{MAX_HEADER_ID_BYTES} printable bytes without ':'")
     return value
 
@@ -174,8 +186,9 @@ async def _resolve(request: Request, s: PlatformServices) -> tuple[runtime.Calle
 
 def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
     async def stripe_webhook(request: Request, s: PlatformServices) -> Response:
-        outcome = await run_in_threadpool(onboarding.handle_stripe_webhook, s.vendors, await request.body(),
-                                          request.headers.get("stripe-signature"))
+        outcome = await run_in_threadpool(
+            onboarding.handle_stripe_webhook, s.vendors, await request.body(), request.headers.get("stripe-signature")
+        )
         return JSONResponse({"received": True, "outcome": outcome})
 
     async def generate_platform_id(request: Request, s: PlatformServices) -> Response:
@@ -197,22 +210,28 @@ def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
 def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callable[[Request], str]) -> list[Route]:
     async def authorize(request: Request, s: PlatformServices) -> Response:
         user_id = await run_in_threadpool(_developer, request, s)
-        url, _ = await run_in_threadpool(lambda: onboarding.connect_start(s.store, s.vendors, user_id,
-                                                                         redirect_uri=callback_url(request)))
+        url, _ = await run_in_threadpool(
+            lambda: onboarding.connect_start(s.store, s.vendors, user_id, redirect_uri=callback_url(request))
+        )
         return RedirectResponse(url, status_code=302)
 
     async def callback(request: Request, s: PlatformServices) -> Response:
         query = request.query_params
-        result = await run_in_threadpool(lambda: onboarding.connect_callback(
-            s.store, s.vendors, code=query.get("code"), state=query.get("state"), error=query.get("error")))
-        return JSONResponse({"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id})
+        result = await run_in_threadpool(
+            lambda: onboarding.connect_callback(
+                s.store, s.vendors, code=query.get("code"), state=query.get("state"), error=query.get("error")
+            )
+        )
+        return JSONResponse(
+            {"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id}
+        )
 
     async def create_products(request: Request, s: PlatformServices) -> Response:
         user_id = await run_in_threadpool(_developer, request, s)
         body = await body_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("tiers"), list):
             raise customers.BadRequest('body must be {"tiers": [{name, price, limit, features?}], "currency"?}')
-        lines = [f'currency = {json.dumps(str(body.get("currency", "usd")))}']
+        lines = [f"currency = {json.dumps(str(body.get('currency', 'usd')))}"]
         for tier in body["tiers"]:
             if not isinstance(tier, dict):
                 raise customers.BadRequest("every tier must be an object")
@@ -222,8 +241,9 @@ def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callabl
             tiers = parse_tiers_text("\n".join(lines), "request body")
         except TierFileError as exc:
             raise customers.BadRequest(str(exc).replace("request body:", "tiers:", 1)) from None
-        result = await run_in_threadpool(lambda: onboarding.configure_tiers(s.store, s.vendors, user_id, tiers,
-                                                                            store_now=s.clock))
+        result = await run_in_threadpool(
+            lambda: onboarding.configure_tiers(s.store, s.vendors, user_id, tiers, store_now=s.clock)
+        )
         data = {"platformId": result.platform_id, "publishableKey": result.publishable_key, "products": result.products}
         if result.secret_key:
             data["secretKey"] = result.secret_key  # the one showing
@@ -262,20 +282,29 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
         # A few local SQLite transactions (well under a millisecond): run on the loop, where a thread-pool
         # hop per request costs more than the work under load (measured with bench/api_bench.py).
         window, usage = work()
-        return JSONResponse({"ok": True, "userId": user_id, "plan": plan, "usage": usage}, headers={
-            "X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": str(window.remaining),
-            "X-RateLimit-Reset": str(window.reset)})
+        return JSONResponse(
+            {"ok": True, "userId": user_id, "plan": plan, "usage": usage},
+            headers={
+                "X-RateLimit-Limit": str(window.limit),
+                "X-RateLimit-Remaining": str(window.remaining),
+                "X-RateLimit-Reset": str(window.reset),
+            },
+        )
 
     async def whoami(request: Request, s: PlatformServices) -> Response:
         caller, token_user = await _resolve(request, s)
-        return JSONResponse({"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user})
+        return JSONResponse(
+            {"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user}
+        )
 
     async def create_customer(request: Request, s: PlatformServices) -> Response:
         caller, token_user = await run_in_threadpool(_caller, request, s)
         if token_user is not None:
             raise customers.Unauthorized("customers are created with the developer's secret key, not an end-user token")
         body = await body_json(request)
-        return JSONResponse(await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201)
+        return JSONResponse(
+            await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201
+        )
 
     async def list_customers(request: Request, s: PlatformServices) -> Response:
         caller, token_user = await run_in_threadpool(_caller, request, s)
@@ -295,16 +324,24 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
         caller, token_user = await run_in_threadpool(_caller, request, s)
         body = await body_json(request)
         try:
-            return JSONResponse(await run_in_threadpool(
-                lambda: customers.start_checkout(s.store, s.vendors, caller, body, end_user=token_user)))
+            return JSONResponse(
+                await run_in_threadpool(
+                    lambda: customers.start_checkout(s.store, s.vendors, caller, body, end_user=token_user)
+                )
+            )
         except customers.Forbidden as exc:
             s.refuse("end-user-checkout", str(exc), request)
             raise
 
     async def connect_webhook(request: Request, s: PlatformServices) -> Response:
         try:
-            outcome = await run_in_threadpool(customers.handle_connect_webhook, s.store, s.vendors,
-                                              await request.body(), request.headers.get("stripe-signature"))
+            outcome = await run_in_threadpool(
+                customers.handle_connect_webhook,
+                s.store,
+                s.vendors,
+                await request.body(),
+                request.headers.get("stripe-signature"),
+            )
         except customers.WebhookRefused as exc:
             # Answered 200: the event is genuine and Stripe would retry a refusal for days; nothing changed.
             s.refuse("connect-webhook", str(exc), request)
@@ -322,8 +359,9 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
     ]
 
 
-def edge_app(routes: list[BaseRoute], surfaces: tuple[Surface, ...] = (GUIDE,), *,
-             clock: Callable[[], float] = time.time) -> Edge:
+def edge_app(
+    routes: list[BaseRoute], surfaces: tuple[Surface, ...] = (GUIDE,), *, clock: Callable[[], float] = time.time
+) -> Edge:
     """Routes behind the edge: every failure (404, 405, a body too large, an unexpected error) in the
     envelope of the API its path belongs to."""
     return Edge(Router(routes=routes), surfaces, clock=clock)

@@ -146,8 +146,12 @@ def move_d1_tables(conn: sqlite3.Connection, store_path: Path) -> None:
         reader.close()
     copy = sqlite3.connect(str(aside), isolation_level=None)
     try:
-        internal = [row[0] for row in copy.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_dream\\_%' ESCAPE '\\'")]
+        internal = [
+            row[0]
+            for row in copy.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_dream\\_%' ESCAPE '\\'"
+            )
+        ]
         for name in internal:
             copy.execute(f'DROP TABLE "{name}"')
         copy.execute("VACUUM")  # rebuilt from scratch: no page of the dropped tables survives in the D1 file

@@ -35,7 +35,9 @@ def request_log(name: str, app: Any, write: Callable[[str], None]) -> Any:
         try:
             await app(scope, receive, capture)
         finally:
-            write(f"{name:<15} {scope['method']:<6} {scope['path']} {status[0]} {(time.perf_counter() - started) * 1000:.1f} ms")
+            write(
+                f"{name:<15} {scope['method']:<6} {scope['path']} {status[0]} {(time.perf_counter() - started) * 1000:.1f} ms"
+            )
 
     return logged
 
@@ -43,8 +45,15 @@ def request_log(name: str, app: Any, write: Callable[[str], None]) -> Any:
 class Serving:
     """The four servers, started together and stopped together."""
 
-    def __init__(self, store_path: Path, *, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 clock: Callable[[], float] = time.time, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        ports: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.emulator = Emulator(store_path, clock=clock)
         services = self.emulator.platform
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -55,8 +64,10 @@ class Serving:
             "vendors": self.emulator.app,
         }
         chosen = {**DEFAULT_PORTS, **(ports or {})}
-        self.servers = {name: LoopbackServer(request_log(name, app, write), host=host, port=chosen[name])
-                        for name, app in apps.items()}
+        self.servers = {
+            name: LoopbackServer(request_log(name, app, write), host=host, port=chosen[name])
+            for name, app in apps.items()
+        }
         self.urls: dict[str, str] = {}
 
     def start(self) -> dict[str, str]:

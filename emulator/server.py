@@ -59,12 +59,26 @@ class DeadlineProtocol(HttpToolsProtocol):
 class LoopbackServer:
     """uvicorn on 127.0.0.1; port 0 picks a free one. Use as a context manager: it always stops."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
-                 header_timeout: float = HEADER_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        header_timeout: float = HEADER_TIMEOUT_S,
+    ) -> None:
         protocol = type("DeadlineProtocol", (DeadlineProtocol,), {"header_timeout": header_timeout})
         # The app writes its own Date (the emulator's clock) through the edge.
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", http=protocol,
-                                     date_header=False, timeout_keep_alive=5)
+        self.config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="off",
+            http=protocol,
+            date_header=False,
+            timeout_keep_alive=5,
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="dream-loopback-server", daemon=True)
 

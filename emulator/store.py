@@ -9,10 +9,10 @@ from pathlib import Path
 
 from dreamcli.errors import StoreError
 from dreamcli.stores.ports import Store
-from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
-from emulator.kv import EmulatorKVNamespace
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from dreamcli.topology import GUIDE_TOPOLOGY, Topology
+from emulator.kv import EmulatorKVNamespace
 from emulator.schema import d1_path, migrate
 
 DEFAULT_STORE_PATH = Path(".dream") / "emulator.db"
@@ -32,8 +32,9 @@ def open_emulator_store(
     file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms, private=True)
     try:
         migrate(file)
-        database = SQLiteD1Database(d1_path(path, topology.database.id), topology.database.id,
-                                    busy_timeout_ms=busy_timeout_ms, private=True)
+        database = SQLiteD1Database(
+            d1_path(path, topology.database.id), topology.database.id, busy_timeout_ms=busy_timeout_ms, private=True
+        )
     except BaseException:
         file.close()
         raise

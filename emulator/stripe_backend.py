@@ -32,7 +32,13 @@ class StripeAPIError(Exception):
     """An API error with Stripe's envelope: {"error": {type, code, message, param}}."""
 
     def __init__(
-        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None, param: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -104,7 +110,9 @@ def _as_bool(value: Any) -> bool:
 
 
 class StripeBackend:
-    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None) -> None:
+    def __init__(
+        self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None
+    ) -> None:
         self.state = VendorState(file, "stripe", clock)
         self.deliver = deliver
         self._platform = self._ensure_platform()
@@ -139,8 +147,9 @@ class StripeBackend:
         """The account a request acts as: the key's own, or a connected account named by `Stripe-Account`."""
         if not api_key:
             raise StripeAPIError(
-                401, "You did not provide an API key. You need to provide your API key in the Authorization header, "
-                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                401,
+                "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
             )
         owner = self.state.key_owner(api_key)
         if owner is None or owner[1] not in ("secret", "access_token"):
@@ -223,8 +232,14 @@ class StripeBackend:
                 refresh = new_id("rt_", 32)
                 conn.executemany(
                     "INSERT INTO _dream_vendor_keys (vendor, key, key_sha256, scope, role) VALUES ('stripe', ?, ?, ?, ?)",
-                    [(key, sha256_hex(key), account, role) for key, role in
-                     ((access_token, "access_token"), (publishable, "publishable"), (refresh, "refresh"))],
+                    [
+                        (key, sha256_hex(key), account, role)
+                        for key, role in (
+                            (access_token, "access_token"),
+                            (publishable, "publishable"),
+                            (refresh, "refresh"),
+                        )
+                    ],
                 )
         if refusal is not None:
             raise StripeOAuthError("invalid_grant", refusal)
@@ -300,8 +315,11 @@ class StripeBackend:
         if recurring is not None:
             interval = recurring.get("interval") if isinstance(recurring, dict) else None
             if interval not in ("day", "week", "month", "year"):
-                raise StripeAPIError(400, "Invalid recurring[interval]: must be one of day, week, month, or year",
-                                     param="recurring[interval]")
+                raise StripeAPIError(
+                    400,
+                    "Invalid recurring[interval]: must be one of day, week, month, or year",
+                    param="recurring[interval]",
+                )
             recurring = {
                 "interval": interval,
                 "interval_count": int(recurring.get("interval_count", 1)),
@@ -334,7 +352,9 @@ class StripeBackend:
         price["metadata"] = _merge_metadata(price["metadata"], params.get("metadata"))
         return self.state.save(account, price)
 
-    def list(self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    def list(
+        self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         limit = _as_int(params, "limit", minimum=1) or 10
         if limit > 100:
             raise StripeAPIError(400, "This value must be less than or equal to 100.", param="limit")
@@ -392,7 +412,8 @@ class StripeBackend:
                 raise no_such("price", price_id, f"line_items[{index}][price]")
             if price["type"] != "recurring":
                 raise StripeAPIError(
-                    400, "You must provide at least one recurring price in `subscription` mode when using prices.",
+                    400,
+                    "You must provide at least one recurring price in `subscription` mode when using prices.",
                     param=f"line_items[{index}][price]",
                 )
             quantity = int(item.get("quantity", 1))
@@ -444,7 +465,9 @@ class StripeBackend:
         items = []
         for item in session["_line_items"]:
             price = self.get(account, "price", item["price"])
-            items.append({"id": new_id("si_", 14), "object": "subscription_item", "price": price, "quantity": item["quantity"]})
+            items.append(
+                {"id": new_id("si_", 14), "object": "subscription_item", "price": price, "quantity": item["quantity"]}
+            )
         subscription = {
             "id": new_id("sub_", 24),
             "object": "subscription",
@@ -499,7 +522,9 @@ class StripeBackend:
     def cancel_subscription(self, account: str, subscription_id: str) -> dict[str, Any]:
         subscription = self.get(account, "subscription", subscription_id)
         if subscription["status"] == "canceled":
-            raise StripeAPIError(400, f"No such subscription: '{subscription_id}'; it was canceled.", code="resource_missing")
+            raise StripeAPIError(
+                400, f"No such subscription: '{subscription_id}'; it was canceled.", code="resource_missing"
+            )
         now = self.state.now()
         subscription.update(status="canceled", canceled_at=now, ended_at=now)
         self.state.save(account, subscription)
@@ -540,14 +565,18 @@ class StripeBackend:
         for endpoint in self.state.find(account, "webhook_endpoint"):
             if endpoint["url"] == url and endpoint["_connect"] == connect:
                 return endpoint["_secret"]
-        return self.create_webhook_endpoint(account, {"url": url, "enabled_events": events, "connect": connect})["secret"]
+        return self.create_webhook_endpoint(account, {"url": url, "enabled_events": events, "connect": connect})[
+            "secret"
+        ]
 
     def delete_webhook_endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
         self.get(account, "webhook_endpoint", endpoint_id)
         self.state.delete(endpoint_id)
         return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
-    def emit(self, account: str, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    def emit(
+        self, account: str, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         event: dict[str, Any] = {
             "id": new_id("evt_", 24),
             "object": "event",
@@ -566,8 +595,16 @@ class StripeBackend:
             event["account"] = account
         targets = [e for e in self.state.find(account, "webhook_endpoint", newest_first=False) if not e["_connect"]]
         if connected:
-            targets += [e for e in self.state.find(self._platform["id"], "webhook_endpoint", newest_first=False) if e["_connect"]]
-        targets = [e for e in targets if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])]
+            targets += [
+                e
+                for e in self.state.find(self._platform["id"], "webhook_endpoint", newest_first=False)
+                if e["_connect"]
+            ]
+        targets = [
+            e
+            for e in targets
+            if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])
+        ]
         event["pending_webhooks"] = len(targets)
         self.state.save(account, event)
         for endpoint in targets:

@@ -90,11 +90,15 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
 
         return endpoint
 
-    def oauth(handler: Callable[[StripeBackend, str | None, dict[str, Any]], Any]) -> Callable[[Request], Awaitable[Response]]:
+    def oauth(
+        handler: Callable[[StripeBackend, str | None, dict[str, Any]], Any],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             params = await _params(request)
             try:
-                result = await run_in_threadpool(handler, backend, _bearer(request) or params.get("client_secret"), params)
+                result = await run_in_threadpool(
+                    handler, backend, _bearer(request) or params.get("client_secret"), params
+                )
             except StripeOAuthError as exc:
                 return _error(exc)
             return JSONResponse(result)
@@ -109,7 +113,9 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             return _error(exc)
         return RedirectResponse(target, status_code=302)
 
-    def checkout_create(b: StripeBackend, account: str, params: dict[str, Any], _path: dict[str, str], request: Request) -> Any:
+    def checkout_create(
+        b: StripeBackend, account: str, params: dict[str, Any], _path: dict[str, str], request: Request
+    ) -> Any:
         return b.create_checkout_session(account, params, base_url(request))
 
     table: list[tuple[str, str, Handler]] = [
@@ -118,13 +124,21 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("GET", "/v1/products/{id}", lambda b, a, p, path, __: b.get(a, "product", path["id"])),
         ("POST", "/v1/products/{id}", lambda b, a, p, path, __: b.update_product(a, path["id"], p)),
         ("POST", "/v1/prices", lambda b, a, p, _, __: b.create_price(a, p)),
-        ("GET", "/v1/prices", lambda b, a, p, _, __: b.list(a, "price", p, {"product": p.get("product"), "active": p.get("active")})),
+        (
+            "GET",
+            "/v1/prices",
+            lambda b, a, p, _, __: b.list(a, "price", p, {"product": p.get("product"), "active": p.get("active")}),
+        ),
         ("GET", "/v1/prices/{id}", lambda b, a, p, path, __: b.get(a, "price", path["id"])),
         ("POST", "/v1/prices/{id}", lambda b, a, p, path, __: b.update_price(a, path["id"], p)),
         ("POST", "/v1/customers", lambda b, a, p, _, __: b.create_customer(a, p)),
         ("GET", "/v1/customers/{id}", lambda b, a, p, path, __: b.get(a, "customer", path["id"])),
         ("POST", "/v1/checkout/sessions", checkout_create),
-        ("GET", "/v1/checkout/sessions/{id}", lambda b, a, p, path, __: _public(b.get(a, "checkout.session", path["id"]))),
+        (
+            "GET",
+            "/v1/checkout/sessions/{id}",
+            lambda b, a, p, path, __: _public(b.get(a, "checkout.session", path["id"])),
+        ),
         ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
         ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),
         ("DELETE", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.cancel_subscription(a, path["id"])),
@@ -180,7 +194,9 @@ def _idempotent(
                 f"Try using a key other than '{key}' if you meant to execute a different request.",
                 type="idempotency_error",
             )
-        return Response(stored[2], status_code=stored[1], media_type="application/json", headers={"Idempotent-Replayed": "true"})
+        return Response(
+            stored[2], status_code=stored[1], media_type="application/json", headers={"Idempotent-Replayed": "true"}
+        )
     try:
         status, body = 200, handler(backend, account, params, dict(request.path_params), request)
     except StripeAPIError as exc:

@@ -132,4 +132,4 @@ class VendorState:
             ).fetchall()
         )
         names = ("event_id", "event_type", "url", "status", "error", "attempted_at")
-        return [dict(zip(names, row)) for row in rows]
+        return [dict(zip(names, row, strict=True)) for row in rows]

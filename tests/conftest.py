@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,8 +62,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
         server = LoopbackServer(emulator.app)
         base = server.start()
         config = emulator.config(base)["cloudflare"]
-        env = {"CLOUDFLARE_API_TOKEN": config["api_token"], "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-               "CLOUDFLARE_BASE_URL": config["base_url"]}
+        env = {
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
         opened = open_cloudflare_store(env, sleep=lambda seconds: None)
         yield opened
         opened.close()

@@ -8,8 +8,13 @@ from dreamcli.errors import ExitCode
 
 
 def test_execute_with_params_and_json(dream):
-    assert dream("d1", "execute", "--command", "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)").exit_code == 0
-    inserted = dream.json("d1", "execute", "-c", "INSERT INTO t (name, n) VALUES (?, ?)", "--param", "ann", "--param", "42", "--json")
+    assert (
+        dream("d1", "execute", "--command", "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)").exit_code
+        == 0
+    )
+    inserted = dream.json(
+        "d1", "execute", "-c", "INSERT INTO t (name, n) VALUES (?, ?)", "--param", "ann", "--param", "42", "--json"
+    )
     assert inserted[0]["meta"]["changes"] == 1 and inserted[0]["meta"]["last_row_id"] == 1
     rows = dream.json("d1", "execute", "-c", "SELECT name, n FROM t WHERE n = ?", "--param", "42", "--json")
     assert rows[0]["results"] == [{"name": "ann", "n": 42}]
@@ -38,9 +43,17 @@ def test_d1_errors(dream):
         (["d1", "execute"], ExitCode.USAGE, "error: give exactly one of --command or --file\n"),
         (["d1", "execute", "-c", "  ;; "], ExitCode.USAGE, "error: no SQL statement to run\n"),
         (["d1", "execute", "-c", "SELECT * FROM nope"], ExitCode.USAGE, "error: no such table: nope: SQLITE_ERROR\n"),
-        (["d1", "execute", "-c", "SELECT 1; SELECT ?", "--param", "1"], ExitCode.USAGE, "error: --param binds one statement; got 2 statements\n"),
+        (
+            ["d1", "execute", "-c", "SELECT 1; SELECT ?", "--param", "1"],
+            ExitCode.USAGE,
+            "error: --param binds one statement; got 2 statements\n",
+        ),
         (["d1", "execute", "-c", "SELECT * FROM _dream_kv"], ExitCode.USAGE, None),
-        (["d1", "migrations", "list", "--dir", "nowhere"], ExitCode.NOT_FOUND, "error: migrations folder nowhere does not exist\n"),
+        (
+            ["d1", "migrations", "list", "--dir", "nowhere"],
+            ExitCode.NOT_FOUND,
+            "error: migrations folder nowhere does not exist\n",
+        ),
     ]
     for args, code, message in cases:
         result = dream(*args)
@@ -82,10 +95,14 @@ def test_failed_migration_leaves_no_trace(dream, tmp_path):
     assert "error: migration 0002_bad.sql failed and was rolled back: no such table: missing" in result.stderr
     tables = dream.json("d1", "execute", "-c", "SELECT name FROM sqlite_master WHERE name IN ('ok', 'half')", "--json")
     assert tables[0]["results"] == [{"name": "ok"}]
-    assert [m["name"] for m in dream.json("d1", "migrations", "list", "--dir", str(folder), "--json") if m["applied_at"]] == ["0001_ok.sql"]
+    assert [
+        m["name"] for m in dream.json("d1", "migrations", "list", "--dir", str(folder), "--json") if m["applied_at"]
+    ] == ["0001_ok.sql"]
 
 
 def test_project_migrations_apply(dream):
     result = dream("d1", "migrations", "apply")
     assert result.exit_code == 0 and "applied 0001_customers.sql" in result.stderr
-    assert dream.json("d1", "execute", "-c", "SELECT count(*) AS n FROM customers", "--json")[0]["results"] == [{"n": 0}]
+    assert dream.json("d1", "execute", "-c", "SELECT count(*) AS n FROM customers", "--json")[0]["results"] == [
+        {"n": 0}
+    ]

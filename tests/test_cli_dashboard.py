@@ -13,10 +13,14 @@ def test_customers_usage_and_dashboard(dream, tmp_path):
     store = open_emulator_store(tmp_path / "store.db")
     core.ensure_schema(store)
     caller = authenticate(store, run["secretKey"])
-    store.database.execute("INSERT INTO customers (id, platform_id, publishable_key, email, plan) VALUES ('c1', ?, ?, 'c@x.io', 'pro')",
-                           [run["platformId"], run["publishableKey"]])
-    store.database.execute("INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount) VALUES ('s1', ?, 'c1', 'pro', 'active', 2900)",
-                           [run["platformId"]])
+    store.database.execute(
+        "INSERT INTO customers (id, platform_id, publishable_key, email, plan) VALUES ('c1', ?, ?, 'c@x.io', 'pro')",
+        [run["platformId"], run["publishableKey"]],
+    )
+    store.database.execute(
+        "INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount) VALUES ('s1', ?, 'c1', 'pro', 'active', 2900)",
+        [run["platformId"]],
+    )
     for _ in range(3):
         record_usage(store, caller, "c1", "pro", now=1_800_000_000)
         core.record_daily_usage(store, run["platformId"], "c1", 1_800_000_000)
@@ -29,8 +33,16 @@ def test_customers_usage_and_dashboard(dream, tmp_path):
     csv = dream("customers", "export", "-p", plt, "--csv").stdout.splitlines()
     assert csv[0].startswith("id,platform_id,publishable_key,email") and csv[1].startswith("c1,")
     usage = dream.json("usage", "show", "-p", plt, "--json")
-    assert usage == [{"userId": "c1", "plan": "pro", "usageCount": 3, "limit": 10000,
-                      "periodStart": usage[0]["periodStart"], "periodEnd": usage[0]["periodEnd"]}]
+    assert usage == [
+        {
+            "userId": "c1",
+            "plan": "pro",
+            "usageCount": 3,
+            "limit": 10000,
+            "periodStart": usage[0]["periodStart"],
+            "periodEnd": usage[0]["periodEnd"],
+        }
+    ]
     data = dream.json("dashboard", "-p", plt, "--json")
     assert data["customersByPlan"] == {"pro": 1} and data["mrrCents"] == 2900 and data["daily"][0]["calls"] == 3
     shown = dream("dashboard", "-p", plt)

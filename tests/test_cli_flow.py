@@ -21,19 +21,32 @@ def test_run_passes_and_shows_the_secret_once(dream):
     assert len(report) == 1 and report[0]["next"] is None
     creds = dream.json("flow", "credentials", "--user", report[0]["userId"], "--json")
     assert creds["secretKey"] is None and secret not in json.dumps(creds)
-    assert dream("kv", "get", f"user:{report[0]['userId']}:secretKey", "--ns", "platform-tokens").exit_code == ExitCode.NOT_FOUND
+    assert (
+        dream("kv", "get", f"user:{report[0]['userId']}:secretKey", "--ns", "platform-tokens").exit_code
+        == ExitCode.NOT_FOUND
+    )
 
 
 def test_run_json(dream):
     data = dream.json("flow", "run", "--json", "--email", "json@example.com")
-    assert data["ok"] is True and [s["phase"] for s in data["steps"]] == ["signup", "pay", "connect", "tiers", "credentials", "api call"]
+    assert data["ok"] is True and [s["phase"] for s in data["steps"]] == [
+        "signup",
+        "pay",
+        "connect",
+        "tiers",
+        "credentials",
+        "api call",
+    ]
     assert data["secretKey"].startswith("sk_live_") and all(step["ok"] for step in data["steps"])
 
 
 def test_fault_run_reproduces_invalid_api_key(dream):
     result = dream("flow", "run", "--fault", "skip-api-replication")
     assert result.exit_code == ExitCode.FAILED
-    assert "error: api call: Invalid API key: API key not found or expired (missing in api-tokens: secretkey:" in result.stderr
+    assert (
+        "error: api call: Invalid API key: API key not found or expired (missing in api-tokens: secretkey:"
+        in result.stderr
+    )
     for missing in (":publishableKey", "publishablekey:pk_live_", ":tierConfig"):
         assert missing in result.stderr
     assert "FAILED" in result.stdout
@@ -85,14 +98,26 @@ def test_connect_denied_and_unknown_user(dream):
     ("content", "message"),
     [
         ("[[tiers]\nname = 'x'", "not valid TOML"),
-        ('currency = "dollars"\n[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n', "tiers.toml:1: currency must be a three-letter ISO code"),
-        ('[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n\n[[tiers]]\nname = "a"\nprice = 2\nlimit = 2\n', "tiers.toml:7: tier 'a' is defined twice"),
-        ('[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n\n[[tiers]]\nname = "b"\nprice = 2\nlimit = -5\n', "tiers.toml:9: tier 'b': limit must be an integer >= 0 or \"unlimited\" (got -5)"),
+        (
+            'currency = "dollars"\n[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n',
+            "tiers.toml:1: currency must be a three-letter ISO code",
+        ),
+        (
+            '[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n\n[[tiers]]\nname = "a"\nprice = 2\nlimit = 2\n',
+            "tiers.toml:7: tier 'a' is defined twice",
+        ),
+        (
+            '[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\n\n[[tiers]]\nname = "b"\nprice = 2\nlimit = -5\n',
+            "tiers.toml:9: tier 'b': limit must be an integer >= 0 or \"unlimited\" (got -5)",
+        ),
         ('[[tiers]]\nname = "a"\nprice = -1\nlimit = 1\n', "tiers.toml:3: tier 'a': price must be >= 0 (got -1)"),
         ('[[tiers]]\nname = "a"\nprice = "cheap"\nlimit = 1\n', "tiers.toml:3: tier 'a': price must be a number"),
         ('[[tiers]]\nname = "Pro Plan"\nprice = 1\nlimit = 1\n', "tiers.toml:2: tier 1: name must be lowercase"),
         ('[[tiers]]\nname = "a"\nprice = 1\n', "tiers.toml:1: tier 'a': limit is missing"),
-        ('[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\ncolour = "red"\n', "tiers.toml:5: tier 1: unknown field 'colour'"),
+        (
+            '[[tiers]]\nname = "a"\nprice = 1\nlimit = 1\ncolour = "red"\n',
+            "tiers.toml:5: tier 1: unknown field 'colour'",
+        ),
         ('currency = "usd"\n', "no tiers"),
     ],
 )

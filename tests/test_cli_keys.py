@@ -29,7 +29,9 @@ def test_create_list_and_secret_shown_once(dream):
     assert call(dream, created["secretKey"], 11)
     listed = dream.json("keys", "list", "--platform", plt, "--json", env=at(20))
     assert [(k["publishableKey"], k["env"], k["status"]) for k in listed["keys"]] == [
-        (pk, "production", "active"), (created["publishableKey"], "staging", "active")]
+        (pk, "production", "active"),
+        (created["publishableKey"], "staging", "active"),
+    ]
     assert listed["keys"][1]["secretStart"] == created["secretKey"][:12] + "..."
     assert created["secretKey"] not in json.dumps(listed)
     table = dream("keys", "list", "--platform", plt, env=at(20))
@@ -39,7 +41,9 @@ def test_create_list_and_secret_shown_once(dream):
 
 def test_rotation_with_grace_has_zero_failed_calls_then_revoke(dream):
     plt, old_pk, old_secret = onboarded(dream)
-    rotated = dream.json("keys", "rotate", "--platform", plt, "--env", "production", "--grace", "1h", "--json", env=at(100))
+    rotated = dream.json(
+        "keys", "rotate", "--platform", plt, "--env", "production", "--grace", "1h", "--json", env=at(100)
+    )
     new_secret = rotated["secretKey"]
     assert rotated["old"] == old_pk and rotated["oldExpiresAt"] == T0 + 100 + 3600
     for moment in (100, 101, 1800, 3699):  # during the grace both work
@@ -62,7 +66,9 @@ def test_revoke_takes_effect_at_once_and_refuses_the_last_pair(dream):
     revoked = dream("keys", "revoke", "--platform", plt, "--key", pk, env=at(8))
     assert revoked.exit_code == 0 and revoked.stderr == f"revoked {pk}\n"
     assert not call(dream, secret, 8) and call(dream, other["secretKey"], 8)
-    statuses = {k["publishableKey"]: k["status"] for k in dream.json("keys", "list", "-p", plt, "--json", env=at(9))["keys"]}
+    statuses = {
+        k["publishableKey"]: k["status"] for k in dream.json("keys", "list", "-p", plt, "--json", env=at(9))["keys"]
+    }
     assert statuses == {pk: "revoked", other["publishableKey"]: "active"}
     again = dream("keys", "revoke", "--platform", plt, "--key", pk, env=at(10))
     assert again.exit_code == ExitCode.USAGE and "revoked already" in again.stderr
@@ -75,7 +81,7 @@ def test_rotation_without_grace_keeps_the_old_pair_until_revoked(dream):
     plt, pk, secret = onboarded(dream)
     rotated = dream.json("keys", "rotate", "--platform", plt, "--key", pk, "--json", env=at(1))
     assert rotated["oldExpiresAt"] is None
-    assert call(dream, secret, 10 ** 6) and call(dream, rotated["secretKey"], 10 ** 6)
+    assert call(dream, secret, 10**6) and call(dream, rotated["secretKey"], 10**6)
 
 
 def test_grace_never_outlives_the_old_keys_own_expiry(dream):
@@ -83,7 +89,9 @@ def test_grace_never_outlives_the_old_keys_own_expiry(dream):
     first = dream.json("keys", "rotate", "--platform", plt, "--key", pk, "--grace", "2h", "--json", env=at(0))
     assert first["oldExpiresAt"] == T0 + 7200
     create = dream.json("keys", "create", "--platform", plt, "--env", "staging", "--json", env=at(0))
-    later = dream.json("keys", "rotate", "--platform", plt, "--key", create["publishableKey"], "--grace", "1d", "--json", env=at(60))
+    later = dream.json(
+        "keys", "rotate", "--platform", plt, "--key", create["publishableKey"], "--grace", "1d", "--json", env=at(60)
+    )
     assert later["oldExpiresAt"] == T0 + 60 + 86400
     # rotating the already-expiring production key again: its grace stays at its own expiry
     again = dream("keys", "rotate", "--platform", plt, "--key", pk, "--grace", "7d", "--json", env=at(120))
@@ -99,9 +107,16 @@ def test_keys_made_before_the_index_are_found(dream):
         dream("kv", "put", f"secretkey:{digest}:publishableKey", legacy_pk, "--ns", ns)
     listed = dream.json("keys", "list", "--platform", plt, "--json", env=at(1))
     legacy = next(k for k in listed["keys"] if k["publishableKey"] == legacy_pk)
-    assert (legacy["env"], legacy["status"], legacy["indexed"], legacy["secretStart"]) == ("legacy", "active", False, None)
+    assert (legacy["env"], legacy["status"], legacy["indexed"], legacy["secretStart"]) == (
+        "legacy",
+        "active",
+        False,
+        None,
+    )
     assert dream("keys", "revoke", "-p", plt, "-k", legacy_pk, env=at(2)).exit_code == 0
-    assert dream("kv", "get", f"secretkey:{digest}:publishableKey", "--ns", "api-tokens").exit_code == ExitCode.NOT_FOUND
+    assert (
+        dream("kv", "get", f"secretkey:{digest}:publishableKey", "--ns", "api-tokens").exit_code == ExitCode.NOT_FOUND
+    )
 
 
 def test_refusals(dream):
@@ -112,10 +127,18 @@ def test_refusals(dream):
         (["keys", "create", "-p", "plt_nope", "--env", "test"], ExitCode.NOT_FOUND, "platform plt_nope is unknown"),
         (["keys", "rotate", "-p", plt], ExitCode.USAGE, "rotate needs --key PK or --env ENV"),
         (["keys", "rotate", "-p", plt, "--env", "production", "--grace", "soon"], ExitCode.USAGE, "duration 'soon'"),
-        (["keys", "rotate", "-p", plt, "--env", "production", "--grace", "30s"], ExitCode.USAGE, "--grace must be at least 60 s"),
+        (
+            ["keys", "rotate", "-p", plt, "--env", "production", "--grace", "30s"],
+            ExitCode.USAGE,
+            "--grace must be at least 60 s",
+        ),
         (["keys", "rotate", "-p", plt, "--env", "staging"], ExitCode.NOT_FOUND, "has no live staging key"),
         (["keys", "revoke", "-p", plt, "-k", "pk_live_unknown"], ExitCode.NOT_FOUND, "pk_live_unknown is not a key of"),
-        (["keys", "list", "--user", "nobody@example.com"], ExitCode.NOT_FOUND, "no developer with email nobody@example.com"),
+        (
+            ["keys", "list", "--user", "nobody@example.com"],
+            ExitCode.NOT_FOUND,
+            "no developer with email nobody@example.com",
+        ),
     ]
     for args, code, message in cases:
         result = dream(*args, env=at(1))

@@ -40,7 +40,10 @@ def test_binary_value_from_stdin_and_file(dream, tmp_path):
 
 def test_get_json_has_metadata_and_expiration(dream):
     env = {"DREAM_NOW": "1800000000"}
-    assert dream("kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", '{"a": 1}', "--ttl", "120", env=env).exit_code == 0
+    assert (
+        dream("kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", '{"a": 1}', "--ttl", "120", env=env).exit_code
+        == 0
+    )
     data = dream.json("kv", "get", "k", "--ns", "api-tokens", "--json", env=env)
     assert data == {"key": "k", "namespace": "api-tokens", "value": "v", "metadata": {"a": 1}, "expiration": 1800000120}
     # the global --json works too
@@ -168,20 +171,72 @@ def test_explain_unknown_and_secret_keys(dream):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["kv", "get", "k", "--ns", "nope"], ExitCode.NOT_FOUND, "error: unknown namespace 'nope' (known: platform-tokens"),
-        (["kv", "get", "missing", "--ns", "api-tokens"], ExitCode.NOT_FOUND, "error: key 'missing' not found in api-tokens"),
-        (["kv", "put", "k" * 513, "v", "--ns", "api-tokens"], ExitCode.USAGE, "error: UTF-8 encoded length of 513 exceeds key length limit of 512."),
-        (["kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", "{bad"], ExitCode.USAGE, "error: --metadata is not valid JSON: Expecting property name"),
-        (["kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", json.dumps({"a": "x" * 2000})], ExitCode.USAGE, "error: Metadata length of 2008 exceeds limit of 1024."),
-        (["kv", "put", "k", "v", "--ns", "api-tokens", "--ttl", "59"], ExitCode.USAGE, "error: Invalid expiration_ttl of 59. Expiration TTL must be at least 60."),
-        (["kv", "put", "k", "v", "--ns", "api-tokens", "--expiration", "5"], ExitCode.USAGE, "error: Invalid expiration of 5."),
-        (["kv", "put", "k", "v", "--ns", "api-tokens", "--file", "absent.bin"], ExitCode.USAGE, "error: give the value as an argument or with --file, not both"),
-        (["kv", "put", "k", "--ns", "api-tokens", "--file", "absent.bin"], ExitCode.USAGE, "error: cannot read --file absent.bin"),
+        (
+            ["kv", "get", "k", "--ns", "nope"],
+            ExitCode.NOT_FOUND,
+            "error: unknown namespace 'nope' (known: platform-tokens",
+        ),
+        (
+            ["kv", "get", "missing", "--ns", "api-tokens"],
+            ExitCode.NOT_FOUND,
+            "error: key 'missing' not found in api-tokens",
+        ),
+        (
+            ["kv", "put", "k" * 513, "v", "--ns", "api-tokens"],
+            ExitCode.USAGE,
+            "error: UTF-8 encoded length of 513 exceeds key length limit of 512.",
+        ),
+        (
+            ["kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", "{bad"],
+            ExitCode.USAGE,
+            "error: --metadata is not valid JSON: Expecting property name",
+        ),
+        (
+            ["kv", "put", "k", "v", "--ns", "api-tokens", "--metadata", json.dumps({"a": "x" * 2000})],
+            ExitCode.USAGE,
+            "error: Metadata length of 2008 exceeds limit of 1024.",
+        ),
+        (
+            ["kv", "put", "k", "v", "--ns", "api-tokens", "--ttl", "59"],
+            ExitCode.USAGE,
+            "error: Invalid expiration_ttl of 59. Expiration TTL must be at least 60.",
+        ),
+        (
+            ["kv", "put", "k", "v", "--ns", "api-tokens", "--expiration", "5"],
+            ExitCode.USAGE,
+            "error: Invalid expiration of 5.",
+        ),
+        (
+            ["kv", "put", "k", "v", "--ns", "api-tokens", "--file", "absent.bin"],
+            ExitCode.USAGE,
+            "error: give the value as an argument or with --file, not both",
+        ),
+        (
+            ["kv", "put", "k", "--ns", "api-tokens", "--file", "absent.bin"],
+            ExitCode.USAGE,
+            "error: cannot read --file absent.bin",
+        ),
         (["kv", "list", "--ns", "api-tokens", "--limit", "5"], ExitCode.USAGE, "error: Invalid limit of 5."),
-        (["kv", "list", "--ns", "api-tokens", "--cursor", "garbage"], ExitCode.USAGE, "error: Invalid cursor 'garbage'"),
-        (["kv", "bulk-get", "--ns", "api-tokens"], ExitCode.USAGE, "error: no keys: give them as arguments or with --file"),
-        (["kv", "bulk-put", "absent.json", "--ns", "api-tokens"], ExitCode.USAGE, "error: cannot read bulk file absent.json"),
-        (["--store", "nosuch:thing", "kv", "list", "--ns", "api-tokens"], ExitCode.USAGE, "error: unknown store kind 'nosuch'"),
+        (
+            ["kv", "list", "--ns", "api-tokens", "--cursor", "garbage"],
+            ExitCode.USAGE,
+            "error: Invalid cursor 'garbage'",
+        ),
+        (
+            ["kv", "bulk-get", "--ns", "api-tokens"],
+            ExitCode.USAGE,
+            "error: no keys: give them as arguments or with --file",
+        ),
+        (
+            ["kv", "bulk-put", "absent.json", "--ns", "api-tokens"],
+            ExitCode.USAGE,
+            "error: cannot read bulk file absent.json",
+        ),
+        (
+            ["--store", "nosuch:thing", "kv", "list", "--ns", "api-tokens"],
+            ExitCode.USAGE,
+            "error: unknown store kind 'nosuch'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_with_its_exit_code(dream, args, code, message):
@@ -206,13 +261,19 @@ def test_missing_ns_is_a_usage_error(dream):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "error: bulk file pairs.json is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        (
+            "{not json",
+            "error: bulk file pairs.json is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
         ('{"key": "a"}', "error: bulk file must hold a JSON array"),
         ('[{"key": "a", "value": "1"}, {"key": "b"}]', "error: item 1: key and value must both be strings"),
         ('[{"key": "a", "value": "1", "colour": "red"}]', "error: item 0: unknown field(s) colour"),
         ('[{"key": "a", "value": "@@", "base64": true}]', "error: item 0 ('a'): value is not valid base64"),
         ('[{"key": "ok", "value": "1"}, {"key": "..", "value": "1"}]', "error: item 1 ('..'): Illegal key name"),
-        ('[{"key": "ok", "value": "1"}, {"key": "t", "value": "1", "expiration_ttl": 10}]', "error: item 1 ('t'): Invalid expiration_ttl of 10"),
+        (
+            '[{"key": "ok", "value": "1"}, {"key": "t", "value": "1", "expiration_ttl": 10}]',
+            "error: item 1 ('t'): Invalid expiration_ttl of 10",
+        ),
     ],
 )
 def test_bad_bulk_files_write_nothing(dream, tmp_path, content, message):
@@ -228,7 +289,9 @@ def test_corrupt_store_file(dream, tmp_path):
     bad.write_bytes(b"garbage" * 1000)
     result = dream("--store", str(bad), "kv", "list", "--ns", "api-tokens")
     assert result.exit_code == ExitCode.FAILED
-    assert result.stderr == f"error: store {bad} is corrupt (file is not a database); move it aside to start a new one\n"
+    assert (
+        result.stderr == f"error: store {bad} is corrupt (file is not a database); move it aside to start a new one\n"
+    )
     assert bad.read_bytes() == b"garbage" * 1000
 
 

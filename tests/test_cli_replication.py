@@ -15,8 +15,10 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
     secret, pk, plt = report["secretKey"], report["publishableKey"], report["platformId"]
     failed = dream("flow", "call", input=secret)
     assert failed.exit_code == ExitCode.FAILED
-    assert failed.stderr == (f"error: Invalid API key: API key not found or expired "
-                             f"(api-tokens has no secretkey:{hash_secret(secret)}:publishableKey)\n")
+    assert failed.stderr == (
+        f"error: Invalid API key: API key not found or expired "
+        f"(api-tokens has no secretkey:{hash_secret(secret)}:publishableKey)\n"
+    )
 
     verify = dream("kv", "verify", "--json")
     assert verify.exit_code == ExitCode.FAILED
@@ -40,7 +42,10 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
     # the rebuilt tier config is the one the flow wrote (from Stripe, its source)
     config = json.loads(dream("kv", "get", f"platform:{plt}:tierConfig", "--ns", "api-tokens").stdout)
     assert [(t["name"], t["limit"], t["price"], t["features"]) for t in config["tiers"]] == [
-        ("free", 100, 0, "Community support"), ("pro", 10000, 29, "Email support"), ("enterprise", None, 99, "Dedicated support")]
+        ("free", 100, 0, "Community support"),
+        ("pro", 10000, 29, "Email support"),
+        ("enterprise", None, 99, "Dedicated support"),
+    ]
     again = dream("kv", "repair", "--yes")
     assert again.exit_code == 0 and "nothing to repair" in again.stderr
 

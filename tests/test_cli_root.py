@@ -18,7 +18,15 @@ def test_version(dream):
 def test_help_lists_groups_examples_and_exit_codes(dream):
     result = dream("--help")
     assert result.exit_code == 0
-    for text in ("flow", "kv", "d1", "dream flow run", "dream kv put", "dream d1 migrations apply", "Exit codes: 0 ok; 1 failed or findings; 2 usage"):
+    for text in (
+        "flow",
+        "kv",
+        "d1",
+        "dream flow run",
+        "dream kv put",
+        "dream d1 migrations apply",
+        "Exit codes: 0 ok; 1 failed or findings; 2 usage",
+    ):
         assert text in result.stdout
 
 
@@ -46,7 +54,13 @@ def test_core_never_imports_typer_or_rich():
         if "cli" in path.relative_to(root).parts[1:2]:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in ("typer", "rich")]
     assert offenders == []
     code = (
@@ -62,7 +76,9 @@ def test_core_never_imports_typer_or_rich():
 def test_console_script_runs_as_a_process(tmp_path):
     exe = Path(sys.executable).with_name("dream")
     assert exe.exists(), "the dream console script is installed beside the interpreter"
-    result = subprocess.run([str(exe), "kv", "get", "nope", "--ns", "api-tokens"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [str(exe), "kv", "get", "nope", "--ns", "api-tokens"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 3
     assert result.stderr == "error: key 'nope' not found in api-tokens\n"
 

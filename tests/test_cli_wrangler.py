@@ -64,13 +64,20 @@ def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
         "api-multi": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
     }.items():
         (project / worker / ".dev.vars").write_text("".join(f"{n}=value-of-{n}\n" for n in names.split()))
-        (project / worker / "package.json").write_text(json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}}))
+        (project / worker / "package.json").write_text(
+            json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}})
+        )
     healthy = dream("doctor", str(project))
     assert healthy.exit_code == 0 and healthy.stdout == "3 workers, no findings\n"
-    (project / "oauth-api" / ".dev.vars").write_text((project / "oauth-api" / ".dev.vars").read_text().replace(
-        "STRIPE_CLIENT_SECRET=value-of-STRIPE_CLIENT_SECRET", "STRIPE_CLIENT_SECRET=rk_test_restricted"))
+    (project / "oauth-api" / ".dev.vars").write_text(
+        (project / "oauth-api" / ".dev.vars")
+        .read_text()
+        .replace("STRIPE_CLIENT_SECRET=value-of-STRIPE_CLIENT_SECRET", "STRIPE_CLIENT_SECRET=rk_test_restricted")
+    )
     config = project / "oauth-api" / "wrangler.jsonc"
-    config.write_text(config.read_text().replace('"a9f3331b0c8b48d58c32896482484208"', '"ffffffffffffffffffffffffffffffff"'))
+    config.write_text(
+        config.read_text().replace('"a9f3331b0c8b48d58c32896482484208"', '"ffffffffffffffffffffffffffffffff"')
+    )
     sick = dream("doctor", str(project), "--json")
     findings = json.loads(sick.stdout)["findings"]
     assert {d["check"] for d in findings} == {"namespace ids", "preview ids", "dev vars"}

@@ -20,8 +20,11 @@ def served(tmp_path, clock):
     emulator = Emulator(tmp_path / "cf.db", clock=clock)
     with LoopbackServer(emulator.app) as base:
         config = emulator.config(base)["cloudflare"]
-        env = {"CLOUDFLARE_API_TOKEN": config["api_token"], "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-               "CLOUDFLARE_BASE_URL": config["base_url"]}
+        env = {
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
         yield emulator, env
     emulator.close()
 
@@ -59,10 +62,30 @@ def test_cli_on_the_cloudflare_store(served, dream):
     _, env = served
     assert dream("--store", "cloudflare", "kv", "put", "k", "v", "--ns", "api-tokens", env=env).exit_code == 0
     assert dream("--store", "cloudflare", "kv", "get", "k", "--ns", "api-tokens", env=env).stdout == "v"
-    assert dream.json("--store", "cloudflare", "kv", "list", "--ns", "api-tokens", "--json", env=env)["keys"] == [{"name": "k"}]
-    bad = dream("--store", "cloudflare", "kv", "get", "k", "--ns", "api-tokens", env={**env, "CLOUDFLARE_API_TOKEN": "wrong-token-xyz"})
+    assert dream.json("--store", "cloudflare", "kv", "list", "--ns", "api-tokens", "--json", env=env)["keys"] == [
+        {"name": "k"}
+    ]
+    bad = dream(
+        "--store",
+        "cloudflare",
+        "kv",
+        "get",
+        "k",
+        "--ns",
+        "api-tokens",
+        env={**env, "CLOUDFLARE_API_TOKEN": "wrong-token-xyz"},
+    )
     assert bad.exit_code == ExitCode.REMOTE and "wrong-token-xyz" not in bad.stderr
-    unset = dream("--store", "cloudflare", "kv", "get", "k", "--ns", "api-tokens", env={"CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_ACCOUNT_ID": ""})
+    unset = dream(
+        "--store",
+        "cloudflare",
+        "kv",
+        "get",
+        "k",
+        "--ns",
+        "api-tokens",
+        env={"CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_ACCOUNT_ID": ""},
+    )
     assert unset.exit_code == ExitCode.USAGE and "needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID" in unset.stderr
     sql = dream.json("--store", "cloudflare", "d1", "execute", "-c", "SELECT 1 AS one", "--json", env=env)
     assert sql[0]["results"] == [{"one": 1}]

@@ -21,7 +21,12 @@ GUIDE_KEYS = [
     ("user:user_1:publishableKey", KeyKind.USER_PUBLISHABLE_KEY, {"userId": "user_1"}, "platform-tokens"),
     ("user:user_1:secretKey", KeyKind.USER_SECRET_KEY, {"userId": "user_1"}, "platform-tokens"),
     ("user:user_1:products", KeyKind.USER_PRODUCTS, {"userId": "user_1"}, "platform-tokens"),
-    ("publishablekey:pk_live_a:platformId", KeyKind.PUBLISHABLE_KEY_PLATFORM, {"publishableKey": "pk_live_a"}, "api-tokens"),
+    (
+        "publishablekey:pk_live_a:platformId",
+        KeyKind.PUBLISHABLE_KEY_PLATFORM,
+        {"publishableKey": "pk_live_a"},
+        "api-tokens",
+    ),
     (f"secretkey:{HASH}:publishableKey", KeyKind.SECRET_KEY_PUBLISHABLE, {"hash": HASH}, "api-tokens"),
     ("platform:plt_1:tierConfig", KeyKind.TIER_CONFIG, {"platformId": "plt_1"}, "api-tokens"),
     ("oauth:state:abc", KeyKind.OAUTH_STATE, {"state": "abc"}, "platform-tokens"),
@@ -49,7 +54,15 @@ def test_builders_spell_the_guide_keys():
 
 @pytest.mark.parametrize(
     "key",
-    ["", "user:", "user::platformId", "user:a:b:platformId", "secretkey:nothex:publishableKey", "ratelimit:u:soon", "x"],
+    [
+        "",
+        "user:",
+        "user::platformId",
+        "user:a:b:platformId",
+        "secretkey:nothex:publishableKey",
+        "ratelimit:u:soon",
+        "x",
+    ],
 )
 def test_unknown_keys_are_unknown(key):
     parsed = layout.parse(key)
@@ -84,7 +97,9 @@ def test_parse_never_crashes(key):
         assert layout.build(parsed.kind, **parsed.fields) == key
 
 
-@given(st.sampled_from(layout.SPECS), st.text(alphabet=st.characters(blacklist_characters=":"), min_size=1, max_size=20))
+@given(
+    st.sampled_from(layout.SPECS), st.text(alphabet=st.characters(blacklist_characters=":"), min_size=1, max_size=20)
+)
 def test_build_then_parse_round_trips(spec, text):
     values = {name: (HASH if name == "hash" else "42" if name == "minute" else text) for name in spec.fields}
     key = spec.build(**values)

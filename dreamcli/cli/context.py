@@ -20,6 +20,7 @@ from dreamcli.stores.ports import Store
 STORE_KINDS = ("emulator", "wrangler", "cloudflare")
 DEFAULT_STORE = "emulator:.dream/emulator.db"
 
+
 class LazyModule:
     """A module imported at its first attribute access: commands pay only for the core modules they use
     (every `dream` start builds the whole command tree, so eager imports would cost every command)."""
@@ -127,7 +128,9 @@ class AppContext:
             else:
                 from emulator.store import open_emulator_store
 
-                self._store = open_emulator_store(Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
+                self._store = open_emulator_store(
+                    Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms()
+                )
         return self._store
 
     def vendors(self) -> Any:

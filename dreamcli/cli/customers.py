@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,8 +11,12 @@ from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json
 customers_core = LazyModule("dreamcli.platform.customers")
 dashboard_core = LazyModule("dreamcli.platform.dashboard")
 
-app = typer.Typer(help="A platform's customers (from D1).\n\nExample: dream customers list --platform plt_abc", no_args_is_help=True)
-usage_app = typer.Typer(help="End-user usage against tier limits.\n\nExample: dream usage show --platform plt_abc", no_args_is_help=True)
+app = typer.Typer(
+    help="A platform's customers (from D1).\n\nExample: dream customers list --platform plt_abc", no_args_is_help=True
+)
+usage_app = typer.Typer(
+    help="End-user usage against tier limits.\n\nExample: dream usage show --platform plt_abc", no_args_is_help=True
+)
 
 PlatformOption = Annotated[str, typer.Option("--platform", "-p", help="The platform id (plt_...).")]
 
@@ -39,8 +43,12 @@ def customers_list(ctx: typer.Context, platform: PlatformOption, json_flag: Json
 
 
 @app.command("show")
-def customers_show(ctx: typer.Context, customer: Annotated[str, typer.Argument(help="Customer (Clerk user) id.")],
-                   platform: PlatformOption, json_flag: JsonOption = False) -> None:
+def customers_show(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="Customer (Clerk user) id.")],
+    platform: PlatformOption,
+    json_flag: JsonOption = False,
+) -> None:
     """One customer. Example: dream customers show user_abc -p plt_abc"""
     row = customers_core.get_customer(_prepared(ctx), platform, customer)
     if app_context(ctx).wants_json(json_flag):
@@ -51,16 +59,22 @@ def customers_show(ctx: typer.Context, customer: Annotated[str, typer.Argument(h
 
 
 @app.command("export")
-def customers_export(ctx: typer.Context, platform: PlatformOption,
-                     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout (the only format).")] = True) -> None:
+def customers_export(
+    ctx: typer.Context,
+    platform: PlatformOption,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout (the only format).")] = True,
+) -> None:
     """All the platform's customers as CSV. Example: dream customers export -p plt_abc --csv > customers.csv"""
     typer.echo(customers_core.export_csv(customers_core.list_customers(_prepared(ctx), platform)), nl=False)
 
 
 @usage_app.command("show")
-def usage_show(ctx: typer.Context, platform: PlatformOption,
-               user: Annotated[Optional[str], typer.Option("--user", "-u", help="One end-user.")] = None,
-               json_flag: JsonOption = False) -> None:
+def usage_show(
+    ctx: typer.Context,
+    platform: PlatformOption,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="One end-user.")] = None,
+    json_flag: JsonOption = False,
+) -> None:
     """This month's usage per end-user against their tier's limit. Example: dream usage show -p plt_abc"""
     from rich.table import Table
 
@@ -70,7 +84,12 @@ def usage_show(ctx: typer.Context, platform: PlatformOption,
         return
     table = Table("end-user", "plan", "calls", "limit")
     for row in rows:
-        table.add_row(row["userId"], row["plan"], str(row["usageCount"]), "unlimited" if row["limit"] is None else str(row["limit"]))
+        table.add_row(
+            row["userId"],
+            row["plan"],
+            str(row["usageCount"]),
+            "unlimited" if row["limit"] is None else str(row["limit"]),
+        )
     stdout_console().print(table)
 
 
@@ -91,8 +110,14 @@ def dashboard(ctx: typer.Context, platform: PlatformOption, json_flag: JsonOptio
     table = Table("end-user", "plan", "calls this month", "limit", "used", title="usage", title_justify="left")
     for row in data["usage"]:
         limit = row["limit"]
-        used = "-" if not limit else f"{'#' * min(20, round(20 * row['usageCount'] / limit)):<20} {100 * row['usageCount'] / limit:.0f}%"
-        table.add_row(row["userId"], row["plan"], str(row["usageCount"]), "unlimited" if limit is None else str(limit), used)
+        used = (
+            "-"
+            if not limit
+            else f"{'#' * min(20, round(20 * row['usageCount'] / limit)):<20} {100 * row['usageCount'] / limit:.0f}%"
+        )
+        table.add_row(
+            row["userId"], row["plan"], str(row["usageCount"]), "unlimited" if limit is None else str(limit), used
+        )
     console.print(table)
     if data["daily"]:
         peak = max(day["calls"] for day in data["daily"]) or 1

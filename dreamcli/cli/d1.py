@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ migrations_app = typer.Typer(
 app.add_typer(migrations_app, name="migrations")
 
 DirOption = Annotated[
-    Optional[Path], typer.Option("--dir", help="Migrations folder (default: the project's migrations/).")
+    Path | None, typer.Option("--dir", help="Migrations folder (default: the project's migrations/).")
 ]
 
 
@@ -41,10 +41,10 @@ def _param(text: str) -> Any:
 @app.command("execute")
 def d1_execute(
     ctx: typer.Context,
-    command: Annotated[Optional[str], typer.Option("--command", "-c", help="SQL to run.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="File of SQL to run.")] = None,
+    command: Annotated[str | None, typer.Option("--command", "-c", help="SQL to run.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="File of SQL to run.")] = None,
     params: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--param", help="Bind a ? parameter (JSON literal or text); repeat in order."),
     ] = None,
     json_flag: JsonOption = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,11 @@ from dreamcli.errors import ExitCode
 
 def doctor(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The folder holding front-auth-api/, oauth-api/ and api-multi/.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="The folder holding front-auth-api/, oauth-api/ and api-multi/.")] = Path(
+        "."
+    ),
     persist_to: Annotated[
-        Optional[Path], typer.Option("--persist-to", help="The workers run with `wrangler dev --persist-to DIR`.")
+        Path | None, typer.Option("--persist-to", help="The workers run with `wrangler dev --persist-to DIR`.")
     ] = None,
     json_flag: JsonOption = False,
 ) -> None:
@@ -30,8 +32,12 @@ def doctor(
 
     workers, found = diagnose(path, persist_to=persist_to)
     if app_context(ctx).wants_json(json_flag):
-        print_json({"workers": [{"name": w.name, "config": str(w.config)} for w in workers],
-                    "findings": [d.as_json() for d in found]})
+        print_json(
+            {
+                "workers": [{"name": w.name, "config": str(w.config)} for w in workers],
+                "findings": [d.as_json() for d in found],
+            }
+        )
     elif found:
         table = Table("check", "worker", "problem", "fix")
         for diagnosis in found:

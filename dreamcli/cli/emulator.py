@@ -42,13 +42,24 @@ app = typer.Typer(help="Run the local emulator.\n\nExample: dream emulator serve
 @app.command("serve")
 def emulator_serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback unless --allow-remote).")] = "127.0.0.1",
-    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Listen on a non-loopback --host: anyone who "
-                                               "reaches it can call the platform routes with test keys.")] = False,
-    api_port: Annotated[int, typer.Option("--api-port", help="api-multi (the guide's :8787; 0 = any free port).")] = 8787,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (loopback unless --allow-remote).")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Listen on a non-loopback --host: anyone who reaches it can call the platform routes with test keys.",
+        ),
+    ] = False,
+    api_port: Annotated[
+        int, typer.Option("--api-port", help="api-multi (the guide's :8787; 0 = any free port).")
+    ] = 8787,
     front_port: Annotated[int, typer.Option("--front-port", help="front-auth-api (:8788).")] = 8788,
     oauth_port: Annotated[int, typer.Option("--oauth-port", help="oauth-api (:8789).")] = 8789,
-    vendor_port: Annotated[int, typer.Option("--vendor-port", help="Stripe, Clerk and Cloudflare REST (:8790).")] = 8790,
+    vendor_port: Annotated[
+        int, typer.Option("--vendor-port", help="Stripe, Clerk and Cloudflare REST (:8790).")
+    ] = 8790,
 ) -> None:
     """Serve api-multi, front-auth-api and oauth-api on the guide's ports, and the vendors on one more,
     over the same store as every other command; a line per request on stderr; Ctrl-C stops.
@@ -69,9 +80,12 @@ def emulator_serve(
             raise UsageError(f"--host {host} is not a loopback address: add --allow-remote to serve other machines")
         status(f"warning: serving on {host}: every machine that reaches it can use the platform routes and vendors")
     store_path = Path(where or DEFAULT_STORE.partition(":")[2])
-    serving = Serving(store_path, host=host, clock=clock_from_env(),
-                      ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port,
-                             "vendors": vendor_port})
+    serving = Serving(
+        store_path,
+        host=host,
+        clock=clock_from_env(),
+        ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port, "vendors": vendor_port},
+    )
     try:
         urls = serving.start()
     except OSError as exc:
@@ -82,7 +96,11 @@ def emulator_serve(
     token_file = store_path.with_name(store_path.name + ".admin-token")
     first = not token_file.exists()
     write_private(token_file, serving.emulator.admin_token)
-    shown = f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600)" if first else f"in {token_file} (0600)"
+    shown = (
+        f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600)"
+        if first
+        else f"in {token_file} (0600)"
+    )
     status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
     status("Ctrl-C stops")
     stop = threading.Event()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, clock_from_env, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, LazyModule, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import UsageError
-from dreamcli.cli.context import LazyModule
+from dreamcli.vendors.settings import DREAM_API, Vendors
 
 onboarding = LazyModule("dreamcli.platform.onboarding")
 flow_runner = LazyModule("dreamcli.platform.flow_run")
 tiers_file = LazyModule("dreamcli.platform.tiers")
 FAULTS = ("skip-api-replication",)  # dreamcli.platform.flow_run.FAULTS (tested to agree)
-from dreamcli.vendors.settings import DREAM_API, Vendors
 
 app = typer.Typer(
     help=(
@@ -45,8 +44,8 @@ def _emulated(vendors: Vendors) -> bool:
 @app.command("signup")
 def flow_signup(
     ctx: typer.Context,
-    email: Annotated[Optional[str], typer.Option("--email", help="A new (or returning) developer's email.")] = None,
-    user: Annotated[Optional[str], typer.Option("--user", "-u", help="An existing Clerk user id.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="A new (or returning) developer's email.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="An existing Clerk user id.")] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Phase 1: the developer in Clerk's dream-api app and a platform id (plt_...), stored both ways.
@@ -56,8 +55,14 @@ def flow_signup(
     run = app_context(ctx)
     result = onboarding.signup(run.store(), run.vendors(), email=email, user_id=user)
     if run.wants_json(json_flag):
-        print_json({"userId": result.user_id, "platformId": result.platform_id, "new": result.new_platform,
-                    "wrote": result.writes})
+        print_json(
+            {
+                "userId": result.user_id,
+                "platformId": result.platform_id,
+                "new": result.new_platform,
+                "wrote": result.writes,
+            }
+        )
         return
     typer.echo(f"{result.user_id}\t{result.platform_id}")
     status("new platform id" if result.new_platform else "already signed up: same platform id")
@@ -90,9 +95,9 @@ def flow_pay(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False
 @app.command("connect")
 def flow_connect(
     ctx: typer.Context,
-    user: Annotated[Optional[str], typer.Option("--user", "-u", help="The developer: Clerk user id or email.")] = None,
-    code: Annotated[Optional[str], typer.Option("--code", help="Finish by hand: the callback's code.")] = None,
-    state: Annotated[Optional[str], typer.Option("--state", help="Finish by hand: the callback's state.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="The developer: Clerk user id or email.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="Finish by hand: the callback's code.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="Finish by hand: the callback's state.")] = None,
     deny: Annotated[bool, typer.Option("--deny", help="Emulator: decline on the consent screen.")] = False,
     json_flag: JsonOption = False,
 ) -> None:
@@ -110,15 +115,24 @@ def flow_connect(
             raise UsageError("give --user (or --code and --state to finish a callback by hand)")
         url, _ = onboarding.connect_start(store, vendors, _resolve_user(vendors, user))
         if not _emulated(vendors):
-            status("open this URL, authorize, then run `dream flow connect --code ... --state ...` with the callback's values:")
+            status(
+                "open this URL, authorize, then run `dream flow connect --code ... --state ...` with the callback's values:"
+            )
             typer.echo(url)
             return
         answer = onboarding.consent_in_emulator(vendors, url, deny=deny)
-        result = onboarding.connect_callback(store, vendors, code=answer.get("code"), state=answer.get("state"),
-                                             error=answer.get("error"))
+        result = onboarding.connect_callback(
+            store, vendors, code=answer.get("code"), state=answer.get("state"), error=answer.get("error")
+        )
     if run.wants_json(json_flag):
-        print_json({"userId": result.user_id, "platformId": result.platform_id, "stripeUserId": result.stripe_user_id,
-                    "wrote": result.writes})
+        print_json(
+            {
+                "userId": result.user_id,
+                "platformId": result.platform_id,
+                "stripeUserId": result.stripe_user_id,
+                "wrote": result.writes,
+            }
+        )
         return
     typer.echo(f"{result.user_id}\t{result.stripe_user_id}")
 
@@ -130,9 +144,12 @@ def flow_tiers(
     file: Annotated[Path, typer.Option("--file", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
     force: Annotated[bool, typer.Option("--force", help="Remove tiers even while customers are on them.")] = False,
     mimic_plaintext_secret: Annotated[
-        bool, typer.Option("--mimic-plaintext-secret", help="Also write user:{u}:secretKey in plaintext, as the guide does (insecure).")
+        bool,
+        typer.Option(
+            "--mimic-plaintext-secret", help="Also write user:{u}:secretKey in plaintext, as the guide does (insecure)."
+        ),
     ] = False,
-    fault: Annotated[Optional[str], typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
+    fault: Annotated[str | None, typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Phase 4: products + monthly prices on the connected account, keys, and the guide's KV writes.
@@ -148,16 +165,28 @@ def flow_tiers(
     run = app_context(ctx)
     vendors = run.vendors()
     result = onboarding.configure_tiers(
-        run.store(), vendors, _resolve_user(vendors, user), tiers, force=force,
-        mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
+        run.store(),
+        vendors,
+        _resolve_user(vendors, user),
+        tiers,
+        force=force,
+        mimic_plaintext_secret=mimic_plaintext_secret,
+        skip_api_replication=fault == "skip-api-replication",
         store_now=run.store().clock,
     )
     if mimic_plaintext_secret and result.secret_key:
-        status("warning: wrote user:{u}:secretKey in plaintext as the guide does (--mimic-plaintext-secret); `dream kv verify` reports it")
+        status(
+            "warning: wrote user:{u}:secretKey in plaintext as the guide does (--mimic-plaintext-secret); `dream kv verify` reports it"
+        )
     if run.wants_json(json_flag):
-        data: dict[str, Any] = {"userId": result.user_id, "platformId": result.platform_id,
-                                "publishableKey": result.publishable_key, "products": result.products,
-                                "archived": result.archived, "wrote": result.writes}
+        data: dict[str, Any] = {
+            "userId": result.user_id,
+            "platformId": result.platform_id,
+            "publishableKey": result.publishable_key,
+            "products": result.products,
+            "archived": result.archived,
+            "wrote": result.writes,
+        }
         if result.secret_key:
             data["secretKey"] = result.secret_key
         print_json(data)
@@ -217,10 +246,12 @@ def flow_status(ctx: typer.Context, json_flag: JsonOption = False) -> None:
 @app.command("run")
 def flow_run(
     ctx: typer.Context,
-    email: Annotated[Optional[str], typer.Option("--email", help="The developer (default: a fresh one).")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="The developer (default: a fresh one).")] = None,
     file: Annotated[Path, typer.Option("--tiers", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
-    fault: Annotated[Optional[str], typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
-    mimic_plaintext_secret: Annotated[bool, typer.Option("--mimic-plaintext-secret", help="Write the plaintext secret as the guide does.")] = False,
+    fault: Annotated[str | None, typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
+    mimic_plaintext_secret: Annotated[
+        bool, typer.Option("--mimic-plaintext-secret", help="Write the plaintext secret as the guide does.")
+    ] = False,
     json_flag: JsonOption = False,
 ) -> None:
     """A fresh developer through every phase, then an authenticated call the way api-multi makes it.
@@ -236,9 +267,18 @@ def flow_run(
     run = app_context(ctx)
     vendors = run.vendors()
     if not _emulated(vendors):
-        raise UsageError("`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one")
-    report = flow_runner.run_flow(run.store(), vendors, tiers, email=email, fault=fault, mimic_plaintext_secret=mimic_plaintext_secret,
-                      clock=clock_from_env())
+        raise UsageError(
+            "`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one"
+        )
+    report = flow_runner.run_flow(
+        run.store(),
+        vendors,
+        tiers,
+        email=email,
+        fault=fault,
+        mimic_plaintext_secret=mimic_plaintext_secret,
+        clock=clock_from_env(),
+    )
     if run.wants_json(json_flag):
         print_json(report.as_json())
     else:
@@ -273,6 +313,8 @@ def flow_call(ctx: typer.Context, json_flag: JsonOption = False) -> None:
     caller = authenticate(app_context(ctx).store(), secret)
     tiers = [tier.get("name") for tier in caller.tier_config.get("tiers", [])]
     if app_context(ctx).wants_json(json_flag):
-        print_json({"ok": True, "publishableKey": caller.publishable_key, "platformId": caller.platform_id, "tiers": tiers})
+        print_json(
+            {"ok": True, "publishableKey": caller.publishable_key, "platformId": caller.platform_id, "tiers": tiers}
+        )
         return
     typer.echo(f"ok\t{caller.publishable_key}\t{caller.platform_id}\t{','.join(tiers)}")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, status, stdout_console
 from dreamcli.errors import UsageError
-from dreamcli.cli.context import LazyModule
+from dreamcli.vendors.settings import DREAM_API
 
 key_ops = LazyModule("dreamcli.platform.keys")
-from dreamcli.vendors.settings import DREAM_API
 
 app = typer.Typer(
     help=(
@@ -22,8 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PlatformOption = Annotated[Optional[str], typer.Option("--platform", "-p", help="The platform id (plt_...).")]
-UserOption = Annotated[Optional[str], typer.Option("--user", "-u", help="The developer: Clerk user id or email.")]
+PlatformOption = Annotated[str | None, typer.Option("--platform", "-p", help="The platform id (plt_...).")]
+UserOption = Annotated[str | None, typer.Option("--user", "-u", help="The developer: Clerk user id or email.")]
 
 
 def _platform(ctx: typer.Context, platform: str | None, user: str | None) -> str:
@@ -44,7 +43,7 @@ def _platform(ctx: typer.Context, platform: str | None, user: str | None) -> str
 def _when(timestamp: int | None) -> str:
     if timestamp is None:
         return "-"
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @app.command("create")
@@ -62,8 +61,14 @@ def keys_create(
     run = app_context(ctx)
     created = key_ops.create_key(run.store(), _platform(ctx, platform, user), env, now=run.store().clock())
     if run.wants_json(json_flag):
-        print_json({"platformId": created.platform_id, "env": created.env,
-                    "publishableKey": created.pair.publishable_key, "secretKey": created.pair.secret_key})
+        print_json(
+            {
+                "platformId": created.platform_id,
+                "env": created.env,
+                "publishableKey": created.pair.publishable_key,
+                "secretKey": created.pair.secret_key,
+            }
+        )
         return
     typer.echo(f"publishable key: {created.pair.publishable_key}")
     typer.echo(f"secret key:      {created.pair.secret_key}")
@@ -71,7 +76,9 @@ def keys_create(
 
 
 @app.command("list")
-def keys_list(ctx: typer.Context, platform: PlatformOption = None, user: UserOption = None, json_flag: JsonOption = False) -> None:
+def keys_list(
+    ctx: typer.Context, platform: PlatformOption = None, user: UserOption = None, json_flag: JsonOption = False
+) -> None:
     """Every pair of the platform with env, creation, status and the first characters of the secret.
 
     Pairs made before dream's index (by the guide's own workers) are listed as env "legacy".
@@ -100,9 +107,11 @@ def keys_rotate(
     ctx: typer.Context,
     platform: PlatformOption = None,
     user: UserOption = None,
-    key: Annotated[Optional[str], typer.Option("--key", "-k", help="The publishable key to rotate.")] = None,
-    env: Annotated[Optional[str], typer.Option("--env", "-e", help="Rotate this env's newest live pair.")] = None,
-    grace: Annotated[Optional[str], typer.Option("--grace", help="Keep the old pair working this long (24h, 30m, 7d).")] = None,
+    key: Annotated[str | None, typer.Option("--key", "-k", help="The publishable key to rotate.")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Rotate this env's newest live pair.")] = None,
+    grace: Annotated[
+        str | None, typer.Option("--grace", help="Keep the old pair working this long (24h, 30m, 7d).")
+    ] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """A new pair for the same platform and env. The old pair keeps working until revoked, or for --grace
@@ -112,13 +121,24 @@ def keys_rotate(
     """
     run = app_context(ctx)
     rotated = key_ops.rotate_key(
-        run.store(), _platform(ctx, platform, user), publishable_key=key, env=env,
-        grace_seconds=None if grace is None else key_ops.parse_duration(grace), now=run.store().clock(),
+        run.store(),
+        _platform(ctx, platform, user),
+        publishable_key=key,
+        env=env,
+        grace_seconds=None if grace is None else key_ops.parse_duration(grace),
+        now=run.store().clock(),
     )
     if run.wants_json(json_flag):
-        print_json({"platformId": rotated.new.platform_id, "env": rotated.new.env, "old": rotated.old,
-                    "oldExpiresAt": rotated.old_expires_at, "publishableKey": rotated.new.pair.publishable_key,
-                    "secretKey": rotated.new.pair.secret_key})
+        print_json(
+            {
+                "platformId": rotated.new.platform_id,
+                "env": rotated.new.env,
+                "old": rotated.old,
+                "oldExpiresAt": rotated.old_expires_at,
+                "publishableKey": rotated.new.pair.publishable_key,
+                "secretKey": rotated.new.pair.secret_key,
+            }
+        )
         return
     typer.echo(f"publishable key: {rotated.new.pair.publishable_key}")
     typer.echo(f"secret key:      {rotated.new.pair.secret_key}")

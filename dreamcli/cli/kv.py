@@ -5,19 +5,18 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from dreamcli import layout
-from dreamcli.cli.context import JsonOption, app_context, print_json, print_json_lines, status, stdin_is_tty
+from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, print_json_lines, status, stdin_is_tty
 from dreamcli.errors import ExitCode, KeyNotFound, UsageError
-from dreamcli.cli.context import LazyModule
+from dreamcli.stores import kv_rules
+from dreamcli.stores.ports import KVValue, iter_keys, iter_pages
 
 onboarding = LazyModule("dreamcli.platform.onboarding")
 replication = LazyModule("dreamcli.platform.replication")
-from dreamcli.stores import kv_rules
-from dreamcli.stores.ports import KVValue, KVWrite, iter_keys, iter_pages
 
 app = typer.Typer(
     help=(
@@ -117,12 +116,12 @@ def kv_put(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The key to write.")],
     ns: NsOption,
-    value: Annotated[Optional[str], typer.Argument(help="The value; '-' or nothing reads stdin.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the value from this file.")] = None,
-    metadata: Annotated[Optional[str], typer.Option("--metadata", help="Metadata as JSON (<= 1024 bytes).")] = None,
-    ttl: Annotated[Optional[int], typer.Option("--ttl", help="Expire after this many seconds (>= 60).")] = None,
+    value: Annotated[str | None, typer.Argument(help="The value; '-' or nothing reads stdin.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the value from this file.")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="Metadata as JSON (<= 1024 bytes).")] = None,
+    ttl: Annotated[int | None, typer.Option("--ttl", help="Expire after this many seconds (>= 60).")] = None,
     expiration: Annotated[
-        Optional[int], typer.Option("--expiration", help="Expire at this Unix time in seconds (>= now + 60).")
+        int | None, typer.Option("--expiration", help="Expire at this Unix time in seconds (>= now + 60).")
     ] = None,
 ) -> None:
     """Write one value (from an argument, --file or stdin).
@@ -167,7 +166,7 @@ def kv_list(
     ns: NsOption,
     prefix: Annotated[str, typer.Option("--prefix", "-p", help="Only keys starting with this.")] = "",
     limit: Annotated[int, typer.Option("--limit", help="Keys per page, 10..1000.")] = 1000,
-    cursor: Annotated[Optional[str], typer.Option("--cursor", help="Continue from a previous page.")] = None,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page.")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Follow cursors to the end (streamed).")] = False,
     json_flag: JsonOption = False,
 ) -> None:
@@ -262,8 +261,8 @@ def _keys_from(keys: list[str], file: str | None) -> list[str]:
 def kv_bulk_get(
     ctx: typer.Context,
     ns: NsOption,
-    keys: Annotated[Optional[list[str]], typer.Argument(help="Keys to read.")] = None,
-    file: Annotated[Optional[str], typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
+    keys: Annotated[list[str] | None, typer.Argument(help="Keys to read.")] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
     json_flag: JsonOption = False,
     reveal: RevealOption = False,
 ) -> None:
@@ -298,8 +297,8 @@ def kv_bulk_get(
 def kv_bulk_delete(
     ctx: typer.Context,
     ns: NsOption,
-    keys: Annotated[Optional[list[str]], typer.Argument(help="Keys to delete.")] = None,
-    file: Annotated[Optional[str], typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
+    keys: Annotated[list[str] | None, typer.Argument(help="Keys to delete.")] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
 ) -> None:
     """Delete many keys (10,000 per transaction); missing keys are fine.
 
@@ -318,7 +317,7 @@ def kv_bulk_delete(
 def kv_explain(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Any key, e.g. 'secretkey:<sha256>:publishableKey'.")],
-    ns: Annotated[Optional[str], typer.Option("--ns", "-n", help="Look only in this namespace.")] = None,
+    ns: Annotated[str | None, typer.Option("--ns", "-n", help="Look only in this namespace.")] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Say which guide mapping a key belongs to, where it lives, and what it points at.
@@ -337,7 +336,14 @@ def kv_explain(
     render_explain(report)
 
 
-CLASS_NAMES = ("missing", "stale", "orphaned", "dangling", "corrupt", "insecure")  # replication.FindingClass (tested to agree)
+CLASS_NAMES = (
+    "missing",
+    "stale",
+    "orphaned",
+    "dangling",
+    "corrupt",
+    "insecure",
+)  # replication.FindingClass (tested to agree)
 
 
 def _progress(label: str):
@@ -354,7 +360,9 @@ def _progress(label: str):
     return report
 
 
-def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool) -> replication.VerifyResult:
+def _verify(
+    ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool
+) -> replication.VerifyResult:
     for name in classes or []:
         if name not in CLASS_NAMES:
             raise UsageError(f"unknown class {name!r} (known: {', '.join(CLASS_NAMES)})")
@@ -376,11 +384,13 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
 @app.command("verify")
 def kv_verify(
     ctx: typer.Context,
-    platform: Annotated[Optional[str], typer.Option("--platform", help="Only findings about this platform id.")] = None,
+    platform: Annotated[str | None, typer.Option("--platform", help="Only findings about this platform id.")] = None,
     classes: Annotated[
-        Optional[list[str]], typer.Option("--class", help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.")
+        list[str] | None, typer.Option("--class", help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.")
     ] = None,
-    stripe: Annotated[bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")] = False,
+    stripe: Annotated[
+        bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")
+    ] = False,
     json_flag: JsonOption = False,
 ) -> None:
     """Check the replication between platform-tokens and api-tokens; exit 1 when anything is found.
@@ -415,7 +425,7 @@ def kv_repair(
     remove_plaintext_secrets: Annotated[
         bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
     ] = False,
-    platform: Annotated[Optional[str], typer.Option("--platform", help="Only repair this platform id.")] = None,
+    platform: Annotated[str | None, typer.Option("--platform", help="Only repair this platform id.")] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Plan the fixes for what verify finds, show the plan, and apply it with --yes (or after asking on a terminal).
@@ -446,7 +456,10 @@ def kv_repair(
     if not plan.fixes:
         if as_json:
             print_json({"plan": plan.as_json(), "applied": 0, "failed": [], "after": result.as_json()["summary"]})
-        status("nothing to repair" + ("" if result.clean else f"; {len(result.findings)} finding(s) need a decision (see above)"))
+        status(
+            "nothing to repair"
+            + ("" if result.clean else f"; {len(result.findings)} finding(s) need a decision (see above)")
+        )
         if not result.clean:
             raise typer.Exit(int(ExitCode.FAILED))
         return
@@ -465,14 +478,21 @@ def kv_repair(
             return onboarding.tier_config_from_stripe(store, vendors, plt, user)
 
     done, failed = replication.apply_plan(
-        store, plan, build_tier_config=builder,
+        store,
+        plan,
+        build_tier_config=builder,
         on_progress=(lambda n, total: status(f"applied {n}/{total}")) if len(plan.fixes) > 20_000 else None,
     )
     after = replication.select(replication.verify(store, now=store.clock()), platform=platform)
     if as_json:
-        print_json({"plan": plan.as_json(), "applied": done,
-                    "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],
-                    "after": after.as_json()["summary"]})
+        print_json(
+            {
+                "plan": plan.as_json(),
+                "applied": done,
+                "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],
+                "after": after.as_json()["summary"],
+            }
+        )
     for fix, why in failed:
         status(f"not repaired: {fix.namespace}: {fix.key}: {why}")
     status(f"applied {done} action(s); verify now finds {len(after.findings)}")

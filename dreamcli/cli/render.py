@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from dreamcli.cli.context import stdout_console
 
 
@@ -51,15 +50,25 @@ def render_findings(result: Any) -> None:
     for finding in result.findings:
         by_platform.setdefault(finding.platform or "(no platform)", []).append(finding)
     for platform in sorted(by_platform, key=lambda p: (p == "(no platform)", p)):
-        table = Table("class", "namespace", "key", "problem", "expected", "actual", title=platform, title_justify="left")
+        table = Table(
+            "class", "namespace", "key", "problem", "expected", "actual", title=platform, title_justify="left"
+        )
         table.columns[2].overflow = "fold"
         for finding in sorted(by_platform[platform], key=lambda f: (str(f.cls), f.key)):
-            table.add_row(str(finding.cls), finding.namespace, finding.key, finding.message,
-                          finding.expected or "", finding.actual or "")
+            table.add_row(
+                str(finding.cls),
+                finding.namespace,
+                finding.key,
+                finding.message,
+                finding.expected or "",
+                finding.actual or "",
+            )
         console.print(table)
     counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
-    console.print(f"{len(result.findings)} finding(s) in {len(by_platform)} platform(s): {counts} "
-                  f"({result.keys_scanned:,} keys checked)")
+    console.print(
+        f"{len(result.findings)} finding(s) in {len(by_platform)} platform(s): {counts} "
+        f"({result.keys_scanned:,} keys checked)"
+    )
 
 
 def render_plan(plan: Any) -> None:
@@ -70,7 +79,14 @@ def render_plan(plan: Any) -> None:
         table = Table("#", "phase", "action", "namespace", "key", "because", title="repair plan", title_justify="left")
         table.columns[4].overflow = "fold"
         for number, (fix, finding) in enumerate(plan.fixes[:200], 1):
-            table.add_row(str(number), str(fix.phase), str(fix.action), fix.namespace, fix.key, f"{finding.cls}: {finding.message}")
+            table.add_row(
+                str(number),
+                str(fix.phase),
+                str(fix.action),
+                fix.namespace,
+                fix.key,
+                f"{finding.cls}: {finding.message}",
+            )
         console.print(table)
         if len(plan.fixes) > 200:
             console.print(f"... and {len(plan.fixes) - 200} more action(s)")

@@ -8,7 +8,7 @@ import csv
 import hmac
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from dreamcli import layout
@@ -62,7 +62,8 @@ def create_customer(store: Store, vendors: Vendors, caller: Caller, body: Any) -
     if caller.tier(str(plan)) is None:
         raise BadRequest(f"plan {plan!r} is not one of this platform's tiers")
     user = vendors.clerk[END_USER_API].create_user(
-        email, first_name=name if isinstance(name, str) else None,
+        email,
+        first_name=name if isinstance(name, str) else None,
         public_metadata={"publishableKey": caller.publishable_key, "plan": plan},
     )
     store.database.execute(
@@ -90,8 +91,9 @@ def get_customer(store: Store, platform_id: str, customer_id: str) -> dict[str, 
 def plan_of(store: Store, vendors: Vendors, caller: Caller, customer_id: str) -> str:
     """An end-user's plan from their record (D1, else their Clerk metadata), never from what the request says:
     `X-User-Plan` is the developer's backend speaking, and an end-user token is not."""
-    rows = store.database.execute("SELECT plan FROM customers WHERE platform_id = ? AND id = ?",
-                                  [caller.platform_id, customer_id]).results
+    rows = store.database.execute(
+        "SELECT plan FROM customers WHERE platform_id = ? AND id = ?", [caller.platform_id, customer_id]
+    ).results
     if rows and rows[0]["plan"]:
         return str(rows[0]["plan"])
     try:
@@ -132,11 +134,16 @@ def _account(store: Store, platform_id: str) -> str:
     return account
 
 
-def start_checkout(store: Store, vendors: Vendors, caller: Caller, body: Any, *,
-                   end_user: str | None = None) -> dict[str, Any]:
+def start_checkout(
+    store: Store, vendors: Vendors, caller: Caller, body: Any, *, end_user: str | None = None
+) -> dict[str, Any]:
     """POST /checkout: a subscription checkout for a paid tier, on the developer's connected account. With an
     end-user token (`end_user`), only for that user."""
-    if not isinstance(body, dict) or not isinstance(body.get("customerId"), str) or not isinstance(body.get("tier"), str):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("customerId"), str)
+        or not isinstance(body.get("tier"), str)
+    ):
         raise BadRequest("body must be {customerId, tier, successUrl?}")
     if end_user is not None and body["customerId"] != end_user:
         raise Forbidden("an end-user token checks out only its own user")
@@ -147,9 +154,11 @@ def start_checkout(store: Store, vendors: Vendors, caller: Caller, body: Any, *,
     if not tier.get("price") or not tier.get("priceId"):
         raise CheckoutRefused(f"tier {body['tier']!r} is free: nothing to check out")
     session = vendors.stripe.create_subscription_checkout(
-        _account(store, caller.platform_id), tier["priceId"],
+        _account(store, caller.platform_id),
+        tier["priceId"],
         success_url=str(body.get("successUrl") or "http://localhost:5173/success"),
-        customer_email=customer.get("email"), client_reference_id=customer["id"],
+        customer_email=customer.get("email"),
+        client_reference_id=customer["id"],
         metadata={"platformId": caller.platform_id, "customerId": customer["id"], "tier": tier["name"]},
     )
     return {"sessionId": session.id, "url": session.url}
@@ -160,14 +169,20 @@ def _tier_of_subscription(subscription: dict[str, Any]) -> tuple[str | None, int
     price = items[0].get("price") if items else None
     if not price:
         return None, 0, "usd"
-    return (price.get("metadata") or {}).get("tierName"), int(price.get("unit_amount") or 0), price.get("currency", "usd")
+    return (
+        (price.get("metadata") or {}).get("tierName"),
+        int(price.get("unit_amount") or 0),
+        price.get("currency", "usd"),
+    )
 
 
 def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str, plan: str) -> None:
     """The customer's plan everywhere it is kept: Clerk metadata, D1, and their usage record."""
     vendors.clerk[END_USER_API].update_metadata(customer_id, public={"plan": plan})
-    store.database.execute("UPDATE customers SET plan = ?, updated_at = CURRENT_TIMESTAMP WHERE platform_id = ? AND id = ?",
-                           [plan, platform_id, customer_id])
+    store.database.execute(
+        "UPDATE customers SET plan = ?, updated_at = CURRENT_TIMESTAMP WHERE platform_id = ? AND id = ?",
+        [plan, platform_id, customer_id],
+    )
     usage = store.kv(API_USAGE)
     key = layout.end_user_usage(platform_id, customer_id)
     raw = usage.get(key)
@@ -187,8 +202,9 @@ def _check_tenant(store: Store, account: Any, platform_id: Any, customer_id: Any
     owner = connected_account(store, platform_id) if layout.is_valid_id(platform_id) else None
     if owner is None or not hmac.compare_digest(owner.encode(), account.encode()):
         raise WebhookRefused(f"connected account {account} is not platform {platform_id}'s")
-    found = store.database.execute("SELECT 1 AS one FROM customers WHERE platform_id = ? AND id = ?",
-                                   [platform_id, customer_id]).results
+    found = store.database.execute(
+        "SELECT 1 AS one FROM customers WHERE platform_id = ? AND id = ?", [platform_id, customer_id]
+    ).results
     if not found:
         raise WebhookRefused(f"customer {customer_id} does not belong to platform {platform_id}")
     return platform_id, customer_id
@@ -220,10 +236,16 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
         platform_id, customer_id = _check_tenant(store, event.get("account"), platform_id, customer_id)
         tier, amount, currency = _tier_of_subscription(obj)
         status = "canceled" if kind.endswith("deleted") else obj.get("status", "active")
-        store.database.batch([Statement(
-            "INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount, currency) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, status = excluded.status, amount = excluded.amount, "
-            "updated_at = CURRENT_TIMESTAMP", (obj["id"], platform_id, customer_id, tier or "?", status, amount, currency))])
+        store.database.batch(
+            [
+                Statement(
+                    "INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount, currency) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, status = excluded.status, amount = excluded.amount, "
+                    "updated_at = CURRENT_TIMESTAMP",
+                    (obj["id"], platform_id, customer_id, tier or "?", status, amount, currency),
+                )
+            ]
+        )
         if kind.endswith("deleted"):
             _set_plan(store, vendors, platform_id, customer_id, "free")
             return f"{customer_id} is back on free"
@@ -234,12 +256,14 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
     return f"ignored {kind}"
 
 
-_DAILY_UPSERT = ("INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + excluded.calls")
+_DAILY_UPSERT = (
+    "INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + excluded.calls"
+)
 
 
 def record_daily_usage(store: Store, platform_id: str, customer_id: str, now: float, calls: int = 1) -> None:
-    day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
     try:
         store.database.execute(_DAILY_UPSERT, [platform_id, customer_id, day, calls])
     except D1Error:
@@ -265,7 +289,7 @@ class DailyUsageBuffer:
     def add(self, platform_id: str, customer_id: str, now: float) -> None:
         import time
 
-        day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         with self.lock:
             self.pending[(platform_id, customer_id, day)] = self.pending.get((platform_id, customer_id, day), 0) + 1
             due = time.monotonic() - self.flushed_at >= self.interval

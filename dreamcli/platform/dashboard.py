@@ -26,18 +26,39 @@ def usage(store: Store, platform_id: str, user_id: str | None = None) -> list[di
     for key, raw in scan_items(store.kv(API_USAGE), prefix=prefix):
         record = json.loads(raw)
         plan = record.get("plan", "free")
-        rows.append({"userId": layout.parse(key, API_USAGE).fields.get("userId"), "plan": plan, "usageCount": record.get("usageCount", 0),
-                     "limit": limits.get(plan), "periodStart": record.get("periodStart"), "periodEnd": record.get("periodEnd")})
+        rows.append(
+            {
+                "userId": layout.parse(key, API_USAGE).fields.get("userId"),
+                "plan": plan,
+                "usageCount": record.get("usageCount", 0),
+                "limit": limits.get(plan),
+                "periodStart": record.get("periodStart"),
+                "periodEnd": record.get("periodEnd"),
+            }
+        )
     return rows
 
 
 def summary(store: Store, platform_id: str, days: int = 14) -> dict[str, Any]:
     db = store.database
-    by_plan = {row["plan"]: row["n"] for row in db.execute(
-        "SELECT plan, count(*) AS n FROM customers WHERE platform_id = ? GROUP BY plan ORDER BY plan", [platform_id]).results}
-    mrr = db.execute("SELECT COALESCE(sum(amount), 0) AS cents FROM subscriptions WHERE platform_id = ? AND status = 'active'",
-                     [platform_id]).results[0]["cents"]
-    daily = db.execute("SELECT day, sum(calls) AS calls FROM usage_daily WHERE platform_id = ? GROUP BY day ORDER BY day DESC LIMIT ?",
-                       [platform_id, days]).results
-    return {"platformId": platform_id, "customersByPlan": by_plan, "mrrCents": mrr,
-            "usage": usage(store, platform_id), "daily": list(reversed(daily))}
+    by_plan = {
+        row["plan"]: row["n"]
+        for row in db.execute(
+            "SELECT plan, count(*) AS n FROM customers WHERE platform_id = ? GROUP BY plan ORDER BY plan", [platform_id]
+        ).results
+    }
+    mrr = db.execute(
+        "SELECT COALESCE(sum(amount), 0) AS cents FROM subscriptions WHERE platform_id = ? AND status = 'active'",
+        [platform_id],
+    ).results[0]["cents"]
+    daily = db.execute(
+        "SELECT day, sum(calls) AS calls FROM usage_daily WHERE platform_id = ? GROUP BY day ORDER BY day DESC LIMIT ?",
+        [platform_id, days],
+    ).results
+    return {
+        "platformId": platform_id,
+        "customersByPlan": by_plan,
+        "mrrCents": mrr,
+        "usage": usage(store, platform_id),
+        "daily": list(reversed(daily)),
+    }

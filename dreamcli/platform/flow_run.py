@@ -54,8 +54,10 @@ class FlowReport:
             "userId": self.user_id,
             "platformId": self.platform_id,
             "publishableKey": self.publishable_key,
-            "steps": [{"phase": s.phase, "ok": s.ok, "wrote": s.wrote, "detail": s.detail, "ms": round(s.ms, 1)}
-                      for s in self.steps],
+            "steps": [
+                {"phase": s.phase, "ok": s.ok, "wrote": s.wrote, "detail": s.detail, "ms": round(s.ms, 1)}
+                for s in self.steps
+            ],
             "failure": self.failure,
         }
         if self.secret_key:
@@ -64,8 +66,14 @@ class FlowReport:
 
 
 def run_flow(
-    store: Store, vendors: Vendors, tiers: list[Tier], *, email: str | None = None, fault: str | None = None,
-    mimic_plaintext_secret: bool = False, clock: Callable[[], float] = time.time,
+    store: Store,
+    vendors: Vendors,
+    tiers: list[Tier],
+    *,
+    email: str | None = None,
+    fault: str | None = None,
+    mimic_plaintext_secret: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> FlowReport:
     report = FlowReport()
     email = email or f"dev-{secrets.token_hex(4)}@example.com"
@@ -97,14 +105,19 @@ def run_flow(
     def connect() -> tuple[list[str], str]:
         url, _ = onboarding.connect_start(store, vendors, report.user_id)  # type: ignore[arg-type]
         answer = onboarding.consent_in_emulator(vendors, url)
-        result = onboarding.connect_callback(store, vendors, code=answer.get("code"), state=answer.get("state"),
-                                             error=answer.get("error"))
+        result = onboarding.connect_callback(
+            store, vendors, code=answer.get("code"), state=answer.get("state"), error=answer.get("error")
+        )
         return result.writes, f"connected {result.stripe_user_id}"
 
     def configure() -> tuple[list[str], str]:
         result = onboarding.configure_tiers(
-            store, vendors, report.user_id, tiers,  # type: ignore[arg-type]
-            mimic_plaintext_secret=mimic_plaintext_secret, skip_api_replication=fault == "skip-api-replication",
+            store,
+            vendors,
+            report.user_id,
+            tiers,  # type: ignore[arg-type]
+            mimic_plaintext_secret=mimic_plaintext_secret,
+            skip_api_replication=fault == "skip-api-replication",
             store_now=clock,
         )
         report.publishable_key, report.secret_key = result.publishable_key, result.secret_key
@@ -121,16 +134,27 @@ def run_flow(
         except InvalidApiKey as exc:
             missing = missing_api_keys(store, report.platform_id, report.publishable_key, report.secret_key)
             raise InvalidApiKey(f"missing in {API_TOKENS}: {', '.join(missing) or exc.missing}") from None
-        return [], f"Bearer sk -> {caller.publishable_key} -> {caller.platform_id} -> {len(caller.tier_config['tiers'])} tiers"
+        return (
+            [],
+            f"Bearer sk -> {caller.publishable_key} -> {caller.platform_id} -> {len(caller.tier_config['tiers'])} tiers",
+        )
 
-    for phase, action in (("signup", signup), ("pay", pay), ("connect", connect), ("tiers", configure),
-                          ("credentials", show_credentials), ("api call", call)):
+    for phase, action in (
+        ("signup", signup),
+        ("pay", pay),
+        ("connect", connect),
+        ("tiers", configure),
+        ("credentials", show_credentials),
+        ("api call", call),
+    ):
         if not step(phase, action):
             break
     return report
 
 
-def missing_api_keys(store: Store, platform_id: str | None, publishable_key: str | None, secret_key: str | None) -> list[str]:
+def missing_api_keys(
+    store: Store, platform_id: str | None, publishable_key: str | None, secret_key: str | None
+) -> list[str]:
     """The api-tokens keys an authenticated call needs for this developer that are absent."""
     wanted = []
     if secret_key:

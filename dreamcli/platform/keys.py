@@ -68,8 +68,16 @@ class KeyInfo:
         }
 
     def index_value(self) -> str:
-        return json.dumps({"env": self.env, "created": self.created, "secretStart": self.secret_start,
-                           "secretHash": self.secret_hash, "expiresAt": self.expires_at, "revokedAt": self.revoked_at})
+        return json.dumps(
+            {
+                "env": self.env,
+                "created": self.created,
+                "secretStart": self.secret_start,
+                "secretHash": self.secret_hash,
+                "expiresAt": self.expires_at,
+                "revokedAt": self.revoked_at,
+            }
+        )
 
 
 def platform_of_user(store: Store, user_id: str) -> str:
@@ -97,11 +105,22 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
             entry = json.loads(raw)
         except json.JSONDecodeError:
             entry = {}
-        found[pk] = KeyInfo(pk, entry.get("env", "?"), entry.get("created"), entry.get("secretStart"), entry.get("secretHash"),
-                            entry.get("expiresAt"), entry.get("revokedAt"), True)
+        found[pk] = KeyInfo(
+            pk,
+            entry.get("env", "?"),
+            entry.get("created"),
+            entry.get("secretStart"),
+            entry.get("secretHash"),
+            entry.get("expiresAt"),
+            entry.get("revokedAt"),
+            True,
+        )
     # Pairs written by the guide's own workers: publishablekey:* -> this platform, and their secret hashes.
-    legacy = {layout.parse(key).fields.get("publishableKey") for key, value in scan_items(platform, prefix=layout.PUBLISHABLE_KEY_PREFIX)
-              if value.decode(errors="replace") == platform_id}
+    legacy = {
+        layout.parse(key).fields.get("publishableKey")
+        for key, value in scan_items(platform, prefix=layout.PUBLISHABLE_KEY_PREFIX)
+        if value.decode(errors="replace") == platform_id
+    }
     for pk in legacy - set(found) - {None}:
         found[pk] = KeyInfo(pk, "legacy", None, None, None, None, None, False)
     missing_hash = {pk for pk, info in found.items() if info.secret_hash is None}
@@ -130,21 +149,27 @@ def create_key(store: Store, platform_id: str, env: str, *, now: float) -> Creat
         raise UsageError(f"env label {env!r}: use lowercase letters, digits, - or _ (production, staging, test, ...)")
     _require_platform(store, platform_id)
     if store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is None:
-        raise UsageError(f"platform {platform_id} has no tier config in api-tokens: run `dream flow tiers` first "
-                         "(a key without one would not authenticate)")
+        raise UsageError(
+            f"platform {platform_id} has no tier config in api-tokens: run `dream flow tiers` first "
+            "(a key without one would not authenticate)"
+        )
     pair = new_key_pair()
-    info = KeyInfo(pair.publishable_key, env, int(now), secret_start(pair.secret_key), pair.secret_hash, None, None, True)
+    info = KeyInfo(
+        pair.publishable_key, env, int(now), secret_start(pair.secret_key), pair.secret_hash, None, None, True
+    )
     write_pair(store, platform_id, pair, info)
     return Created(pair, env, platform_id)
 
 
 def write_pair(store: Store, platform_id: str, pair: KeyPair, info: KeyInfo) -> None:
     platform, api = store.kv(PLATFORM_TOKENS), store.kv(API_TOKENS)
-    platform.bulk_put([
-        KVWrite(layout.platform_key_index(platform_id, pair.publishable_key), info.index_value()),
-        KVWrite(layout.publishable_key_platform(pair.publishable_key), platform_id),
-        KVWrite(layout.secret_key_publishable(pair.secret_hash), pair.publishable_key),
-    ])
+    platform.bulk_put(
+        [
+            KVWrite(layout.platform_key_index(platform_id, pair.publishable_key), info.index_value()),
+            KVWrite(layout.publishable_key_platform(pair.publishable_key), platform_id),
+            KVWrite(layout.secret_key_publishable(pair.secret_hash), pair.publishable_key),
+        ]
+    )
     api.put(layout.publishable_key_platform(pair.publishable_key), platform_id)
     api.put(layout.secret_key_publishable(pair.secret_hash), pair.publishable_key)  # last: now it authenticates
 
@@ -170,13 +195,24 @@ class Rotated:
     old_expires_at: int | None
 
 
-def rotate_key(store: Store, platform_id: str, *, publishable_key: str | None = None, env: str | None = None,
-               grace_seconds: int | None = None, now: float) -> Rotated:
+def rotate_key(
+    store: Store,
+    platform_id: str,
+    *,
+    publishable_key: str | None = None,
+    env: str | None = None,
+    grace_seconds: int | None = None,
+    now: float,
+) -> Rotated:
     """A new pair for the same platform and env; the old pair works until revoked, or for `grace_seconds`
     (KV expiration on its mappings in both namespaces), never past its own expiry."""
     if (publishable_key is None) == (env is None):
         raise UsageError("rotate needs --key PK or --env ENV")
-    old = _find(store, platform_id, publishable_key) if publishable_key else _pick_by_env(store, platform_id, env or "", now)
+    old = (
+        _find(store, platform_id, publishable_key)
+        if publishable_key
+        else _pick_by_env(store, platform_id, env or "", now)
+    )
     if not old.live(now):
         raise UsageError(f"{old.publishable_key} is {old.status(now)}: nothing to rotate")
     if grace_seconds is not None and grace_seconds < MIN_TTL_SECONDS:
@@ -203,7 +239,9 @@ def _expire_pair(store: Store, platform_id: str, old: KeyInfo, expires_at: int) 
     store.kv(PLATFORM_TOKENS).put(layout.platform_key_index(platform_id, old.publishable_key), old.index_value())
     writes = [KVWrite(layout.publishable_key_platform(old.publishable_key), platform_id, expiration=expires_at)]
     if old.secret_hash:
-        writes.append(KVWrite(layout.secret_key_publishable(old.secret_hash), old.publishable_key, expiration=expires_at))
+        writes.append(
+            KVWrite(layout.secret_key_publishable(old.secret_hash), old.publishable_key, expiration=expires_at)
+        )
     store.kv(API_TOKENS).bulk_put(writes)
     store.kv(PLATFORM_TOKENS).bulk_put(writes)
 
@@ -230,8 +268,10 @@ def revoke_key(store: Store, platform_id: str, publishable_key: str, *, force: b
         raise UsageError(f"{publishable_key} is revoked already")
     others = [info for info in keys if info.publishable_key != publishable_key and info.live(now)]
     if not others and not force:
-        raise LastActivePair(f"{publishable_key} is the last active pair of {platform_id}: its API calls would all fail; "
-                             "create or rotate first, or pass --force")
+        raise LastActivePair(
+            f"{publishable_key} is the last active pair of {platform_id}: its API calls would all fail; "
+            "create or rotate first, or pass --force"
+        )
     platform, api = store.kv(PLATFORM_TOKENS), store.kv(API_TOKENS)
     # The index records the revocation first: should the deletes stop half-way, `dream kv repair`
     # finishes them instead of copying the pair back from platform-tokens.

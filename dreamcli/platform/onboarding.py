@@ -139,9 +139,12 @@ def platform_price_id(vendors: Vendors) -> str:
     for price in stripe.list_prices(None):
         if (price.metadata or {}).to_dict().get("dream") == PLATFORM_PRICE_TAG["dream"] and price.active:
             return price.id
-    product = stripe.create_product(None, "dream-api platform", PLATFORM_PRICE_TAG, idempotency_key="dream-platform-product-v1")
-    price = stripe.create_monthly_price(None, product.id, PLATFORM_PLAN_CENTS, "usd", PLATFORM_PRICE_TAG,
-                                        idempotency_key="dream-platform-price-v1")
+    product = stripe.create_product(
+        None, "dream-api platform", PLATFORM_PRICE_TAG, idempotency_key="dream-platform-product-v1"
+    )
+    price = stripe.create_monthly_price(
+        None, product.id, PLATFORM_PLAN_CENTS, "usd", PLATFORM_PRICE_TAG, idempotency_key="dream-platform-price-v1"
+    )
     return price.id
 
 
@@ -156,8 +159,12 @@ def start_payment(store: Store, vendors: Vendors, user_id: str, *, success_url: 
     user = vendors.clerk[DREAM_API].get_user(user_id)
     email = next((e["email_address"] for e in user.get("email_addresses", [])), None)
     session = vendors.stripe.create_subscription_checkout(
-        None, platform_price_id(vendors), success_url=success_url, customer_email=email,
-        client_reference_id=user_id, metadata={"userId": user_id},
+        None,
+        platform_price_id(vendors),
+        success_url=success_url,
+        customer_email=email,
+        client_reference_id=user_id,
+        metadata={"userId": user_id},
     )
     return Checkout(session.id, session.url)
 
@@ -195,8 +202,9 @@ def handle_stripe_webhook(vendors: Vendors, payload: bytes, signature: str | Non
 # Phase 3: Stripe Connect OAuth
 
 
-def connect_start(store: Store, vendors: Vendors, user_id: str, *, redirect_uri: str = DEFAULT_REDIRECT_URI,
-                  **authorize_extra: str) -> tuple[str, str]:
+def connect_start(
+    store: Store, vendors: Vendors, user_id: str, *, redirect_uri: str = DEFAULT_REDIRECT_URI, **authorize_extra: str
+) -> tuple[str, str]:
     """oauth-api /authorize: refuse before payment; a random single-use state for 10 minutes."""
     platform_id_of(store, user_id)
     plan = plan_of(vendors, user_id)
@@ -215,8 +223,9 @@ class ConnectResult:
     writes: list[str]
 
 
-def connect_callback(store: Store, vendors: Vendors, *, code: str | None, state: str | None,
-                     error: str | None = None) -> ConnectResult:
+def connect_callback(
+    store: Store, vendors: Vendors, *, code: str | None, state: str | None, error: str | None = None
+) -> ConnectResult:
     """oauth-api /callback: consume the state, exchange the code, store the token under user and platform."""
     if not state:
         raise OAuthStateError("OAuth callback without a state: refused (CSRF protection)")
@@ -234,12 +243,16 @@ def connect_callback(store: Store, vendors: Vendors, *, code: str | None, state:
     account = vendors.stripe.exchange_code(code)
     token = json.dumps({"accessToken": account.access_token, "stripeUserId": account.stripe_user_id})
     writes = Writes()
-    tokens.bulk_put([
-        KVWrite(layout.user_stripe_token(user_id), token),
-        KVWrite(layout.platform_stripe_token(platform_id), token),
-    ])
-    writes.done += [f"{PLATFORM_TOKENS}: {layout.user_stripe_token(user_id)}",
-                    f"{PLATFORM_TOKENS}: {layout.platform_stripe_token(platform_id)}"]
+    tokens.bulk_put(
+        [
+            KVWrite(layout.user_stripe_token(user_id), token),
+            KVWrite(layout.platform_stripe_token(platform_id), token),
+        ]
+    )
+    writes.done += [
+        f"{PLATFORM_TOKENS}: {layout.user_stripe_token(user_id)}",
+        f"{PLATFORM_TOKENS}: {layout.platform_stripe_token(platform_id)}",
+    ]
     return ConnectResult(user_id, platform_id, account.stripe_user_id, writes.done)
 
 
@@ -306,22 +319,46 @@ def configure_tiers(
         product_name = f"{tier.name.replace('-', ' ').replace('_', ' ').title()} Plan"
         previous = existing.get(tier.name)
         if previous is None:
-            product = stripe.create_product(account, product_name, metadata, description=tier.features or None,
-                                            idempotency_key=_idempotency(platform_id, "product", tier.name, metadata,
-                                                                         tier.features))
-            price = stripe.create_monthly_price(account, product.id, tier.unit_amount, tier.currency, metadata,
-                                                idempotency_key=_idempotency(platform_id, "price", product.id,
-                                                                             tier.unit_amount, tier.currency, metadata))
+            product = stripe.create_product(
+                account,
+                product_name,
+                metadata,
+                description=tier.features or None,
+                idempotency_key=_idempotency(platform_id, "product", tier.name, metadata, tier.features),
+            )
+            price = stripe.create_monthly_price(
+                account,
+                product.id,
+                tier.unit_amount,
+                tier.currency,
+                metadata,
+                idempotency_key=_idempotency(
+                    platform_id, "price", product.id, tier.unit_amount, tier.currency, metadata
+                ),
+            )
         else:
-            product = stripe.update_product(account, previous["productId"], name=product_name, metadata=metadata,
-                                            description=tier.features or "", active=True)
+            product = stripe.update_product(
+                account,
+                previous["productId"],
+                name=product_name,
+                metadata=metadata,
+                description=tier.features or "",
+                active=True,
+            )
             price = stripe.retrieve_price(account, previous["priceId"])
             if price.unit_amount != tier.unit_amount or price.currency != tier.currency:
                 # Stripe prices are immutable: a new one, and the old one retired.
                 old_id = price.id
-                price = stripe.create_monthly_price(account, product.id, tier.unit_amount, tier.currency, metadata,
-                                                    idempotency_key=_idempotency(platform_id, "price", product.id,
-                                                                                 tier.unit_amount, tier.currency, metadata))
+                price = stripe.create_monthly_price(
+                    account,
+                    product.id,
+                    tier.unit_amount,
+                    tier.currency,
+                    metadata,
+                    idempotency_key=_idempotency(
+                        platform_id, "price", product.id, tier.unit_amount, tier.currency, metadata
+                    ),
+                )
                 stripe.update_price(account, old_id, active=False)
             else:
                 price = stripe.update_price(account, price.id, metadata=metadata)
@@ -346,8 +383,14 @@ def configure_tiers(
     writes.put(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id), publishable_key)
     writes.put(store, PLATFORM_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
     if pair is not None:
-        index = {"env": "production", "created": int(store_now()), "secretStart": secret_start(pair.secret_key),
-                 "secretHash": pair.secret_hash, "expiresAt": None, "revokedAt": None}
+        index = {
+            "env": "production",
+            "created": int(store_now()),
+            "secretStart": secret_start(pair.secret_key),
+            "secretHash": pair.secret_hash,
+            "expiresAt": None,
+            "revokedAt": None,
+        }
         writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), json.dumps(index))
         if mimic_plaintext_secret:
             writes.put(store, PLATFORM_TOKENS, layout.user_secret_key(user_id), pair.secret_key)
@@ -359,8 +402,9 @@ def configure_tiers(
             writes.put(store, API_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
     # 4. Clerk metadata (phase 4g).
     vendors.clerk[DREAM_API].update_metadata(user_id, public={"publishableKey": publishable_key})
-    return TiersResult(user_id, platform_id, publishable_key, pair.secret_key if pair else None, products,
-                       writes.done, removed)
+    return TiersResult(
+        user_id, platform_id, publishable_key, pair.secret_key if pair else None, products, writes.done, removed
+    )
 
 
 def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, user_id: str | None = None) -> str:
@@ -372,7 +416,9 @@ def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, us
     products = _json(store, PLATFORM_TOKENS, layout.user_products(user_id))
     token = _json(store, PLATFORM_TOKENS, layout.platform_stripe_token(platform_id))
     if not products or not token:
-        raise FlowFailed(f"{platform_id} has no products or no Stripe token in platform-tokens: re-run `dream flow tiers`")
+        raise FlowFailed(
+            f"{platform_id} has no products or no Stripe token in platform-tokens: re-run `dream flow tiers`"
+        )
     config = []
     for entry in products:
         product = vendors.stripe.retrieve_product(token["stripeUserId"], entry["productId"])
@@ -381,15 +427,17 @@ def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, us
         limit_text = metadata.get("limit", "unlimited")
         cents = price.unit_amount or 0
         amount = cents // 100 if cents % 100 == 0 else cents / 100
-        config.append({
-            "name": metadata.get("tierName", entry["tier"]),
-            "limit": None if limit_text == "unlimited" else int(limit_text),
-            "price": amount,
-            "currency": price.currency,
-            "priceId": price.id,
-            "productId": product.id,
-            "features": product.description or "",
-        })
+        config.append(
+            {
+                "name": metadata.get("tierName", entry["tier"]),
+                "limit": None if limit_text == "unlimited" else int(limit_text),
+                "price": amount,
+                "currency": price.currency,
+                "priceId": price.id,
+                "productId": product.id,
+                "features": product.description or "",
+            }
+        )
     return json.dumps({"tiers": config})
 
 
@@ -438,8 +486,14 @@ def developer_status(store: Store, vendors: Vendors | None, user_id: str, platfo
         and api.get(layout.tier_config(platform_id)) is not None,
     }
     next_step = next((name for name in PHASES if phases[name] is False), None)
-    return {"userId": user_id, "platformId": platform_id, "plan": plan, "publishableKey": publishable_key,
-            "phases": phases, "next": next_step}
+    return {
+        "userId": user_id,
+        "platformId": platform_id,
+        "plan": plan,
+        "publishableKey": publishable_key,
+        "phases": phases,
+        "next": next_step,
+    }
 
 
 def status(store: Store, vendors: Vendors | None) -> list[dict[str, Any]]:

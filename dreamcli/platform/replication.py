@@ -135,7 +135,9 @@ def shown(kind: KeyKind | None, value: str | None) -> str | None:
     return value if len(value) <= 120 else value[:117] + "..."
 
 
-def _merged(left: Iterator[tuple[str, bytes]], right: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+def _merged(
+    left: Iterator[tuple[str, bytes]], right: Iterator[tuple[str, bytes]]
+) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """Merge two key-sorted streams: (key, left value or None, right value or None)."""
     a = next(left, None)
     b = next(right, None)
@@ -160,7 +162,9 @@ def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | 
         return None
     out = []
     for tier in tiers:
-        if not isinstance(tier, dict) or not all(isinstance(tier.get(f), str) for f in (name_field, "priceId", "productId")):
+        if not isinstance(tier, dict) or not all(
+            isinstance(tier.get(f), str) for f in (name_field, "priceId", "productId")
+        ):
             return None
         out.append((tier[name_field], tier["priceId"], tier["productId"]))
     return tuple(sorted(out))
@@ -168,11 +172,13 @@ def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | 
 
 # Within a platform:{plt}:* or user:{u}:* group the last segment names the kind (the layout's patterns).
 _PLATFORM_SUFFIX = {
-    spec.segments[-1][0]: spec.kind for spec in layout.SPECS
+    spec.segments[-1][0]: spec.kind
+    for spec in layout.SPECS
     if spec.segments[0][0] == "platform" and len(spec.segments) == 3 and spec.segments[-1][0]
 }
 _USER_SUFFIX = {
-    spec.segments[-1][0]: spec.kind for spec in layout.SPECS
+    spec.segments[-1][0]: spec.kind
+    for spec in layout.SPECS
     if spec.segments[0][0] == "user" and len(spec.segments) == 3 and spec.segments[-1][0]
 }
 
@@ -186,7 +192,9 @@ class _Checker:
         self.matched_platforms: set[int] = set()
         # Only hashes of values are kept; the rare value a fix needs is read again from the store.
         self.platform_token: dict[str, int] = {}  # plt -> hash of its token text
-        self.tier_config: dict[str, int | None] = {}  # plt -> hash of its (name, priceId, productId) triples; None = corrupt
+        self.tier_config: dict[
+            str, int | None
+        ] = {}  # plt -> hash of its (name, priceId, productId) triples; None = corrupt
         self.tier_config_pending_orphan: dict[str, None] = {}
         self.tier_config_reported: set[str] = set()
         self.pt_publishable: dict[int, str] = {}  # hash(pk) -> plt, from platform-tokens
@@ -200,10 +208,22 @@ class _Checker:
         self.newest_live: dict[str, tuple[int, str]] = {}  # plt -> (created, pk) of its newest live indexed pair
         self.now = int(now)
 
-    def add(self, cls: FindingClass, namespace: str, key: str, platform: str | None, message: str, *,
-            expected: str | None = None, actual: str | None = None, fix: Fix | None = None) -> None:
+    def add(
+        self,
+        cls: FindingClass,
+        namespace: str,
+        key: str,
+        platform: str | None,
+        message: str,
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        fix: Fix | None = None,
+    ) -> None:
         kind = layout.classify(key)[0]
-        self.findings.append(Finding(cls, namespace, key, platform, message, shown(kind, expected), shown(kind, actual), fix))
+        self.findings.append(
+            Finding(cls, namespace, key, platform, message, shown(kind, expected), shown(kind, actual), fix)
+        )
 
     # platform:{plt}:*
 
@@ -228,8 +248,14 @@ class _Checker:
                 except (json.JSONDecodeError, AttributeError):
                     triples = None
                 if triples is None:
-                    self.add(FindingClass.CORRUPT, API_TOKENS, key, plt, "value is not {tiers: [{name, priceId, productId, ...}]}",
-                             actual=api)
+                    self.add(
+                        FindingClass.CORRUPT,
+                        API_TOKENS,
+                        key,
+                        plt,
+                        "value is not {tiers: [{name, priceId, productId, ...}]}",
+                        actual=api,
+                    )
                 self.tier_config[plt] = None if triples is None else hash(triples)
                 if plt not in self.platform_user:
                     self.tier_config_pending_orphan[plt] = None
@@ -266,8 +292,15 @@ class _Checker:
         plt = self.revoked[hash(pk)]
         for namespace, value in ((API_TOKENS, api), (PLATFORM_TOKENS, pt)):
             if value is not None:
-                self.add(FindingClass.STALE, namespace, key, plt, f"the pair of {pk} is revoked but this mapping remains",
-                         actual=value, fix=Fix(Action.DELETE, namespace, key, phase))
+                self.add(
+                    FindingClass.STALE,
+                    namespace,
+                    key,
+                    plt,
+                    f"the pair of {pk} is revoked but this mapping remains",
+                    actual=value,
+                    fix=Fix(Action.DELETE, namespace, key, phase),
+                )
         return True
 
     def _expiry(self, key: str, pk: str, plt: str | None, pt: str | None, api: str | None) -> bool:
@@ -279,22 +312,44 @@ class _Checker:
             return True
         source = pt if pt is not None else api
         for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
-            phase = PHASE_PLATFORM_TOKENS if namespace == PLATFORM_TOKENS else (PHASE_API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else PHASE_API_PUBLISHABLE)
+            phase = (
+                PHASE_PLATFORM_TOKENS
+                if namespace == PLATFORM_TOKENS
+                else (PHASE_API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else PHASE_API_PUBLISHABLE)
+            )
             if value is None:
-                self.add(FindingClass.MISSING, namespace, key, plt, f"the pair of {pk} is in its grace until {expires}",
-                         expected=source, fix=Fix(Action.PUT, namespace, key, phase, source, expiration=expires))
+                self.add(
+                    FindingClass.MISSING,
+                    namespace,
+                    key,
+                    plt,
+                    f"the pair of {pk} is in its grace until {expires}",
+                    expected=source,
+                    fix=Fix(Action.PUT, namespace, key, phase, source, expiration=expires),
+                )
                 continue
             found = self.store.kv(namespace).get_with_metadata(key)
             if found is not None and (found.expiration is None or found.expiration > expires):
-                self.add(FindingClass.STALE, namespace, key, plt, f"outlives its pair's grace (until {expires})",
-                         expected=f"expiration {expires}", actual=f"expiration {found.expiration}",
-                         fix=Fix(Action.PUT, namespace, key, phase, value, expiration=expires))
+                self.add(
+                    FindingClass.STALE,
+                    namespace,
+                    key,
+                    plt,
+                    f"outlives its pair's grace (until {expires})",
+                    expected=f"expiration {expires}",
+                    actual=f"expiration {found.expiration}",
+                    fix=Fix(Action.PUT, namespace, key, phase, value, expiration=expires),
+                )
         return True
 
     def _token_ok(self, key: str, value: str, plt: str | None) -> bool:
         try:
             token = json.loads(value)
-            ok = isinstance(token, dict) and isinstance(token.get("stripeUserId"), str) and isinstance(token.get("accessToken"), str)
+            ok = (
+                isinstance(token, dict)
+                and isinstance(token.get("stripeUserId"), str)
+                and isinstance(token.get("accessToken"), str)
+            )
         except json.JSONDecodeError:
             ok = False
         if not ok:
@@ -306,23 +361,52 @@ class _Checker:
             return
         self.tier_config_reported.add(plt)
         key = layout.tier_config(plt)
-        self.add(FindingClass.MISSING, API_TOKENS, key, plt, f"no tier config in api-tokens: {why}",
-                 fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
+        self.add(
+            FindingClass.MISSING,
+            API_TOKENS,
+            key,
+            plt,
+            f"no tier config in api-tokens: {why}",
+            fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
+        )
 
-    def _mirrored(self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: int,
-                  delete_phase: int) -> bool:
+    def _mirrored(
+        self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: int, delete_phase: int
+    ) -> bool:
         """A key platform-tokens owns and api-tokens copies: missing or stale copies are rewritten from the
         source, a copy without a source is an orphan. False for an orphan (nothing else to check)."""
         if pt is not None and api is None:
-            self.add(FindingClass.MISSING, API_TOKENS, key, platform, "in platform-tokens but not in api-tokens", expected=pt,
-                     fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt))
+            self.add(
+                FindingClass.MISSING,
+                API_TOKENS,
+                key,
+                platform,
+                "in platform-tokens but not in api-tokens",
+                expected=pt,
+                fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt),
+            )
         elif pt is None and api is not None:
-            self.add(FindingClass.ORPHANED, API_TOKENS, key, platform, "in api-tokens without its source in platform-tokens",
-                     actual=api, fix=Fix(Action.DELETE, API_TOKENS, key, delete_phase, needs="prune"))
+            self.add(
+                FindingClass.ORPHANED,
+                API_TOKENS,
+                key,
+                platform,
+                "in api-tokens without its source in platform-tokens",
+                actual=api,
+                fix=Fix(Action.DELETE, API_TOKENS, key, delete_phase, needs="prune"),
+            )
             return False
         elif pt != api:
-            self.add(FindingClass.STALE, API_TOKENS, key, platform, "api-tokens disagrees with platform-tokens", expected=pt,
-                     actual=api, fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt))
+            self.add(
+                FindingClass.STALE,
+                API_TOKENS,
+                key,
+                platform,
+                "api-tokens disagrees with platform-tokens",
+                expected=pt,
+                actual=api,
+                fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt),
+            )
         return True
 
     # publishablekey:{pk}:platformId
@@ -366,24 +450,43 @@ class _Checker:
         if pt is not None:
             self.pt_secret.add(hash(digest))
             if hash(pt) not in self.pt_publishable:
-                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, None,
-                         f"points at {pt}, which has no publishablekey:{pt}:platformId")
+                self.add(
+                    FindingClass.DANGLING,
+                    PLATFORM_TOKENS,
+                    key,
+                    None,
+                    f"points at {pt}, which has no publishablekey:{pt}:platformId",
+                )
         if not self._mirrored(key, platform, pt, api, PHASE_API_SECRET, PHASE_DELETE_SECRET):
             return
         self.api_secret.add(hash(digest))
         if hash(pt or api) not in self.api_publishable:
-            self.add(FindingClass.DANGLING, API_TOKENS, key, platform,
-                     f"points at {pt or api}, which has no publishablekey:{pt or api}:platformId in api-tokens")
+            self.add(
+                FindingClass.DANGLING,
+                API_TOKENS,
+                key,
+                platform,
+                f"points at {pt or api}, which has no publishablekey:{pt or api}:platformId in api-tokens",
+            )
 
     # user:{u}:*
 
     def user_group(self, user_id: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        values = {_USER_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None: _text(pt)
-                  for key, pt, _ in items if pt is not None}
+        values = {
+            _USER_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None: _text(pt)
+            for key, pt, _ in items
+            if pt is not None
+        }
         plt = values.get(KeyKind.USER_PLATFORM_ID)
         if plt is not None and not _PLT.match(plt):
-            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, layout.user_platform_id(user_id), None, "value is not a platform id",
-                     actual=plt)
+            self.add(
+                FindingClass.CORRUPT,
+                PLATFORM_TOKENS,
+                layout.user_platform_id(user_id),
+                None,
+                "value is not a platform id",
+                actual=plt,
+            )
             plt = None
         if plt is not None:
             self.users_seen.add(hash(user_id))  # users that name a platform
@@ -393,11 +496,26 @@ class _Checker:
             if owner != user_id:
                 reverse = layout.platform_user_id(plt)
             if owner is None:
-                self.add(FindingClass.MISSING, PLATFORM_TOKENS, reverse, plt, f"user:{user_id}:platformId points here",
-                         expected=user_id, fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id))
+                self.add(
+                    FindingClass.MISSING,
+                    PLATFORM_TOKENS,
+                    reverse,
+                    plt,
+                    f"user:{user_id}:platformId points here",
+                    expected=user_id,
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id),
+                )
             elif owner != user_id:
-                self.add(FindingClass.STALE, PLATFORM_TOKENS, reverse, plt, f"user:{user_id}:platformId points here",
-                         expected=user_id, actual=owner, fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id))
+                self.add(
+                    FindingClass.STALE,
+                    PLATFORM_TOKENS,
+                    reverse,
+                    plt,
+                    f"user:{user_id}:platformId points here",
+                    expected=user_id,
+                    actual=owner,
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id),
+                )
         self._user_token(user_id, plt, values.get(KeyKind.USER_STRIPE_TOKEN))
         products_raw = values.get(KeyKind.USER_PRODUCTS)
         products = None
@@ -407,55 +525,118 @@ class _Checker:
             except json.JSONDecodeError:
                 products = None
             if products is None:
-                self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, layout.user_products(user_id), plt,
-                         "value is not [{tier, priceId, productId}]", actual=products_raw)
+                self.add(
+                    FindingClass.CORRUPT,
+                    PLATFORM_TOKENS,
+                    layout.user_products(user_id),
+                    plt,
+                    "value is not [{tier, priceId, productId}]",
+                    actual=products_raw,
+                )
         if plt is not None and products is not None:
             config = self.tier_config.get(plt, "absent")
             if config == "absent":
                 self._need_tier_config(plt, user_id, f"user:{user_id}:products lists {len(products)} tiers")
             elif config is not None and config != hash(products):
                 key = layout.tier_config(plt)
-                self.add(FindingClass.STALE, API_TOKENS, key, plt, f"tiers (price and product ids) differ from user:{user_id}:products",
-                         expected=json.dumps([list(t) for t in products]),
-                         fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))
+                self.add(
+                    FindingClass.STALE,
+                    API_TOKENS,
+                    key,
+                    plt,
+                    f"tiers (price and product ids) differ from user:{user_id}:products",
+                    expected=json.dumps([list(t) for t in products]),
+                    fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
+                )
             if self.stripe_check is not None and plt in self.platform_token:
                 self.findings += self.stripe_check(plt, user_id, None)
         pk = values.get(KeyKind.USER_PUBLISHABLE_KEY)
         if pk is not None and plt is not None and hash(pk) in self.revoked:
             key = layout.user_publishable_key(user_id)
             successor = self.newest_live.get(plt, (0, None))[1]
-            fix = (Fix(Action.PUT, PLATFORM_TOKENS, key, PHASE_PLATFORM_TOKENS, successor) if successor
-                   else Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER))
-            self.add(FindingClass.STALE, PLATFORM_TOKENS, key, plt, f"names {pk}, whose pair is revoked",
-                     expected=successor, actual=pk, fix=fix)
+            fix = (
+                Fix(Action.PUT, PLATFORM_TOKENS, key, PHASE_PLATFORM_TOKENS, successor)
+                if successor
+                else Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER)
+            )
+            self.add(
+                FindingClass.STALE,
+                PLATFORM_TOKENS,
+                key,
+                plt,
+                f"names {pk}, whose pair is revoked",
+                expected=successor,
+                actual=pk,
+                fix=fix,
+            )
             pk = None
         if pk is not None and plt is not None:
             target = self.pt_publishable.get(hash(pk))
             if target is None:
                 entry = layout.publishable_key_platform(pk)
-                self.add(FindingClass.MISSING, PLATFORM_TOKENS, entry, plt, f"user:{user_id}:publishableKey names it",
-                         expected=plt, fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, plt))
+                self.add(
+                    FindingClass.MISSING,
+                    PLATFORM_TOKENS,
+                    entry,
+                    plt,
+                    f"user:{user_id}:publishableKey names it",
+                    expected=plt,
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, plt),
+                )
                 if hash(pk) not in self.api_publishable:
-                    self.add(FindingClass.MISSING, API_TOKENS, entry, plt, f"user:{user_id}:publishableKey names it",
-                             expected=plt, fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_PUBLISHABLE, plt))
+                    self.add(
+                        FindingClass.MISSING,
+                        API_TOKENS,
+                        entry,
+                        plt,
+                        f"user:{user_id}:publishableKey names it",
+                        expected=plt,
+                        fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_PUBLISHABLE, plt),
+                    )
                     self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
             elif target != plt:
-                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, layout.user_publishable_key(user_id), plt,
-                         f"{pk} belongs to {target}, not to this user's {plt}", actual=pk)
+                self.add(
+                    FindingClass.DANGLING,
+                    PLATFORM_TOKENS,
+                    layout.user_publishable_key(user_id),
+                    plt,
+                    f"{pk} belongs to {target}, not to this user's {plt}",
+                    actual=pk,
+                )
         plaintext = values.get(KeyKind.USER_SECRET_KEY)
         if plaintext is not None:
             key = layout.user_secret_key(user_id)
-            self.add(FindingClass.INSECURE, PLATFORM_TOKENS, key, plt, "plaintext secret key (the guide's one-time show is not)",
-                     fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_PLAINTEXT, needs="remove-plaintext-secrets"))
+            self.add(
+                FindingClass.INSECURE,
+                PLATFORM_TOKENS,
+                key,
+                plt,
+                "plaintext secret key (the guide's one-time show is not)",
+                fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_PLAINTEXT, needs="remove-plaintext-secrets"),
+            )
             digest = hash_secret(plaintext)
             if pk is not None:
                 entry = layout.secret_key_publishable(digest)
                 if hash(digest) not in self.pt_secret:
-                    self.add(FindingClass.MISSING, PLATFORM_TOKENS, entry, plt, f"the hash of user:{user_id}:secretKey",
-                             expected=pk, fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, pk))
+                    self.add(
+                        FindingClass.MISSING,
+                        PLATFORM_TOKENS,
+                        entry,
+                        plt,
+                        f"the hash of user:{user_id}:secretKey",
+                        expected=pk,
+                        fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, pk),
+                    )
                 if hash(digest) not in self.api_secret:
-                    self.add(FindingClass.MISSING, API_TOKENS, entry, plt, f"the hash of user:{user_id}:secretKey",
-                             expected=pk, fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_SECRET, pk))
+                    self.add(
+                        FindingClass.MISSING,
+                        API_TOKENS,
+                        entry,
+                        plt,
+                        f"the hash of user:{user_id}:secretKey",
+                        expected=pk,
+                        fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_SECRET, pk),
+                    )
 
     def _user_token(self, user_id: str, plt: str | None, user_token: str | None) -> None:
         if plt is None:
@@ -471,38 +652,88 @@ class _Checker:
             return
         user_key, platform_key = layout.user_stripe_token(user_id), layout.platform_stripe_token(plt)
         if user_token is not None and platform_token is None:
-            self.add(FindingClass.MISSING, PLATFORM_TOKENS, platform_key, plt, f"user:{user_id}:stripeToken has it",
-                     expected=user_token, fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, PHASE_PLATFORM_TOKENS, user_token))
+            self.add(
+                FindingClass.MISSING,
+                PLATFORM_TOKENS,
+                platform_key,
+                plt,
+                f"user:{user_id}:stripeToken has it",
+                expected=user_token,
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, PHASE_PLATFORM_TOKENS, user_token),
+            )
         elif user_token is None and platform_token is not None:
-            self.add(FindingClass.MISSING, PLATFORM_TOKENS, user_key, plt, f"platform:{plt}:stripeToken has it",
-                     expected=platform_token, fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token))
-        elif user_token is not None and platform_token is not None and json.loads(user_token) != json.loads(platform_token):
-            self.add(FindingClass.STALE, PLATFORM_TOKENS, user_key, plt, f"disagrees with platform:{plt}:stripeToken",
-                     expected=platform_token, actual=user_token,
-                     fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token))
+            self.add(
+                FindingClass.MISSING,
+                PLATFORM_TOKENS,
+                user_key,
+                plt,
+                f"platform:{plt}:stripeToken has it",
+                expected=platform_token,
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token),
+            )
+        elif (
+            user_token is not None
+            and platform_token is not None
+            and json.loads(user_token) != json.loads(platform_token)
+        ):
+            self.add(
+                FindingClass.STALE,
+                PLATFORM_TOKENS,
+                user_key,
+                plt,
+                f"disagrees with platform:{plt}:stripeToken",
+                expected=platform_token,
+                actual=user_token,
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token),
+            )
 
     def finish(self) -> None:
         for plt, keys in self.pending_dangling.items():
             if hash(plt) in self.matched_platforms or plt in self.platform_user:
                 continue
             for key in keys:
-                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, plt, f"points at {plt}, which no user or platform:{plt}:userId claims")
+                self.add(
+                    FindingClass.DANGLING,
+                    PLATFORM_TOKENS,
+                    key,
+                    plt,
+                    f"points at {plt}, which no user or platform:{plt}:userId claims",
+                )
         for plt, user_id in self.platform_user.items():
             key = layout.platform_user_id(plt)
             if hash(user_id) in self.users_seen:
-                self.add(FindingClass.ORPHANED, PLATFORM_TOKENS, key, plt,
-                         f"user:{user_id}:platformId points at another platform", actual=user_id,
-                         fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+                self.add(
+                    FindingClass.ORPHANED,
+                    PLATFORM_TOKENS,
+                    key,
+                    plt,
+                    f"user:{user_id}:platformId points at another platform",
+                    actual=user_id,
+                    fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"),
+                )
             else:
                 user_key = layout.user_platform_id(user_id)
-                self.add(FindingClass.MISSING, PLATFORM_TOKENS, user_key, plt, f"platform:{plt}:userId names this user",
-                         expected=plt, fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, plt))
+                self.add(
+                    FindingClass.MISSING,
+                    PLATFORM_TOKENS,
+                    user_key,
+                    plt,
+                    f"platform:{plt}:userId names this user",
+                    expected=plt,
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, plt),
+                )
         for plt in self.tier_config_pending_orphan:
             if plt in self.platform_user:
                 continue
             key = layout.tier_config(plt)
-            self.add(FindingClass.ORPHANED, API_TOKENS, key, plt, f"no platform:{plt}:userId owns it",
-                     fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"))
+            self.add(
+                FindingClass.ORPHANED,
+                API_TOKENS,
+                key,
+                plt,
+                f"no platform:{plt}:userId owns it",
+                fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"),
+            )
 
 
 def verify(
@@ -560,8 +791,11 @@ def verify(
 
 
 def select(result: VerifyResult, *, platform: str | None = None, classes: list[str] | None = None) -> VerifyResult:
-    findings = [f for f in result.findings
-                if (platform is None or f.platform == platform) and (not classes or str(f.cls) in classes)]
+    findings = [
+        f
+        for f in result.findings
+        if (platform is None or f.platform == platform) and (not classes or str(f.cls) in classes)
+    ]
     return VerifyResult(findings, result.keys_scanned)
 
 
@@ -575,11 +809,21 @@ class Plan:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "actions": [{"phase": fix.phase, "action": str(fix.action), "namespace": fix.namespace, "key": fix.key,
-                         "platform": finding.platform, "because": f"{finding.cls}: {finding.message}"}
-                        for fix, finding in self.fixes],
-            "skipped": [{"key": finding.key, "namespace": finding.namespace, "class": str(finding.cls), "why": why}
-                        for finding, why in self.skipped],
+            "actions": [
+                {
+                    "phase": fix.phase,
+                    "action": str(fix.action),
+                    "namespace": fix.namespace,
+                    "key": fix.key,
+                    "platform": finding.platform,
+                    "because": f"{finding.cls}: {finding.message}",
+                }
+                for fix, finding in self.fixes
+            ],
+            "skipped": [
+                {"key": finding.key, "namespace": finding.namespace, "class": str(finding.cls), "why": why}
+                for finding, why in self.skipped
+            ],
         }
 
 
@@ -639,13 +883,17 @@ def apply_plan(
                 try:
                     if build_tier_config is None:
                         raise RepairError("Stripe is needed to rebuild a tier config")
-                    puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, build_tier_config(finding.platform or "", fix.user_id)))
+                    puts.setdefault(fix.namespace, []).append(
+                        KVWrite(fix.key, build_tier_config(finding.platform or "", fix.user_id))
+                    )
                 except DreamError as exc:
                     failed.append((fix, str(exc)))
                     if finding.platform:
                         without_config.add(finding.platform)
             elif fix.phase in (PHASE_API_PUBLISHABLE, PHASE_API_SECRET) and finding.platform in without_config:
-                failed.append((fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)"))
+                failed.append(
+                    (fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)")
+                )
             elif fix.action is Action.PUT:
                 puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or "", expiration=fix.expiration))
             else:
@@ -658,8 +906,12 @@ def apply_plan(
                     on_progress(done, total)
         for namespace, items in puts.items():
             base = done
-            write_in_batches(store.kv(namespace), items, batch_size=batch_size,
-                             on_batch=(lambda n, _t, base=base: on_progress(base + n, total)) if on_progress else None)
+            write_in_batches(
+                store.kv(namespace),
+                items,
+                batch_size=batch_size,
+                on_batch=(lambda n, _t, base=base: on_progress(base + n, total)) if on_progress else None,
+            )
             done += len(items)
     return done, failed
 
@@ -667,8 +919,10 @@ def apply_plan(
 def _tiers_of(config_text: str) -> list[tuple[Any, ...]] | None:
     try:
         tiers = json.loads(config_text).get("tiers")
-        return sorted((t.get("name"), t.get("limit"), t.get("price"), t.get("currency"), t.get("priceId"), t.get("productId"))
-                      for t in tiers)
+        return sorted(
+            (t.get("name"), t.get("limit"), t.get("price"), t.get("currency"), t.get("priceId"), t.get("productId"))
+            for t in tiers
+        )
     except (json.JSONDecodeError, AttributeError, TypeError):
         return None
 
@@ -684,11 +938,24 @@ def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, s
         try:
             expected = build(platform_id, user_id)
         except DreamError as exc:
-            return [Finding(FindingClass.DANGLING, API_TOKENS, key, platform_id, f"cannot read its products from Stripe: {exc}")]
+            return [
+                Finding(
+                    FindingClass.DANGLING, API_TOKENS, key, platform_id, f"cannot read its products from Stripe: {exc}"
+                )
+            ]
         if _tiers_of(current.decode("utf-8", errors="replace")) == _tiers_of(expected):
             return []
-        return [Finding(FindingClass.STALE, API_TOKENS, key, platform_id, "disagrees with Stripe's products and prices",
-                        expected=shown(KeyKind.TIER_CONFIG, expected), actual=shown(KeyKind.TIER_CONFIG, current.decode()),
-                        fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id))]
+        return [
+            Finding(
+                FindingClass.STALE,
+                API_TOKENS,
+                key,
+                platform_id,
+                "disagrees with Stripe's products and prices",
+                expected=shown(KeyKind.TIER_CONFIG, expected),
+                actual=shown(KeyKind.TIER_CONFIG, current.decode()),
+                fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
+            )
+        ]
 
     return check

@@ -4,9 +4,9 @@ all read from `api-tokens` (the guide's path, and where its "Invalid API key" co
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dreamcli import layout
@@ -127,7 +127,7 @@ RATE_LIMIT_PER_MINUTE = 60
 
 def month_period(now: float) -> tuple[int, int]:
     """The calendar month (UTC) holding `now`, as Unix seconds [start, end)."""
-    moment = datetime.fromtimestamp(now, timezone.utc)
+    moment = datetime.fromtimestamp(now, UTC)
     start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return int(start.timestamp()), int(end.timestamp())
@@ -151,7 +151,9 @@ class RateWindow:
     reset: int
 
 
-def check_rate(store: Store, caller: Caller, user_id: str, *, now: float, limit: int = RATE_LIMIT_PER_MINUTE) -> RateWindow:
+def check_rate(
+    store: Store, caller: Caller, user_id: str, *, now: float, limit: int = RATE_LIMIT_PER_MINUTE
+) -> RateWindow:
     """Count the call in this minute's bucket (scoped by platform); RateLimited past `limit`."""
     minute = int(now // 60)
     reset = (minute + 1) * 60
@@ -168,8 +170,9 @@ def check_rate(store: Store, caller: Caller, user_id: str, *, now: float, limit:
 
     _update(store.kv(API_USAGE), key, bump, ttl=120)
     if not counted:  # decided inside the same atomic update that would have counted it
-        raise RateLimited(f"{user_id} made {limit} calls this minute", limit=limit, reset=reset,
-                          retry_after=max(1, reset - int(now)))
+        raise RateLimited(
+            f"{user_id} made {limit} calls this minute", limit=limit, reset=reset, retry_after=max(1, reset - int(now))
+        )
     count = counted[0]
     return RateWindow(limit, max(0, limit - count), reset)
 

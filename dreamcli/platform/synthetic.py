@@ -34,9 +34,23 @@ def _platform(i: int, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
     pk = f"pk_live_{rng.getrandbits(128):032x}"
     digest = hash_secret(f"sk_live_{rng.getrandbits(256):064x}")
     token = json.dumps({"accessToken": f"sk_test_{rng.getrandbits(128):032x}", "stripeUserId": f"acct_{i:016d}"})
-    products = [{"tier": name, "priceId": f"price_{i}_{name}", "productId": f"prod_{i}_{name}"} for name in ("free", "pro")]
-    config = {"tiers": [{"name": p["tier"], "limit": 100 if p["tier"] == "free" else 10000, "price": 0 if p["tier"] == "free" else 29,
-                         "currency": "usd", "priceId": p["priceId"], "productId": p["productId"], "features": ""} for p in products]}
+    products = [
+        {"tier": name, "priceId": f"price_{i}_{name}", "productId": f"prod_{i}_{name}"} for name in ("free", "pro")
+    ]
+    config = {
+        "tiers": [
+            {
+                "name": p["tier"],
+                "limit": 100 if p["tier"] == "free" else 10000,
+                "price": 0 if p["tier"] == "free" else 29,
+                "currency": "usd",
+                "priceId": p["priceId"],
+                "productId": p["productId"],
+                "features": "",
+            }
+            for p in products
+        ]
+    }
     return {
         PLATFORM_TOKENS: [
             (layout.user_platform_id(user), plt),
@@ -72,8 +86,15 @@ def _drift(data: dict[str, list[tuple[str, str]]], kind: str) -> None:
         data[PLATFORM_TOKENS][2] = (key, json.dumps({"accessToken": "sk_test_old", "stripeUserId": "acct_old"}))
 
 
-def seed(store: Store, platforms: int, *, drift: float = 0.0, seed_value: int = 1,
-         on_progress: Callable[[int], None] | None = None, batch: int = 10_000) -> Seeded:
+def seed(
+    store: Store,
+    platforms: int,
+    *,
+    drift: float = 0.0,
+    seed_value: int = 1,
+    on_progress: Callable[[int], None] | None = None,
+    batch: int = 10_000,
+) -> Seeded:
     """Write `platforms` synthetic platforms; a `drift` fraction of them broken (one break each)."""
     rng = random.Random(seed_value)
     buffers: dict[str, list[KVWrite]] = {PLATFORM_TOKENS: [], API_TOKENS: [], PLATFORM_USAGE: []}

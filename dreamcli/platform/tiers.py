@@ -14,7 +14,24 @@ from dreamcli.errors import UsageError
 UNLIMITED = "unlimited"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
-_ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+_ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ def parse_tiers_text(text: str, source: str = "<tiers>") -> list[Tier]:
 
     currency = data.get("currency", "usd")
     if not isinstance(currency, str) or not _CURRENCY.match(currency.lower()):
-        raise fail(None, None, f"currency must be a three-letter ISO code such as \"usd\", not {currency!r}")
+        raise fail(None, None, f'currency must be a three-letter ISO code such as "usd", not {currency!r}')
     currency = currency.lower()
     raw = data.get("tiers")
     if not isinstance(raw, list) or not raw:
@@ -94,7 +111,9 @@ def parse_tiers_text(text: str, source: str = "<tiers>") -> list[Tier]:
             raise fail(index, field, f"tier {index + 1}: unknown field {field!r} (known: name, price, limit, features)")
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
-            raise fail(index, "name", f"tier {index + 1}: name must be lowercase letters, digits, - or _ (got {name!r})")
+            raise fail(
+                index, "name", f"tier {index + 1}: name must be lowercase letters, digits, - or _ (got {name!r})"
+            )
         if name in seen:
             raise fail(index, "name", f"tier {name!r} is defined twice: names must be unique")
         seen.add(name)
@@ -110,14 +129,16 @@ def parse_tiers_text(text: str, source: str = "<tiers>") -> list[Tier]:
         if price < 0 or not price.is_finite():
             raise fail(index, "price", f"tier {name!r}: price must be >= 0 (got {price_raw})")
         if "limit" not in entry:
-            raise fail(index, None, f"tier {name!r}: limit is missing (a number of requests per month, or \"unlimited\")")
+            raise fail(index, None, f'tier {name!r}: limit is missing (a number of requests per month, or "unlimited")')
         limit_raw = entry["limit"]
         if limit_raw == UNLIMITED:
             limit = None
         elif isinstance(limit_raw, int) and not isinstance(limit_raw, bool) and limit_raw >= 0:
             limit = limit_raw
         else:
-            raise fail(index, "limit", f"tier {name!r}: limit must be an integer >= 0 or \"unlimited\" (got {limit_raw!r})")
+            raise fail(
+                index, "limit", f'tier {name!r}: limit must be an integer >= 0 or "unlimited" (got {limit_raw!r})'
+            )
         tier_currency = str(entry.get("currency", currency)).lower()
         if tier_currency != currency:
             raise fail(index, "currency", f"tier {name!r}: every tier must use the file's currency {currency!r}")

@@ -11,7 +11,6 @@ from dreamcli.errors import KVError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVWrite
 
-
 BULK_FIELDS = frozenset({"key", "value", "expiration", "expiration_ttl", "metadata", "base64"})
 
 
@@ -36,7 +35,9 @@ def parse_bulk_items(data: Any, *, what: str = "a bulk write") -> list[KVWrite]:
                 value = base64.b64decode(entry["value"], validate=True)
             except (binascii.Error, ValueError):
                 raise KVError(400, f"{where} ({entry['key']!r}): value is not valid base64") from None
-        items.append(KVWrite(entry["key"], value, entry.get("expiration"), entry.get("expiration_ttl"), entry.get("metadata")))
+        items.append(
+            KVWrite(entry["key"], value, entry.get("expiration"), entry.get("expiration_ttl"), entry.get("metadata"))
+        )
     return items
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import time
-from email.utils import parsedate_to_datetime
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from dreamcli.errors import D1Error, KVError, NotFound, RemoteError, UsageError, UnknownNamespace
+from dreamcli.errors import D1Error, KVError, NotFound, RemoteError, UnknownNamespace, UsageError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import D1Meta, D1Result, KVValue, KVWrite, ListedKey, ListPage, Statement, Store
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
@@ -27,8 +27,15 @@ MAX_ATTEMPTS = 5
 
 
 class CloudflareAPI:
-    def __init__(self, token: str, account_id: str, base_url: str = DEFAULT_BASE, *, http: httpx.Client | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        token: str,
+        account_id: str,
+        base_url: str = DEFAULT_BASE,
+        *,
+        http: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._token = token
         self.account_id = account_id
         self.base = base_url.rstrip("/") + f"/accounts/{account_id}"
@@ -94,7 +101,9 @@ class CloudflareAPI:
         if code == 7404:
             return NotFound(f"cloudflare: {what}: D1 database not found (7404)")
         if code in (10000, 6003, 6111) or response.status_code in (401, 403):
-            return RemoteError(f"cloudflare: {what}: authentication failed ({code}): check CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
+            return RemoteError(
+                f"cloudflare: {what}: authentication failed ({code}): check CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID"
+            )
         if code == 7500:
             return D1Error(message)
         if response.status_code == 429:
@@ -145,13 +154,18 @@ class CloudflareKVNamespace:
             kv_rules.validate_key(key)
         if not keys:
             return {}
-        response = self.api.request("POST", f"{self.path}/bulk/get", json={"keys": list(keys), "type": "text", "withMetadata": True})
+        response = self.api.request(
+            "POST", f"{self.path}/bulk/get", json={"keys": list(keys), "type": "text", "withMetadata": True}
+        )
         values = self.api.result(response, "bulk get")["result"]["values"]
         found: dict[str, KVValue | None] = {}
         for key in keys:
             entry = values.get(key)
-            found[key] = None if entry is None else KVValue(str(entry.get("value", "")).encode(), entry.get("metadata"),
-                                                            entry.get("expiration"))
+            found[key] = (
+                None
+                if entry is None
+                else KVValue(str(entry.get("value", "")).encode(), entry.get("metadata"), entry.get("expiration"))
+            )
         return found
 
     def list(self, *, prefix: str = "", cursor: str | None = None, limit: int = 1000) -> ListPage:
@@ -176,7 +190,7 @@ class CloudflareKVNamespace:
                 page = self.list(prefix=prefix, cursor=cursor, limit=1000)
                 names = [entry.name for entry in page.keys]
                 chunks = [names[i : i + 100] for i in range(0, len(names), 100)]
-                for chunk, values in zip(chunks, pool.map(self.bulk_get, chunks)):
+                for chunk, values in zip(chunks, pool.map(self.bulk_get, chunks), strict=True):
                     for name in chunk:
                         found = values.get(name)
                         if found is not None:
@@ -185,8 +199,15 @@ class CloudflareKVNamespace:
                     return
                 cursor = page.cursor
 
-    def put(self, key: str, value: bytes | str, *, expiration: int | None = None, expiration_ttl: int | None = None,
-            metadata: Any = None) -> None:
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> None:
         kv_rules.validate_key(key)
         data = kv_rules.value_bytes(value)
         encoded_metadata = kv_rules.encode_metadata(metadata)
@@ -197,8 +218,9 @@ class CloudflareKVNamespace:
             params["expiration"] = expiration
         url = f"{self.path}/values/{quote(key, safe='')}"
         if encoded_metadata is not None:
-            response = self.api.request("PUT", url, params=params,
-                                        files={"value": ("value", data), "metadata": (None, encoded_metadata)})
+            response = self.api.request(
+                "PUT", url, params=params, files={"value": ("value", data), "metadata": (None, encoded_metadata)}
+            )
         else:
             response = self.api.request("PUT", url, params=params, content=data)
         self.api.result(response, f"put {key!r}")
@@ -226,7 +248,9 @@ class CloudflareKVNamespace:
             body = self.api.result(self.api.request("PUT", f"{self.path}/bulk", json=payload), "bulk put")
             unsuccessful = (body.get("result") or {}).get("unsuccessful_keys") or []
             if unsuccessful:
-                raise RemoteError(f"cloudflare: bulk put left {len(unsuccessful)} key(s) unwritten (first: {unsuccessful[0]!r})")
+                raise RemoteError(
+                    f"cloudflare: bulk put left {len(unsuccessful)} key(s) unwritten (first: {unsuccessful[0]!r})"
+                )
 
     def delete(self, key: str) -> None:
         kv_rules.validate_key(key)
@@ -259,20 +283,31 @@ class CloudflareD1:
             if any(isinstance(p, (bytes, bytearray, memoryview)) for p in statement.params):
                 raise D1Error("BLOB parameters cannot be sent through D1's REST API (JSON): use X'..' literals")
         body = {"batch": [{"sql": s.sql, "params": list(s.params)} for s in statements]}
-        result = self.api.result(self.api.request("POST", f"/d1/database/{self.id}/query", json=body), "D1 query")["result"]
-        return [D1Result(entry.get("results") or [], bool(entry.get("success", True)),
-                         D1Meta(**{k: v for k, v in (entry.get("meta") or {}).items() if k in D1Meta.__slots__}))
-                for entry in result]
+        result = self.api.result(self.api.request("POST", f"/d1/database/{self.id}/query", json=body), "D1 query")[
+            "result"
+        ]
+        return [
+            D1Result(
+                entry.get("results") or [],
+                bool(entry.get("success", True)),
+                D1Meta(**{k: v for k, v in (entry.get("meta") or {}).items() if k in D1Meta.__slots__}),
+            )
+            for entry in result
+        ]
 
 
-def open_cloudflare_store(env: Mapping[str, str], *, topology: Topology = GUIDE_TOPOLOGY,
-                          http: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep) -> Store:
+def open_cloudflare_store(
+    env: Mapping[str, str],
+    *,
+    topology: Topology = GUIDE_TOPOLOGY,
+    http: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Store:
     token, account = env.get("CLOUDFLARE_API_TOKEN"), env.get("CLOUDFLARE_ACCOUNT_ID")
     if not token or not account:
         raise UsageError("the cloudflare store needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")
     api = CloudflareAPI(token, account, env.get("CLOUDFLARE_BASE_URL") or DEFAULT_BASE, http=http, sleep=sleep)
     namespaces = {ref.name: CloudflareKVNamespace(api, ref.id) for ref in topology.namespaces}
-    return Store("cloudflare", api.base, topology, namespaces, CloudflareD1(api, topology.database.id), api.http.close,
-                 api.now)
-
-
+    return Store(
+        "cloudflare", api.base, topology, namespaces, CloudflareD1(api, topology.database.id), api.http.close, api.now
+    )

@@ -50,7 +50,9 @@ def migration_files(folder: Path) -> list[Path]:
 def list_migrations(db: Database, folder: Path) -> list[Migration]:
     """Every migration file with the time it was applied (None if pending)."""
     db.execute(CREATE_MIGRATIONS_TABLE)
-    applied = {row["name"]: row["applied_at"] for row in db.execute("SELECT name, applied_at FROM d1_migrations").results}
+    applied = {
+        row["name"]: row["applied_at"] for row in db.execute("SELECT name, applied_at FROM d1_migrations").results
+    }
     return [Migration(path.name, path, applied.get(path.name)) for path in migration_files(folder)]
 
 

@@ -16,7 +16,9 @@ from dreamcli.topology import GUIDE_TOPOLOGY, DatabaseRef, NamespaceRef, Topolog
 CONFIG_NAMES = ("wrangler.toml", "wrangler.jsonc", "wrangler.json")
 # The guide's bindings: (worker, binding) -> logical namespace. The first listed is the namespace's reader.
 GUIDE_BINDINGS: dict[tuple[str, str], str] = {
-    tuple(binding.split(":")): ref.name for ref in GUIDE_TOPOLOGY.namespaces for binding in ref.bindings  # type: ignore[misc]
+    tuple(binding.split(":")): ref.name
+    for ref in GUIDE_TOPOLOGY.namespaces
+    for binding in ref.bindings  # type: ignore[misc]
 }
 READERS = {ref.name: tuple(ref.bindings[0].split(":")) for ref in GUIDE_TOPOLOGY.namespaces}
 
@@ -117,9 +119,15 @@ def load_worker(folder: Path) -> Worker | None:
     for entry in data.get("d1_databases") or []:
         if not isinstance(entry, dict) or "binding" not in entry:
             raise UsageError(f"{config}: every d1_databases entry needs a binding")
-        worker.d1.append(D1Binding(entry["binding"], entry.get("database_name"),
-                                   str(entry.get("database_id") or entry["binding"]), entry.get("preview_database_id"),
-                                   entry.get("migrations_dir", "migrations")))
+        worker.d1.append(
+            D1Binding(
+                entry["binding"],
+                entry.get("database_name"),
+                str(entry.get("database_id") or entry["binding"]),
+                entry.get("preview_database_id"),
+                entry.get("migrations_dir", "migrations"),
+            )
+        )
     return worker
 
 
@@ -149,7 +157,10 @@ def topology_of(workers: list[Worker], *, preview: bool = False) -> Topology:
     database = GUIDE_TOPOLOGY.database
     for worker in workers:
         for d1 in worker.d1:
-            database = DatabaseRef(d1.binding, d1.database_name or database.name,
-                                   (d1.preview_database_id or d1.database_id) if preview else d1.database_id)
+            database = DatabaseRef(
+                d1.binding,
+                d1.database_name or database.name,
+                (d1.preview_database_id or d1.database_id) if preview else d1.database_id,
+            )
             break
     return Topology(tuple(refs), database)

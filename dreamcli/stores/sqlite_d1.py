@@ -26,12 +26,28 @@ _REFUSED_ACTIONS = frozenset(
     {sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
 )
 # The PRAGMAs D1 documents as supported (reading `data_version` is what SQLite's FTS5 does on its own).
-ALLOWED_PRAGMAS = frozenset({
-    "table_list", "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "quick_check",
-    "foreign_key_check", "foreign_key_list", "case_sensitive_like", "ignore_check_constraints", "legacy_alter_table",
-    "recursive_triggers", "reverse_unordered_selects", "foreign_keys", "defer_foreign_keys", "optimize",
-    "data_version",
-})
+ALLOWED_PRAGMAS = frozenset(
+    {
+        "table_list",
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "quick_check",
+        "foreign_key_check",
+        "foreign_key_list",
+        "case_sensitive_like",
+        "ignore_check_constraints",
+        "legacy_alter_table",
+        "recursive_triggers",
+        "reverse_unordered_selects",
+        "foreign_keys",
+        "defer_foreign_keys",
+        "optimize",
+        "data_version",
+    }
+)
 _REFUSED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "sqlite_offset"})
 _REFUSED_TABLES = frozenset({"dbstat", "sqlite_dbpage", "sqlite_stmt"})
 _ALLOWED_MODULES = frozenset({"fts5"})
@@ -40,16 +56,24 @@ _ALLOWED_MODULES = frozenset({"fts5"})
 class SQLiteD1Database:
     """User tables in a SQLite file, reached through a guarded connection."""
 
-    def __init__(self, path: Path, database_id: str, *, reserved_prefix: str = "_cf_",
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, private: bool = False,
-                 time_limit_s: float = QUERY_TIME_LIMIT_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        database_id: str,
+        *,
+        reserved_prefix: str = "_cf_",
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        private: bool = False,
+        time_limit_s: float = QUERY_TIME_LIMIT_S,
+    ) -> None:
         self.id = database_id
         self.reserved_prefix = reserved_prefix
         self.time_limit_s = time_limit_s
         self._guarded = False  # True only while user SQL is being prepared and run
         self._deadline = 0.0
-        self.file = SQLiteFile(path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True,
-                               private=private)
+        self.file = SQLiteFile(
+            path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True, private=private
+        )
         self.file.conn.set_progress_handler(self._over_time, 10_000)
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
@@ -101,7 +125,7 @@ class SQLiteD1Database:
         try:
             cursor = conn.execute(statement.sql, tuple(statement.params))
             columns = [column[0] for column in cursor.description or ()]
-            rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
             where = f" (statement {index + 1} of {total})" if total > 1 else ""
             raise D1Error(f"{_d1_message(exc)}{where}") from None
@@ -140,8 +164,10 @@ def _d1_message(exc: sqlite3.Error) -> str:
     """D1 appends SQLite's error name: `no such table: x: SQLITE_ERROR`."""
     message = str(exc)
     if "not authorized" in message:
-        message = ("not authorized: D1 does not allow this statement (transactions, ATTACH, PRAGMAs other than "
-                   "D1's, extensions, internal tables)")
+        message = (
+            "not authorized: D1 does not allow this statement (transactions, ATTACH, PRAGMAs other than "
+            "D1's, extensions, internal tables)"
+        )
         return f"{message}: SQLITE_AUTH"
     if "interrupted" in message:
         return "D1 DB exceeded its query time limit and the statement was stopped: SQLITE_INTERRUPT"

@@ -70,8 +70,13 @@ _listed_key = functools.partial(tuple.__new__, ListedKey)
 class WranglerKVNamespace:
     """One namespace in one state root."""
 
-    def __init__(self, state_root: Path, namespace_id: str, clock: Callable[[], float] = time.time,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        state_root: Path,
+        namespace_id: str,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
         self.id = namespace_id
         self.clock = clock
         self.index = state_root / "v3" / "kv" / KV_OBJECT / f"{durable_object_id(KV_OBJECT, namespace_id)}.sqlite"
@@ -109,8 +114,11 @@ class WranglerKVNamespace:
 
     def get_with_metadata(self, key: str) -> KVValue | None:
         kv_rules.validate_key(key)
-        rows = self._read("SELECT blob_id, expiration, metadata FROM _mf_entries WHERE key = ? "
-                          "AND (expiration IS NULL OR expiration > ?)", (key, self._now_ms()))
+        rows = self._read(
+            "SELECT blob_id, expiration, metadata FROM _mf_entries WHERE key = ? "
+            "AND (expiration IS NULL OR expiration > ?)",
+            (key, self._now_ms()),
+        )
         if not rows:
             return None
         blob_id, expiration, metadata = rows[0]
@@ -128,8 +136,10 @@ class WranglerKVNamespace:
         rows = self._page(prefix, decode_cursor(cursor) if cursor else None, limit + 1, "key, expiration, metadata")
         more = len(rows) > limit
         rows = rows[:limit]
-        keys = [ListedKey(k, None if e is None else e // 1000, None if m is None else kv_rules.decode_metadata(m))
-                for k, e, m in rows]
+        keys = [
+            ListedKey(k, None if e is None else e // 1000, None if m is None else kv_rules.decode_metadata(m))
+            for k, e, m in rows
+        ]
         return ListPage(keys, not more, encode_cursor(rows[-1][0]) if more else "")
 
     def _page(self, prefix: str, after: str | None, limit: int, columns: str) -> list[tuple[Any, ...]]:
@@ -139,7 +149,9 @@ class WranglerKVNamespace:
         clauses += more_clauses
         params += more_params
         params.append(limit)
-        return self._read(f"SELECT {columns} FROM _mf_entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?", params)
+        return self._read(
+            f"SELECT {columns} FROM _mf_entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?", params
+        )
 
     def scan(self, *, prefix: str = "", batch: int = 5000) -> Iterator[tuple[str, bytes]]:
         after: str | None = None
@@ -179,11 +191,18 @@ class WranglerKVNamespace:
                     keys = [row[0] for row in rows]
                     for start in range(0, len(keys), 500):
                         chunk = keys[start : start + 500]
-                        replaced += [r[0] for r in conn.execute(
-                            f"SELECT blob_id FROM _mf_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk)]
+                        replaced += [
+                            r[0]
+                            for r in conn.execute(
+                                f"SELECT blob_id FROM _mf_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                            )
+                        ]
                     puts = [row for row in rows if row[1] is not None]
                     deletes = [(row[0],) for row in rows if row[1] is None]
-                    conn.executemany("INSERT OR REPLACE INTO _mf_entries (key, blob_id, expiration, metadata) VALUES (?, ?, ?, ?)", puts)
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO _mf_entries (key, blob_id, expiration, metadata) VALUES (?, ?, ?, ?)",
+                        puts,
+                    )
                     conn.executemany("DELETE FROM _mf_entries WHERE key = ?", deletes)
                     conn.execute("COMMIT")
                 except BaseException:
@@ -199,8 +218,15 @@ class WranglerKVNamespace:
             if blob_id not in blobs:
                 (self.blobs / blob_id).unlink(missing_ok=True)
 
-    def put(self, key: str, value: bytes | str, *, expiration: int | None = None, expiration_ttl: int | None = None,
-            metadata: Any = None) -> None:
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> None:
         self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)])
 
     def bulk_put(self, items: Sequence[KVWrite]) -> None:
@@ -215,8 +241,14 @@ class WranglerKVNamespace:
             expiration = kv_rules.resolve_expiration(now, item.expiration, item.expiration_ttl)
             blob_id = new_blob_id(now_ms)
             blobs[blob_id] = value
-            rows.append((item.key, blob_id, None if expiration is None else expiration * 1000,
-                         kv_rules.encode_metadata(item.metadata)))
+            rows.append(
+                (
+                    item.key,
+                    blob_id,
+                    None if expiration is None else expiration * 1000,
+                    kv_rules.encode_metadata(item.metadata),
+                )
+            )
         if rows:
             self._write(rows, blobs)
 
@@ -251,8 +283,9 @@ def parse_spec(where: str) -> tuple[Path, Path | None, bool]:
     return Path(parts[0] or "."), persist, preview
 
 
-def open_wrangler_store(where: str, *, clock: Callable[[], float] = time.time,
-                        busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:
+def open_wrangler_store(
+    where: str, *, clock: Callable[[], float] = time.time, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> Store:
     """The four namespaces as their reading worker sees them locally (platform-* from front-auth-api's
     state, api-* from api-multi's), and the D1 database of the first worker that binds one."""
     root, persist, preview = parse_spec(where)
@@ -271,6 +304,3 @@ def open_wrangler_store(where: str, *, clock: Callable[[], float] = time.time,
     database_path.parent.mkdir(parents=True, exist_ok=True)
     database = SQLiteD1Database(database_path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
     return Store("wrangler", str(root), topology, namespaces, database, database.close, clock)
-
-
-

@@ -15,8 +15,9 @@ MAX_RETRIES = 2
 class ClerkClient:
     """One Clerk instance (its secret key picks it). `api_url` ends before `/v1`."""
 
-    def __init__(self, http: httpx.Client, secret_key: str, api_url: str = "https://api.clerk.com", *,
-                 sleep: Any = time.sleep) -> None:
+    def __init__(
+        self, http: httpx.Client, secret_key: str, api_url: str = "https://api.clerk.com", *, sleep: Any = time.sleep
+    ) -> None:
         self._http = http
         self._secret_key = secret_key
         self._api = api_url.rstrip("/") + "/v1"
@@ -51,8 +52,14 @@ class ClerkClient:
             return VendorNotFound("clerk", message, code=code)
         return VendorError("clerk", message, status=response.status_code, code=code)
 
-    def create_user(self, email: str | None = None, *, first_name: str | None = None,
-                    public_metadata: dict[str, Any] | None = None, external_id: str | None = None) -> dict[str, Any]:
+    def create_user(
+        self,
+        email: str | None = None,
+        *,
+        first_name: str | None = None,
+        public_metadata: dict[str, Any] | None = None,
+        external_id: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if email:
             body["email_address"] = [email]
@@ -73,8 +80,9 @@ class ClerkClient:
             params["email_address"] = email
         return self._request("GET", "/users", params=params)
 
-    def update_metadata(self, user_id: str, *, public: dict[str, Any] | None = None,
-                        private: dict[str, Any] | None = None) -> dict[str, Any]:
+    def update_metadata(
+        self, user_id: str, *, public: dict[str, Any] | None = None, private: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Deep-merges; a None value deletes that key."""
         body: dict[str, Any] = {}
         if public is not None:

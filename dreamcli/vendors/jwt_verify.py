@@ -73,8 +73,13 @@ class JWTVerifier:
                 token,
                 key,
                 algorithms=["RS256"],
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
-                         "verify_iss": False},
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
             )
         except jwt.InvalidSignatureError:
             raise TokenError("signature", "token refused: signature does not verify") from None
@@ -93,5 +98,7 @@ class JWTVerifier:
         if claims["iss"] != self.issuer:
             raise TokenError("issuer", f"token refused: issuer {claims['iss']!r} is not {self.issuer!r}")
         if self.authorized_parties is not None and claims.get("azp") not in self.authorized_parties:
-            raise TokenError("authorized_party", f"token refused: authorized party {claims.get('azp')!r} is not allowed")
+            raise TokenError(
+                "authorized_party", f"token refused: authorized party {claims.get('azp')!r} is not allowed"
+            )
         return claims

@@ -46,8 +46,15 @@ ENVIRONMENT = {
     "CLERK_END_USER_SECRET_KEY": "the end-user-api Clerk app's secret key",
     "CLERK_END_USER_ISSUER": "the end-user-api Clerk app's Frontend API URL",
 }
-OPTIONAL = ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "CLERK_API_URL",
-            "CLERK_AUTHORIZED_PARTIES", "CLERK_END_USER_AUTHORIZED_PARTIES")
+OPTIONAL = (
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_CONNECT_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "STRIPE_CONNECT_BASE",
+    "CLERK_API_URL",
+    "CLERK_AUTHORIZED_PARTIES",
+    "CLERK_END_USER_AUTHORIZED_PARTIES",
+)
 
 
 def _parties(raw: str | None) -> tuple[str, ...]:
@@ -78,12 +85,18 @@ def settings_from_env(env: Mapping[str, str]) -> VendorSettings | None:
         connect_webhook_secret=env.get("STRIPE_CONNECT_WEBHOOK_SECRET"),
     )
     clerk = {
-        DREAM_API: ClerkInstanceSettings(env["CLERK_SECRET_KEY"], env["CLERK_ISSUER"].rstrip("/"),
-                                         env["CLERK_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
-                                         _parties(env.get("CLERK_AUTHORIZED_PARTIES"))),
-        END_USER_API: ClerkInstanceSettings(env["CLERK_END_USER_SECRET_KEY"], env["CLERK_END_USER_ISSUER"].rstrip("/"),
-                                            env["CLERK_END_USER_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
-                                            _parties(env.get("CLERK_END_USER_AUTHORIZED_PARTIES"))),
+        DREAM_API: ClerkInstanceSettings(
+            env["CLERK_SECRET_KEY"],
+            env["CLERK_ISSUER"].rstrip("/"),
+            env["CLERK_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
+            _parties(env.get("CLERK_AUTHORIZED_PARTIES")),
+        ),
+        END_USER_API: ClerkInstanceSettings(
+            env["CLERK_END_USER_SECRET_KEY"],
+            env["CLERK_END_USER_ISSUER"].rstrip("/"),
+            env["CLERK_END_USER_ISSUER"].rstrip("/") + "/.well-known/jwks.json",
+            _parties(env.get("CLERK_END_USER_AUTHORIZED_PARTIES")),
+        ),
     }
     return VendorSettings("environment", stripe, env.get("CLERK_API_URL") or "https://api.clerk.com", clerk)
 
@@ -102,8 +115,12 @@ def settings_from_emulator(config: Mapping[str, Any]) -> VendorSettings:
         connect_webhook_secret=stripe_cfg.get("connect_webhook_secret"),
     )
     clerk = {
-        name: ClerkInstanceSettings(entry["secret_key"], entry["issuer"], entry["jwks_url"],
-                                    tuple(entry.get("authorized_parties", (GUIDE_FRONTEND,))))
+        name: ClerkInstanceSettings(
+            entry["secret_key"],
+            entry["issuer"],
+            entry["jwks_url"],
+            tuple(entry.get("authorized_parties", (GUIDE_FRONTEND,))),
+        )
         for name, entry in config["clerk"]["instances"].items()
     }
     return VendorSettings("emulator", stripe, config["clerk"]["api_url"], clerk)
@@ -121,7 +138,9 @@ class Vendors:
         self.settings = settings
         self.http = http
         self.stripe = StripeGateway(settings.stripe, http)
-        self.clerk = {name: ClerkClient(http, s.secret_key, settings.clerk_api_url) for name, s in settings.clerk.items()}
+        self.clerk = {
+            name: ClerkClient(http, s.secret_key, settings.clerk_api_url) for name, s in settings.clerk.items()
+        }
         self.verifiers = {
             name: JWTVerifier(self._jwks_fetcher(name), s.issuer, authorized_parties=s.authorized_parties, clock=clock)
             for name, s in settings.clerk.items()

@@ -7,8 +7,9 @@ real api.stripe.com. Nothing else changes between them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 import stripe
@@ -29,7 +30,9 @@ class HttpxStripeHTTPClient(stripe.HTTPClient):
         try:
             response = self._client.request(method.upper(), url, headers=dict(headers or {}), content=post_data)
         except httpx.HTTPError as exc:
-            raise stripe.APIConnectionError(f"could not reach Stripe at {url.split('?')[0]}: {type(exc).__name__}") from None
+            raise stripe.APIConnectionError(
+                f"could not reach Stripe at {url.split('?')[0]}: {type(exc).__name__}"
+            ) from None
         return response.text, response.status_code, response.headers
 
     def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **_: Any):
@@ -114,8 +117,15 @@ class StripeGateway:
 
     # Products and prices (on a connected account)
 
-    def create_product(self, account: str | None, name: str, metadata: dict[str, str], *, description: str | None = None,
-                       idempotency_key: str | None = None) -> Any:
+    def create_product(
+        self,
+        account: str | None,
+        name: str,
+        metadata: dict[str, str],
+        *,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
         params: dict[str, Any] = {"name": name, "metadata": metadata}
         if description:
             params["description"] = description
@@ -128,8 +138,14 @@ class StripeGateway:
         return self._call(self.client.v1.products.update, product_id, params, self._options(account))
 
     def create_monthly_price(
-        self, account: str | None, product_id: str, unit_amount: int, currency: str, metadata: dict[str, str],
-        *, idempotency_key: str | None = None,
+        self,
+        account: str | None,
+        product_id: str,
+        unit_amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        *,
+        idempotency_key: str | None = None,
     ) -> Any:
         params = {
             "product": product_id,
@@ -155,16 +171,26 @@ class StripeGateway:
     # Checkout, subscriptions, webhooks
 
     def create_subscription_checkout(
-        self, account: str | None, price_id: str, *, success_url: str, cancel_url: str | None = None,
-        customer_email: str | None = None, client_reference_id: str | None = None, metadata: dict[str, str] | None = None,
+        self,
+        account: str | None,
+        price_id: str,
+        *,
+        success_url: str,
+        cancel_url: str | None = None,
+        customer_email: str | None = None,
+        client_reference_id: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> Any:
         params: dict[str, Any] = {
             "mode": "subscription",
             "line_items": [{"price": price_id, "quantity": 1}],
             "success_url": success_url,
         }
-        for name, value in (("cancel_url", cancel_url), ("customer_email", customer_email),
-                            ("client_reference_id", client_reference_id)):
+        for name, value in (
+            ("cancel_url", cancel_url),
+            ("customer_email", customer_email),
+            ("client_reference_id", client_reference_id),
+        ):
             if value:
                 params[name] = value
         if metadata:
@@ -181,7 +207,9 @@ class StripeGateway:
     def cancel_subscription(self, account: str | None, subscription_id: str) -> Any:
         return self._call(self.client.v1.subscriptions.cancel, subscription_id, None, self._options(account))
 
-    def create_webhook_endpoint(self, url: str, events: list[str], *, connect: bool = False, account: str | None = None) -> Any:
+    def create_webhook_endpoint(
+        self, url: str, events: list[str], *, connect: bool = False, account: str | None = None
+    ) -> Any:
         params: dict[str, Any] = {"url": url, "enabled_events": events}
         if connect:
             params["connect"] = True

@@ -38,8 +38,15 @@ def api(platform):
 
 
 def curl(api, secret, user="test_user_123", plan="free"):
-    return api.post("/api/data", headers={"Authorization": f"Bearer {secret}", "X-User-Id": user, "X-User-Plan": plan,
-                                          "Content-Type": "application/json"})
+    return api.post(
+        "/api/data",
+        headers={
+            "Authorization": f"Bearer {secret}",
+            "X-User-Id": user,
+            "X-User-Plan": plan,
+            "Content-Type": "application/json",
+        },
+    )
 
 
 def test_the_guides_curl_counts_usage(platform, api):
@@ -50,7 +57,10 @@ def test_the_guides_curl_counts_usage(platform, api):
     assert first.headers["X-RateLimit-Limit"] == "60" and first.headers["X-RateLimit-Remaining"] == "59"
     assert curl(api, dev.secret_key).json()["usage"]["usageCount"] == 2
     bad = curl(api, "sk_live_" + "0" * 64)
-    assert (bad.status_code, bad.json()) == (401, {"error": "Invalid API key", "message": "API key not found or expired"})
+    assert (bad.status_code, bad.json()) == (
+        401,
+        {"error": "Invalid API key", "message": "API key not found or expired"},
+    )
 
 
 def test_rate_limit_first_then_quota_and_refusals_do_not_count(platform, api, clock):
@@ -107,7 +117,9 @@ def test_customers_checkout_and_webhooks_change_the_plan(platform, api):
     data = api.post("/api/data", headers={"Authorization": f"Bearer {token}", "X-User-Plan": "pro"})
     assert data.status_code == 200 and data.json()["userId"] == customer["id"]
     # cancel: back to free
-    account = json.loads(platform.store.kv("platform-tokens").get(f"platform:{dev.platform_id}:stripeToken"))["stripeUserId"]
+    account = json.loads(platform.store.kv("platform-tokens").get(f"platform:{dev.platform_id}:stripeToken"))[
+        "stripeUserId"
+    ]
     subscription = platform.store.database.execute("SELECT id FROM subscriptions").results[0]["id"]
     platform.vendors.stripe.cancel_subscription(account, subscription)
     assert api.get(f"/customers/{customer['id']}", headers=auth).json()["plan"] == "free"
@@ -116,13 +128,17 @@ def test_customers_checkout_and_webhooks_change_the_plan(platform, api):
 def test_tenant_isolation(platform, api):
     a = onboard(platform, "ta@example.com")
     b = onboard(platform, "tb@example.com")
-    created = api.post("/customers", headers={"Authorization": f"Bearer {a.secret_key}"}, json={"email": "x@example.com"})
+    created = api.post(
+        "/customers", headers={"Authorization": f"Bearer {a.secret_key}"}, json={"email": "x@example.com"}
+    )
     customer_id = created.json()["id"]
     other = {"Authorization": f"Bearer {b.secret_key}"}
     assert api.get(f"/customers/{customer_id}", headers=other).status_code == 404
     assert api.get("/customers", headers=other).json()["customers"] == []
     assert api.post("/checkout", headers=other, json={"customerId": customer_id, "tier": "pro"}).status_code == 404
-    stranger = platform.vendors.clerk["end-user-api"].create_user("s@example.com", public_metadata={"publishableKey": b.publishable_key})
+    stranger = platform.vendors.clerk["end-user-api"].create_user(
+        "s@example.com", public_metadata={"publishableKey": b.publishable_key}
+    )
     token = platform.emulator.clerk.mint_token("end-user-api", stranger["id"], expires_in=3600)
     assert api.get(f"/customers/{customer_id}", headers={"Authorization": f"Bearer {token}"}).status_code == 404
 
@@ -148,7 +164,10 @@ def test_bad_requests_answer_json(api, method, path, headers, body, status, erro
 def test_bad_bodies_with_a_valid_key(platform, api):
     dev = onboard(platform, "bodies@example.com")
     auth = {"Authorization": f"Bearer {dev.secret_key}"}
-    assert api.post("/customers", headers=auth, content=b"{not json").json() == {"error": "Bad request", "message": "body is not JSON"}
+    assert api.post("/customers", headers=auth, content=b"{not json").json() == {
+        "error": "Bad request",
+        "message": "body is not JSON",
+    }
     assert api.post("/customers", headers=auth, json={"name": "no email"}).status_code == 400
     assert api.post("/customers", headers=auth, json=[1, 2]).status_code == 400
     assert api.post("/customers", headers=auth, json={"email": "e@example.com", "plan": "gold"}).status_code == 400
@@ -179,7 +198,8 @@ def test_developer_routes_with_a_dream_api_token(platform):
     creds = front.get("/get-credentials", headers=auth).json()
     assert creds["publishableKey"] == products.json()["publishableKey"] and creds["secretKey"] is None
     other_instance = platform.emulator.clerk.mint_token(
-        "end-user-api", vendors.clerk["end-user-api"].create_user("o@example.com")["id"], expires_in=3600)
+        "end-user-api", vendors.clerk["end-user-api"].create_user("o@example.com")["id"], expires_in=3600
+    )
     assert front.get("/get-credentials", headers={"Authorization": f"Bearer {other_instance}"}).status_code == 401
 
 
@@ -208,12 +228,20 @@ def test_concurrent_calls_lose_no_increment(platform, api):
     assert usage["usageCount"] == 60  # 96 calls at once: exactly the minute's 60 counted, none lost, none extra
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
-    path=st.sampled_from(["/api/data", "/api/whoami", "/customers", "/customers/x", "/checkout", "/webhook/stripe", "/zzz"]),
+    path=st.sampled_from(
+        ["/api/data", "/api/whoami", "/customers", "/customers/x", "/checkout", "/webhook/stripe", "/zzz"]
+    ),
     auth=st.one_of(st.none(), st.text(max_size=40), st.just("Bearer sk_live_x"), st.just("Bearer ey.ey.ey")),
-    body=st.one_of(st.none(), st.binary(max_size=60), st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3).map(lambda d: json.dumps(d).encode())),
+    body=st.one_of(
+        st.none(),
+        st.binary(max_size=60),
+        st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3).map(lambda d: json.dumps(d).encode()),
+    ),
 )
 def test_fuzz_never_answers_a_traceback(api, method, path, auth, body):
     headers = {"Authorization": auth} if auth is not None and auth.isascii() and auth.isprintable() else {}
@@ -227,13 +255,22 @@ def test_fuzz_never_answers_a_traceback(api, method, path, auth, body):
 def test_serve_on_loopback_runs_the_guides_curl(platform, tmp_path):
     dev = onboard(platform, "serve@example.com")
     lines = []
-    serving = Serving(platform.emulator.path, ports={name: 0 for name in ("api-multi", "front-auth-api", "oauth-api", "vendors")},
-                      log=lines.append)
+    serving = Serving(
+        platform.emulator.path,
+        ports={name: 0 for name in ("api-multi", "front-auth-api", "oauth-api", "vendors")},
+        log=lines.append,
+    )
     urls = serving.start()
     try:
-        response = httpx.post(f"{urls['api-multi']}/api/data", headers={
-            "Authorization": f"Bearer {dev.secret_key}", "X-User-Id": "test_user_123", "X-User-Plan": "free",
-            "Content-Type": "application/json"})
+        response = httpx.post(
+            f"{urls['api-multi']}/api/data",
+            headers={
+                "Authorization": f"Bearer {dev.secret_key}",
+                "X-User-Id": "test_user_123",
+                "X-User-Plan": "free",
+                "Content-Type": "application/json",
+            },
+        )
         assert response.status_code == 200 and response.json()["usage"]["usageCount"] == 1
         assert httpx.get(f"{urls['vendors']}/_emulator/config").status_code == 401  # the helpers need the admin token
         admin = httpx.get(f"{urls['vendors']}/_emulator/config", headers=serving.emulator.admin_headers())
@@ -251,16 +288,27 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
     import sys
 
     dream = str(Path(sys.executable).with_name("dream"))
-    run = json.loads(subprocess.run([dream, "flow", "run", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
-    server = subprocess.Popen([dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0",
-                               "--vendor-port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = json.loads(
+        subprocess.run([dream, "flow", "run", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout
+    )
+    server = subprocess.Popen(
+        [dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         urls = dict(server.stdout.readline().split() for _ in range(4))
         auth = {"Authorization": f"Bearer {run['secretKey']}"}
-        data = httpx.post(f"{urls['api-multi']}/api/data", headers={**auth, "X-User-Id": "test_user_123", "X-User-Plan": "free"})
+        data = httpx.post(
+            f"{urls['api-multi']}/api/data", headers={**auth, "X-User-Id": "test_user_123", "X-User-Plan": "free"}
+        )
         assert data.status_code == 200 and data.json()["usage"]["usageCount"] == 1
         customer = httpx.post(f"{urls['api-multi']}/customers", headers=auth, json={"email": "c@example.com"}).json()
-        session = httpx.post(f"{urls['api-multi']}/checkout", headers=auth, json={"customerId": customer["id"], "tier": "pro"}).json()
+        session = httpx.post(
+            f"{urls['api-multi']}/checkout", headers=auth, json={"customerId": customer["id"], "tier": "pro"}
+        ).json()
         assert session["url"].startswith(urls["vendors"])  # openable from outside the process
         assert httpx.post(session["url"] + "/complete").status_code == 200
         shown = httpx.get(f"{urls['api-multi']}/customers/{customer['id']}", headers=auth).json()

@@ -19,7 +19,9 @@ def sdk(tmp_path):
     emulator = Emulator(tmp_path / "sdk.db")
     with LoopbackServer(emulator.app) as base:
         config = emulator.config(base)["cloudflare"]
-        client = cloudflare.Cloudflare(api_token=config["api_token"], base_url=config["base_url"], max_retries=0, timeout=10)
+        client = cloudflare.Cloudflare(
+            api_token=config["api_token"], base_url=config["base_url"], max_retries=0, timeout=10
+        )
         yield client, config["account_id"]
     emulator.close()
 
@@ -27,11 +29,17 @@ def sdk(tmp_path):
 def test_kv_through_the_official_sdk(sdk):
     cf, account = sdk
     assert NS in [n.id for n in cf.kv.namespaces.list(account_id=account)]
-    cf.kv.namespaces.values.update("user:u1:platformId", account_id=account, namespace_id=NS, value=b"plt_1", metadata='{"a":1}')
+    cf.kv.namespaces.values.update(
+        "user:u1:platformId", account_id=account, namespace_id=NS, value=b"plt_1", metadata='{"a":1}'
+    )
     assert cf.kv.namespaces.values.get("user:u1:platformId", account_id=account, namespace_id=NS).text() == "plt_1"
     assert cf.kv.namespaces.metadata.get("user:u1:platformId", account_id=account, namespace_id=NS) == {"a": 1}
-    cf.kv.namespaces.bulk_update(namespace_id=NS, account_id=account, body=[{"key": f"k{i:04}", "value": "v"} for i in range(1500)])
-    names = [k.name for k in cf.kv.namespaces.keys.list(namespace_id=NS, account_id=account, limit=1000)]  # follows cursors
+    cf.kv.namespaces.bulk_update(
+        namespace_id=NS, account_id=account, body=[{"key": f"k{i:04}", "value": "v"} for i in range(1500)]
+    )
+    names = [
+        k.name for k in cf.kv.namespaces.keys.list(namespace_id=NS, account_id=account, limit=1000)
+    ]  # follows cursors
     assert len(names) == 1501 and names == sorted(names)
     got = cf.kv.namespaces.bulk_get(namespace_id=NS, account_id=account, keys=["k0001", "nope"])
     assert got.values == {"k0001": "v", "nope": None}
@@ -44,7 +52,9 @@ def test_kv_through_the_official_sdk(sdk):
 
 def test_errors_and_d1_through_the_official_sdk(sdk):
     cf, account = sdk
-    assert [page.results for page in cf.d1.database.query(database_id=DB, account_id=account, sql="SELECT 1 AS one")] == [[{"one": 1}]]
+    assert [
+        page.results for page in cf.d1.database.query(database_id=DB, account_id=account, sql="SELECT 1 AS one")
+    ] == [[{"one": 1}]]
     with pytest.raises(cloudflare.BadRequestError) as bad_sql:
         cf.d1.database.query(database_id=DB, account_id=account, sql="SELECT * FROM nope")
     assert "7500" in str(bad_sql.value) and "no such table: nope" in str(bad_sql.value)

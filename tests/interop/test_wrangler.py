@@ -17,7 +17,9 @@ WRANGLER = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
-    pytest.mark.skipif(not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"),
+    pytest.mark.skipif(
+        not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
+    ),
 ]
 
 
@@ -32,18 +34,46 @@ def project(tmp_path):
 
 def wrangler(project, worker, *args, check=True):
     env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_COLOR": "1"}
-    result = subprocess.run([str(WRANGLER), *args], cwd=project / worker, capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [str(WRANGLER), *args], cwd=project / worker, capture_output=True, text=True, env=env, timeout=120
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"wrangler {' '.join(args)} failed: {result.stderr[-2000:]}")
     return result
 
 
 def test_dream_reads_what_wrangler_wrote(project, tmp_path):
-    wrangler(project, "front-auth-api", "kv", "key", "put", "--local", "--binding", "TOKENS_KV",
-             "user:u1:platformId", "plt_1", "--metadata", '{"source":"wrangler"}', "--ttl", "3600")
+    wrangler(
+        project,
+        "front-auth-api",
+        "kv",
+        "key",
+        "put",
+        "--local",
+        "--binding",
+        "TOKENS_KV",
+        "user:u1:platformId",
+        "plt_1",
+        "--metadata",
+        '{"source":"wrangler"}',
+        "--ttl",
+        "3600",
+    )
     blob = tmp_path / "blob.bin"
     blob.write_bytes(bytes(range(256)))
-    wrangler(project, "front-auth-api", "kv", "key", "put", "--local", "--binding", "TOKENS_KV", "binary", "--path", str(blob))
+    wrangler(
+        project,
+        "front-auth-api",
+        "kv",
+        "key",
+        "put",
+        "--local",
+        "--binding",
+        "TOKENS_KV",
+        "binary",
+        "--path",
+        str(blob),
+    )
     bulk = tmp_path / "bulk.json"
     bulk.write_text(json.dumps([{"key": f"k{i}", "value": f"v{i}"} for i in range(5)]))
     wrangler(project, "api-multi", "kv", "bulk", "put", "--local", "--binding", "TOKENS_KV", str(bulk))
@@ -57,24 +87,47 @@ def test_dream_reads_what_wrangler_wrote(project, tmp_path):
 
 def test_wrangler_reads_what_dream_wrote(project):
     store = open_wrangler_store(str(project))
-    store.kv("api-tokens").put("secretkey:" + "a" * 64 + ":publishableKey", "pk_live_x", metadata={"by": "dream"},
-                                expiration_ttl=7200)
+    store.kv("api-tokens").put(
+        "secretkey:" + "a" * 64 + ":publishableKey", "pk_live_x", metadata={"by": "dream"}, expiration_ttl=7200
+    )
     store.kv("api-tokens").put("bin", b"\x00\xffdream")
     store.close()
-    got = wrangler(project, "api-multi", "kv", "key", "get", "--local", "--binding", "TOKENS_KV", "secretkey:" + "a" * 64 + ":publishableKey")
+    got = wrangler(
+        project,
+        "api-multi",
+        "kv",
+        "key",
+        "get",
+        "--local",
+        "--binding",
+        "TOKENS_KV",
+        "secretkey:" + "a" * 64 + ":publishableKey",
+    )
     assert got.stdout.strip().endswith("pk_live_x")
     listed = wrangler(project, "api-multi", "kv", "key", "list", "--local", "--binding", "TOKENS_KV")
-    entries = json.loads(listed.stdout[listed.stdout.index("["):])
+    entries = json.loads(listed.stdout[listed.stdout.index("[") :])
     entry = next(e for e in entries if e["name"].startswith("secretkey:"))
     assert entry["metadata"] == {"by": "dream"} and entry["expiration"] > 0
-    binary = subprocess.run([str(WRANGLER), "kv", "key", "get", "--local", "--binding", "TOKENS_KV", "bin"],
-                            cwd=project / "api-multi", capture_output=True, env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+    binary = subprocess.run(
+        [str(WRANGLER), "kv", "key", "get", "--local", "--binding", "TOKENS_KV", "bin"],
+        cwd=project / "api-multi",
+        capture_output=True,
+        env={**os.environ, "WRANGLER_SEND_METRICS": "false"},
+    )
     assert binary.stdout.endswith(b"\x00\xffdream")
 
 
 def test_d1_both_ways_and_migrations(project):
-    wrangler(project, "api-multi", "d1", "execute", "dream-api", "--local",
-             "--command", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('from wrangler')")
+    wrangler(
+        project,
+        "api-multi",
+        "d1",
+        "execute",
+        "dream-api",
+        "--local",
+        "--command",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('from wrangler')",
+    )
     store = open_wrangler_store(str(project))
     assert store.database.execute("SELECT body FROM notes").results == [{"body": "from wrangler"}]
     from dreamcli.stores.d1_migrations import apply_migrations
@@ -85,6 +138,15 @@ def test_d1_both_ways_and_migrations(project):
     store.close()
     listed = wrangler(project, "api-multi", "d1", "migrations", "list", "dream-api", "--local")
     assert "No migrations to apply" in listed.stdout, listed.stdout
-    rows = wrangler(project, "api-multi", "d1", "execute", "dream-api", "--local", "--json",
-                    "--command", "SELECT id, plan FROM customers")
+    rows = wrangler(
+        project,
+        "api-multi",
+        "d1",
+        "execute",
+        "dream-api",
+        "--local",
+        "--json",
+        "--command",
+        "SELECT id, plan FROM customers",
+    )
     assert json.loads(rows.stdout)[0]["results"] == [{"id": "c1", "plan": "free"}]

@@ -21,14 +21,16 @@ class Crash(Exception):
 @dataclass
 class CrashingNamespace:
     inner: Any
-    counter: "Counter"
+    counter: Counter
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name in ("put", "bulk_put", "delete", "bulk_delete"):
+
             def write(*args: Any, **kwargs: Any) -> Any:
                 self.counter.tick()
                 return attr(*args, **kwargs)
+
             return write
         return attr
 
@@ -47,8 +49,13 @@ class Counter:
 def crashing(store: Store, crash_at: int) -> Store:
     """The same store, dying just before its `crash_at`-th write (a SIGKILL at that point)."""
     counter = Counter(crash_at)
-    proxy = Store(store.kind, store.location, store.topology,
-                  {name: CrashingNamespace(ns, counter) for name, ns in store.namespaces.items()}, store.database)
+    proxy = Store(
+        store.kind,
+        store.location,
+        store.topology,
+        {name: CrashingNamespace(ns, counter) for name, ns in store.namespaces.items()},
+        store.database,
+    )
     return proxy
 
 
@@ -125,7 +132,9 @@ def test_two_rotations_at_once_lose_no_key(store, clock):
 
     def rotate() -> None:
         try:
-            results.append(keys.rotate_key(store, plt, publishable_key=old.publishable_key, grace_seconds=600, now=clock()))
+            results.append(
+                keys.rotate_key(store, plt, publishable_key=old.publishable_key, grace_seconds=600, now=clock())
+            )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

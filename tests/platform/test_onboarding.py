@@ -63,7 +63,10 @@ def test_each_phase_writes_exactly_the_guides_keys(platform):
     }  # the state was consumed
     token = json.loads(after_connect[("platform-tokens", f"user:{u}:stripeToken")])
     assert set(token) == {"accessToken", "stripeUserId"} and token["stripeUserId"].startswith("acct_")
-    assert after_connect[("platform-tokens", f"platform:{plt}:stripeToken")] == after_connect[("platform-tokens", f"user:{u}:stripeToken")]
+    assert (
+        after_connect[("platform-tokens", f"platform:{plt}:stripeToken")]
+        == after_connect[("platform-tokens", f"user:{u}:stripeToken")]
+    )
 
     result = onboarding.configure_tiers(store, vendors, u, parse_tiers(FIXTURES / "guide.toml"))
     pk, sk = result.publishable_key, result.secret_key
@@ -87,7 +90,11 @@ def test_each_phase_writes_exactly_the_guides_keys(platform):
     products = json.loads(after_tiers[("platform-tokens", f"user:{u}:products")])
     assert [set(p) for p in products] == [{"tier", "priceId", "productId"}] * 3
     config = json.loads(after_tiers[("api-tokens", f"platform:{plt}:tierConfig")])
-    assert [(t["name"], t["limit"], t["price"]) for t in config["tiers"]] == [("free", 100, 0), ("pro", 10000, 29), ("enterprise", None, 99)]
+    assert [(t["name"], t["limit"], t["price"]) for t in config["tiers"]] == [
+        ("free", 100, 0),
+        ("pro", 10000, 29),
+        ("enterprise", None, 99),
+    ]
     assert {p["priceId"] for p in products} == {t["priceId"] for t in config["tiers"]}
     for ns in ("platform-tokens", "api-tokens"):
         assert after_tiers[(ns, f"publishablekey:{pk}:platformId")] == plt
@@ -171,7 +178,9 @@ def test_rerun_with_a_changed_file_updates_and_keeps_keys(platform, connected):
     assert second.secret_key is None and second.publishable_key == first.publishable_key
     before = {p["tier"]: p for p in first.products}
     after = {p["tier"]: p for p in second.products}
-    assert after["pro"]["productId"] == before["pro"]["productId"] and after["pro"]["priceId"] != before["pro"]["priceId"]
+    assert (
+        after["pro"]["productId"] == before["pro"]["productId"] and after["pro"]["priceId"] != before["pro"]["priceId"]
+    )
     assert after["free"] == before["free"] and after["enterprise"] == before["enterprise"]
     caller = authenticate(store, first.secret_key)  # the old secret still works, with the new config
     assert caller.tier("pro")["limit"] == 20000 and caller.tier("pro")["priceId"] == after["pro"]["priceId"]
@@ -187,10 +196,14 @@ def test_removed_tier_with_customers_needs_force(platform, tmp_path, connected):
     from dreamcli.stores.d1_migrations import apply_migrations, default_migrations_dir
 
     apply_migrations(store.database, default_migrations_dir())
-    store.database.execute("INSERT INTO customers (id, platform_id, publishable_key, plan) VALUES ('c1', ?, 'pk', 'enterprise')",
-                           [signed.platform_id])
+    store.database.execute(
+        "INSERT INTO customers (id, platform_id, publishable_key, plan) VALUES ('c1', ?, 'pk', 'enterprise')",
+        [signed.platform_id],
+    )
     two = tmp_path / "two.toml"
-    two.write_text('[[tiers]]\nname = "free"\nprice = 0\nlimit = 100\n\n[[tiers]]\nname = "pro"\nprice = 29\nlimit = 10000\n')
+    two.write_text(
+        '[[tiers]]\nname = "free"\nprice = 0\nlimit = 100\n\n[[tiers]]\nname = "pro"\nprice = 29\nlimit = 10000\n'
+    )
     with pytest.raises(onboarding.TierInUse, match="tier 'enterprise' is removed but 1 customer"):
         onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(two))
     result = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(two), force=True)
@@ -203,8 +216,9 @@ def test_stripe_error_from_the_connected_account(platform, connected):
     token = json.loads(store.kv("platform-tokens").get(f"platform:{signed.platform_id}:stripeToken"))
     vendors.stripe.deauthorize(token["stripeUserId"])
     # The emulator keeps the account reachable through Stripe-Account; a forged account id is what fails.
-    store.kv("platform-tokens").put(f"platform:{signed.platform_id}:stripeToken",
-                                    json.dumps({"accessToken": "x", "stripeUserId": "acct_gone"}))
+    store.kv("platform-tokens").put(
+        f"platform:{signed.platform_id}:stripeToken", json.dumps({"accessToken": "x", "stripeUserId": "acct_gone"})
+    )
     with pytest.raises(VendorError, match="does not have access to account 'acct_gone'"):
         onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
     assert store.kv("api-tokens").list(limit=10).keys == []  # nothing written before Stripe succeeded
@@ -225,7 +239,7 @@ def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platfo
         signed = connected(f"crash{crash_after}@example.com")
         count = 0
 
-        def after_write(namespace, key):
+        def after_write(namespace, key, crash_after=crash_after):
             nonlocal count
             count += 1
             if count == crash_after:
@@ -247,8 +261,9 @@ def test_a_crash_after_any_write_leaves_no_secret_without_its_tier_config(platfo
 def test_skip_api_replication_reproduces_the_guides_bug(platform, connected):
     store, vendors = platform.store, platform.vendors
     signed = connected()
-    result = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"),
-                                        skip_api_replication=True)
+    result = onboarding.configure_tiers(
+        store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"), skip_api_replication=True
+    )
     with pytest.raises(InvalidApiKey) as caught:
         authenticate(store, result.secret_key)
     assert caught.value.body() == {"error": "Invalid API key", "message": "API key not found or expired"}

@@ -102,8 +102,11 @@ def test_corrupt_values(seeded):
     api.put(f"platform:{plt}:tierConfig", '{"tiers": "many"}')
     pt.put(f"publishablekey:{pk}:platformId", "garbage value")
     classes = {(str(f.cls), f.key) for f in replication.verify(seeded).findings}
-    assert {("corrupt", f"platform:{plt}:stripeToken"), ("corrupt", f"platform:{plt}:tierConfig"),
-            ("corrupt", f"publishablekey:{pk}:platformId")} <= classes
+    assert {
+        ("corrupt", f"platform:{plt}:stripeToken"),
+        ("corrupt", f"platform:{plt}:tierConfig"),
+        ("corrupt", f"publishablekey:{pk}:platformId"),
+    } <= classes
     plan = replication.plan_repair(replication.verify(seeded), prune=True, remove_plaintext=True)
     assert all(f.cls is not C.CORRUPT for _, f in plan.fixes)
     assert {f.key for f, why in plan.skipped if why == "reported, not guessed at"} >= {f"platform:{plt}:stripeToken"}
@@ -190,9 +193,13 @@ def test_sigkill_at_random_points_always_converges(tmp_path):
     env = {**os.environ, "DREAM_STORE": str(path)}
     dream = Path(sys.executable).with_name("dream")
     kills = 0
-    for attempt in range(6):
-        proc = subprocess.Popen([str(dream), "kv", "repair", "--yes", "--prune"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [str(dream), "kv", "repair", "--yes", "--prune"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.2, 0.7))  # a whole repair of this plan takes about 0.9 s here: most runs die mid-way
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

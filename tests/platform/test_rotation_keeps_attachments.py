@@ -16,12 +16,15 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
 def test_rotation_keeps_customers_tokens_and_usage(platform, connected, clock):
     store, vendors = platform.store, platform.vendors
     signed = connected()
-    tiers = onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"),
-                                       store_now=clock)
+    tiers = onboarding.configure_tiers(
+        store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"), store_now=clock
+    )
     old_pk, old_secret = tiers.publishable_key, tiers.secret_key
 
     # a customer of the developer, created under the old publishable key (as api-multi /customers does)
-    customer = vendors.clerk["end-user-api"].create_user("c@example.com", public_metadata={"publishableKey": old_pk, "plan": "free"})
+    customer = vendors.clerk["end-user-api"].create_user(
+        "c@example.com", public_metadata={"publishableKey": old_pk, "plan": "free"}
+    )
     mint = lambda: platform.emulator.clerk.mint_token("end-user-api", customer["id"], expires_in=86_400)  # noqa: E731
     token = mint()
     verifier = vendors.verifiers["end-user-api"]
@@ -44,6 +47,8 @@ def test_rotation_keeps_customers_tokens_and_usage(platform, connected, clock):
     with pytest.raises(InvalidToken, match=f"publishable key {old_pk} is not live"):
         authenticate_end_user(store, verifier, mint())
     # moving the customer to the new key (one metadata update) brings them back, usage intact
-    vendors.clerk["end-user-api"].update_metadata(customer["id"], public={"publishableKey": rotated.new.pair.publishable_key})
+    vendors.clerk["end-user-api"].update_metadata(
+        customer["id"], public={"publishableKey": rotated.new.pair.publishable_key}
+    )
     again = authenticate_end_user(store, verifier, mint())
     assert record_usage(store, again.caller, customer["id"], "free", now=clock())["usageCount"] == 6

@@ -10,7 +10,12 @@ GUIDE_CASES = [
     ("POST", "/customers", {}, b"[" * 100_000 + b"]" * 100_000),
     ("POST", "/customers", {}, b'{"email": "a@b.c", "n": ' + b"9" * 5000 + b"}"),
     ("POST", "/customers", {}, b'{"email": "\\ud800@example.com"}'),
-    ("POST", "/customers", {}, b'{"email": "a@b.c", "name": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}'),
+    (
+        "POST",
+        "/customers",
+        {},
+        b'{"email": "a@b.c", "name": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}',
+    ),
     ("POST", "/checkout", {}, b"\xff\xfe"),
     ("POST", "/checkout", {}, b"42"),
 ]
@@ -32,10 +37,19 @@ CLOUDFLARE_CASES = [
     ("PUT", "/storage/kv/namespaces/{ns}/bulk", {}, b'[{"key": "k", "value": "\\ud800"}]'),
     ("POST", "/storage/kv/namespaces/{ns}/bulk/delete", {}, b'{"keys": 1}'),
     ("POST", "/storage/kv/namespaces/{ns}/bulk/get", {}, b"[1, 2]"),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"},
-     b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nv\r\n--x\r\nContent-Disposition: form-data; '
-     b'name="metadata"\r\n\r\n{not json\r\n--x--\r\n'),
-    ("PUT", "/storage/kv/namespaces/{ns}/values/k", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\ngarbage"),
+    (
+        "PUT",
+        "/storage/kv/namespaces/{ns}/values/k",
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nv\r\n--x\r\nContent-Disposition: form-data; '
+        b'name="metadata"\r\n\r\n{not json\r\n--x--\r\n',
+    ),
+    (
+        "PUT",
+        "/storage/kv/namespaces/{ns}/values/k",
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        b"--x\r\ngarbage",
+    ),
     ("POST", "/d1/database/{db}/query", {}, b"[]"),
     ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [{"a": 1}]}'),
     ("POST", "/d1/database/{db}/query", {}, b'{"sql": "SELECT ?", "params": [99999999999999999999999]}'),

@@ -56,11 +56,13 @@ def _plan(platform, world, customer_id, owner) -> tuple[str, str]:
 
 # 1. Connect webhooks: a developer's own account cannot move another platform's customer.
 
+
 def test_a_checkout_on_my_account_cannot_upgrade_anothers_customer(platform, world):
     a, b = world["a"], world["b"]
     forged = {"platformId": b.platform_id, "customerId": world["victim"], "tier": "enterprise"}
     session = platform.vendors.stripe.create_subscription_checkout(
-        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged)
+        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged
+    )
     assert platform.vendors.http.post(session.url + "/complete").status_code == 200  # A pays, on A's account
     assert _plan(platform, world, world["victim"], b) == ("free", "free")
     assert platform.store.database.execute("SELECT count(*) AS n FROM subscriptions").results == [{"n": 0}]
@@ -69,12 +71,15 @@ def test_a_checkout_on_my_account_cannot_upgrade_anothers_customer(platform, wor
 
 def test_a_cancellation_on_my_account_cannot_downgrade_anothers_customer(platform, world):
     a, b = world["a"], world["b"]
-    own = world["api"].post("/checkout", headers=_auth(b.secret_key), json={"customerId": world["victim"], "tier": "pro"})
+    own = world["api"].post(
+        "/checkout", headers=_auth(b.secret_key), json={"customerId": world["victim"], "tier": "pro"}
+    )
     platform.vendors.http.post(own.json()["url"] + "/complete")
     assert _plan(platform, world, world["victim"], b) == ("pro", "pro")
     forged = {"platformId": b.platform_id, "customerId": world["victim"], "tier": "pro"}
     session = platform.vendors.stripe.create_subscription_checkout(
-        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged)
+        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged
+    )
     completed = platform.vendors.http.post(session.url + "/complete").json()
     platform.vendors.stripe.cancel_subscription(_account(platform, a), completed["subscription"])
     assert _plan(platform, world, world["victim"], b) == ("pro", "pro")
@@ -85,16 +90,20 @@ def test_my_metadata_cannot_name_a_customer_of_mine_on_anothers_platform_or_vice
     # A's own platform, but B's customer: the customer does not belong to A's platform.
     forged = {"platformId": a.platform_id, "customerId": world["victim"], "tier": "pro"}
     session = platform.vendors.stripe.create_subscription_checkout(
-        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged)
+        _account(platform, a), _price(platform, a, "pro"), success_url="http://localhost:5173/x", metadata=forged
+    )
     platform.vendors.http.post(session.url + "/complete")
     assert _plan(platform, world, world["victim"], world["b"]) == ("free", "free")
     # and A's own customer through A's own account still works
-    honest = world["api"].post("/checkout", headers=_auth(a.secret_key), json={"customerId": world["own"], "tier": "pro"})
+    honest = world["api"].post(
+        "/checkout", headers=_auth(a.secret_key), json={"customerId": world["own"], "tier": "pro"}
+    )
     platform.vendors.http.post(honest.json()["url"] + "/complete")
     assert _plan(platform, world, world["own"], a) == ("pro", "pro")
 
 
 # 2. End-users do not choose their own plan, and check out only for themselves.
+
 
 def test_an_end_user_token_cannot_choose_its_plan(platform, world):
     token = platform.emulator.clerk.mint_token("end-user-api", world["victim"], expires_in=3600)
@@ -105,7 +114,9 @@ def test_an_end_user_token_cannot_choose_its_plan(platform, world):
     assert record["plan"] == "free"
     assert platform.emulator.platform().refusals["end-user-plan"] == 1
     # the developer's backend (secret key) still says which plan, as in the guide's curl
-    backend = world["api"].post("/api/data", headers={**_auth(world["b"].secret_key), "X-User-Id": "u9", "X-User-Plan": "pro"})
+    backend = world["api"].post(
+        "/api/data", headers={**_auth(world["b"].secret_key), "X-User-Id": "u9", "X-User-Plan": "pro"}
+    )
     assert backend.json()["plan"] == "pro"
 
 
@@ -122,8 +133,11 @@ def test_an_end_user_token_checks_out_only_its_own_user(platform, world):
 
 # 3. Authorized parties (azp).
 
+
 def test_tokens_from_another_origin_are_refused(platform, world):
-    evil = platform.emulator.clerk.mint_token("end-user-api", world["victim"], expires_in=3600, azp="https://evil.example")
+    evil = platform.emulator.clerk.mint_token(
+        "end-user-api", world["victim"], expires_in=3600, azp="https://evil.example"
+    )
     refused = world["api"].post("/api/data", headers=_auth(evil))
     assert refused.status_code == 401 and "authorized party" in refused.json()["message"]
     developer = world["b"].user_id
@@ -134,14 +148,21 @@ def test_tokens_from_another_origin_are_refused(platform, world):
     assert front.get("/get-credentials", headers=_auth(dev_ok)).status_code == 200
     # the setting belongs to the Clerk instance: allowing the origin there lets its tokens in
     admin = platform.emulator.client()
-    changed = admin.patch("/_emulator/clerk/end-user-api/settings", headers=platform.emulator.admin_headers(),
-                          json={"authorized_parties": ["http://localhost:5173", "https://evil.example"]})
+    changed = admin.patch(
+        "/_emulator/clerk/end-user-api/settings",
+        headers=platform.emulator.admin_headers(),
+        json={"authorized_parties": ["http://localhost:5173", "https://evil.example"]},
+    )
     assert changed.json() == {"authorized_parties": ["http://localhost:5173", "https://evil.example"]}
     assert world["api"].post("/api/data", headers=_auth(evil)).status_code == 200
-    assert platform.emulator.config()["clerk"]["instances"]["end-user-api"]["authorized_parties"][1] == "https://evil.example"
+    assert (
+        platform.emulator.config()["clerk"]["instances"]["end-user-api"]["authorized_parties"][1]
+        == "https://evil.example"
+    )
 
 
 # 5. Malformed requests: a 4xx in the API's own envelope, never a 500.
+
 
 def _cloudflare(platform):
     config = platform.emulator.config()["cloudflare"]
@@ -175,7 +196,9 @@ def test_malformed_cloudflare_requests_get_a_4xx_in_cloudflares_envelope(platfor
     assert payload["success"] is False and payload["errors"][0]["code"] and payload["errors"][0]["message"]
 
 
-@pytest.mark.parametrize("body", [b"[1]", b'"x"', b"null", b"{", b'{"user_id": 5}', b'{"user_id": "u", "expires_in": "9e9"}'])
+@pytest.mark.parametrize(
+    "body", [b"[1]", b'"x"', b"null", b"{", b'{"user_id": 5}', b'{"user_id": "u", "expires_in": "9e9"}']
+)
 def test_emulator_helpers_refuse_non_object_bodies(platform, body):
     client = platform.emulator.client()
     headers = platform.emulator.admin_headers()
@@ -213,6 +236,7 @@ def test_an_unexpected_failure_is_a_logged_500_carrying_its_request_id(platform,
 
 # 6, 7. Served: body caps, slow clients, the connection after an error, the emulator's own helpers.
 
+
 @pytest.fixture
 def served(platform):
     server = LoopbackServer(platform.emulator.app, header_timeout=1.0)
@@ -234,7 +258,9 @@ def _read_response(sock: socket.socket) -> bytes:
             return data
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     while len(rest) < length:
         rest += sock.recv(65536)
     return head + b"\r\n\r\n" + rest
@@ -243,7 +269,9 @@ def _read_response(sock: socket.socket) -> bytes:
 @pytest.mark.socket
 def test_an_unauthenticated_huge_body_is_refused_before_it_is_read(served):
     sock = _raw(served)
-    sock.sendall(b"POST /api-multi/webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n" + b"x" * 65536)
+    sock.sendall(
+        b"POST /api-multi/webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n" + b"x" * 65536
+    )
     answer = _read_response(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 413") and b"Payload too large" in answer
@@ -263,8 +291,10 @@ def test_a_chunked_body_over_the_cap_is_refused(served):
 def test_the_connection_stays_usable_after_an_error(served, platform):
     sock = _raw(served)
     for _ in range(3):
-        sock.sendall(b"POST /api-multi/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk_live_x\r\n"
-                     b"Content-Length: 9\r\n\r\n{not json")
+        sock.sendall(
+            b"POST /api-multi/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk_live_x\r\n"
+            b"Content-Length: 9\r\n\r\n{not json"
+        )
         assert _read_response(sock).startswith(b"HTTP/1.1 401")
     sock.sendall(b"GET /_emulator/stripe/checkout/cs_nothing HTTP/1.1\r\nHost: x\r\n\r\n")
     assert _read_response(sock).startswith(b"HTTP/1.1 404")
@@ -312,10 +342,15 @@ def test_a_body_that_stops_arriving_times_out(platform):
 def test_the_emulators_helpers_need_the_admin_token(platform):
     client = platform.emulator.client()
     secrets_in_config = json.dumps(platform.emulator.config())
-    for method, path in [("GET", "/_emulator/config"), ("POST", "/_emulator/clerk/end-user-api/tokens"),
-                         ("GET", "/_emulator/stripe/deliveries"), ("GET", "/_emulator/clerk/deliveries"),
-                         ("POST", "/_emulator/clerk/end-user-api/webhooks"), ("GET", "/_emulator/refusals"),
-                         ("PATCH", "/_emulator/clerk/end-user-api/settings")]:
+    for method, path in [
+        ("GET", "/_emulator/config"),
+        ("POST", "/_emulator/clerk/end-user-api/tokens"),
+        ("GET", "/_emulator/stripe/deliveries"),
+        ("GET", "/_emulator/clerk/deliveries"),
+        ("POST", "/_emulator/clerk/end-user-api/webhooks"),
+        ("GET", "/_emulator/refusals"),
+        ("PATCH", "/_emulator/clerk/end-user-api/settings"),
+    ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": platform.emulator.admin_token}):
             response = client.request(method, path, headers=headers, content=b'{"user_id": "u"}')
             assert response.status_code == 401, (method, path, headers)
@@ -327,7 +362,10 @@ def test_the_emulators_helpers_need_the_admin_token(platform):
 def test_serve_refuses_a_non_loopback_host_unless_told(dream):
     refused = dream("emulator", "serve", "--host", "0.0.0.0")
     assert refused.exit_code == 2
-    assert refused.stderr == "error: --host 0.0.0.0 is not a loopback address: add --allow-remote to serve other machines\n"
+    assert (
+        refused.stderr
+        == "error: --host 0.0.0.0 is not a loopback address: add --allow-remote to serve other machines\n"
+    )
     from dreamcli.cli.emulator import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.5.5.5")
@@ -336,12 +374,15 @@ def test_serve_refuses_a_non_loopback_host_unless_told(dream):
 
 # 9. Clocks: the store's, not the laptop's.
 
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-5", "abc", "1e400"])
 def test_dream_now_and_busy_timeout_are_validated(dream, value):
     for name in ("DREAM_NOW", "DREAM_BUSY_TIMEOUT"):
         result = dream("kv", "list", "--ns", "api-tokens", env={name: value})
         assert result.exit_code == 2, (name, value, result.stderr)
-        assert result.stderr.startswith(f"error: {name} must be a number of seconds") and "Traceback" not in result.stderr
+        assert (
+            result.stderr.startswith(f"error: {name} must be a number of seconds") and "Traceback" not in result.stderr
+        )
 
 
 @pytest.mark.socket
@@ -357,17 +398,33 @@ def test_rotate_on_cloudflare_uses_cloudflares_clock(tmp_path, dream):
     base = server.start()
     try:
         config = emulator.config(base)["cloudflare"]
-        env = {"DREAM_STORE": "cloudflare", "CLOUDFLARE_API_TOKEN": config["api_token"],
-               "CLOUDFLARE_ACCOUNT_ID": config["account_id"], "CLOUDFLARE_BASE_URL": config["base_url"]}
+        env = {
+            "DREAM_STORE": "cloudflare",
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
         from dreamcli.platform import keys as key_ops
         from dreamcli.platform import onboarding
 
         store = emulator.platform().store  # a platform with a tier config and a key pair, on the remote side
         signed = onboarding.signup(store, emulator.platform().vendors, email="clock@example.com")
-        store.kv("api-tokens").put(f"platform:{signed.platform_id}:tierConfig", json.dumps({"tiers": [{"name": "free"}]}))
+        store.kv("api-tokens").put(
+            f"platform:{signed.platform_id}:tierConfig", json.dumps({"tiers": [{"name": "free"}]})
+        )
         key_ops.create_key(store, signed.platform_id, "production", now=remote_now)
-        rotated = dream("keys", "rotate", "--platform", signed.platform_id, "--env", "production", "--grace", "90s",
-                        "--json", env=env)
+        rotated = dream(
+            "keys",
+            "rotate",
+            "--platform",
+            signed.platform_id,
+            "--env",
+            "production",
+            "--grace",
+            "90s",
+            "--json",
+            env=env,
+        )
         assert rotated.exit_code == 0, rotated.stderr
         expires = json.loads(rotated.stdout)["oldExpiresAt"]
         assert remote_now + 85 <= expires <= remote_now + 100
@@ -385,29 +442,60 @@ def test_http_date_is_the_emulators_clock(platform, clock):
 
 # The whole surface, fuzzed.
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
-    path=st.sampled_from([
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/keys",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/values/k",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/metadata/k",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk/get",
-        "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk/delete",
-        "/cloudflare/client/v4/accounts/{acct}/d1/database/{db}/query",
-        "/_emulator/config", "/_emulator/clerk/end-user-api/tokens", "/_emulator/clerk/dream-api/webhooks",
-        "/_emulator/clerk/x/settings", "/_emulator/stripe/checkout/cs_x", "/_emulator/stripe/checkout/cs_x/complete",
-        "/stripe/v1/products", "/stripe/v1/checkout/sessions", "/stripe/oauth/token", "/clerk/v1/users",
-        "/clerk/v1/users/user_x/metadata", "/front-auth-api/webhook/stripe", "/oauth-api/create-products",
-    ]),
-    query=st.one_of(st.just(""), st.sampled_from(["?limit=abc", "?page=0", "?expiration=x", "?cursor=%00", "?per_page=1e3",
-                                                  "?expiration_ttl=-1", "?limit=10&prefix=%ff"])),
-    body=st.one_of(st.none(), st.binary(max_size=80), st.recursive(
-        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-        max_leaves=8).map(lambda value: json.dumps(value).encode())),
+    path=st.sampled_from(
+        [
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/keys",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/values/k",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/metadata/k",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk/get",
+            "/cloudflare/client/v4/accounts/{acct}/storage/kv/namespaces/{ns}/bulk/delete",
+            "/cloudflare/client/v4/accounts/{acct}/d1/database/{db}/query",
+            "/_emulator/config",
+            "/_emulator/clerk/end-user-api/tokens",
+            "/_emulator/clerk/dream-api/webhooks",
+            "/_emulator/clerk/x/settings",
+            "/_emulator/stripe/checkout/cs_x",
+            "/_emulator/stripe/checkout/cs_x/complete",
+            "/stripe/v1/products",
+            "/stripe/v1/checkout/sessions",
+            "/stripe/oauth/token",
+            "/clerk/v1/users",
+            "/clerk/v1/users/user_x/metadata",
+            "/front-auth-api/webhook/stripe",
+            "/oauth-api/create-products",
+        ]
+    ),
+    query=st.one_of(
+        st.just(""),
+        st.sampled_from(
+            [
+                "?limit=abc",
+                "?page=0",
+                "?expiration=x",
+                "?cursor=%00",
+                "?per_page=1e3",
+                "?expiration_ttl=-1",
+                "?limit=10&prefix=%ff",
+            ]
+        ),
+    ),
+    body=st.one_of(
+        st.none(),
+        st.binary(max_size=80),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+            max_leaves=8,
+        ).map(lambda value: json.dumps(value).encode()),
+    ),
     authorized=st.booleans(),
 )
 def test_fuzz_every_surface_never_answers_500(platform, method, path, query, body, authorized):

@@ -32,8 +32,6 @@ def store(tmp_path):
     opened.close()
 
 
-
-
 @pytest.mark.parametrize("sql", ATTACKS)
 def test_attack_is_refused_and_reaches_nothing(store, sql):
     with pytest.raises(D1Error):
@@ -90,7 +88,7 @@ def test_fts3_tokenizer_cannot_crash_the_process(tmp_path):
     script = textwrap.dedent(f"""
         from emulator.store import open_emulator_store
         from dreamcli.errors import D1Error
-        store = open_emulator_store({str(tmp_path / 's.db')!r})
+        store = open_emulator_store({str(tmp_path / "s.db")!r})
         for sql in ("SELECT hex(fts3_tokenizer('simple'))",
                     "SELECT fts3_tokenizer('simple', x'4141414141414141')",
                     "CREATE VIRTUAL TABLE f USING fts3(tokenize=simple)"):
@@ -130,15 +128,19 @@ def _legacy_store(path: Path) -> None:
     """A store as dream wrote it before D1 had its own file (schema 2, D1 tables in the store file)."""
     file = SQLiteFile(path)
     with file.write() as conn:
-        conn.execute("CREATE TABLE _dream_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                     "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+        conn.execute(
+            "CREATE TABLE _dream_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
         for number, name, sql in schema.SCHEMA_MIGRATIONS[:2]:
             for statement in schema.split_statements(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO _dream_schema (version, name) VALUES (?, ?)", (number, name))
         conn.execute("INSERT INTO _dream_kv_namespaces (id, title) VALUES ('ns', 'x')")
         conn.execute("INSERT INTO _dream_kv (ns, key, value) VALUES (1, 'k', ?)", (SECRET.encode(),))
-        conn.execute("INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES ('clerk', 'sk_test_old', 'i', 'secret')")
+        conn.execute(
+            "INSERT INTO _dream_vendor_keys (vendor, key, scope, role) VALUES ('clerk', 'sk_test_old', 'i', 'secret')"
+        )
         conn.execute("CREATE TABLE customers (id TEXT PRIMARY KEY, plan TEXT)")
         conn.execute("CREATE INDEX customers_plan ON customers (plan)")
         conn.execute("CREATE TABLE seq (n INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)")
@@ -155,7 +157,9 @@ def test_a_legacy_store_moves_its_d1_tables_nothing_lost(tmp_path):
     try:
         db = store.database
         assert db.execute("SELECT id, plan FROM customers ORDER BY id").results == [
-            {"id": "c1", "plan": "free"}, {"id": "c2", "plan": "pro"}]
+            {"id": "c1", "plan": "free"},
+            {"id": "c2", "plan": "pro"},
+        ]
         assert db.execute("SELECT id FROM paying").results == [{"id": "c2"}]
         assert db.execute("SELECT v FROM seq ORDER BY n").results == [{"v": "c1"}, {"v": "c2"}]
         db.execute("INSERT INTO customers VALUES ('c3', 'pro')")  # the trigger came along
@@ -164,8 +168,13 @@ def test_a_legacy_store_moves_its_d1_tables_nothing_lost(tmp_path):
     finally:
         store.close()
     main = sqlite3.connect(path)
-    left = {row[0] for row in main.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE '\\_dream\\_%' ESCAPE '\\' "
-                                            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+    left = {
+        row[0]
+        for row in main.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE '\\_dream\\_%' ESCAPE '\\' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    }
     digest = main.execute("SELECT key_sha256 FROM _dream_vendor_keys").fetchone()[0]
     main.close()
     assert left == set(), "D1 tables left in the store file"

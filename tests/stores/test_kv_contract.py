@@ -135,7 +135,9 @@ def test_list_limit_bounds(ns):
 
 
 def test_list_pages_with_cursor_and_prefix(ns):
-    ns.bulk_put([KVWrite(f"user:{i:03}:platformId", "p") for i in range(25)] + [KVWrite("zzz", "v"), KVWrite("use", "v")])
+    ns.bulk_put(
+        [KVWrite(f"user:{i:03}:platformId", "p") for i in range(25)] + [KVWrite("zzz", "v"), KVWrite("use", "v")]
+    )
     first = ns.list(prefix="user:", limit=10)
     assert len(first.keys) == 10 and not first.list_complete and first.cursor
     second = ns.list(prefix="user:", limit=10, cursor=first.cursor)

@@ -20,17 +20,24 @@ from dreamcli.vendors.jwt_verify import JWTVerifier
 
 
 def _mint(reached, instance, user_id, **body):
-    response = reached.http.post(f"{reached.base_url}/_emulator/clerk/{instance}/tokens", json={"user_id": user_id, **body},
-                                 headers=reached.emulator.admin_headers())
+    response = reached.http.post(
+        f"{reached.base_url}/_emulator/clerk/{instance}/tokens",
+        json={"user_id": user_id, **body},
+        headers=reached.emulator.admin_headers(),
+    )
     assert response.status_code == 200, response.text
     return response.json()["jwt"]
 
 
 def test_users_and_metadata_deep_merge(reached):
     clerk = reached.vendors.clerk["end-user-api"]
-    user = clerk.create_user("ann@example.com", public_metadata={"publishableKey": "pk_1", "plan": "free", "nested": {"a": 1, "b": 2}})
+    user = clerk.create_user(
+        "ann@example.com", public_metadata={"publishableKey": "pk_1", "plan": "free", "nested": {"a": 1, "b": 2}}
+    )
     assert user["id"].startswith("user_") and user["email_addresses"][0]["email_address"] == "ann@example.com"
-    merged = clerk.update_metadata(user["id"], public={"plan": "pro", "nested": {"b": None, "c": 3}, "publishableKey": None})
+    merged = clerk.update_metadata(
+        user["id"], public={"plan": "pro", "nested": {"b": None, "c": 3}, "publishableKey": None}
+    )
     assert merged["public_metadata"] == {"plan": "pro", "nested": {"a": 1, "c": 3}}
     assert clerk.get_user(user["id"])["public_metadata"] == merged["public_metadata"]
     assert [u["id"] for u in clerk.list_users(email="ann@example.com")] == [user["id"]]
@@ -78,12 +85,21 @@ def test_template_tokens_carry_the_guides_claims(reached, clock):
     now = int(clock())
     assert claims["plan"] == "paid" and "publishableKey" not in claims  # the guide: dream-api carries only plan
     assert (claims["sub"], claims["iat"], claims["nbf"], claims["exp"]) == (dev["id"], now, now - 5, now + 60)
-    assert claims["iss"] == "https://dream-api.clerk.dream.test" and claims["azp"] == "http://localhost:5173" and claims["jti"]
-    customer = reached.vendors.clerk["end-user-api"].create_user("c@example.com", public_metadata={"publishableKey": "pk_live_a", "plan": "pro"})
+    assert (
+        claims["iss"] == "https://dream-api.clerk.dream.test"
+        and claims["azp"] == "http://localhost:5173"
+        and claims["jti"]
+    )
+    customer = reached.vendors.clerk["end-user-api"].create_user(
+        "c@example.com", public_metadata={"publishableKey": "pk_live_a", "plan": "pro"}
+    )
     end_claims = reached.vendors.verifiers["end-user-api"].verify(_mint(reached, "end-user-api", customer["id"]))
     assert end_claims["publishableKey"] == "pk_live_a" and "plan" not in end_claims
     bare = reached.vendors.clerk["end-user-api"].create_user("d@example.com")
-    assert reached.vendors.verifiers["end-user-api"].verify(_mint(reached, "end-user-api", bare["id"]))["publishableKey"] is None
+    assert (
+        reached.vendors.verifiers["end-user-api"].verify(_mint(reached, "end-user-api", bare["id"]))["publishableKey"]
+        is None
+    )
 
 
 def test_token_rejections(reached, clock):
@@ -119,9 +135,17 @@ def test_token_rejections(reached, clock):
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     forged = ".".join(token.split(".")[:2])
-    hs_header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}).encode()).rstrip(b"=").decode()
+    hs_header = (
+        base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     body = forged.split(".")[1]
-    signature = base64.urlsafe_b64encode(hmac.new(public_pem, f"{hs_header}.{body}".encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    signature = (
+        base64.urlsafe_b64encode(hmac.new(public_pem, f"{hs_header}.{body}".encode(), hashlib.sha256).digest())
+        .rstrip(b"=")
+        .decode()
+    )
     expect("algorithm", f"{hs_header}.{body}.{signature}")
     # a token of the other Clerk instance: another key, and another issuer
     dev = reached.vendors.clerk["dream-api"].create_user("d@example.com")
@@ -169,8 +193,11 @@ def test_jwks_is_cached_and_refetched_on_unknown_kid(reached, clock):
 def test_svix_signed_user_webhooks(reached, receiver, clock):
     clock.now = time.time()  # the svix verifier checks freshness against the wall clock
     recorder, hook_url = receiver
-    registered = reached.http.post(f"{reached.base_url}/_emulator/clerk/end-user-api/webhooks", json={"url": hook_url},
-                                   headers=reached.emulator.admin_headers()).json()
+    registered = reached.http.post(
+        f"{reached.base_url}/_emulator/clerk/end-user-api/webhooks",
+        json={"url": hook_url},
+        headers=reached.emulator.admin_headers(),
+    ).json()
     clerk = reached.vendors.clerk["end-user-api"]
     user = clerk.create_user("w@example.com")
     clerk.update_metadata(user["id"], public={"plan": "pro"})
@@ -182,7 +209,9 @@ def test_svix_signed_user_webhooks(reached, receiver, clock):
         verified.append((payload["type"], payload["data"]["id"]))
     assert verified == [("user.created", user["id"]), ("user.updated", user["id"]), ("user.deleted", user["id"])]
     with pytest.raises(WebhookVerificationError):
-        Webhook("whsec_" + base64.b64encode(b"x" * 24).decode()).verify(recorder.received[0]["body"], recorder.received[0]["headers"])
+        Webhook("whsec_" + base64.b64encode(b"x" * 24).decode()).verify(
+            recorder.received[0]["body"], recorder.received[0]["headers"]
+        )
     tampered = dict(recorder.received[0]["headers"])
     with pytest.raises(WebhookVerificationError):
         Webhook(registered["secret"]).verify(recorder.received[0]["body"] + b" ", tampered)

@@ -37,7 +37,10 @@ def test_oauth_round_trip_and_single_use_code(reached):
     with pytest.raises(OAuthGrantError, match="invalid_grant: Authorization code already used"):
         gateway.exchange_code(answer["code"][0])
     # Stripe revokes the connection when a code is replayed: the access token no longer works.
-    as_account = StripeGateway(StripeSettings(account.access_token, "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"), reached.http)
+    as_account = StripeGateway(
+        StripeSettings(account.access_token, "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"),
+        reached.http,
+    )
     with pytest.raises(VendorError, match="Invalid API Key provided"):
         as_account.create_product(None, "x", {})
 
@@ -54,8 +57,14 @@ def test_oauth_unknown_and_expired_codes(reached, clock):
 
 def test_oauth_denied(reached):
     gateway = reached.vendors.stripe
-    answer = _follow_authorize(reached, gateway.authorize_url("s9", "http://localhost:5173/callback", emulator_decision="deny"))
-    assert answer == {"error": ["access_denied"], "error_description": ["The user denied your request"], "state": ["s9"]}
+    answer = _follow_authorize(
+        reached, gateway.authorize_url("s9", "http://localhost:5173/callback", emulator_decision="deny")
+    )
+    assert answer == {
+        "error": ["access_denied"],
+        "error_description": ["The user denied your request"],
+        "state": ["s9"],
+    }
 
 
 def test_deauthorize_revokes_the_access_token(reached):
@@ -63,7 +72,10 @@ def test_deauthorize_revokes_the_access_token(reached):
     answer = _follow_authorize(reached, gateway.authorize_url("s", "http://localhost:5173/callback"))
     account = gateway.exchange_code(answer["code"][0])
     gateway.deauthorize(account.stripe_user_id)
-    as_account = StripeGateway(StripeSettings(account.access_token, "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"), reached.http)
+    as_account = StripeGateway(
+        StripeSettings(account.access_token, "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"),
+        reached.http,
+    )
     with pytest.raises(VendorError, match="Invalid API Key provided"):
         as_account.create_product(None, "x", {})
     with pytest.raises(VendorError, match="No such user"):
@@ -78,7 +90,12 @@ def test_products_and_prices_live_on_the_connected_account(reached):
     product = gateway.create_product(account, "Free Plan", metadata)
     price = gateway.create_monthly_price(account, product.id, 0, "usd", metadata)
     assert product.metadata.to_dict() == metadata
-    assert (price.unit_amount, price.currency, price.recurring.interval, price.product) == (0, "usd", "month", product.id)
+    assert (price.unit_amount, price.currency, price.recurring.interval, price.product) == (
+        0,
+        "usd",
+        "month",
+        product.id,
+    )
     assert gateway.retrieve_price(account, price.id).metadata["limit"] == "100"
     with pytest.raises(VendorNotFound, match=f"No such product: '{product.id}'"):
         gateway.retrieve_product(other, product.id)
@@ -99,7 +116,12 @@ def test_unknown_stripe_account_is_refused(reached):
 
 
 def test_wrong_api_key_is_401_and_the_key_is_not_echoed(reached):
-    bad = StripeGateway(StripeSettings("sk_test_wrongwrongwrongwrong1234", "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"), reached.http)
+    bad = StripeGateway(
+        StripeSettings(
+            "sk_test_wrongwrongwrongwrong1234", "ca_x", reached.base_url + "/stripe", reached.base_url + "/stripe"
+        ),
+        reached.http,
+    )
     with pytest.raises(VendorError) as caught:
         bad.create_product(None, "x", {})
     assert caught.value.status == 401
@@ -123,7 +145,9 @@ def test_unknown_route_has_stripes_envelope(reached):
 
 
 def _events(receiver, secret):
-    return [stripe.Webhook.construct_event(r["body"], r["headers"]["stripe-signature"], secret) for r in receiver.received]
+    return [
+        stripe.Webhook.construct_event(r["body"], r["headers"]["stripe-signature"], secret) for r in receiver.received
+    ]
 
 
 def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
@@ -135,8 +159,12 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     product = gateway.create_product(account, "Pro", {"tierName": "pro"})
     price = gateway.create_monthly_price(account, product.id, 2900, "usd", {"tierName": "pro"})
     session = gateway.create_subscription_checkout(
-        account, price.id, success_url="http://localhost:5173/ok", customer_email="c@example.com",
-        client_reference_id="user_9", metadata={"platformId": "plt_1"},
+        account,
+        price.id,
+        success_url="http://localhost:5173/ok",
+        customer_email="c@example.com",
+        client_reference_id="user_9",
+        metadata={"platformId": "plt_1"},
     )
     assert session.status == "open" and session.url.startswith(reached.base_url)
     completed = reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
@@ -157,10 +185,18 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert [e.type for e in events][2:] == ["customer.subscription.updated", "customer.subscription.deleted"]
     assert events[2].data.object["items"].data[0].price.id == cheaper.id
     assert events[3].data.object.status == "canceled"
-    log = [e for e in reached.http.get(f"{reached.base_url}/_emulator/stripe/deliveries", headers=reached.emulator.admin_headers()).json() if e["url"] == hook_url]
+    log = [
+        e
+        for e in reached.http.get(
+            f"{reached.base_url}/_emulator/stripe/deliveries", headers=reached.emulator.admin_headers()
+        ).json()
+        if e["url"] == hook_url
+    ]
     assert [(entry["event_type"], entry["status"]) for entry in log] == [
-        ("checkout.session.completed", 200), ("customer.subscription.created", 200),
-        ("customer.subscription.updated", 200), ("customer.subscription.deleted", 200),
+        ("checkout.session.completed", 200),
+        ("customer.subscription.created", 200),
+        ("customer.subscription.updated", 200),
+        ("customer.subscription.deleted", 200),
     ]
 
 
@@ -174,7 +210,9 @@ def test_platform_events_have_no_account_and_skip_connect_endpoints(reached, rec
     session = gateway.create_subscription_checkout(None, price.id, success_url="http://localhost:5173/ok")
     reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
     assert len(recorder.received) == 1
-    event = stripe.Webhook.construct_event(recorder.received[0]["body"], recorder.received[0]["headers"]["stripe-signature"], own.secret)
+    event = stripe.Webhook.construct_event(
+        recorder.received[0]["body"], recorder.received[0]["headers"]["stripe-signature"], own.secret
+    )
     assert event.type == "checkout.session.completed" and "account" not in json.loads(recorder.received[0]["body"])
 
 
