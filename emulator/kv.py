@@ -97,7 +97,7 @@ class EmulatorKVNamespace:
             params += more_params
             params.append(batch)
             sql = f"SELECT key, value FROM _dream_kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
-            rows = self.file.read(lambda conn, sql=sql, params=params: conn.execute(sql, params).fetchall())
+            rows = self.file.read(functools.partial(_fetch, sql, params))
             yield from rows
             if len(rows) < batch:
                 return
@@ -173,3 +173,7 @@ class EmulatorKVNamespace:
             return
         with self.file.write() as conn:
             conn.executemany("DELETE FROM _dream_kv WHERE ns = ? AND key = ?", raws)
+
+
+def _fetch(sql: str, params: list[Any], conn: Any) -> list[Any]:
+    return conn.execute(sql, params).fetchall()

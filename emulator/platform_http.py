@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,7 +360,7 @@ def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
 
 
 def edge_app(
-    routes: list[BaseRoute], surfaces: tuple[Surface, ...] = (GUIDE,), *, clock: Callable[[], float] = time.time
+    routes: Sequence[BaseRoute], surfaces: tuple[Surface, ...] = (GUIDE,), *, clock: Callable[[], float] = time.time
 ) -> Edge:
     """Routes behind the edge: every failure (404, 405, a body too large, an unexpected error) in the
     envelope of the API its path belongs to."""

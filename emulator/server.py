@@ -21,6 +21,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     request body has its own deadlines in the edge (emulator.edge)."""
 
     header_timeout = HEADER_TIMEOUT_S
+    _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -7,6 +7,7 @@ calls these methods and wraps the results in Stripe's envelopes.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -123,11 +124,12 @@ class StripeBackend:
         found = self.state.find(PLATFORM, "account")
         if found:
             return found[0]
-        account = {"id": new_id("acct_", 16), "object": "account", "type": "standard", "created": self.state.now()}
+        account_id = new_id("acct_", 16)
+        account = {"id": account_id, "object": "account", "type": "standard", "created": self.state.now()}
         self.state.save(PLATFORM, account)
-        self.state.issue_key(new_id("sk_test_", 32), account["id"], "secret")
-        self.state.issue_key(new_id("pk_test_", 32), account["id"], "publishable")
-        self.state.issue_key(new_id("ca_", 32), account["id"], "client_id")
+        self.state.issue_key(new_id("sk_test_", 32), account_id, "secret")
+        self.state.issue_key(new_id("pk_test_", 32), account_id, "publishable")
+        self.state.issue_key(new_id("ca_", 32), account_id, "client_id")
         return account
 
     def _is_connected(self, account: str) -> bool:
@@ -454,7 +456,7 @@ class StripeBackend:
         """Stand in for the customer paying: customer + active subscription, and their events."""
         account = account or self.state.scope_of(session_id)
         session = self.state.load(session_id, account, "checkout.session") if account else None
-        if session is None:
+        if session is None or account is None:
             raise no_such("checkout.session", session_id)
         if session["status"] != "open":
             raise StripeAPIError(400, "This Checkout Session is no longer active.", code="checkout_session_inactive")
@@ -558,7 +560,7 @@ class StripeBackend:
         shown["secret"] = endpoint["_secret"]  # only on creation, as Stripe does
         return shown
 
-    def ensure_webhook_endpoint(self, url: str, events: list[str], *, connect: bool = False) -> str:
+    def ensure_webhook_endpoint(self, url: str, events: builtins.list[str], *, connect: bool = False) -> str:
         """The platform's endpoint for `url` (made once; `connect` for its connected accounts' events);
         returns its signing secret."""
         account = self._platform["id"]

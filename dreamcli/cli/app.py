@@ -32,7 +32,7 @@ def _is_cli_framework(exc: Exception) -> bool:
 class DreamGroup(TyperGroup):
     """Turns domain errors into one line on stderr and their exit code; never a traceback."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer.Context is a subclass)
         try:
             return super().invoke(ctx)
         except DreamError as exc:

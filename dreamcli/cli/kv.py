@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,8 @@ from dreamcli.stores.ports import KVValue, iter_keys, iter_pages
 
 onboarding = LazyModule("dreamcli.platform.onboarding")
 replication = LazyModule("dreamcli.platform.replication")
+if TYPE_CHECKING:
+    from dreamcli.platform.replication import VerifyResult
 
 app = typer.Typer(
     help=(
@@ -360,9 +362,7 @@ def _progress(label: str):
     return report
 
 
-def _verify(
-    ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool
-) -> replication.VerifyResult:
+def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool) -> VerifyResult:
     for name in classes or []:
         if name not in CLASS_NAMES:
             raise UsageError(f"unknown class {name!r} (known: {', '.join(CLASS_NAMES)})")

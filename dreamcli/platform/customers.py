@@ -230,10 +230,9 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
         return f"{customer_id} is on {meta.get('tier')}"
     if kind in ("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"):
         meta = obj.get("metadata") or {}
-        platform_id, customer_id = meta.get("platformId"), meta.get("customerId")
-        if not platform_id or not customer_id:
+        if not meta.get("platformId") or not meta.get("customerId"):
             return f"ignored {kind} without dream metadata"
-        platform_id, customer_id = _check_tenant(store, event.get("account"), platform_id, customer_id)
+        platform_id, customer_id = _check_tenant(store, event.get("account"), meta["platformId"], meta["customerId"])
         tier, amount, currency = _tier_of_subscription(obj)
         status = "canceled" if kind.endswith("deleted") else obj.get("status", "active")
         store.database.batch(

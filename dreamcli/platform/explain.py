@@ -14,7 +14,8 @@ def explain_key(store: Store, key: str, namespace: str | None = None) -> dict[st
     searched = store.topology.names()
     if namespace is not None:
         store.kv(namespace)  # raises UnknownNamespace, listing the names
-        searched = [store.topology.namespace(namespace).name]
+        ref = store.topology.namespace(namespace)
+        searched = [ref.name] if ref is not None else searched
     parsed = layout.parse(key, searched[0] if namespace is not None else None)
     spec = parsed.spec
     report: dict[str, Any] = {

@@ -114,8 +114,8 @@ def run_flow(
         result = onboarding.configure_tiers(
             store,
             vendors,
-            report.user_id,
-            tiers,  # type: ignore[arg-type]
+            report.user_id or "",
+            tiers,
             mimic_plaintext_secret=mimic_plaintext_secret,
             skip_api_replication=fault == "skip-api-replication",
             store_now=clock,

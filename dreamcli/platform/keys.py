@@ -116,13 +116,13 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
             True,
         )
     # Pairs written by the guide's own workers: publishablekey:* -> this platform, and their secret hashes.
-    legacy = {
-        layout.parse(key).fields.get("publishableKey")
+    legacy: set[str] = {
+        named
         for key, value in scan_items(platform, prefix=layout.PUBLISHABLE_KEY_PREFIX)
-        if value.decode(errors="replace") == platform_id
+        if value.decode(errors="replace") == platform_id and (named := layout.parse(key).fields.get("publishableKey"))
     }
-    for pk in legacy - set(found) - {None}:
-        found[pk] = KeyInfo(pk, "legacy", None, None, None, None, None, False)
+    for legacy_pk in legacy - set(found):
+        found[legacy_pk] = KeyInfo(legacy_pk, "legacy", None, None, None, None, None, False)
     missing_hash = {pk for pk, info in found.items() if info.secret_hash is None}
     if missing_hash:
         for key, value in scan_items(platform, prefix=layout.SECRET_KEY_PREFIX):

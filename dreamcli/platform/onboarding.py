@@ -137,7 +137,8 @@ def platform_price_id(vendors: Vendors) -> str:
     """The $15/month price on the platform's own account (STRIPE_PRICE_ID in the guide); made once if absent."""
     stripe = vendors.stripe
     for price in stripe.list_prices(None):
-        if (price.metadata or {}).to_dict().get("dream") == PLATFORM_PRICE_TAG["dream"] and price.active:
+        metadata = price.metadata.to_dict() if price.metadata else {}
+        if metadata.get("dream") == PLATFORM_PRICE_TAG["dream"] and price.active:
             return price.id
     product = stripe.create_product(
         None, "dream-api platform", PLATFORM_PRICE_TAG, idempotency_key="dream-platform-product-v1"
@@ -481,7 +482,7 @@ def developer_status(store: Store, vendors: Vendors | None, user_id: str, platfo
         "connected": platform.get(layout.platform_stripe_token(platform_id)) is not None,
         "tiers": platform.get(layout.user_products(user_id)) is not None,
         "keys": publishable_key is not None,
-        "replicated": bool(publishable_key)
+        "replicated": publishable_key is not None
         and api.get(layout.publishable_key_platform(publishable_key)) is not None
         and api.get(layout.tier_config(platform_id)) is not None,
     }

@@ -16,6 +16,7 @@ Sources of truth (what repair copies from):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -905,12 +906,11 @@ def apply_plan(
                 if on_progress:
                     on_progress(done, total)
         for namespace, items in puts.items():
-            base = done
             write_in_batches(
                 store.kv(namespace),
                 items,
                 batch_size=batch_size,
-                on_batch=(lambda n, _t, base=base: on_progress(base + n, total)) if on_progress else None,
+                on_batch=functools.partial(_progress_from, on_progress, done, total) if on_progress else None,
             )
             done += len(items)
     return done, failed
@@ -959,3 +959,8 @@ def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, s
         ]
 
     return check
+
+
+def _progress_from(on_progress: Callable[[int, int], None], base: int, total: int, written: int, _batch: int) -> None:
+    """Progress of one namespace's batched puts, counted after the `base` actions already done."""
+    on_progress(base + written, total)

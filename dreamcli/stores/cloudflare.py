@@ -109,7 +109,7 @@ class CloudflareAPI:
         if response.status_code == 429:
             return RemoteError(f"cloudflare: {what}: rate limited (971) after {MAX_ATTEMPTS} attempts")
         if response.status_code in (400, 413, 414):
-            return KVError(response.status_code, message)
+            return KVError(response.status_code, str(message))
         return RemoteError(f"cloudflare: {what}: {message} ({code or response.status_code})")
 
     def result(self, response: httpx.Response, what: str) -> Any:

@@ -16,9 +16,9 @@ from dreamcli.topology import GUIDE_TOPOLOGY, DatabaseRef, NamespaceRef, Topolog
 CONFIG_NAMES = ("wrangler.toml", "wrangler.jsonc", "wrangler.json")
 # The guide's bindings: (worker, binding) -> logical namespace. The first listed is the namespace's reader.
 GUIDE_BINDINGS: dict[tuple[str, str], str] = {
-    tuple(binding.split(":")): ref.name
+    (binding.partition(":")[0], binding.partition(":")[2]): ref.name
     for ref in GUIDE_TOPOLOGY.namespaces
-    for binding in ref.bindings  # type: ignore[misc]
+    for binding in ref.bindings
 }
 READERS = {ref.name: tuple(ref.bindings[0].split(":")) for ref in GUIDE_TOPOLOGY.namespaces}
 

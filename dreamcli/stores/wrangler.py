@@ -9,6 +9,7 @@ index read-only so a running `wrangler dev` keeps its WAL to itself.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import hmac
@@ -86,7 +87,7 @@ class WranglerKVNamespace:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _read(self, sql: str, params: Sequence[Any]) -> builtins.list[tuple[Any, ...]]:
         if not self.index.exists():
             return []
         try:
@@ -142,9 +143,9 @@ class WranglerKVNamespace:
         ]
         return ListPage(keys, not more, encode_cursor(rows[-1][0]) if more else "")
 
-    def _page(self, prefix: str, after: str | None, limit: int, columns: str) -> list[tuple[Any, ...]]:
+    def _page(self, prefix: str, after: str | None, limit: int, columns: str) -> builtins.list[tuple[Any, ...]]:
         clauses = ["(expiration IS NULL OR expiration > ?)"]
-        params: list[Any] = [self._now_ms()]
+        params: builtins.list[Any] = [self._now_ms()]
         more_clauses, more_params = key_range_sql(prefix, after)
         clauses += more_clauses
         params += more_params
@@ -167,7 +168,7 @@ class WranglerKVNamespace:
 
     # Writes
 
-    def _write(self, rows: list[tuple[str, str | None, int | None, str | None]], blobs: dict[str, bytes]) -> None:
+    def _write(self, rows: Sequence[tuple[str, str | None, int | None, str | None]], blobs: dict[str, bytes]) -> None:
         """Blobs first, then the rows in one transaction, then the blobs they replaced (Miniflare's order)."""
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.index.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,7 @@ class WranglerKVNamespace:
             with os.fdopen(fd, "wb") as out:
                 out.write(value)
             os.replace(temporary, self.blobs / blob_id)
-        replaced: list[str] = []
+        replaced: builtins.list[str] = []
         try:
             conn = sqlite3.connect(str(self.index), isolation_level=None, timeout=self.busy_timeout_ms / 1000)
             try:
