@@ -113,6 +113,21 @@ class KeySpec:
         """The literal text every key of this kind starts with (for `list --prefix`)."""
         return self.pattern.split("{", 1)[0]
 
+    def prefix_with(self, **known: str | int) -> str:
+        """The text every key of this kind starts with once the leading fields in `known` are fixed: the
+        segments up to the first field not given, each ended by its ":" so `u1` never matches `u10`."""
+        parts = []
+        for literal, name in self.segments:
+            if literal is None and name not in known:
+                break
+            text = literal if literal is not None else str(known[name])
+            if literal is None and not _field_ok(name, text):
+                raise ValueError(f"{name} {text!r} cannot be part of a {self.kind} key")
+            parts.append(text + ":")
+        else:
+            raise ValueError(f"every field of {self.kind} is given: that is a key, not a prefix")
+        return "".join(parts)
+
 
 SPECS: tuple[KeySpec, ...] = (
     KeySpec(
@@ -326,6 +341,11 @@ def build(kind: KeyKind, **values: str | int) -> str:
     return SPEC_BY_KIND[kind].build(**values)
 
 
+def prefix(kind: KeyKind, **known: str | int) -> str:
+    """Where the keys of `kind` with these leading fields start, e.g. one platform's usage records."""
+    return SPEC_BY_KIND[kind].prefix_with(**known)
+
+
 def related_keys(kind: KeyKind, value: str) -> list[tuple[str, str]]:
     """(namespace, key) pairs that a value of this kind points at."""
     spec = SPEC_BY_KIND.get(kind)
@@ -390,7 +410,7 @@ def platform_key_index(platform_id: str, publishable_key: str) -> str:
 
 def platform_key_index_prefix(platform_id: str) -> str:
     """Where one platform's index entries start (for `list --prefix`)."""
-    return platform_key_index(platform_id, "x")[: -len("x")]
+    return prefix(KeyKind.PLATFORM_KEY_INDEX, platformId=platform_id)
 
 
 def oauth_state(state: str) -> str:

@@ -48,3 +48,18 @@ def test_customers_usage_and_dashboard(dream, tmp_path):
     shown = dream("dashboard", "-p", plt)
     assert "MRR: $29.00" in shown.stdout and "calls per day" in shown.stdout
     assert dream("dashboard", "-p", "plt_unknown").exit_code == ExitCode.NOT_FOUND
+
+
+def test_usage_for_one_user_is_that_user_only(dream, tmp_path):
+    """`--user u1` once listed u10 and u11 too: the exact key was used as a scan prefix."""
+    run = dream.json("flow", "run", "--json")
+    store = open_emulator_store(tmp_path / "store.db")
+    caller = authenticate(store, run["secretKey"])
+    for user in ("u1", "u10", "u11"):
+        record_usage(store, caller, user, "free", now=1_800_000_000)
+    store.close()
+    one = dream.json("usage", "show", "-p", run["platformId"], "--user", "u1", "--json")
+    assert [row["userId"] for row in one] == ["u1"]
+    every = dream.json("usage", "show", "-p", run["platformId"], "--json")
+    assert sorted(row["userId"] for row in every) == ["u1", "u10", "u11"]
+    assert dream.json("usage", "show", "-p", run["platformId"], "--user", "nobody", "--json") == []

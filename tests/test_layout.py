@@ -105,3 +105,15 @@ def test_build_then_parse_round_trips(spec, text):
     key = spec.build(**values)
     parsed = layout.parse(key, spec.namespaces[0])
     assert parsed.fields == values
+
+
+def test_prefix_stops_at_the_first_unknown_field_and_ends_with_its_colon():
+    from dreamcli.layout import KeyKind, prefix
+
+    assert prefix(KeyKind.END_USER_USAGE, owner="plt_1") == "usage:plt_1:"
+    assert prefix(KeyKind.PLATFORM_KEY_INDEX, platformId="plt_1") == "platform:plt_1:key:"
+    assert prefix(KeyKind.TIER_CONFIG) == "platform:"
+    with pytest.raises(ValueError, match="cannot be part"):
+        prefix(KeyKind.END_USER_USAGE, owner="a:b")
+    with pytest.raises(ValueError, match="that is a key"):
+        prefix(KeyKind.TIER_CONFIG, platformId="plt_1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from dreamcli import layout
@@ -21,9 +22,15 @@ def tier_config(store: Store, platform_id: str) -> dict[str, Any]:
 def usage(store: Store, platform_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
     """This month's usage records of the platform's end-users (api-usage), with their tier's limit."""
     limits = {t["name"]: t.get("limit") for t in tier_config(store, platform_id).get("tiers", [])}
-    prefix = layout.end_user_usage(platform_id, user_id) if user_id else layout.end_user_usage(platform_id, "x")[:-1]
+    usage = store.kv(API_USAGE)
+    if user_id:  # one end-user: their key, not a prefix (u1 must not list u10 and u11)
+        key = layout.end_user_usage(platform_id, user_id)
+        raw_one = usage.get(key)
+        records: Iterable[tuple[str, bytes]] = [] if raw_one is None else [(key, raw_one)]
+    else:
+        records = scan_items(usage, prefix=layout.prefix(layout.KeyKind.END_USER_USAGE, owner=platform_id))
     rows = []
-    for key, raw in scan_items(store.kv(API_USAGE), prefix=prefix):
+    for key, raw in records:
         record = json.loads(raw)
         plan = record.get("plan", "free")
         rows.append(
