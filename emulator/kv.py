@@ -103,9 +103,9 @@ class EmulatorKVNamespace:
                 return
             after = rows[-1][0]
 
-    def atomic_update(
-        self, key: str, update: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None
-    ) -> bytes:
+    atomic_updates = True
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
         """Read, change and write one key in one IMMEDIATE transaction: concurrent callers never lose an
         update (Workers KV cannot do this; see the README on counters)."""
         kv_rules.validate_key(key)
@@ -116,7 +116,7 @@ class EmulatorKVNamespace:
                 "SELECT value FROM _dream_kv WHERE ns = ? AND key = ? AND (expiration IS NULL OR expiration > ?)",
                 (self.seq, key, now),
             ).fetchone()
-            new = kv_rules.value_bytes(update(None if row is None else row[0]))
+            new = kv_rules.value_bytes(change(None if row is None else row[0]))
             conn.execute(
                 "INSERT OR REPLACE INTO _dream_kv (ns, key, expiration, metadata, value) VALUES (?, ?, ?, NULL, ?)",
                 (self.seq, key, expiration, new),

@@ -4,7 +4,6 @@ all read from `api-tokens` (the guide's path, and where its "Invalid API key" co
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -133,17 +132,6 @@ def month_period(now: float) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-def _update(namespace: Any, key: str, change: Callable[[bytes | None], bytes], ttl: int | None = None) -> bytes:
-    """Atomic where the store can (the emulator); read-modify-write otherwise, as a Worker does on KV
-    (concurrent writers can then lose increments: last writer wins)."""
-    atomic = getattr(namespace, "atomic_update", None)
-    if atomic is not None:
-        return atomic(key, change, expiration_ttl=ttl)
-    new = change(namespace.get(key))
-    namespace.put(key, new, expiration_ttl=ttl)
-    return new
-
-
 @dataclass(frozen=True)
 class RateWindow:
     limit: int
@@ -168,7 +156,7 @@ def check_rate(
         counted.append(count + 1)
         return str(count + 1).encode()
 
-    _update(store.kv(API_USAGE), key, bump, ttl=120)
+    store.kv(API_USAGE).update(key, bump, expiration_ttl=120)
     if not counted:  # decided inside the same atomic update that would have counted it
         raise RateLimited(
             f"{user_id} made {limit} calls this minute", limit=limit, reset=reset, retry_after=max(1, reset - int(now))
@@ -197,7 +185,7 @@ def record_usage(store: Store, caller: Caller, user_id: str, plan: str, *, now: 
         record.update(usageCount=record["usageCount"] + 1, plan=plan, lastUpdated=int(now), periodEnd=end)
         return json.dumps(record).encode()
 
-    record = json.loads(_update(store.kv(API_USAGE), layout.end_user_usage(caller.platform_id, user_id), count))
+    record = json.loads(store.kv(API_USAGE).update(layout.end_user_usage(caller.platform_id, user_id), count))
     if refused:
         raise UsageExceeded(f"{user_id} used {refused[0]} of {limit} calls this month")
     record["limit"] = limit

@@ -19,7 +19,17 @@ import httpx
 
 from dreamcli.errors import D1Error, KVError, NotFound, RemoteError, UnknownNamespace, UsageError
 from dreamcli.stores import kv_rules
-from dreamcli.stores.ports import D1Meta, D1Result, KVValue, KVWrite, ListedKey, ListPage, Statement, Store
+from dreamcli.stores.ports import (
+    D1Meta,
+    D1Result,
+    KVValue,
+    KVWrite,
+    ListedKey,
+    ListPage,
+    ReadModifyWrite,
+    Statement,
+    Store,
+)
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 
 DEFAULT_BASE = "https://api.cloudflare.com/client/v4"
@@ -118,7 +128,7 @@ class CloudflareAPI:
         return response.json()
 
 
-class CloudflareKVNamespace:
+class CloudflareKVNamespace(ReadModifyWrite):
     def __init__(self, api: CloudflareAPI, namespace_id: str) -> None:
         self.api = api
         self.id = namespace_id

@@ -84,6 +84,32 @@ class KVNamespace(Protocol):
 
     def bulk_delete(self, keys: Sequence[str]) -> None: ...
 
+    # What adapters offer beyond Cloudflare's API, each declared here rather than probed for:
+
+    atomic_updates: bool
+    """Whether `update` is one transaction (the emulator) or a Worker's read-modify-write (last writer wins)."""
+
+    def update(
+        self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None
+    ) -> bytes: ...
+
+    def scan(self, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """Every live (key, value) under `prefix` in key order, in one pass where the storage allows."""
+        ...
+
+
+class ReadModifyWrite:
+    """`update` as a Worker does it on Workers KV: get, change, put. Concurrent writers can lose updates; the
+    stores that cannot do better (wrangler's state, Cloudflare's API) say so with `atomic_updates = False`."""
+
+    atomic_updates = False
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
+        namespace: Any = self
+        new = change(namespace.get(key))
+        namespace.put(key, new, expiration_ttl=expiration_ttl)
+        return new
+
 
 def iter_pages(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> Iterator[ListPage]:
     """Every page under `prefix`, following cursors to the end (a page may be empty while more remain)."""
@@ -102,25 +128,9 @@ def iter_keys(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> It
         yield from page.keys
 
 
-def scan_items(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> Iterator[tuple[str, bytes]]:
-    """Every live (key, value) under `prefix` in key order, memory bounded by one page.
-
-    Adapters that can read keys with their values in one pass offer `scan(prefix)`; for the
-    others this is a list page and then its values in bulk gets of 100 (Cloudflare's limit).
-    """
-    scan = getattr(ns, "scan", None)
-    if scan is not None:
-        yield from scan(prefix=prefix)
-        return
-    for page in iter_pages(ns, prefix=prefix, page_size=page_size):
-        names = [entry.name for entry in page.keys]
-        for start in range(0, len(names), 100):
-            chunk = names[start : start + 100]
-            values = ns.bulk_get(chunk)
-            for name in chunk:
-                found = values.get(name)
-                if found is not None:  # deleted between the list and the get
-                    yield name, found.value
+def scan_items(ns: KVNamespace, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """Every live (key, value) under `prefix` in key order, memory bounded by the adapter's batch."""
+    return ns.scan(prefix=prefix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from dreamcli.errors import StoreError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.discovery import READERS, Worker, discover, topology_of
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, Store
+from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, ReadModifyWrite, Store
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
 
@@ -68,7 +68,7 @@ def new_blob_id(now_ms: int) -> str:
 _listed_key = functools.partial(tuple.__new__, ListedKey)
 
 
-class WranglerKVNamespace:
+class WranglerKVNamespace(ReadModifyWrite):
     """One namespace in one state root."""
 
     def __init__(
