@@ -1,7 +1,7 @@
 """Which namespace ids and D1 database stand behind the logical names.
 
-The default is the guide's topology; later a `dream.toml` or the workers'
-`wrangler.toml` files can override it.
+The default is the guide's topology; the wrangler and cloudflare stores take it from the workers'
+`wrangler.toml` / `wrangler.jsonc` files instead (`dreamcli.stores.discovery`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ PLATFORM_TOKENS = "platform-tokens"
 PLATFORM_USAGE = "platform-usage"
 API_TOKENS = "api-tokens"
 API_USAGE = "api-usage"
-LOGICAL_NAMESPACES = (PLATFORM_TOKENS, PLATFORM_USAGE, API_TOKENS, API_USAGE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,6 @@ class EmulatorKVNamespace:
                 return
             after = rows[-1][0]
 
-    atomic_updates = True
-
     def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
         """Read, change and write one key in one IMMEDIATE transaction: concurrent callers never lose an
         update (Workers KV cannot do this; see the README on counters)."""

@@ -18,8 +18,6 @@ from dreamcli.errors import StoreError
 from dreamcli.stores.sql import split_statements
 from dreamcli.stores.sqlite_file import SQLiteFile
 
-INTERNAL_PREFIX = "_dream_"
-
 # Numbered, append-only. Each runs in one transaction and is recorded in _dream_schema.
 Migration = str | Callable[[sqlite3.Connection, Path], None]  # SQL, or a step that needs Python
 SCHEMA_MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (

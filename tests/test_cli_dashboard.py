@@ -21,16 +21,18 @@ def test_customers_usage_and_dashboard(dream, tmp_path):
         "INSERT INTO subscriptions (id, platform_id, customer_id, tier, status, amount) VALUES ('s1', ?, 'c1', 'pro', 'active', 2900)",
         [run["platformId"]],
     )
+    daily = core.DailyUsageBuffer(store)
     for _ in range(3):
         record_usage(store, caller, "c1", "pro", now=1_800_000_000)
-        core.record_daily_usage(store, run["platformId"], "c1", 1_800_000_000)
+        daily.add(run["platformId"], "c1", 1_800_000_000)
+    daily.flush()
     store.close()
     plt = run["platformId"]
     listed = dream.json("customers", "list", "-p", plt, "--json")
     assert [(c["id"], c["plan"]) for c in listed] == [("c1", "pro")]
     assert dream.json("customers", "show", "c1", "-p", plt, "--json")["email"] == "c@x.io"
     assert dream("customers", "show", "c2", "-p", plt).exit_code == ExitCode.NOT_FOUND
-    csv = dream("customers", "export", "-p", plt, "--csv").stdout.splitlines()
+    csv = dream("customers", "export", "-p", plt).stdout.splitlines()
     assert csv[0].startswith("id,platform_id,publishable_key,email") and csv[1].startswith("c1,")
     usage = dream.json("usage", "show", "-p", plt, "--json")
     assert usage == [

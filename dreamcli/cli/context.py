@@ -40,13 +40,6 @@ class LazyModule:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
 
 
-def stderr_console() -> Any:
-    """Status, warnings and progress: stderr, so stdout stays data."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
 def stdout_console() -> Any:
     from rich.console import Console  # loaded only by commands that draw tables: it costs every start otherwise
 

@@ -62,9 +62,8 @@ def customers_show(
 def customers_export(
     ctx: typer.Context,
     platform: PlatformOption,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout (the only format).")] = True,
 ) -> None:
-    """All the platform's customers as CSV. Example: dream customers export -p plt_abc --csv > customers.csv"""
+    """All the platform's customers as CSV on stdout. Example: dream customers export -p plt_abc > customers.csv"""
     typer.echo(customers_core.export_csv(customers_core.list_customers(_prepared(ctx), platform)), nl=False)
 
 

@@ -261,14 +261,6 @@ _DAILY_UPSERT = (
 )
 
 
-def record_daily_usage(store: Store, platform_id: str, customer_id: str, now: float, calls: int = 1) -> None:
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
-    try:
-        store.database.execute(_DAILY_UPSERT, [platform_id, customer_id, day, calls])
-    except D1Error:
-        pass  # D1 not migrated: KV stays the runtime source, the dashboard copy is best effort
-
-
 class DailyUsageBuffer:
     """The dashboard's per-day counts, written to D1 in one batch at most every `interval` seconds.
 

@@ -185,7 +185,7 @@ _USER_SUFFIX = {
 
 
 class _Checker:
-    def __init__(self, store: Store, stripe_check: Callable[[str, str, Any], list[Finding]] | None, now: float) -> None:
+    def __init__(self, store: Store, stripe_check: Callable[[str, str], list[Finding]] | None, now: float) -> None:
         self.store = store
         self.findings: list[Finding] = []
         self.stripe_check = stripe_check
@@ -279,12 +279,6 @@ class _Checker:
         created = entry.get("created") or 0
         if created >= self.newest_live.get(plt, (-1, ""))[0]:
             self.newest_live[plt] = (created, pk)
-
-    def _pair_state(self, pk: str | None) -> tuple[bool, int | None]:
-        """(revoked, expiration) of a publishable key's pair, from the index."""
-        if pk is None:
-            return False, None
-        return hash(pk) in self.revoked, self.expiring.get(hash(pk))
 
     def _revoked_mapping(self, key: str, pk: str, pt: str | None, api: str | None, phase: int) -> bool:
         """Mappings of a revoked pair are deleted (completing the revocation), never copied."""
@@ -550,7 +544,7 @@ class _Checker:
                     fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
                 )
             if self.stripe_check is not None and plt in self.platform_token:
-                self.findings += self.stripe_check(plt, user_id, None)
+                self.findings += self.stripe_check(plt, user_id)
         pk = values.get(KeyKind.USER_PUBLISHABLE_KEY)
         if pk is not None and plt is not None and hash(pk) in self.revoked:
             key = layout.user_publishable_key(user_id)
@@ -741,7 +735,7 @@ def verify(
     store: Store,
     *,
     on_progress: Callable[[int], None] | None = None,
-    stripe_check: Callable[[str, str, Any], list[Finding]] | None = None,
+    stripe_check: Callable[[str, str], list[Finding]] | None = None,
     now: float | None = None,
 ) -> VerifyResult:
     """Every finding in the token namespaces, in one pass over both."""
@@ -927,10 +921,10 @@ def _tiers_of(config_text: str) -> list[tuple[Any, ...]] | None:
         return None
 
 
-def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, str, Any], list[Finding]]:
+def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, str], list[Finding]]:
     """A check for `verify(stripe_check=...)`: tierConfig against the connected account's products and prices."""
 
-    def check(platform_id: str, user_id: str, _token: Any) -> list[Finding]:
+    def check(platform_id: str, user_id: str) -> list[Finding]:
         key = layout.tier_config(platform_id)
         current = store.kv(API_TOKENS).get(key)
         if current is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -37,10 +36,6 @@ def new_key_pair() -> KeyPair:
 def hash_secret(secret_key: str) -> str:
     """Unsalted SHA-256 hex of the whole key: fine for random keys, and it allows lookup by hash."""
     return hashlib.sha256(secret_key.encode("utf-8")).hexdigest()
-
-
-def same_secret(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def secret_start(secret_key: str, visible: int = 4) -> str:

@@ -86,12 +86,10 @@ class KVNamespace(Protocol):
 
     # What adapters offer beyond Cloudflare's API, each declared here rather than probed for:
 
-    atomic_updates: bool
-    """Whether `update` is one transaction (the emulator) or a Worker's read-modify-write (last writer wins)."""
-
-    def update(
-        self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None
-    ) -> bytes: ...
+    def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
+        """Read, change and write one key: one transaction where the store can (the emulator), else a
+        Worker's read-modify-write (`ReadModifyWrite`: concurrent writers can lose updates)."""
+        ...
 
     def scan(self, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """Every live (key, value) under `prefix` in key order, in one pass where the storage allows."""
@@ -99,10 +97,8 @@ class KVNamespace(Protocol):
 
 
 class ReadModifyWrite:
-    """`update` as a Worker does it on Workers KV: get, change, put. Concurrent writers can lose updates; the
-    stores that cannot do better (wrangler's state, Cloudflare's API) say so with `atomic_updates = False`."""
-
-    atomic_updates = False
+    """`update` as a Worker does it on Workers KV: get, change, put. Concurrent writers can lose updates: the
+    stores that cannot do better (wrangler's state, Cloudflare's API) use it, exactly as the platform would."""
 
     def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
         namespace: Any = self

@@ -46,15 +46,6 @@ ENVIRONMENT = {
     "CLERK_END_USER_SECRET_KEY": "the end-user-api Clerk app's secret key",
     "CLERK_END_USER_ISSUER": "the end-user-api Clerk app's Frontend API URL",
 }
-OPTIONAL = (
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_CONNECT_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "STRIPE_CONNECT_BASE",
-    "CLERK_API_URL",
-    "CLERK_AUTHORIZED_PARTIES",
-    "CLERK_END_USER_AUTHORIZED_PARTIES",
-)
 
 
 def _parties(raw: str | None) -> tuple[str, ...]:

@@ -198,9 +198,6 @@ class StripeGateway:
             params["subscription_data"] = {"metadata": metadata}
         return self._call(self.client.v1.checkout.sessions.create, params, self._options(account))
 
-    def retrieve_subscription(self, account: str | None, subscription_id: str) -> Any:
-        return self._call(self.client.v1.subscriptions.retrieve, subscription_id, None, self._options(account))
-
     def update_subscription(self, account: str | None, subscription_id: str, **params: Any) -> Any:
         return self._call(self.client.v1.subscriptions.update, subscription_id, params, self._options(account))
 
