@@ -9,9 +9,10 @@ import typer
 
 from dreamcli.cli.context import JsonOption, LazyModule, app_context, clock_from_env, print_json, status, stdout_console
 from dreamcli.errors import UsageError
-from dreamcli.vendors.settings import DREAM_API, Vendors
+from dreamcli.vendors.settings import Vendors
 
 onboarding = LazyModule("dreamcli.platform.onboarding")
+developers = LazyModule("dreamcli.platform.developers")
 flow_runner = LazyModule("dreamcli.platform.flow_run")
 tiers_file = LazyModule("dreamcli.platform.tiers")
 FAULTS = ("skip-api-replication",)  # dreamcli.platform.flow_run.FAULTS (tested to agree)
@@ -26,15 +27,6 @@ app = typer.Typer(
 
 DEFAULT_TIERS = Path(__file__).resolve().parents[2] / "fixtures" / "tiers" / "guide.toml"
 UserOption = Annotated[str, typer.Option("--user", "-u", help="The developer: Clerk user id or email.")]
-
-
-def _resolve_user(vendors: Vendors, user: str) -> str:
-    if "@" not in user:
-        return user
-    found = vendors.clerk[DREAM_API].list_users(email=user, limit=1)
-    if not found:
-        raise onboarding.UnknownDeveloper(f"no developer with email {user}: run `dream flow signup --email {user}`")
-    return found[0]["id"]
 
 
 def _emulated(vendors: Vendors) -> bool:
@@ -76,7 +68,7 @@ def flow_pay(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False
     """
     run = app_context(ctx)
     vendors = run.vendors()
-    user_id = _resolve_user(vendors, user)
+    user_id = developers.user_id_of(vendors, user)
     checkout = onboarding.start_payment(run.store(), vendors, user_id)
     if not _emulated(vendors):
         status("pay at this URL, then check with `dream flow status`:")
@@ -113,7 +105,7 @@ def flow_connect(
     else:
         if user is None:
             raise UsageError("give --user (or --code and --state to finish a callback by hand)")
-        url, _ = onboarding.connect_start(store, vendors, _resolve_user(vendors, user))
+        url, _ = onboarding.connect_start(store, vendors, developers.user_id_of(vendors, user))
         if not _emulated(vendors):
             status(
                 "open this URL, authorize, then run `dream flow connect --code ... --state ...` with the callback's values:"
@@ -167,7 +159,7 @@ def flow_tiers(
     result = onboarding.configure_tiers(
         run.store(),
         vendors,
-        _resolve_user(vendors, user),
+        developers.user_id_of(vendors, user),
         tiers,
         force=force,
         mimic_plaintext_secret=mimic_plaintext_secret,
@@ -210,7 +202,7 @@ def flow_credentials(ctx: typer.Context, user: UserOption, json_flag: JsonOption
     Example: dream flow credentials --user dev@example.com --json
     """
     run = app_context(ctx)
-    data = onboarding.credentials(run.store(), _resolve_user(run.vendors(), user))
+    data = onboarding.credentials(run.store(), developers.user_id_of(run.vendors(), user))
     if run.wants_json(json_flag):
         print_json(data)
         return

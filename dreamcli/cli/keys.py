@@ -9,9 +9,9 @@ import typer
 
 from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, status, stdout_console
 from dreamcli.errors import UsageError
-from dreamcli.vendors.settings import DREAM_API
 
 key_ops = LazyModule("dreamcli.platform.keys")
+developers = LazyModule("dreamcli.platform.developers")
 
 app = typer.Typer(
     help=(
@@ -33,11 +33,8 @@ def _platform(ctx: typer.Context, platform: str | None, user: str | None) -> str
     run = app_context(ctx)
     user_id = user or ""
     if "@" in user_id:
-        found = run.vendors().clerk[DREAM_API].list_users(email=user_id, limit=1)
-        if not found:
-            raise key_ops.KeyNotFoundError(f"no developer with email {user_id}")
-        user_id = found[0]["id"]
-    return key_ops.platform_of_user(run.store(), user_id)
+        user_id = developers.user_id_of(run.vendors(), user_id)
+    return developers.platform_of(run.store(), user_id)
 
 
 def _when(timestamp: int | None) -> str:

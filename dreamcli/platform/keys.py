@@ -18,6 +18,7 @@ from typing import Any
 
 from dreamcli import layout
 from dreamcli.errors import NotFound, UsageError
+from dreamcli.platform.developers import owner_of
 from dreamcli.platform.secrets import KeyPair, new_key_pair, secret_start
 from dreamcli.stores.kv_rules import MIN_TTL_SECONDS
 from dreamcli.stores.ports import KVWrite, Store, scan_items
@@ -35,15 +36,57 @@ class LastActivePair(UsageError):
 
 
 @dataclass
-class KeyInfo:
-    publishable_key: str
+class KeyIndexEntry:
+    """The value of `platform:{plt}:key:{pk}`: one pair's settings and state, never its secret."""
+
     env: str
     created: int | None
     secret_start: str | None
     secret_hash: str | None
-    expires_at: int | None
-    revoked_at: int | None
-    indexed: bool
+    expires_at: int | None = None
+    revoked_at: int | None = None
+
+    @classmethod
+    def for_new_pair(cls, pair: KeyPair, env: str, now: float) -> KeyIndexEntry:
+        return cls(env, int(now), secret_start(pair.secret_key), pair.secret_hash)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> KeyIndexEntry:
+        """ValueError when the value is not the index's JSON object."""
+        try:
+            entry = json.loads(raw or "")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError("not JSON") from None
+        if not isinstance(entry, dict):
+            raise ValueError("not a JSON object")
+        return cls(
+            str(entry.get("env", "?")),
+            entry.get("created"),
+            entry.get("secretStart"),
+            entry.get("secretHash"),
+            entry.get("expiresAt"),
+            entry.get("revokedAt"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "env": self.env,
+                "created": self.created,
+                "secretStart": self.secret_start,
+                "secretHash": self.secret_hash,
+                "expiresAt": self.expires_at,
+                "revokedAt": self.revoked_at,
+            }
+        )
+
+
+@dataclass
+class KeyInfo(KeyIndexEntry):
+    """A pair of the platform as `dream keys list` shows it: its index entry, or what its mappings tell."""
+
+    publishable_key: str = ""
+    indexed: bool = False
 
     def status(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -67,54 +110,24 @@ class KeyInfo:
             "indexed": self.indexed,
         }
 
-    def index_value(self) -> str:
-        return json.dumps(
-            {
-                "env": self.env,
-                "created": self.created,
-                "secretStart": self.secret_start,
-                "secretHash": self.secret_hash,
-                "expiresAt": self.expires_at,
-                "revokedAt": self.revoked_at,
-            }
+    def index_entry(self) -> KeyIndexEntry:
+        return KeyIndexEntry(
+            self.env, self.created, self.secret_start, self.secret_hash, self.expires_at, self.revoked_at
         )
-
-
-def platform_of_user(store: Store, user_id: str) -> str:
-    raw = store.kv(PLATFORM_TOKENS).get(layout.user_platform_id(user_id))
-    if raw is None:
-        raise NotFound(f"developer {user_id} has no platform id (run `dream flow signup`)")
-    return raw.decode()
-
-
-def _require_platform(store: Store, platform_id: str) -> str:
-    user = store.kv(PLATFORM_TOKENS).get(layout.platform_user_id(platform_id))
-    if user is None:
-        raise NotFound(f"platform {platform_id} is unknown (no platform:{platform_id}:userId)")
-    return user.decode()
 
 
 def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
     """Every pair of the platform: the index, plus pairs made before the index (found from their mappings)."""
-    _require_platform(store, platform_id)
+    owner_of(store, platform_id)
     platform = store.kv(PLATFORM_TOKENS)
     found: dict[str, KeyInfo] = {}
     for key, raw in scan_items(platform, prefix=layout.platform_key_index_prefix(platform_id)):
         pk = layout.parse(key).fields["publishableKey"]
         try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError:
-            entry = {}
-        found[pk] = KeyInfo(
-            pk,
-            entry.get("env", "?"),
-            entry.get("created"),
-            entry.get("secretStart"),
-            entry.get("secretHash"),
-            entry.get("expiresAt"),
-            entry.get("revokedAt"),
-            True,
-        )
+            entry = KeyIndexEntry.from_json(raw)
+        except ValueError:
+            entry = KeyIndexEntry("?", None, None, None)
+        found[pk] = KeyInfo(**vars(entry), publishable_key=pk, indexed=True)
     # Pairs written by the guide's own workers: publishablekey:* -> this platform, and their secret hashes.
     legacy: set[str] = {
         named
@@ -122,7 +135,7 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
         if value.decode(errors="replace") == platform_id and (named := layout.parse(key).fields.get("publishableKey"))
     }
     for legacy_pk in legacy - set(found):
-        found[legacy_pk] = KeyInfo(legacy_pk, "legacy", None, None, None, None, None, False)
+        found[legacy_pk] = KeyInfo("legacy", None, None, None, publishable_key=legacy_pk)
     missing_hash = {pk for pk, info in found.items() if info.secret_hash is None}
     if missing_hash:
         for key, value in scan_items(platform, prefix=layout.SECRET_KEY_PREFIX):
@@ -131,8 +144,8 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
                 found[pk].secret_hash = layout.parse(key).fields.get("hash")
     for info in found.values():
         if not info.indexed:
-            entry = platform.get_with_metadata(layout.publishable_key_platform(info.publishable_key))
-            info.expires_at = entry.expiration if entry else None
+            mapping = platform.get_with_metadata(layout.publishable_key_platform(info.publishable_key))
+            info.expires_at = mapping.expiration if mapping else None
     return sorted(found.values(), key=lambda info: (info.created or 0, info.publishable_key))
 
 
@@ -147,25 +160,22 @@ def create_key(store: Store, platform_id: str, env: str, *, now: float) -> Creat
     """A new pair for the platform; the secret is returned once and stored only as its hash."""
     if not ENV_LABEL.match(env):
         raise UsageError(f"env label {env!r}: use lowercase letters, digits, - or _ (production, staging, test, ...)")
-    _require_platform(store, platform_id)
+    owner_of(store, platform_id)
     if store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is None:
         raise UsageError(
             f"platform {platform_id} has no tier config in api-tokens: run `dream flow tiers` first "
             "(a key without one would not authenticate)"
         )
     pair = new_key_pair()
-    info = KeyInfo(
-        pair.publishable_key, env, int(now), secret_start(pair.secret_key), pair.secret_hash, None, None, True
-    )
-    write_pair(store, platform_id, pair, info)
+    write_pair(store, platform_id, pair, KeyIndexEntry.for_new_pair(pair, env, now))
     return Created(pair, env, platform_id)
 
 
-def write_pair(store: Store, platform_id: str, pair: KeyPair, info: KeyInfo) -> None:
+def write_pair(store: Store, platform_id: str, pair: KeyPair, entry: KeyIndexEntry) -> None:
     platform, api = store.kv(PLATFORM_TOKENS), store.kv(API_TOKENS)
     platform.bulk_put(
         [
-            KVWrite(layout.platform_key_index(platform_id, pair.publishable_key), info.index_value()),
+            KVWrite(layout.platform_key_index(platform_id, pair.publishable_key), entry.to_json()),
             KVWrite(layout.publishable_key_platform(pair.publishable_key), platform_id),
             KVWrite(layout.secret_key_publishable(pair.secret_hash), pair.publishable_key),
         ]
@@ -236,7 +246,9 @@ def _expire_pair(store: Store, platform_id: str, old: KeyInfo, expires_at: int) 
     The index records the grace first: if the writes stop half-way, `dream kv verify` sees a mapping that
     outlives its pair's grace (or a missing one) and `dream kv repair` puts it right, never the reverse."""
     old.expires_at = expires_at
-    store.kv(PLATFORM_TOKENS).put(layout.platform_key_index(platform_id, old.publishable_key), old.index_value())
+    store.kv(PLATFORM_TOKENS).put(
+        layout.platform_key_index(platform_id, old.publishable_key), old.index_entry().to_json()
+    )
     writes = [KVWrite(layout.publishable_key_platform(old.publishable_key), platform_id, expiration=expires_at)]
     if old.secret_hash:
         writes.append(
@@ -248,7 +260,7 @@ def _expire_pair(store: Store, platform_id: str, old: KeyInfo, expires_at: int) 
 
 def _move_primary(store: Store, platform_id: str, old_pk: str, new_pk: str | None) -> None:
     """The guide's `user:{u}:publishableKey` (what credentials show) follows the newest pair."""
-    user = _require_platform(store, platform_id)
+    user = owner_of(store, platform_id)
     platform = store.kv(PLATFORM_TOKENS)
     primary = platform.get(layout.user_publishable_key(user))
     if primary is not None and primary.decode() == old_pk:
@@ -277,7 +289,7 @@ def revoke_key(store: Store, platform_id: str, publishable_key: str, *, force: b
     # finishes them instead of copying the pair back from platform-tokens.
     target.revoked_at = int(now)
     target.expires_at = None
-    platform.put(layout.platform_key_index(platform_id, publishable_key), target.index_value())
+    platform.put(layout.platform_key_index(platform_id, publishable_key), target.index_entry().to_json())
     if target.secret_hash:
         api.delete(layout.secret_key_publishable(target.secret_hash))  # the secret stops here, at once
         platform.delete(layout.secret_key_publishable(target.secret_hash))

@@ -16,7 +16,9 @@ from urllib.parse import parse_qs, urlparse
 from dreamcli import layout
 from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
 from dreamcli.layout import KeyKind
-from dreamcli.platform.secrets import KeyPair, new_key_pair, new_platform_id, secret_start
+from dreamcli.platform.developers import platform_of
+from dreamcli.platform.keys import KeyIndexEntry
+from dreamcli.platform.secrets import KeyPair, new_key_pair, new_platform_id
 from dreamcli.platform.tiers import Tier, tier_json
 from dreamcli.stores.ports import KVWrite, Store, iter_keys
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
@@ -31,10 +33,6 @@ DEFAULT_SUCCESS_URL = "http://localhost:5173/dashboard?paid=1"
 
 class OutOfOrder(UsageError):
     """A flow step asked for before the step it depends on."""
-
-
-class UnknownDeveloper(NotFound):
-    """A developer (Clerk user of dream-api) without a platform id in the store."""
 
 
 class TierInUse(UsageError):
@@ -86,13 +84,6 @@ def _json(store: Store, namespace: str, key: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         raise FlowFailed(f"{key} in {namespace} is not JSON; run `dream kv verify`") from None
-
-
-def platform_id_of(store: Store, user_id: str) -> str:
-    platform_id = _text(store, PLATFORM_TOKENS, layout.user_platform_id(user_id))
-    if platform_id is None:
-        raise UnknownDeveloper(f"developer {user_id} has no platform id: run `dream flow signup` first")
-    return platform_id
 
 
 # Phase 1: signup
@@ -156,7 +147,7 @@ class Checkout:
 
 
 def start_payment(store: Store, vendors: Vendors, user_id: str, *, success_url: str = DEFAULT_SUCCESS_URL) -> Checkout:
-    platform_id_of(store, user_id)
+    platform_of(store, user_id)
     user = vendors.clerk[DREAM_API].get_user(user_id)
     email = next((e["email_address"] for e in user.get("email_addresses", [])), None)
     session = vendors.stripe.create_subscription_checkout(
@@ -207,7 +198,7 @@ def connect_start(
     store: Store, vendors: Vendors, user_id: str, *, redirect_uri: str = DEFAULT_REDIRECT_URI, **authorize_extra: str
 ) -> tuple[str, str]:
     """oauth-api /authorize: refuse before payment; a random single-use state for 10 minutes."""
-    platform_id_of(store, user_id)
+    platform_of(store, user_id)
     plan = plan_of(vendors, user_id)
     if plan != "paid":
         raise OutOfOrder(f"developer {user_id} is on plan {plan!r}: pay first (`dream flow pay`), then connect Stripe")
@@ -240,7 +231,7 @@ def connect_callback(
         raise FlowFailed(f"Stripe Connect refused: {error}")
     if not code:
         raise OAuthStateError("OAuth callback without a code")
-    platform_id = platform_id_of(store, user_id)
+    platform_id = platform_of(store, user_id)
     account = vendors.stripe.exchange_code(code)
     token = json.dumps({"accessToken": account.access_token, "stripeUserId": account.stripe_user_id})
     writes = Writes()
@@ -299,7 +290,7 @@ def configure_tiers(
 ) -> TiersResult:
     """oauth-api /create-products: products and prices on the connected account, keys, and the guide's
     phase 4 (e)-(g) writes, ordered so that no secret authenticates before its tier config exists."""
-    platform_id = platform_id_of(store, user_id)
+    platform_id = platform_of(store, user_id)
     token = _json(store, PLATFORM_TOKENS, layout.platform_stripe_token(platform_id))
     if not token or not token.get("stripeUserId"):
         raise OutOfOrder(f"developer {user_id} has not connected Stripe: run `dream flow connect` first")
@@ -384,15 +375,8 @@ def configure_tiers(
     writes.put(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id), publishable_key)
     writes.put(store, PLATFORM_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
     if pair is not None:
-        index = {
-            "env": "production",
-            "created": int(store_now()),
-            "secretStart": secret_start(pair.secret_key),
-            "secretHash": pair.secret_hash,
-            "expiresAt": None,
-            "revokedAt": None,
-        }
-        writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), json.dumps(index))
+        index = KeyIndexEntry.for_new_pair(pair, "production", store_now())
+        writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), index.to_json())
         if mimic_plaintext_secret:
             writes.put(store, PLATFORM_TOKENS, layout.user_secret_key(user_id), pair.secret_key)
         writes.put(store, PLATFORM_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
@@ -446,7 +430,7 @@ def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, us
 
 
 def credentials(store: Store, user_id: str) -> dict[str, Any]:
-    platform_id = platform_id_of(store, user_id)
+    platform_id = platform_of(store, user_id)
     publishable_key = _text(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id))
     if publishable_key is None:
         raise OutOfOrder(f"developer {user_id} has no keys yet: run `dream flow tiers` first")

@@ -28,6 +28,7 @@ from typing import Any
 from dreamcli import layout
 from dreamcli.errors import DreamError
 from dreamcli.layout import KeyKind
+from dreamcli.platform.keys import KeyIndexEntry
 from dreamcli.platform.secrets import hash_secret
 from dreamcli.stores.bulk import write_in_batches
 from dreamcli.stores.ports import KVWrite, Store, scan_items
@@ -264,11 +265,11 @@ class _Checker:
     def _index_entry(self, key: str, pk: str, plt: str, value: str | None) -> None:
         """dream's key index: a revoked pair must be gone, a pair in its grace must expire on time."""
         try:
-            entry = json.loads(value or "")
-            revoked, expires = entry.get("revokedAt"), entry.get("expiresAt")
-        except (json.JSONDecodeError, AttributeError):
+            entry = KeyIndexEntry.from_json(value)
+        except ValueError:
             self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {env, created, ...}", actual=value)
             return
+        revoked, expires = entry.revoked_at, entry.expires_at
         if revoked is not None:
             self.revoked[hash(pk)] = plt
             return
@@ -276,7 +277,7 @@ class _Checker:
             self.expiring[hash(pk)] = expires
             if expires <= self.now:
                 return
-        created = entry.get("created") or 0
+        created = entry.created or 0
         if created >= self.newest_live.get(plt, (-1, ""))[0]:
             self.newest_live[plt] = (created, pk)
 

@@ -10,7 +10,7 @@ import pytest
 
 from dreamcli import layout
 from dreamcli.errors import NotFound
-from dreamcli.platform import onboarding
+from dreamcli.platform import developers, onboarding
 from dreamcli.platform.runtime import InvalidApiKey, authenticate
 from dreamcli.platform.secrets import hash_secret
 from dreamcli.platform.tiers import parse_tiers
@@ -123,7 +123,7 @@ def test_signup_is_idempotent(platform):
 
 def test_steps_out_of_order_are_refused(platform):
     store, vendors = platform.store, platform.vendors
-    with pytest.raises(onboarding.UnknownDeveloper, match="run `dream flow signup` first"):
+    with pytest.raises(developers.UnknownDeveloper, match="run `dream flow signup` first"):
         onboarding.start_payment(store, vendors, "user_nobody")
     signed = onboarding.signup(store, vendors, email="b@example.com")
     with pytest.raises(onboarding.OutOfOrder, match="is on plan 'free': pay first"):
