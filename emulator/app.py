@@ -95,7 +95,7 @@ class Emulator:
                 Mount("/clerk", routes=clerk_routes(self.clerk)),
                 Mount("/_emulator", routes=self._emulator_routes()),
                 Mount("/front-auth-api", routes=front_auth_routes(self.platform)),
-                Mount("/oauth-api", routes=oauth_routes(self.platform, _callback_url)),
+                Mount("/oauth-api", routes=oauth_routes(self.platform)),
                 Mount("/api-multi", routes=api_multi_routes(self.platform)),
                 Mount(
                     "/cloudflare",
@@ -297,12 +297,6 @@ class Emulator:
             Route("/clerk/deliveries", admin(clerk_deliveries), methods=["GET"]),
             Route("/refusals", admin(refusals), methods=["GET"]),
         ]
-
-
-def _callback_url(request: Request) -> str:
-    """oauth-api's /callback on whatever host and port serve oauth-api."""
-    path = request.url.path.rsplit("/authorize", 1)[0]
-    return str(request.base_url).rstrip("/") + path + "/callback"
 
 
 def _base_url(request: Request) -> str:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dreamcli.stores.sqlite_file import SQLiteFile
 from dreamcli.vendors.settings import GUIDE_FRONTEND
-from emulator.vendor_state import VendorState, new_id
+from emulator.vendor_state import VendorState, new_id, public
 
 DREAM_API = "dream-api"
 END_USER_API = "end-user-api"
@@ -153,9 +153,9 @@ class ClerkBackend:
     def jwks(self, instance: str) -> dict[str, Any]:
         self.require_instance(instance)
         kid, key = self._private_key(instance)
-        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-        public.update({"kid": kid, "alg": "RS256", "use": "sig"})
-        return {"keys": [public]}
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+        return {"keys": [jwk]}
 
     # Users
 
@@ -195,7 +195,7 @@ class ClerkBackend:
         }
         self.state.save(instance, user)
         self.emit(instance, "user.created", user)
-        return _public(user)
+        return _clerk_public(user)
 
     def get_user(self, instance: str, user_id: str) -> dict[str, Any]:
         user = self.state.load(user_id, instance, "user")
@@ -217,7 +217,7 @@ class ClerkBackend:
         wanted = [e.lower() for e in params.get("email_address", [])]
         if wanted:
             users = [u for u in users if any(a["email_address"].lower() in wanted for a in u["email_addresses"])]
-        return [_public(user) for user in users[offset : offset + limit]]
+        return [_clerk_public(user) for user in users[offset : offset + limit]]
 
     def update_metadata(self, instance: str, user_id: str, params: dict[str, Any]) -> dict[str, Any]:
         user = self.get_user(instance, user_id)
@@ -231,7 +231,7 @@ class ClerkBackend:
         user["updated_at"] = int(self.state.clock() * 1000)
         self.state.save(instance, user)
         self.emit(instance, "user.updated", user)
-        return _public(user)
+        return _clerk_public(user)
 
     def delete_user(self, instance: str, user_id: str) -> dict[str, Any]:
         self.get_user(instance, user_id)
@@ -291,7 +291,7 @@ class ClerkBackend:
             return
         body = json.dumps(
             {
-                "data": _public(data),
+                "data": _clerk_public(data),
                 "object": "event",
                 "type": event_type,
                 "timestamp": int(self.state.clock() * 1000),
@@ -330,5 +330,8 @@ def _render(template: str, user: dict[str, Any]) -> Any:
     return node
 
 
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in obj.items() if key != "created"}
+CLERK_HIDDEN = frozenset({"created"})  # the store's ordering field; Clerk's own is created_at
+
+
+def _clerk_public(obj: dict[str, Any]) -> dict[str, Any]:
+    return public(obj, hidden=CLERK_HIDDEN)

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.clerk_backend import ClerkAPIError, ClerkBackend
+from emulator.clerk_backend import CLERK_HIDDEN, ClerkAPIError, ClerkBackend
+from emulator.vendor_state import public
 
 
 def _error(exc: ClerkAPIError) -> JSONResponse:
@@ -75,7 +76,11 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/users", lambda b, i, r, body: b.create_user(i, body)),
         ("GET", "/v1/users", list_users),
-        ("GET", "/v1/users/{id}", lambda b, i, r, body: _public(b.get_user(i, r.path_params["id"]))),
+        (
+            "GET",
+            "/v1/users/{id}",
+            lambda b, i, r, body: public(b.get_user(i, r.path_params["id"]), hidden=CLERK_HIDDEN),
+        ),
         ("DELETE", "/v1/users/{id}", lambda b, i, r, body: b.delete_user(i, r.path_params["id"])),
         ("PATCH", "/v1/users/{id}/metadata", lambda b, i, r, body: b.update_metadata(i, r.path_params["id"], body)),
         ("GET", "/v1/jwks", lambda b, i, r, body: b.jwks(i)),
@@ -84,7 +89,3 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
     routes.append(Route("/{instance}/.well-known/jwks.json", frontend_jwks, methods=["GET"]))
     routes.append(Route("/{rest:path}", unknown, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]))
     return routes
-
-
-def _public(user: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in user.items() if key != "created"}

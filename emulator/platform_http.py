@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route, Router
 from dreamcli import layout
 from dreamcli.errors import DreamError, NotFound, RemoteError, StoreError, UsageError
 from dreamcli.platform import customers, onboarding, runtime
-from dreamcli.platform.tiers import TierFileError, parse_tiers_text
+from dreamcli.platform.tiers import TierFileError, tiers_from_data
 from dreamcli.stores.ports import Store
 from dreamcli.vendors.errors import TokenError, VendorError, VendorNotFound, WebhookSignatureError
 from dreamcli.vendors.settings import DREAM_API, END_USER_API, Vendors
@@ -184,179 +184,201 @@ async def _resolve(request: Request, s: PlatformServices) -> tuple[runtime.Calle
     return runtime.authenticate(s.store, token), None
 
 
-def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
-    async def stripe_webhook(request: Request, s: PlatformServices) -> Response:
-        outcome = await run_in_threadpool(
-            onboarding.handle_stripe_webhook, s.vendors, await request.body(), request.headers.get("stripe-signature")
+# Each route: one small handler, (request, services) -> response; its failures become answers in `guarded`.
+
+
+async def stripe_webhook(request: Request, s: PlatformServices) -> Response:
+    outcome = await run_in_threadpool(
+        onboarding.handle_stripe_webhook, s.vendors, await request.body(), request.headers.get("stripe-signature")
+    )
+    return JSONResponse({"received": True, "outcome": outcome})
+
+
+async def generate_platform_id(request: Request, s: PlatformServices) -> Response:
+    user_id = await run_in_threadpool(_developer, request, s)
+    result = await run_in_threadpool(lambda: onboarding.signup(s.store, s.vendors, user_id=user_id))
+    return JSONResponse({"platformId": result.platform_id, "new": result.new_platform})
+
+
+async def get_credentials(request: Request, s: PlatformServices) -> Response:
+    user_id = await run_in_threadpool(_developer, request, s)
+    return JSONResponse(await run_in_threadpool(onboarding.credentials, s.store, user_id))
+
+
+async def authorize(request: Request, s: PlatformServices) -> Response:
+    user_id = await run_in_threadpool(_developer, request, s)
+    url, _ = await run_in_threadpool(
+        lambda: onboarding.connect_start(s.store, s.vendors, user_id, redirect_uri=callback_url(request))
+    )
+    return RedirectResponse(url, status_code=302)
+
+
+async def callback(request: Request, s: PlatformServices) -> Response:
+    query = request.query_params
+    result = await run_in_threadpool(
+        lambda: onboarding.connect_callback(
+            s.store, s.vendors, code=query.get("code"), state=query.get("state"), error=query.get("error")
         )
-        return JSONResponse({"received": True, "outcome": outcome})
-
-    async def generate_platform_id(request: Request, s: PlatformServices) -> Response:
-        user_id = await run_in_threadpool(_developer, request, s)
-        result = await run_in_threadpool(lambda: onboarding.signup(s.store, s.vendors, user_id=user_id))
-        return JSONResponse({"platformId": result.platform_id, "new": result.new_platform})
-
-    async def get_credentials(request: Request, s: PlatformServices) -> Response:
-        user_id = await run_in_threadpool(_developer, request, s)
-        return JSONResponse(await run_in_threadpool(onboarding.credentials, s.store, user_id))
-
-    return [
-        Route("/webhook/stripe", guarded(services, stripe_webhook), methods=["POST"]),
-        Route("/generate-platform-id", guarded(services, generate_platform_id), methods=["POST"]),
-        Route("/get-credentials", guarded(services, get_credentials), methods=["GET"]),
-    ]
+    )
+    return JSONResponse({"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id})
 
 
-def oauth_routes(services: Callable[[], PlatformServices], callback_url: Callable[[Request], str]) -> list[Route]:
-    async def authorize(request: Request, s: PlatformServices) -> Response:
-        user_id = await run_in_threadpool(_developer, request, s)
-        url, _ = await run_in_threadpool(
-            lambda: onboarding.connect_start(s.store, s.vendors, user_id, redirect_uri=callback_url(request))
-        )
-        return RedirectResponse(url, status_code=302)
+async def create_products(request: Request, s: PlatformServices) -> Response:
+    user_id = await run_in_threadpool(_developer, request, s)
+    try:
+        tiers = tiers_from_data(await body_json(request))
+    except TierFileError as exc:
+        raise customers.BadRequest(str(exc)) from None
+    result = await run_in_threadpool(
+        lambda: onboarding.configure_tiers(s.store, s.vendors, user_id, tiers, store_now=s.clock)
+    )
+    data = {"platformId": result.platform_id, "publishableKey": result.publishable_key, "products": result.products}
+    if result.secret_key:
+        data["secretKey"] = result.secret_key  # the one showing
+    return JSONResponse(data)
 
-    async def callback(request: Request, s: PlatformServices) -> Response:
-        query = request.query_params
-        result = await run_in_threadpool(
-            lambda: onboarding.connect_callback(
-                s.store, s.vendors, code=query.get("code"), state=query.get("state"), error=query.get("error")
+
+async def api_data(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await _resolve(request, s)
+    if token_user is not None:
+        # An end-user's own token: their plan is what their record says, whatever the request claims.
+        user_id = token_user
+        claimed = request.headers.get("x-user-plan")
+        plan = await run_in_threadpool(customers.plan_of, s.store, s.vendors, caller, user_id)
+        if claimed is not None and claimed != plan:
+            s.refuse("end-user-plan", f"{user_id} on {plan} claimed X-User-Plan {claimed!r}", request)
+    else:
+        user_id = user_id_header(request) or ""
+        if not user_id:
+            raise customers.BadRequest("X-User-Id header is required with a secret key")
+        plan = request.headers.get("x-user-plan") or "free"
+    now = s.clock()
+
+    def work() -> tuple[runtime.RateWindow, dict[str, Any]]:
+        window = runtime.check_rate(s.store, caller, user_id, now=now)
+        usage = runtime.record_usage(s.store, caller, user_id, plan, now=now)
+        s.daily.add(caller.platform_id, user_id, now)
+        return window, usage
+
+    # A few local SQLite transactions (well under a millisecond): run on the loop, where a thread-pool
+    # hop per request costs more than the work under load (measured with bench/api_bench.py).
+    window, usage = work()
+    return JSONResponse(
+        {"ok": True, "userId": user_id, "plan": plan, "usage": usage},
+        headers={
+            "X-RateLimit-Limit": str(window.limit),
+            "X-RateLimit-Remaining": str(window.remaining),
+            "X-RateLimit-Reset": str(window.reset),
+        },
+    )
+
+
+async def whoami(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await _resolve(request, s)
+    return JSONResponse(
+        {"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user}
+    )
+
+
+async def create_customer(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await run_in_threadpool(_caller, request, s)
+    if token_user is not None:
+        raise customers.Unauthorized("customers are created with the developer's secret key, not an end-user token")
+    body = await body_json(request)
+    return JSONResponse(
+        await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201
+    )
+
+
+async def list_customers(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await run_in_threadpool(_caller, request, s)
+    rows = await run_in_threadpool(customers.list_customers, s.store, caller.platform_id)
+    if token_user is not None:
+        rows = [row for row in rows if row["id"] == token_user]  # an end-user sees only themself
+    return JSONResponse({"customers": rows})
+
+
+async def show_customer(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await run_in_threadpool(_caller, request, s)
+    customer_id = request.path_params["id"]
+    if token_user is not None and token_user != customer_id:
+        raise customers.CustomerNotFound(f"no customer {customer_id} on this platform")
+    return JSONResponse(await run_in_threadpool(customers.get_customer, s.store, caller.platform_id, customer_id))
+
+
+async def checkout(request: Request, s: PlatformServices) -> Response:
+    caller, token_user = await run_in_threadpool(_caller, request, s)
+    body = await body_json(request)
+    try:
+        return JSONResponse(
+            await run_in_threadpool(
+                lambda: customers.start_checkout(s.store, s.vendors, caller, body, end_user=token_user)
             )
         )
-        return JSONResponse(
-            {"connected": True, "stripeUserId": result.stripe_user_id, "platformId": result.platform_id}
-        )
+    except customers.Forbidden as exc:
+        s.refuse("end-user-checkout", str(exc), request)
+        raise
 
-    async def create_products(request: Request, s: PlatformServices) -> Response:
-        user_id = await run_in_threadpool(_developer, request, s)
-        body = await body_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("tiers"), list):
-            raise customers.BadRequest('body must be {"tiers": [{name, price, limit, features?}], "currency"?}')
-        lines = [f"currency = {json.dumps(str(body.get('currency', 'usd')))}"]
-        for tier in body["tiers"]:
-            if not isinstance(tier, dict):
-                raise customers.BadRequest("every tier must be an object")
-            lines.append("[[tiers]]")
-            lines += [f"{name} = {json.dumps(value)}" for name, value in tier.items()]
-        try:
-            tiers = parse_tiers_text("\n".join(lines), "request body")
-        except TierFileError as exc:
-            raise customers.BadRequest(str(exc).replace("request body:", "tiers:", 1)) from None
-        result = await run_in_threadpool(
-            lambda: onboarding.configure_tiers(s.store, s.vendors, user_id, tiers, store_now=s.clock)
-        )
-        data = {"platformId": result.platform_id, "publishableKey": result.publishable_key, "products": result.products}
-        if result.secret_key:
-            data["secretKey"] = result.secret_key  # the one showing
-        return JSONResponse(data)
 
-    return [
-        Route("/authorize", guarded(services, authorize), methods=["GET"]),
-        Route("/callback", guarded(services, callback), methods=["GET"]),
-        Route("/create-products", guarded(services, create_products), methods=["POST"]),
-    ]
+async def connect_webhook(request: Request, s: PlatformServices) -> Response:
+    try:
+        outcome = await run_in_threadpool(
+            customers.handle_connect_webhook,
+            s.store,
+            s.vendors,
+            await request.body(),
+            request.headers.get("stripe-signature"),
+        )
+    except customers.WebhookRefused as exc:
+        # Answered 200: the event is genuine and Stripe would retry a refusal for days; nothing changed.
+        s.refuse("connect-webhook", str(exc), request)
+        return JSONResponse({"received": True, "refused": str(exc)})
+    return JSONResponse({"received": True, "outcome": outcome})
+
+
+RouteTable = list[tuple[str, str, Handler]]
+
+FRONT_AUTH_API: RouteTable = [
+    ("POST", "/webhook/stripe", stripe_webhook),
+    ("POST", "/generate-platform-id", generate_platform_id),
+    ("GET", "/get-credentials", get_credentials),
+]
+OAUTH_API: RouteTable = [
+    ("GET", "/authorize", authorize),
+    ("GET", "/callback", callback),
+    ("POST", "/create-products", create_products),
+]
+API_MULTI: RouteTable = [
+    ("POST", "/api/data", api_data),
+    ("GET", "/api/whoami", whoami),
+    ("POST", "/customers", create_customer),
+    ("GET", "/customers", list_customers),
+    ("GET", "/customers/{id}", show_customer),
+    ("POST", "/checkout", checkout),
+    ("POST", "/webhook/stripe", connect_webhook),
+]
+
+
+def routes_of(table: RouteTable, services: Callable[[], PlatformServices]) -> list[Route]:
+    return [Route(path, guarded(services, handler), methods=[method]) for method, path, handler in table]
+
+
+def front_auth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
+    return routes_of(FRONT_AUTH_API, services)
+
+
+def oauth_routes(services: Callable[[], PlatformServices]) -> list[Route]:
+    return routes_of(OAUTH_API, services)
 
 
 def api_multi_routes(services: Callable[[], PlatformServices]) -> list[Route]:
-    async def api_data(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await _resolve(request, s)
-        if token_user is not None:
-            # An end-user's own token: their plan is what their record says, whatever the request claims.
-            user_id = token_user
-            claimed = request.headers.get("x-user-plan")
-            plan = await run_in_threadpool(customers.plan_of, s.store, s.vendors, caller, user_id)
-            if claimed is not None and claimed != plan:
-                s.refuse("end-user-plan", f"{user_id} on {plan} claimed X-User-Plan {claimed!r}", request)
-        else:
-            user_id = user_id_header(request) or ""
-            if not user_id:
-                raise customers.BadRequest("X-User-Id header is required with a secret key")
-            plan = request.headers.get("x-user-plan") or "free"
-        now = s.clock()
+    return routes_of(API_MULTI, services)
 
-        def work() -> tuple[runtime.RateWindow, dict[str, Any]]:
-            window = runtime.check_rate(s.store, caller, user_id, now=now)
-            usage = runtime.record_usage(s.store, caller, user_id, plan, now=now)
-            s.daily.add(caller.platform_id, user_id, now)
-            return window, usage
 
-        # A few local SQLite transactions (well under a millisecond): run on the loop, where a thread-pool
-        # hop per request costs more than the work under load (measured with bench/api_bench.py).
-        window, usage = work()
-        return JSONResponse(
-            {"ok": True, "userId": user_id, "plan": plan, "usage": usage},
-            headers={
-                "X-RateLimit-Limit": str(window.limit),
-                "X-RateLimit-Remaining": str(window.remaining),
-                "X-RateLimit-Reset": str(window.reset),
-            },
-        )
-
-    async def whoami(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await _resolve(request, s)
-        return JSONResponse(
-            {"platformId": caller.platform_id, "publishableKey": caller.publishable_key, "userId": token_user}
-        )
-
-    async def create_customer(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await run_in_threadpool(_caller, request, s)
-        if token_user is not None:
-            raise customers.Unauthorized("customers are created with the developer's secret key, not an end-user token")
-        body = await body_json(request)
-        return JSONResponse(
-            await run_in_threadpool(customers.create_customer, s.store, s.vendors, caller, body), status_code=201
-        )
-
-    async def list_customers(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await run_in_threadpool(_caller, request, s)
-        rows = await run_in_threadpool(customers.list_customers, s.store, caller.platform_id)
-        if token_user is not None:
-            rows = [row for row in rows if row["id"] == token_user]  # an end-user sees only themself
-        return JSONResponse({"customers": rows})
-
-    async def show_customer(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await run_in_threadpool(_caller, request, s)
-        customer_id = request.path_params["id"]
-        if token_user is not None and token_user != customer_id:
-            raise customers.CustomerNotFound(f"no customer {customer_id} on this platform")
-        return JSONResponse(await run_in_threadpool(customers.get_customer, s.store, caller.platform_id, customer_id))
-
-    async def checkout(request: Request, s: PlatformServices) -> Response:
-        caller, token_user = await run_in_threadpool(_caller, request, s)
-        body = await body_json(request)
-        try:
-            return JSONResponse(
-                await run_in_threadpool(
-                    lambda: customers.start_checkout(s.store, s.vendors, caller, body, end_user=token_user)
-                )
-            )
-        except customers.Forbidden as exc:
-            s.refuse("end-user-checkout", str(exc), request)
-            raise
-
-    async def connect_webhook(request: Request, s: PlatformServices) -> Response:
-        try:
-            outcome = await run_in_threadpool(
-                customers.handle_connect_webhook,
-                s.store,
-                s.vendors,
-                await request.body(),
-                request.headers.get("stripe-signature"),
-            )
-        except customers.WebhookRefused as exc:
-            # Answered 200: the event is genuine and Stripe would retry a refusal for days; nothing changed.
-            s.refuse("connect-webhook", str(exc), request)
-            return JSONResponse({"received": True, "refused": str(exc)})
-        return JSONResponse({"received": True, "outcome": outcome})
-
-    return [
-        Route("/api/data", guarded(services, api_data), methods=["POST"]),
-        Route("/api/whoami", guarded(services, whoami), methods=["GET"]),
-        Route("/customers", guarded(services, create_customer), methods=["POST"]),
-        Route("/customers", guarded(services, list_customers), methods=["GET"]),
-        Route("/customers/{id}", guarded(services, show_customer), methods=["GET"]),
-        Route("/checkout", guarded(services, checkout), methods=["POST"]),
-        Route("/webhook/stripe", guarded(services, connect_webhook), methods=["POST"]),
-    ]
+def callback_url(request: Request) -> str:
+    """oauth-api's /callback on whatever host and port serve oauth-api (and under whatever mount)."""
+    path = request.url.path.rsplit("/authorize", 1)[0]
+    return str(request.base_url).rstrip("/") + path + "/callback"
 
 
 def edge_app(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emulator.app import Emulator, _callback_url
+from emulator.app import Emulator
 from emulator.platform_http import api_multi_routes, edge_app, front_auth_routes, oauth_routes
 from emulator.server import LoopbackServer
 
@@ -60,7 +60,7 @@ class Serving:
         apps = {
             "api-multi": edge_app(api_multi_routes(services), clock=clock),
             "front-auth-api": edge_app(front_auth_routes(services), clock=clock),
-            "oauth-api": edge_app(oauth_routes(services, _callback_url), clock=clock),
+            "oauth-api": edge_app(oauth_routes(services), clock=clock),
             "vendors": self.emulator.app,
         }
         chosen = {**DEFAULT_PORTS, **(ports or {})}

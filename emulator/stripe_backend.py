@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.schema import sha256_hex
-from emulator.vendor_state import VendorState, new_id
+from emulator.vendor_state import VendorState, new_id, public
 
 API_VERSION = "2026-10-28.endive"
 OAUTH_CODE_TTL = 300
@@ -372,7 +372,7 @@ class StripeBackend:
             items = items[ids.index(after) + 1 :]
         return {
             "object": "list",
-            "data": [_public(item) for item in items[:limit]],
+            "data": [public(item) for item in items[:limit]],
             "has_more": len(items) > limit,
             "url": f"/v1/{kind.replace('.', '/')}s",
         }
@@ -450,7 +450,7 @@ class StripeBackend:
             "_subscription_metadata": _merge_metadata({}, (params.get("subscription_data") or {}).get("metadata")),
         }
         self.state.save(account, session)
-        return _public(session)
+        return public(session)
 
     def complete_checkout_session(self, account: str | None, session_id: str) -> dict[str, Any]:
         """Stand in for the customer paying: customer + active subscription, and their events."""
@@ -488,9 +488,9 @@ class StripeBackend:
         self.state.save(account, subscription)
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])
         self.state.save(account, session)
-        self.emit(account, "checkout.session.completed", _public(session))
+        self.emit(account, "checkout.session.completed", public(session))
         self.emit(account, "customer.subscription.created", subscription)
-        return _public(session)
+        return public(session)
 
     def update_subscription(self, account: str, subscription_id: str, params: dict[str, Any]) -> dict[str, Any]:
         subscription = self.get(account, "subscription", subscription_id)
@@ -556,7 +556,7 @@ class StripeBackend:
             "_secret": "whsec_" + secrets.token_hex(24),
         }
         self.state.save(account, endpoint)
-        shown = _public(endpoint)
+        shown = public(endpoint)
         shown["secret"] = endpoint["_secret"]  # only on creation, as Stripe does
         return shown
 
@@ -630,11 +630,6 @@ class StripeBackend:
             except Exception as exc:  # a receiver that is down is logged, as Stripe's dashboard shows it
                 error = f"{type(exc).__name__}: {exc}"
         self.state.log_delivery(event["id"], event["type"], endpoint["url"], status, error)
-
-
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object as the API shows it: without the emulator's private `_` fields."""
-    return {key: value for key, value in obj.items() if not key.startswith("_")}
 
 
 def _refuse_unknown(params: dict[str, Any], allowed: set[str]) -> None:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from emulator.stripe_backend import StripeAPIError, StripeBackend, StripeOAuthError
+from emulator.vendor_state import public
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 
@@ -137,7 +138,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         (
             "GET",
             "/v1/checkout/sessions/{id}",
-            lambda b, a, p, path, __: _public(b.get(a, "checkout.session", path["id"])),
+            lambda b, a, p, path, __: public(b.get(a, "checkout.session", path["id"])),
         ),
         ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
         ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),
@@ -166,10 +167,6 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
 
     routes.append(Route("/{rest:path}", unknown, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]))
     return routes
-
-
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in obj.items() if not key.startswith("_")}
 
 
 def _idempotent(

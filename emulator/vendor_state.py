@@ -15,6 +15,11 @@ from emulator.schema import sha256_hex
 _ALPHABET = string.ascii_letters + string.digits
 
 
+def public(obj: dict[str, Any], *, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An object as the vendor's API shows it: without the emulator's own `_` fields, nor `hidden` ones."""
+    return {key: value for key, value in obj.items() if not key.startswith("_") and key not in hidden}
+
+
 def new_id(prefix: str, length: int = 24) -> str:
     """Ids shaped like the vendor's: a prefix and random base62 (`prod_...`, `user_...`)."""
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))

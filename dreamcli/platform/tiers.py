@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -80,16 +81,27 @@ def parse_tiers(path: Path) -> list[Tier]:
 
 
 def parse_tiers_text(text: str, source: str = "<tiers>") -> list[Tier]:
+    """A tier file's TOML; errors name the file and line."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TierFileError(f"{source}: not valid TOML: {exc}") from None
 
-    def fail(index: int | None, field: str | None, message: str) -> TierFileError:
-        line = 1 if index is None else _line_of(text, index, field)
-        where = f"{source}:{line}"
-        return TierFileError(f"{where}: {message}")
+    def where(index: int | None, field: str | None) -> str:
+        return f"{source}:{1 if index is None else _line_of(text, index, field)}"
 
+    return tiers_from_data(data, where)
+
+
+def tiers_from_data(data: Any, where: Callable[[int | None, str | None], str] | None = None) -> list[Tier]:
+    """Tiers from parsed data, `{currency?, tiers: [{name, price, limit, features?}]}` (a tier file's TOML or
+    oauth-api's JSON body). `where(tier index, field)` names a place for error messages (default "tiers")."""
+
+    def fail(index: int | None, field: str | None, message: str) -> TierFileError:
+        return TierFileError(f"{where(index, field) if where else 'tiers'}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail(None, None, "expected {currency?, tiers: [{name, price, limit, features?}]}")
     currency = data.get("currency", "usd")
     if not isinstance(currency, str) or not _CURRENCY.match(currency.lower()):
         raise fail(None, None, f'currency must be a three-letter ISO code such as "usd", not {currency!r}')
