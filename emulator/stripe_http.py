@@ -40,7 +40,8 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 if not isinstance(child, dict):
                     child = node[part] = {}
                 node = child
-    return _lists(root)
+    # Only nested values become lists: the parameters themselves are always named (`0=a` is a parameter "0").
+    return {key: _lists(value) for key, value in root.items()}
 
 
 def _lists(node: Any) -> Any:

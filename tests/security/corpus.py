@@ -78,3 +78,6 @@ D1_ATTACKS = [
     "SELECT * FROM _dream_kv",
     "SELECT * FROM _cf_KV",
 ]
+
+# Found by the fuzz: a form body whose parameter names are all digits decoded to a list, not parameters.
+STRIPE_FORM_CASES = [b"[", b"0=a", b"0=a&1=b", b"[0]=x"]

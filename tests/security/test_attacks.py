@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 
@@ -18,7 +19,7 @@ from dreamcli.platform import runtime
 from emulator.app import IN_PROCESS_BASE
 from emulator.server import LoopbackServer
 from tests.emulator.test_api_multi import onboard
-from tests.security.corpus import CLOUDFLARE_CASES, GUIDE_CASES
+from tests.security.corpus import CLOUDFLARE_CASES, GUIDE_CASES, STRIPE_FORM_CASES
 
 BASE = IN_PROCESS_BASE
 
@@ -207,6 +208,16 @@ def test_emulator_helpers_refuse_non_object_bodies(platform, body):
         assert response.status_code == 400, (path, response.text)
         assert set(response.json()) >= {"error", "message"}
     assert client.patch("/_emulator/clerk/end-user-api/settings", headers=headers, content=body).status_code == 400
+
+
+@pytest.mark.parametrize("body", STRIPE_FORM_CASES)
+def test_stripe_form_bodies_of_digit_names_are_refused_not_500(platform, body):
+    client = platform.emulator.client()
+    secret = platform.emulator.config()["stripe"]["secret_key"]
+    for path in ("/stripe/oauth/token", "/stripe/v1/products", "/stripe/v1/checkout/sessions"):
+        response = client.post(path, headers={"Authorization": f"Bearer {secret}"}, content=body)
+        assert 400 <= response.status_code < 500, (path, response.text)
+        assert "error" in response.json()
 
 
 def test_unknown_routes_answer_in_each_vendors_envelope(platform):
@@ -444,7 +455,9 @@ def test_http_date_is_the_emulators_clock(platform, clock):
 
 
 @settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=int(os.environ.get("DREAM_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
