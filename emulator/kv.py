@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage
 from dreamcli.stores.sqlite_file import SQLiteFile
 
 _listed_key = functools.partial(tuple.__new__, ListedKey)
+_by_key = operator.itemgetter(0)
 
 
 class EmulatorKVNamespace:
@@ -46,9 +48,7 @@ class EmulatorKVNamespace:
         return KVValue(row[0], kv_rules.decode_metadata(row[1]), row[2])
 
     def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]:
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_GET, "Bulk get")
-        for key in keys:
-            kv_rules.validate_key(key)
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_GET, "Bulk get")
         if not keys:
             return {}
         marks = ",".join("?" * len(keys))
@@ -135,26 +135,15 @@ class EmulatorKVNamespace:
         self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)], limit=1)
 
     def bulk_put(self, items: Sequence[KVWrite], *, limit: int = kv_rules.MAX_BULK_WRITE) -> None:
-        kv_rules.validate_bulk_size(items, limit, "Bulk write")
         now = self._now()
-        for item in items:
-            kv_rules.validate_key(item.key)
-        rows = [
-            (
-                self.seq,
-                item.key,
-                kv_rules.resolve_expiration(now, item.expiration, item.expiration_ttl),
-                kv_rules.encode_metadata(item.metadata),
-                kv_rules.value_bytes(item.value),
-            )
-            for item in items
-        ]
+        rows = kv_rules.check_writes(items, now, limit=limit)
         if not rows:
             return
-        rows.sort(key=lambda row: row[1])  # B-tree order: far fewer page splits than random order
+        rows.sort(key=_by_key)  # B-tree order: far fewer page splits than random order
         with self.file.write() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO _dream_kv (ns, key, expiration, metadata, value) VALUES (?, ?, ?, ?, ?)", rows
+                f"INSERT OR REPLACE INTO _dream_kv (ns, key, value, expiration, metadata) VALUES ({self.seq:d}, ?, ?, ?, ?)",
+                rows,
             )
             # Expired rows are invisible already; reclaim them while we hold the write lock.
             conn.execute("DELETE FROM _dream_kv WHERE expiration IS NOT NULL AND expiration <= ?", (now,))
@@ -163,9 +152,7 @@ class EmulatorKVNamespace:
         self.bulk_delete([key])
 
     def bulk_delete(self, keys: Sequence[str]) -> None:
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
-        for key in keys:
-            kv_rules.validate_key(key)
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
         raws = [(self.seq, key) for key in keys]
         if not raws:
             return

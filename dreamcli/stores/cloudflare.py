@@ -85,15 +85,19 @@ class CloudflareAPI:
             served = parsedate_to_datetime(date).timestamp()
         except (TypeError, ValueError):
             return
-        # Date is whole seconds, taken before the answer travelled: +1 s is never behind Cloudflare's clock,
-        # so an expiration computed from it is never refused as "too soon".
-        self._offset = served + 1 - time.time()
+        self._offset = served - time.time()  # Date is whole seconds: never ahead of Cloudflare's clock
 
-    def now(self) -> float:
-        """Cloudflare's clock (an expiration is valid or not by it), learned from the Date of its answers."""
+    def server_time(self) -> float:
+        """Cloudflare's clock (an expiration is valid or not by it), learned from the Date of its answers: at
+        most a second behind it."""
         if self._offset is None:
             self.request("GET", "/storage/kv/namespaces", params={"per_page": 5})
         return time.time() + (self._offset or 0.0)
+
+    def now(self) -> float:
+        """The store's clock for expirations dream computes: a second ahead of `server_time`, so never behind
+        Cloudflare's, and a computed expiration is never refused as "too soon"."""
+        return self.server_time() + 1
 
     @staticmethod
     def errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -159,9 +163,7 @@ class CloudflareKVNamespace(ReadModifyWrite):
 
     def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]:
         """Text values, as Cloudflare's bulk get returns them (UTF-8 encoded here)."""
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_GET, "Bulk get")
-        for key in keys:
-            kv_rules.validate_key(key)
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_GET, "Bulk get")
         if not keys:
             return {}
         response = self.api.request(
@@ -209,6 +211,13 @@ class CloudflareKVNamespace(ReadModifyWrite):
                     return
                 cursor = page.cursor
 
+    def _now_for(self, items: Sequence[KVWrite]) -> float:
+        """The clock the rules check `items` against: Cloudflare's only when an absolute expiration is to be
+        judged (a ttl is sent as a ttl, and its own check needs no clock)."""
+        if any(item.expiration is not None and item.expiration_ttl is None for item in items):
+            return self.api.server_time()
+        return time.time()
+
     def put(
         self,
         key: str,
@@ -218,40 +227,28 @@ class CloudflareKVNamespace(ReadModifyWrite):
         expiration_ttl: int | None = None,
         metadata: Any = None,
     ) -> None:
-        kv_rules.validate_key(key)
-        data = kv_rules.value_bytes(value)
-        encoded_metadata = kv_rules.encode_metadata(metadata)
-        params = {}
-        if expiration_ttl is not None:
-            params["expiration_ttl"] = expiration_ttl
-        elif expiration is not None:
-            params["expiration"] = expiration
+        item = KVWrite(key, value, expiration, expiration_ttl, metadata)
+        ((_, data, _, encoded_metadata),) = kv_rules.check_writes([item], self._now_for([item]), limit=1)
         url = f"{self.path}/values/{quote(key, safe='')}"
+        params = _expiration_params(item)
         if encoded_metadata is not None:
-            response = self.api.request(
-                "PUT", url, params=params, files={"value": ("value", data), "metadata": (None, encoded_metadata)}
-            )
+            files = {"value": ("value", data), "metadata": (None, encoded_metadata)}
+            response = self.api.request("PUT", url, params=params, files=files)
         else:
             response = self.api.request("PUT", url, params=params, content=data)
         self.api.result(response, f"put {key!r}")
 
     def bulk_put(self, items: Sequence[KVWrite]) -> None:
-        kv_rules.validate_bulk_size(items, kv_rules.MAX_BULK_WRITE, "Bulk write")
+        # Checked here against Cloudflare's own clock, then sent as given: a ttl stays a ttl.
+        checked = kv_rules.check_writes(items, self._now_for(items))
         payload = []
-        for item in items:
-            kv_rules.validate_key(item.key)
-            data = kv_rules.value_bytes(item.value)
-            entry: dict[str, Any] = {"key": item.key}
+        for item, (key, data, _, _) in zip(items, checked, strict=True):
+            entry: dict[str, Any] = {"key": key, **_expiration_params(item)}
             try:
                 entry["value"] = data.decode("utf-8")
             except UnicodeDecodeError:
                 entry["value"], entry["base64"] = base64.b64encode(data).decode(), True
-            if item.expiration_ttl is not None:
-                entry["expiration_ttl"] = item.expiration_ttl
-            elif item.expiration is not None:
-                entry["expiration"] = item.expiration
             if item.metadata is not None:
-                kv_rules.encode_metadata(item.metadata)
                 entry["metadata"] = item.metadata
             payload.append(entry)
         if payload:
@@ -263,15 +260,22 @@ class CloudflareKVNamespace(ReadModifyWrite):
                 )
 
     def delete(self, key: str) -> None:
-        kv_rules.validate_key(key)
+        kv_rules.check_keys([key], 1, "Delete")
         self.api.result(self.api.request("DELETE", f"{self.path}/values/{quote(key, safe='')}"), f"delete {key!r}")
 
     def bulk_delete(self, keys: Sequence[str]) -> None:
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
-        for key in keys:
-            kv_rules.validate_key(key)
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
         if keys:
             self.api.result(self.api.request("POST", f"{self.path}/bulk/delete", json=list(keys)), "bulk delete")
+
+
+def _expiration_params(item: KVWrite) -> dict[str, int]:
+    """What Cloudflare takes: the ttl when one is given (it wins, as in the REST API), else the expiration."""
+    if item.expiration_ttl is not None:
+        return {"expiration_ttl": int(item.expiration_ttl)}
+    if item.expiration is not None:
+        return {"expiration": int(item.expiration)}
+    return {}
 
 
 class CloudflareD1:

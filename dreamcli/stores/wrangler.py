@@ -129,7 +129,7 @@ class WranglerKVNamespace(ReadModifyWrite):
         return KVValue(value, kv_rules.decode_metadata(metadata), None if expiration is None else expiration // 1000)
 
     def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]:
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_GET, "Bulk get")
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_GET, "Bulk get")
         return {key: self.get_with_metadata(key) for key in keys}
 
     def list(self, *, prefix: str = "", cursor: str | None = None, limit: int = 1000) -> ListPage:
@@ -231,25 +231,14 @@ class WranglerKVNamespace(ReadModifyWrite):
         self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)])
 
     def bulk_put(self, items: Sequence[KVWrite]) -> None:
-        kv_rules.validate_bulk_size(items, kv_rules.MAX_BULK_WRITE, "Bulk write")
         now = self.clock()
         rows = []
         blobs: dict[str, bytes] = {}
         now_ms = int(now * 1000)
-        for item in items:
-            kv_rules.validate_key(item.key)
-            value = kv_rules.value_bytes(item.value)
-            expiration = kv_rules.resolve_expiration(now, item.expiration, item.expiration_ttl)
+        for key, value, expiration, metadata in kv_rules.check_writes(items, now):
             blob_id = new_blob_id(now_ms)
             blobs[blob_id] = value
-            rows.append(
-                (
-                    item.key,
-                    blob_id,
-                    None if expiration is None else expiration * 1000,
-                    kv_rules.encode_metadata(item.metadata),
-                )
-            )
+            rows.append((key, blob_id, None if expiration is None else expiration * 1000, metadata))  # Miniflare: ms
         if rows:
             self._write(rows, blobs)
 
@@ -257,9 +246,7 @@ class WranglerKVNamespace(ReadModifyWrite):
         self.bulk_delete([key])
 
     def bulk_delete(self, keys: Sequence[str]) -> None:
-        kv_rules.validate_bulk_size(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
-        for key in keys:
-            kv_rules.validate_key(key)
+        kv_rules.check_keys(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
         if keys and self.index.exists():
             self._write([(key, None, None, None) for key in keys], {})
 
