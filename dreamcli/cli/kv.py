@@ -446,55 +446,45 @@ def kv_repair(
 
     run = app_context(ctx)
     store = run.store()
-    result = _verify(ctx, platform, None, False)
-    plan = replication.plan_repair(result, prune=prune, remove_plaintext=remove_plaintext_secrets)
     as_json = run.wants_json(json_flag)
-    if not as_json:
+
+    def confirm(plan: Any) -> bool:
+        if not as_json:
+            from dreamcli.cli.render import render_plan
+
+            render_plan(plan)
+        if yes:
+            return True
+        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+        return interactive and typer.confirm(f"apply {len(plan.fixes)} action(s)?", err=True)
+
+    def tier_config_builder() -> Any:
+        vendors = run.vendors()
+        return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
+
+    report = replication.run(
+        store,
+        lambda: _verify(ctx, platform, None, False),
+        prune=prune,
+        remove_plaintext=remove_plaintext_secrets,
+        confirm=confirm,
+        tier_config_builder=tier_config_builder,
+        on_progress=lambda n, total: status(f"applied {n}/{total}") if total > 20_000 else None,
+    )
+    if as_json:
+        print_json(report.as_json())
+    elif not report.plan.fixes:
         from dreamcli.cli.render import render_plan
 
-        render_plan(plan)
-    if not plan.fixes:
-        if as_json:
-            print_json({"plan": plan.as_json(), "applied": 0, "failed": [], "after": result.as_json()["summary"]})
-        status(
-            "nothing to repair"
-            + ("" if result.clean else f"; {len(result.findings)} finding(s) need a decision (see above)")
-        )
-        if not result.clean:
-            raise typer.Exit(int(ExitCode.FAILED))
-        return
-    if not yes:
-        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
-        if not interactive or not typer.confirm(f"apply {len(plan.fixes)} action(s)?", err=True):
-            if as_json:
-                print_json({"plan": plan.as_json(), "applied": 0, "failed": [], "after": result.as_json()["summary"]})
-            status("nothing applied: re-run with --yes to apply this plan")
-            raise typer.Exit(int(ExitCode.FAILED))
-    builder = None
-    if any(fix.action is replication.Action.REBUILD_TIER_CONFIG for fix, _ in plan.fixes):
-        vendors = run.vendors()
-
-        def builder(plt: str, user: str | None) -> str:
-            return onboarding.tier_config_from_stripe(store, vendors, plt, user)
-
-    done, failed = replication.apply_plan(
-        store,
-        plan,
-        build_tier_config=builder,
-        on_progress=(lambda n, total: status(f"applied {n}/{total}")) if len(plan.fixes) > 20_000 else None,
-    )
-    after = replication.select(replication.verify(store, now=store.clock()), platform=platform)
-    if as_json:
-        print_json(
-            {
-                "plan": plan.as_json(),
-                "applied": done,
-                "failed": [{"key": fix.key, "namespace": fix.namespace, "why": why} for fix, why in failed],
-                "after": after.as_json()["summary"],
-            }
-        )
-    for fix, why in failed:
-        status(f"not repaired: {fix.namespace}: {fix.key}: {why}")
-    status(f"applied {done} action(s); verify now finds {len(after.findings)}")
-    if not after.clean or failed:
+        render_plan(report.plan)
+    if not report.plan.fixes:
+        remaining = len(report.before.findings)
+        status("nothing to repair" + (f"; {remaining} finding(s) need a decision (see above)" if remaining else ""))
+    elif report.declined:
+        status("nothing applied: re-run with --yes to apply this plan")
+    else:
+        for fix, why in report.failed:
+            status(f"not repaired: {fix.namespace}: {fix.key}: {why}")
+        status(f"applied {report.applied} action(s); verify now finds {len(report.remaining.findings)}")
+    if not report.clean:
         raise typer.Exit(int(ExitCode.FAILED))

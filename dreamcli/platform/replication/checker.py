@@ -16,125 +16,23 @@ Sources of truth (what repair copies from):
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from dreamcli import layout
-from dreamcli.errors import DreamError
 from dreamcli.layout import KeyKind
 from dreamcli.platform.keys import KeyIndexEntry
+from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Need, Phase, VerifyResult, shown
 from dreamcli.platform.secrets import hash_secret
-from dreamcli.stores.bulk import write_in_batches
-from dreamcli.stores.ports import KVWrite, Store, scan_items
+from dreamcli.stores.ports import Store, scan_items
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 _PLT = re.compile(r"^plt_[A-Za-z0-9]+$")
 _PK = re.compile(r"^pk_[A-Za-z0-9_]+$")
 _ID = re.compile(r"^[^:\s]+$")
-
-
-class FindingClass(StrEnum):
-    MISSING = "missing"
-    STALE = "stale"
-    ORPHANED = "orphaned"
-    DANGLING = "dangling"
-    CORRUPT = "corrupt"
-    INSECURE = "insecure"
-
-
-class Action(StrEnum):
-    PUT = "put"
-    DELETE = "delete"
-    REBUILD_TIER_CONFIG = "rebuild-tier-config"
-
-
-# Apply order: de-authenticate first, authenticate last (see plan_repair).
-PHASE_DELETE_SECRET = 0
-PHASE_DELETE_OTHER = 1
-PHASE_PLATFORM_TOKENS = 2
-PHASE_TIER_CONFIG = 3
-PHASE_API_PUBLISHABLE = 4
-PHASE_API_SECRET = 5
-PHASE_PLAINTEXT = 6
-
-
-@dataclass(frozen=True)
-class Fix:
-    action: Action
-    namespace: str
-    key: str
-    phase: int
-    value: str | None = None
-    needs: str | None = None  # "prune", "remove-plaintext-secrets" or None
-    user_id: str | None = None  # for tier config rebuilds
-    expiration: int | None = None  # for puts of a pair in its grace period
-
-
-@dataclass(frozen=True)
-class Finding:
-    cls: FindingClass
-    namespace: str
-    key: str
-    platform: str | None
-    message: str
-    expected: str | None = None
-    actual: str | None = None
-    fix: Fix | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "class": str(self.cls),
-            "namespace": self.namespace,
-            "key": self.key,
-            "platform": self.platform,
-            "message": self.message,
-            "expected": self.expected,
-            "actual": self.actual,
-            "repair": None if self.fix is None else {"action": str(self.fix.action), "needs": self.fix.needs},
-        }
-
-
-@dataclass
-class VerifyResult:
-    findings: list[Finding] = field(default_factory=list)
-    keys_scanned: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.findings
-
-    def by_class(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for finding in self.findings:
-            counts[str(finding.cls)] = counts.get(str(finding.cls), 0) + 1
-        return counts
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "clean": self.clean,
-            "summary": {"keys_scanned": self.keys_scanned, "findings": len(self.findings), "by_class": self.by_class()},
-            "findings": [finding.as_json() for finding in self.findings],
-        }
-
-
-def shown(kind: KeyKind | None, value: str | None) -> str | None:
-    """A value as a report may show it: secrets never, Stripe tokens by account only, long values cut."""
-    if value is None:
-        return None
-    if kind is KeyKind.USER_SECRET_KEY:
-        return "(secret)"
-    if kind in (KeyKind.USER_STRIPE_TOKEN, KeyKind.PLATFORM_STRIPE_TOKEN):
-        try:
-            return f"{{stripeUserId: {json.loads(value).get('stripeUserId')}, accessToken: (secret)}}"
-        except (json.JSONDecodeError, AttributeError):
-            return "(unreadable token)"
-    return value if len(value) <= 120 else value[:117] + "..."
 
 
 def _merged(
@@ -237,30 +135,38 @@ class _Checker:
             kind = _PLATFORM_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None
             pt, api = _text(pt_raw), _text(api_raw)
             if kind is KeyKind.PLATFORM_USER_ID and pt is not None:
-                if not _ID.match(pt):
-                    self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not a user id", actual=pt)
-                else:
-                    self.platform_user[plt] = pt
+                self._platform_user(key, plt, pt)
             elif kind is KeyKind.PLATFORM_STRIPE_TOKEN and pt is not None:
                 if self._token_ok(key, pt, plt):
                     self.platform_token[plt] = hash(pt)
             elif kind is KeyKind.TIER_CONFIG and api is not None:
-                try:
-                    triples = _triples(json.loads(api).get("tiers"), "name")
-                except (json.JSONDecodeError, AttributeError):
-                    triples = None
-                if triples is None:
-                    self.add(
-                        FindingClass.CORRUPT,
-                        API_TOKENS,
-                        key,
-                        plt,
-                        "value is not {tiers: [{name, priceId, productId, ...}]}",
-                        actual=api,
-                    )
-                self.tier_config[plt] = None if triples is None else hash(triples)
-                if plt not in self.platform_user:
-                    self.tier_config_pending_orphan[plt] = None
+                self._tier_config(key, plt, api)
+
+    def _platform_user(self, key: str, plt: str, user_id: str) -> None:
+        """platform:{plt}:userId names a user (matched against user:{u}:platformId when that user's keys come)."""
+        if not _ID.match(user_id):
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not a user id", actual=user_id)
+        else:
+            self.platform_user[plt] = user_id
+
+    def _tier_config(self, key: str, plt: str, api: str) -> None:
+        """api-tokens' platform:{plt}:tierConfig is {tiers: [{name, priceId, productId, ...}]} and has an owner."""
+        try:
+            triples = _triples(json.loads(api).get("tiers"), "name")
+        except (json.JSONDecodeError, AttributeError):
+            triples = None
+        if triples is None:
+            self.add(
+                FindingClass.CORRUPT,
+                API_TOKENS,
+                key,
+                plt,
+                "value is not {tiers: [{name, priceId, productId, ...}]}",
+                actual=api,
+            )
+        self.tier_config[plt] = None if triples is None else hash(triples)
+        if plt not in self.platform_user:
+            self.tier_config_pending_orphan[plt] = None
 
     def _index_entry(self, key: str, pk: str, plt: str, value: str | None) -> None:
         """dream's key index: a revoked pair must be gone, a pair in its grace must expire on time."""
@@ -281,7 +187,7 @@ class _Checker:
         if created >= self.newest_live.get(plt, (-1, ""))[0]:
             self.newest_live[plt] = (created, pk)
 
-    def _revoked_mapping(self, key: str, pk: str, pt: str | None, api: str | None, phase: int) -> bool:
+    def _revoked_mapping(self, key: str, pk: str, pt: str | None, api: str | None, phase: Phase) -> bool:
         """Mappings of a revoked pair are deleted (completing the revocation), never copied."""
         if hash(pk) not in self.revoked:
             return False
@@ -309,9 +215,9 @@ class _Checker:
         source = pt if pt is not None else api
         for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
             phase = (
-                PHASE_PLATFORM_TOKENS
+                Phase.PLATFORM_TOKENS
                 if namespace == PLATFORM_TOKENS
-                else (PHASE_API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else PHASE_API_PUBLISHABLE)
+                else (Phase.API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else Phase.API_PUBLISHABLE)
             )
             if value is None:
                 self.add(
@@ -363,11 +269,11 @@ class _Checker:
             key,
             plt,
             f"no tier config in api-tokens: {why}",
-            fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
+            fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
         )
 
     def _mirrored(
-        self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: int, delete_phase: int
+        self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: Phase, delete_phase: Phase
     ) -> bool:
         """A key platform-tokens owns and api-tokens copies: missing or stale copies are rewritten from the
         source, a copy without a source is an orphan. False for an orphan (nothing else to check)."""
@@ -389,7 +295,7 @@ class _Checker:
                 platform,
                 "in api-tokens without its source in platform-tokens",
                 actual=api,
-                fix=Fix(Action.DELETE, API_TOKENS, key, delete_phase, needs="prune"),
+                fix=Fix(Action.DELETE, API_TOKENS, key, delete_phase, needs=Need.PRUNE),
             )
             return False
         elif pt != api:
@@ -412,7 +318,7 @@ class _Checker:
             if value is not None and not _PLT.match(value):
                 self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a platform id", actual=value)
                 return
-        if self._revoked_mapping(key, pk, pt, api, PHASE_DELETE_OTHER):
+        if self._revoked_mapping(key, pk, pt, api, Phase.DELETE_OTHER):
             return
         if self._expiry(key, pk, pt or api, pt, api):
             self.pt_publishable[hash(pk)] = pt or api  # type: ignore[assignment]
@@ -423,7 +329,7 @@ class _Checker:
             self.pt_publishable[hash(pk)] = pt
             if pt not in self.platform_user:  # a user: key (later in key order) may still claim it
                 self.pending_dangling.setdefault(pt, []).append(key)
-        if not self._mirrored(key, pt or api, pt, api, PHASE_API_PUBLISHABLE, PHASE_DELETE_OTHER):
+        if not self._mirrored(key, pt or api, pt, api, Phase.API_PUBLISHABLE, Phase.DELETE_OTHER):
             return
         self.api_publishable.add(hash(pk))
         if plt is not None:
@@ -436,7 +342,7 @@ class _Checker:
             if value is not None and not _PK.match(value):
                 self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a publishable key", actual=value)
                 return
-        if self._revoked_mapping(key, pt or api or "", pt, api, PHASE_DELETE_SECRET):
+        if self._revoked_mapping(key, pt or api or "", pt, api, Phase.DELETE_SECRET):
             return
         if self._expiry(key, pt or api or "", self.pt_publishable.get(hash(pt or api)), pt, api):
             self.pt_secret.add(hash(digest))
@@ -453,7 +359,7 @@ class _Checker:
                     None,
                     f"points at {pt}, which has no publishablekey:{pt}:platformId",
                 )
-        if not self._mirrored(key, platform, pt, api, PHASE_API_SECRET, PHASE_DELETE_SECRET):
+        if not self._mirrored(key, platform, pt, api, Phase.API_SECRET, Phase.DELETE_SECRET):
             return
         self.api_secret.add(hash(digest))
         if hash(pt or api) not in self.api_publishable:
@@ -473,7 +379,14 @@ class _Checker:
             for key, pt, _ in items
             if pt is not None
         }
-        plt = values.get(KeyKind.USER_PLATFORM_ID)
+        plt = self._user_platform(user_id, values.get(KeyKind.USER_PLATFORM_ID))
+        self._user_token(user_id, plt, values.get(KeyKind.USER_STRIPE_TOKEN))
+        self._user_products(user_id, plt, values.get(KeyKind.USER_PRODUCTS))
+        pk = self._user_publishable_key(user_id, plt, values.get(KeyKind.USER_PUBLISHABLE_KEY))
+        self._user_plaintext_secret(user_id, plt, pk, values.get(KeyKind.USER_SECRET_KEY))
+
+    def _user_platform(self, user_id: str, plt: str | None) -> str | None:
+        """user:{u}:platformId names a platform whose platform:{plt}:userId names the user back."""
         if plt is not None and not _PLT.match(plt):
             self.add(
                 FindingClass.CORRUPT,
@@ -499,7 +412,7 @@ class _Checker:
                     plt,
                     f"user:{user_id}:platformId points here",
                     expected=user_id,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id),
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
                 )
             elif owner != user_id:
                 self.add(
@@ -510,10 +423,12 @@ class _Checker:
                     f"user:{user_id}:platformId points here",
                     expected=user_id,
                     actual=owner,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, PHASE_PLATFORM_TOKENS, user_id),
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
                 )
-        self._user_token(user_id, plt, values.get(KeyKind.USER_STRIPE_TOKEN))
-        products_raw = values.get(KeyKind.USER_PRODUCTS)
+        return plt
+
+    def _user_products(self, user_id: str, plt: str | None, products_raw: str | None) -> None:
+        """user:{u}:products agrees with the tiers (price and product ids) of the platform's tier config."""
         products = None
         if products_raw is not None:
             try:
@@ -542,18 +457,20 @@ class _Checker:
                     plt,
                     f"tiers (price and product ids) differ from user:{user_id}:products",
                     expected=json.dumps([list(t) for t in products]),
-                    fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
+                    fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
                 )
             if self.stripe_check is not None and plt in self.platform_token:
                 self.findings += self.stripe_check(plt, user_id)
-        pk = values.get(KeyKind.USER_PUBLISHABLE_KEY)
+
+    def _user_publishable_key(self, user_id: str, plt: str | None, pk: str | None) -> str | None:
+        """user:{u}:publishableKey names a live pair of this user's platform (after a revoke, the newest)."""
         if pk is not None and plt is not None and hash(pk) in self.revoked:
             key = layout.user_publishable_key(user_id)
             successor = self.newest_live.get(plt, (0, None))[1]
             fix = (
-                Fix(Action.PUT, PLATFORM_TOKENS, key, PHASE_PLATFORM_TOKENS, successor)
+                Fix(Action.PUT, PLATFORM_TOKENS, key, Phase.PLATFORM_TOKENS, successor)
                 if successor
-                else Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER)
+                else Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER)
             )
             self.add(
                 FindingClass.STALE,
@@ -577,7 +494,7 @@ class _Checker:
                     plt,
                     f"user:{user_id}:publishableKey names it",
                     expected=plt,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, plt),
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, plt),
                 )
                 if hash(pk) not in self.api_publishable:
                     self.add(
@@ -587,7 +504,7 @@ class _Checker:
                         plt,
                         f"user:{user_id}:publishableKey names it",
                         expected=plt,
-                        fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_PUBLISHABLE, plt),
+                        fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_PUBLISHABLE, plt),
                     )
                     self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
             elif target != plt:
@@ -599,7 +516,10 @@ class _Checker:
                     f"{pk} belongs to {target}, not to this user's {plt}",
                     actual=pk,
                 )
-        plaintext = values.get(KeyKind.USER_SECRET_KEY)
+        return pk
+
+    def _user_plaintext_secret(self, user_id: str, plt: str | None, pk: str | None, plaintext: str | None) -> None:
+        """The guide's plaintext user:{u}:secretKey: insecure, and the source of its own missing hash mappings."""
         if plaintext is not None:
             key = layout.user_secret_key(user_id)
             self.add(
@@ -608,7 +528,7 @@ class _Checker:
                 key,
                 plt,
                 "plaintext secret key (the guide's one-time show is not)",
-                fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_PLAINTEXT, needs="remove-plaintext-secrets"),
+                fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.PLAINTEXT, needs=Need.REMOVE_PLAINTEXT_SECRETS),
             )
             digest = hash_secret(plaintext)
             if pk is not None:
@@ -621,7 +541,7 @@ class _Checker:
                         plt,
                         f"the hash of user:{user_id}:secretKey",
                         expected=pk,
-                        fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, PHASE_PLATFORM_TOKENS, pk),
+                        fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, pk),
                     )
                 if hash(digest) not in self.api_secret:
                     self.add(
@@ -631,7 +551,7 @@ class _Checker:
                         plt,
                         f"the hash of user:{user_id}:secretKey",
                         expected=pk,
-                        fix=Fix(Action.PUT, API_TOKENS, entry, PHASE_API_SECRET, pk),
+                        fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_SECRET, pk),
                     )
 
     def _user_token(self, user_id: str, plt: str | None, user_token: str | None) -> None:
@@ -655,7 +575,7 @@ class _Checker:
                 plt,
                 f"user:{user_id}:stripeToken has it",
                 expected=user_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, PHASE_PLATFORM_TOKENS, user_token),
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, Phase.PLATFORM_TOKENS, user_token),
             )
         elif user_token is None and platform_token is not None:
             self.add(
@@ -665,7 +585,7 @@ class _Checker:
                 plt,
                 f"platform:{plt}:stripeToken has it",
                 expected=platform_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token),
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, platform_token),
             )
         elif (
             user_token is not None
@@ -680,7 +600,7 @@ class _Checker:
                 f"disagrees with platform:{plt}:stripeToken",
                 expected=platform_token,
                 actual=user_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, platform_token),
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, platform_token),
             )
 
     def finish(self) -> None:
@@ -705,7 +625,7 @@ class _Checker:
                     plt,
                     f"user:{user_id}:platformId points at another platform",
                     actual=user_id,
-                    fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"),
+                    fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
                 )
             else:
                 user_key = layout.user_platform_id(user_id)
@@ -716,7 +636,7 @@ class _Checker:
                     plt,
                     f"platform:{plt}:userId names this user",
                     expected=plt,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, PHASE_PLATFORM_TOKENS, plt),
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, plt),
                 )
         for plt in self.tier_config_pending_orphan:
             if plt in self.platform_user:
@@ -728,7 +648,7 @@ class _Checker:
                 key,
                 plt,
                 f"no platform:{plt}:userId owns it",
-                fix=Fix(Action.DELETE, API_TOKENS, key, PHASE_DELETE_OTHER, needs="prune"),
+                fix=Fix(Action.DELETE, API_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
             )
 
 
@@ -784,178 +704,3 @@ def verify(
         on_progress(scanned)
     result.findings = checker.findings
     return result
-
-
-def select(result: VerifyResult, *, platform: str | None = None, classes: list[str] | None = None) -> VerifyResult:
-    findings = [
-        f
-        for f in result.findings
-        if (platform is None or f.platform == platform) and (not classes or str(f.cls) in classes)
-    ]
-    return VerifyResult(findings, result.keys_scanned)
-
-
-# Repair
-
-
-@dataclass
-class Plan:
-    fixes: list[tuple[Fix, Finding]] = field(default_factory=list)
-    skipped: list[tuple[Finding, str]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "actions": [
-                {
-                    "phase": fix.phase,
-                    "action": str(fix.action),
-                    "namespace": fix.namespace,
-                    "key": fix.key,
-                    "platform": finding.platform,
-                    "because": f"{finding.cls}: {finding.message}",
-                }
-                for fix, finding in self.fixes
-            ],
-            "skipped": [
-                {"key": finding.key, "namespace": finding.namespace, "class": str(finding.cls), "why": why}
-                for finding, why in self.skipped
-            ],
-        }
-
-
-def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: bool = False) -> Plan:
-    """Fixes in apply order: removals that stop a key authenticating first, the api-tokens secret mappings
-    last, so a crash at any point never leaves a secret that authenticates without its tier config."""
-    plan = Plan()
-    seen: set[tuple[str, str]] = set()
-    for finding in result.findings:
-        fix = finding.fix
-        if fix is None:
-            reason = "reported, not guessed at" if finding.cls is FindingClass.CORRUPT else "no safe automatic fix"
-            plan.skipped.append((finding, reason))
-            continue
-        if fix.needs == "prune" and not prune:
-            plan.skipped.append((finding, "deletes only with --prune"))
-            continue
-        if fix.needs == "remove-plaintext-secrets" and not remove_plaintext:
-            plan.skipped.append((finding, "plaintext secrets are removed only with --remove-plaintext-secrets"))
-            continue
-        if (fix.namespace, fix.key) in seen:
-            continue
-        seen.add((fix.namespace, fix.key))
-        plan.fixes.append((fix, finding))
-    plan.fixes.sort(key=lambda item: item[0].phase)
-    return plan
-
-
-class RepairError(DreamError):
-    """A repair action that could not be carried out (e.g. Stripe unreachable for a tier config)."""
-
-
-TierConfigBuilder = Callable[[str, str | None], str]
-
-
-def apply_plan(
-    store: Store,
-    plan: Plan,
-    *,
-    build_tier_config: TierConfigBuilder | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    batch_size: int = 10_000,
-) -> tuple[int, list[tuple[Fix, str]]]:
-    """Carry out the plan phase by phase, in batches; returns (actions done, actions that failed)."""
-    done = 0
-    failed: list[tuple[Fix, str]] = []
-    without_config: set[str] = set()
-    total = len(plan.fixes)
-    phase_groups: dict[int, list[tuple[Fix, Finding]]] = {}
-    for fix, finding in plan.fixes:
-        phase_groups.setdefault(fix.phase, []).append((fix, finding))
-    for phase in sorted(phase_groups):
-        puts: dict[str, list[KVWrite]] = {}
-        deletes: dict[str, list[str]] = {}
-        for fix, finding in phase_groups[phase]:
-            if fix.action is Action.REBUILD_TIER_CONFIG:
-                try:
-                    if build_tier_config is None:
-                        raise RepairError("Stripe is needed to rebuild a tier config")
-                    puts.setdefault(fix.namespace, []).append(
-                        KVWrite(fix.key, build_tier_config(finding.platform or "", fix.user_id))
-                    )
-                except DreamError as exc:
-                    failed.append((fix, str(exc)))
-                    if finding.platform:
-                        without_config.add(finding.platform)
-            elif fix.phase in (PHASE_API_PUBLISHABLE, PHASE_API_SECRET) and finding.platform in without_config:
-                failed.append(
-                    (fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)")
-                )
-            elif fix.action is Action.PUT:
-                puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or "", expiration=fix.expiration))
-            else:
-                deletes.setdefault(fix.namespace, []).append(fix.key)
-        for namespace, keys in deletes.items():
-            for start in range(0, len(keys), batch_size):
-                store.kv(namespace).bulk_delete(keys[start : start + batch_size])
-                done += len(keys[start : start + batch_size])
-                if on_progress:
-                    on_progress(done, total)
-        for namespace, items in puts.items():
-            write_in_batches(
-                store.kv(namespace),
-                items,
-                batch_size=batch_size,
-                on_batch=functools.partial(_progress_from, on_progress, done, total) if on_progress else None,
-            )
-            done += len(items)
-    return done, failed
-
-
-def _tiers_of(config_text: str) -> list[tuple[Any, ...]] | None:
-    try:
-        tiers = json.loads(config_text).get("tiers")
-        return sorted(
-            (t.get("name"), t.get("limit"), t.get("price"), t.get("currency"), t.get("priceId"), t.get("productId"))
-            for t in tiers
-        )
-    except (json.JSONDecodeError, AttributeError, TypeError):
-        return None
-
-
-def stripe_agreement(store: Store, build: TierConfigBuilder) -> Callable[[str, str], list[Finding]]:
-    """A check for `verify(stripe_check=...)`: tierConfig against the connected account's products and prices."""
-
-    def check(platform_id: str, user_id: str) -> list[Finding]:
-        key = layout.tier_config(platform_id)
-        current = store.kv(API_TOKENS).get(key)
-        if current is None:
-            return []  # reported as missing by the pass itself
-        try:
-            expected = build(platform_id, user_id)
-        except DreamError as exc:
-            return [
-                Finding(
-                    FindingClass.DANGLING, API_TOKENS, key, platform_id, f"cannot read its products from Stripe: {exc}"
-                )
-            ]
-        if _tiers_of(current.decode("utf-8", errors="replace")) == _tiers_of(expected):
-            return []
-        return [
-            Finding(
-                FindingClass.STALE,
-                API_TOKENS,
-                key,
-                platform_id,
-                "disagrees with Stripe's products and prices",
-                expected=shown(KeyKind.TIER_CONFIG, expected),
-                actual=shown(KeyKind.TIER_CONFIG, current.decode()),
-                fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, PHASE_TIER_CONFIG, user_id=user_id),
-            )
-        ]
-
-    return check
-
-
-def _progress_from(on_progress: Callable[[int, int], None], base: int, total: int, written: int, _batch: int) -> None:
-    """Progress of one namespace's batched puts, counted after the `base` actions already done."""
-    on_progress(base + written, total)
