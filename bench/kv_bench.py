@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -106,9 +107,7 @@ def main() -> None:
             f"dream kv list --all (process, to /dev/null) {cli_s:6.2f} s  {listed / cli_s:10,.0f} keys/s  "
             f"{cli_s / floor_s:.2f}x the floor"
         )
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    folder.rmdir()
+    shutil.rmtree(folder)  # the store, its WAL and its D1 folder
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ repair of 10% drift >= 50,000 keys/s.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -101,9 +102,7 @@ def main() -> None:
         f"repair          {repair_s:8.2f} s  {done / repair_s if repair_s else 0:12,.0f} keys/s   "
         f"{done:,} actions, {len(failed)} failed; verify after: {len(after.findings)} findings   (goal >= 50,000 keys/s)"
     )
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    folder.rmdir()
+    shutil.rmtree(folder)  # the store, its WAL and its D1 folder
 
 
 if __name__ == "__main__":
