@@ -65,3 +65,17 @@ def test_usage_for_one_user_is_that_user_only(dream, tmp_path):
     every = dream.json("usage", "show", "-p", run["platformId"], "--json")
     assert sorted(row["userId"] for row in every) == ["u1", "u10", "u11"]
     assert dream.json("usage", "show", "-p", run["platformId"], "--user", "nobody", "--json") == []
+
+
+def test_daily_usage_flush_writes_every_row_in_chunks(tmp_path):
+    """The buffer writes 25 rows a statement (D1's 100 parameters): 60 users and repeats all land, summed."""
+    store = open_emulator_store(tmp_path / "daily.db")
+    core.ensure_schema(store)
+    daily = core.DailyUsageBuffer(store, interval=3600)
+    for round_ in range(3):
+        for user in range(60):
+            daily.add("plt_x", f"u{user}", 1_800_000_000)
+        daily.flush()
+    rows = store.database.execute("SELECT customer_id, calls FROM usage_daily ORDER BY customer_id").results
+    store.close()
+    assert len(rows) == 60 and all(row["calls"] == 3 for row in rows)
