@@ -72,7 +72,7 @@ def test_daily_usage_flush_writes_every_row_in_chunks(tmp_path):
     store = open_emulator_store(tmp_path / "daily.db")
     core.ensure_schema(store)
     daily = core.DailyUsageBuffer(store, interval=3600)
-    for round_ in range(3):
+    for _ in range(3):
         for user in range(60):
             daily.add("plt_x", f"u{user}", 1_800_000_000)
         daily.flush()
