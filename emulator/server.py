@@ -44,7 +44,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
     def _disarm_header_deadline(self) -> None:
-        handle = getattr(self, "_header_deadline", None)
+        handle = self._header_deadline
         if handle is not None:
             handle.cancel()
             self._header_deadline = None
