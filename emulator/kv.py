@@ -9,7 +9,7 @@ from typing import Any
 
 from dreamcli.stores import kv_rules
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage
+from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, SQLSource
 from dreamcli.stores.sqlite_file import SQLiteFile
 
 _listed_key = functools.partial(tuple.__new__, ListedKey)
@@ -102,6 +102,13 @@ class EmulatorKVNamespace:
             if len(rows) < batch:
                 return
             after = rows[-1][0]
+
+    def sql_source(self, now: int) -> SQLSource:
+        return SQLSource(
+            str(self.file.path),
+            f"SELECT key, value FROM {{schema}}._dream_kv "
+            f"WHERE ns = {int(self.seq)} AND (expiration IS NULL OR expiration > {int(now)})",
+        )
 
     def update(self, key: str, change: Callable[[bytes | None], bytes], *, expiration_ttl: int | None = None) -> bytes:
         """Read, change and write one key in one IMMEDIATE transaction: concurrent callers never lose an

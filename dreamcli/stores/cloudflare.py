@@ -192,6 +192,9 @@ class CloudflareKVNamespace(ReadModifyWrite):
         next_cursor = (body.get("result_info") or {}).get("cursor") or ""
         return ListPage(keys, not next_cursor, next_cursor)
 
+    def sql_source(self, now: int) -> None:
+        return None  # values live outside SQL: verify copies them with `scan`
+
     def scan(self, *, prefix: str = "", workers: int = 8) -> Iterator[tuple[str, bytes]]:
         """(key, value) in key order: each list page's values in 100-key bulk gets, up to `workers` at once."""
         from concurrent.futures import ThreadPoolExecutor

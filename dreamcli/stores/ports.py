@@ -54,6 +54,15 @@ class KVWrite(NamedTuple):
     metadata: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class SQLSource:
+    """Where SQL can read a namespace's live rows in place: a SQLite file, and a SELECT of (key, value) in it
+    with `{schema}` for the name the file is attached under."""
+
+    path: str
+    select: str
+
+
 @runtime_checkable
 class KVNamespace(Protocol):
     """A Workers KV namespace with Cloudflare's semantics and limits."""
@@ -93,6 +102,11 @@ class KVNamespace(Protocol):
 
     def scan(self, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """Every live (key, value) under `prefix` in key order, in one pass where the storage allows."""
+        ...
+
+    def sql_source(self, now: int) -> SQLSource | None:
+        """The live rows at `now` as SQL can read them in place, when the store keeps values in SQLite (the
+        emulator); None when only `scan` can read them (wrangler's blob files, Cloudflare's API)."""
         ...
 
 

@@ -154,6 +154,9 @@ class WranglerKVNamespace(ReadModifyWrite):
             f"SELECT {columns} FROM _mf_entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?", params
         )
 
+    def sql_source(self, now: int) -> None:
+        return None  # values live outside SQL: verify copies them with `scan`
+
     def scan(self, *, prefix: str = "", batch: int = 5000) -> Iterator[tuple[str, bytes]]:
         after: str | None = None
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -232,3 +233,36 @@ def working_secrets(store):
         if plt is not None and api.get(f"platform:{plt.decode()}:tierConfig") is not None:
             working.add(key)
     return working
+
+
+class _ScanOnly:
+    """A namespace SQL cannot read in place (as wrangler's and Cloudflare's): verify copies its scan."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def sql_source(self, now):
+        return None
+
+
+def test_verify_reads_in_place_and_from_a_scan_alike(store):
+    """The snapshot SQLite joins is the store's own file (emulator) or a copy of its scan (other stores): the
+    findings are the same either way."""
+    synthetic.seed(store, 200, drift=0.3)
+    in_place = replication.verify(store).findings
+    scanned = dataclasses.replace(store, namespaces={k: _ScanOnly(v) for k, v in store.namespaces.items()})
+    assert in_place and replication.verify(scanned).findings == in_place
+
+
+def test_verify_leaves_no_files_behind(store, tmp_path, monkeypatch):
+    """The snapshot holds Stripe tokens: it lives in a private folder removed when verify ends."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    synthetic.seed(store, 20, drift=0.5)
+    assert not replication.verify(store).clean
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("dream-verify-")] == []

@@ -1,5 +1,5 @@
 """The replication between platform-tokens (front-auth-api) and api-tokens (api-multi): what must hold
-(`findings`), the one streaming pass that checks it (`checker.verify`), the repair that puts it right
+(`findings`), the checks SQLite runs over a snapshot of both (`checker.verify`, `snapshot`), the repair that puts it right
 (`repair.run`), and the tier config checked against Stripe (`stripe_check`)."""
 
 from dreamcli.platform.replication.checker import verify

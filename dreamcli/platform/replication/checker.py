@@ -1,10 +1,9 @@
-"""The replication invariants between platform-tokens (front-auth-api) and api-tokens (api-multi),
-checked in one streaming pass, and the plan that repairs what can be repaired.
+"""The replication invariants between platform-tokens (front-auth-api) and api-tokens (api-multi), one check
+per invariant over a `snapshot` of both namespaces.
 
-The two namespaces are read as sorted (key, value) streams and merge-joined: mirrored keys meet
-side by side, and the guide's prefixes sort so that each kind is seen before the kinds that point
-at it (platform: < publishablekey: < secretkey: < user:). Memory grows with the number of platforms
-(a few ids per platform), never with the number of keys or the size of values.
+SQLite joins the namespaces (the snapshot's entity tables) and each check's query returns only the rows that may
+break its invariant; Python turns those into findings. Healthy rows never reach Python, so memory holds the
+findings and nothing that grows with the number of platforms.
 
 Sources of truth (what repair copies from):
 - platform-tokens is the source of every mirrored key (publishablekey:, secretkey:) in api-tokens;
@@ -17,47 +16,94 @@ Sources of truth (what repair copies from):
 from __future__ import annotations
 
 import json
-import re
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from dreamcli import layout
-from dreamcli.layout import KeyKind
-from dreamcli.platform.keys import KeyIndexEntry
 from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Need, Phase, VerifyResult, shown
+from dreamcli.platform.replication.snapshot import Snapshot, snapshot, tiers
 from dreamcli.platform.secrets import hash_secret
-from dreamcli.stores.ports import Store, scan_items
+from dreamcli.stores.ports import Store
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
-_PLT = re.compile(r"^plt_[A-Za-z0-9]+$")
-_PK = re.compile(r"^pk_[A-Za-z0-9_]+$")
-_ID = re.compile(r"^[^:\s]+$")
+StripeCheck = Callable[[str, str], list[Finding]]
 
 
-def _merged(
-    left: Iterator[tuple[str, bytes]], right: Iterator[tuple[str, bytes]]
-) -> Iterator[tuple[str, bytes | None, bytes | None]]:
-    """Merge two key-sorted streams: (key, left value or None, right value or None)."""
-    a = next(left, None)
-    b = next(right, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a[0] < b[0]):
-            yield a[0], a[1], None  # type: ignore[index]
-            a = next(left, None)
-        elif a is None or b[0] < a[0]:
-            yield b[0], None, b[1]
-            b = next(right, None)
-        else:
-            yield a[0], a[1], b[1]
-            a, b = next(left, None), next(right, None)
+def _claimed(plt: str) -> str:
+    """Some developer's user:{u}:platformId names `plt`."""
+    return f"EXISTS (SELECT 1 FROM usr c WHERE c.plt = {plt} AND c.plt_ok AND c.plt IS NOT NULL)"
 
 
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="replace")
+# Each query returns every row that may break its invariant (and, for speed, few others): `NOT ifnull(healthy, 0)`,
+# as a NULL anywhere in `healthy` must send the row to Python, not drop it. The shapes of values are columns the
+# snapshot computed once (`*_ok`); tier lists compare by their fast form, else by `tiers`.
+INDEX_ENTRIES = "SELECT key, plt, value FROM idx WHERE NOT ok ORDER BY key"
+
+PLATFORMS = f"""
+    SELECT p.plt, p.user_id, p.token, p.config, p.token_ok, p.owner_ok,
+           p.config IS NOT NULL AND p.fast IS NULL AND {tiers("p.config", "$.tiers", "name")} IS NULL AS config_corrupt,
+           {_claimed("p.plt")} AS claimed,
+           EXISTS (SELECT 1 FROM usr o WHERE o.u = p.user_id AND o.plt_ok AND o.plt IS NOT NULL) AS owner_has_platform
+    FROM plat p
+    WHERE NOT ifnull(p.owner_ok AND p.token_ok AND (p.config IS NULL OR p.fast IS NOT NULL)
+                     AND EXISTS (SELECT 1 FROM usr o WHERE o.u = p.user_id AND o.plt = p.plt AND o.plt_ok), 0)
+    ORDER BY p.plt"""
+
+# What a publishable key's mapping says: `m_*` its platform-tokens and api-tokens values and their shapes,
+# `revoked_plt` and `expires` its pair's state in the key index.
+_PAIR = "m.pt AS m_pt, m.api AS m_api, ifnull(m.pt_ok, 1) AS m_pt_ok, ifnull(m.api_ok, 1) AS m_api_ok, ks.revoked_plt, ks.expires"
+
+PUBLISHABLE = f"""
+    SELECT m.pk, {_PAIR}, p.user_id AS owner, ifnull(p.owner_ok, 0) AS owner_ok,
+           p.config IS NOT NULL AS has_config, {_claimed("m.pt")} AS claimed
+    FROM pkm m LEFT JOIN keystate ks ON ks.pk = m.pk LEFT JOIN plat p ON p.plt = m.pt
+    WHERE NOT ifnull(m.pt = m.api AND m.pt_ok AND m.api_ok AND ks.pk IS NULL AND p.config IS NOT NULL
+                     AND p.owner_ok, 0)
+    ORDER BY m.pk"""
+
+SECRET = f"""
+    SELECT s.digest, s.pt, s.api, s.pt_ok, s.api_ok, {_PAIR}
+    FROM skm s LEFT JOIN keystate ks ON ks.pk = coalesce(s.pt, s.api) LEFT JOIN pkm m ON m.pk = coalesce(s.pt, s.api)
+    WHERE NOT ifnull(s.pt = s.api AND s.pt_ok AND s.api_ok AND ks.pk IS NULL AND m.pt IS NOT NULL AND m.pt_ok
+                     AND m.api_ok, 0)
+    ORDER BY s.digest"""
+
+_USERS = f"""
+    SELECT u.u, u.plt, u.token, u.products, u.pk, u.secret, u.plt_ok, p.user_id AS owner,
+           ifnull(p.owner_ok, 0) AS owner_ok, p.token AS platform_token, p.token_ok AS platform_token_ok,
+           p.config IS NOT NULL AS has_config,
+           CASE WHEN p.fast IS NOT NULL AND u.fast IS NOT NULL AND p.fast = u.fast THEN 1
+                WHEN p.config IS NULL OR u.products IS NULL THEN NULL
+                ELSE {tiers("p.config", "$.tiers", "name")} IS {tiers("u.products", "$", "tier")} END AS tiers_agree,
+           u.products IS NOT NULL AND u.fast IS NULL AND {tiers("u.products", "$", "tier")} IS NULL AS products_corrupt,
+           p.config IS NOT NULL AND p.fast IS NULL AND {tiers("p.config", "$.tiers", "name")} IS NULL AS config_corrupt,
+           {_PAIR}
+    FROM usr u LEFT JOIN plat p ON p.plt = u.plt LEFT JOIN pkm m ON m.pk = u.pk LEFT JOIN keystate ks ON ks.pk = u.pk"""
+USERS = f"""{_USERS}
+    WHERE NOT ifnull(u.plt_ok AND p.user_id = u.u AND p.owner_ok AND u.token = p.token AND p.token_ok
+                     AND (u.products IS NULL OR (u.fast = p.fast))
+                     AND (u.pk IS NULL OR (ks.pk IS NULL AND m.pt = u.plt AND m.api_ok))
+                     AND u.secret IS NULL, 0)
+    ORDER BY u.u"""
+USERS_ALL = f"{_USERS} ORDER BY u.u"  # with a Stripe check, which asks Stripe about every developer
+
+SECRET_KNOWN = """
+    SELECT s.pt, s.api, s.pt_ok, s.api_ok, ks.revoked_plt, ks.expires
+    FROM skm s LEFT JOIN keystate ks ON ks.pk = coalesce(s.pt, s.api) WHERE s.digest = ?"""
+
+# The newest live pair of a platform, by its index (ties: the last in key order).
+NEWEST_LIVE = """
+    SELECT pk FROM idx
+    WHERE plt = ? AND ok AND ifnull(json_type(value, '$.revokedAt'), 'null') = 'null'
+      AND NOT (json_type(value, '$.expiresAt') = 'integer' AND json_extract(value, '$.expiresAt') <= ?)
+    ORDER BY CASE WHEN json_type(value, '$.created') IN ('integer', 'real') THEN json_extract(value, '$.created')
+             ELSE 0 END DESC, key DESC
+    LIMIT 1"""
 
 
-def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | None:
+def _triples(tiers: Any, name_field: str) -> list[tuple[str, str, str]] | None:
     if not isinstance(tiers, list):
         return None
     out = []
@@ -67,46 +113,37 @@ def _triples(tiers: Any, name_field: str) -> tuple[tuple[str, str, str], ...] | 
         ):
             return None
         out.append((tier[name_field], tier["priceId"], tier["productId"]))
-    return tuple(sorted(out))
+    return sorted(out)
 
 
-# Within a platform:{plt}:* or user:{u}:* group the last segment names the kind (the layout's patterns).
-_PLATFORM_SUFFIX = {
-    spec.segments[-1][0]: spec.kind
-    for spec in layout.SPECS
-    if spec.segments[0][0] == "platform" and len(spec.segments) == 3 and spec.segments[-1][0]
-}
-_USER_SUFFIX = {
-    spec.segments[-1][0]: spec.kind
-    for spec in layout.SPECS
-    if spec.segments[0][0] == "user" and len(spec.segments) == 3 and spec.segments[-1][0]
-}
+def _token_ok(value: str) -> bool:
+    try:
+        token = json.loads(value)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(token, dict) and all(isinstance(token.get(f), str) for f in ("stripeUserId", "accessToken"))
+
+
+def _pair(row: sqlite3.Row) -> tuple[str | None, bool]:
+    """(the platform its platform-tokens mapping names, whether api-tokens authenticates it) for a publishable
+    key, as its mapping check leaves them: a corrupt or revoked mapping names nothing."""
+    if (row["m_pt"] is None and row["m_api"] is None) or not (row["m_pt_ok"] and row["m_api_ok"]):
+        return None, False
+    if row["revoked_plt"] is not None:
+        return None, False
+    if row["expires"] is not None:
+        return row["m_pt"] or row["m_api"], True
+    return row["m_pt"], row["m_pt"] is not None
 
 
 class _Checker:
-    def __init__(self, store: Store, stripe_check: Callable[[str, str], list[Finding]] | None, now: float) -> None:
+    def __init__(self, store: Store, snap: Snapshot, stripe_check: StripeCheck | None, now: float) -> None:
         self.store = store
-        self.findings: list[Finding] = []
+        self.snap = snap
         self.stripe_check = stripe_check
-        self.platform_user: dict[str, str] = {}  # platform:{plt}:userId values not yet matched by a user
-        self.matched_platforms: set[int] = set()
-        # Only hashes of values are kept; the rare value a fix needs is read again from the store.
-        self.platform_token: dict[str, int] = {}  # plt -> hash of its token text
-        self.tier_config: dict[
-            str, int | None
-        ] = {}  # plt -> hash of its (name, priceId, productId) triples; None = corrupt
-        self.tier_config_pending_orphan: dict[str, None] = {}
-        self.tier_config_reported: set[str] = set()
-        self.pt_publishable: dict[int, str] = {}  # hash(pk) -> plt, from platform-tokens
-        self.api_publishable: set[int] = set()
-        self.pt_secret: set[int] = set()
-        self.api_secret: set[int] = set()
-        self.users_seen: set[int] = set()
-        self.pending_dangling: dict[str, list[str]] = {}  # plt -> publishablekey: keys pointing at it
-        self.revoked: dict[int, str] = {}  # hash(pk) -> plt, from the key index
-        self.expiring: dict[int, int] = {}  # hash(pk) -> expiresAt, from the key index
-        self.newest_live: dict[str, tuple[int, str]] = {}  # plt -> (created, pk) of its newest live indexed pair
         self.now = int(now)
+        self.findings: list[Finding] = []
+        self.tier_config_reported: set[str] = set()  # platforms whose missing tier config is reported (few)
 
     def add(
         self,
@@ -125,73 +162,108 @@ class _Checker:
             Finding(cls, namespace, key, platform, message, shown(kind, expected), shown(kind, actual), fix)
         )
 
+    def run(self) -> None:
+        self.index_entries()
+        self.platforms()
+        self.publishable_mappings()
+        self.secret_mappings()
+        self.developers()
+
+    # dream's key index
+
+    def index_entries(self) -> None:
+        """platform:{plt}:key:{pk} is {env, created, ...}."""
+        for row in self.snap.rows(INDEX_ENTRIES):
+            message = "value is not {env, created, ...}"
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, row["key"], row["plt"], message, actual=row["value"])
+
     # platform:{plt}:*
 
-    def platform_group(self, plt: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        for key, pt_raw, api_raw in items:
-            if key.count(":") == 3 and pt_raw is not None and key.split(":")[2] == "key":
-                self._index_entry(key, key.rsplit(":", 1)[1], plt, _text(pt_raw))
-                continue
-            kind = _PLATFORM_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None
-            pt, api = _text(pt_raw), _text(api_raw)
-            if kind is KeyKind.PLATFORM_USER_ID and pt is not None:
-                self._platform_user(key, plt, pt)
-            elif kind is KeyKind.PLATFORM_STRIPE_TOKEN and pt is not None:
-                if self._token_ok(key, pt, plt):
-                    self.platform_token[plt] = hash(pt)
-            elif kind is KeyKind.TIER_CONFIG and api is not None:
-                self._tier_config(key, plt, api)
+    def platforms(self) -> None:
+        for row in self.snap.rows(PLATFORMS):
+            plt = row["plt"]
+            if row["user_id"] is not None and not row["owner_ok"]:
+                key = layout.platform_user_id(plt)
+                self.add(
+                    FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not a user id", actual=row["user_id"]
+                )
+            if row["token"] is not None and not row["token_ok"]:
+                key = layout.platform_stripe_token(plt)
+                self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {accessToken, stripeUserId}")
+            if row["config_corrupt"]:
+                self.add(
+                    FindingClass.CORRUPT,
+                    API_TOKENS,
+                    layout.tier_config(plt),
+                    plt,
+                    "value is not {tiers: [{name, priceId, productId, ...}]}",
+                    actual=row["config"],
+                )
+            if not row["claimed"]:
+                self._unclaimed(plt, row)
 
-    def _platform_user(self, key: str, plt: str, user_id: str) -> None:
-        """platform:{plt}:userId names a user (matched against user:{u}:platformId when that user's keys come)."""
-        if not _ID.match(user_id):
-            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not a user id", actual=user_id)
-        else:
-            self.platform_user[plt] = user_id
-
-    def _tier_config(self, key: str, plt: str, api: str) -> None:
-        """api-tokens' platform:{plt}:tierConfig is {tiers: [{name, priceId, productId, ...}]} and has an owner."""
-        try:
-            triples = _triples(json.loads(api).get("tiers"), "name")
-        except (json.JSONDecodeError, AttributeError):
-            triples = None
-        if triples is None:
+    def _unclaimed(self, plt: str, row: sqlite3.Row) -> None:
+        """A platform no developer's user:{u}:platformId names: its owner gets the missing half back (or, when
+        that owner names another platform, this userId is an orphan); an ownerless tier config is an orphan."""
+        if row["owner_ok"]:
+            key, user_id = layout.platform_user_id(plt), row["user_id"]
+            if row["owner_has_platform"]:
+                self.add(
+                    FindingClass.ORPHANED,
+                    PLATFORM_TOKENS,
+                    key,
+                    plt,
+                    f"user:{user_id}:platformId points at another platform",
+                    actual=user_id,
+                    fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
+                )
+            else:
+                user_key = layout.user_platform_id(user_id)
+                self.add(
+                    FindingClass.MISSING,
+                    PLATFORM_TOKENS,
+                    user_key,
+                    plt,
+                    f"platform:{plt}:userId names this user",
+                    expected=plt,
+                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, plt),
+                )
+        elif row["config"] is not None:
+            key = layout.tier_config(plt)
             self.add(
-                FindingClass.CORRUPT,
+                FindingClass.ORPHANED,
                 API_TOKENS,
                 key,
                 plt,
-                "value is not {tiers: [{name, priceId, productId, ...}]}",
-                actual=api,
+                f"no platform:{plt}:userId owns it",
+                fix=Fix(Action.DELETE, API_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
             )
-        self.tier_config[plt] = None if triples is None else hash(triples)
-        if plt not in self.platform_user:
-            self.tier_config_pending_orphan[plt] = None
 
-    def _index_entry(self, key: str, pk: str, plt: str, value: str | None) -> None:
-        """dream's key index: a revoked pair must be gone, a pair in its grace must expire on time."""
-        try:
-            entry = KeyIndexEntry.from_json(value)
-        except ValueError:
-            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {env, created, ...}", actual=value)
+    def _need_tier_config(self, plt: str, user_id: str | None, why: str) -> None:
+        if plt in self.tier_config_reported:
             return
-        revoked, expires = entry.revoked_at, entry.expires_at
-        if revoked is not None:
-            self.revoked[hash(pk)] = plt
-            return
-        if isinstance(expires, int):
-            self.expiring[hash(pk)] = expires
-            if expires <= self.now:
-                return
-        created = entry.created or 0
-        if created >= self.newest_live.get(plt, (-1, ""))[0]:
-            self.newest_live[plt] = (created, pk)
+        self.tier_config_reported.add(plt)
+        key = layout.tier_config(plt)
+        self.add(
+            FindingClass.MISSING,
+            API_TOKENS,
+            key,
+            plt,
+            f"no tier config in api-tokens: {why}",
+            fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
+        )
 
-    def _revoked_mapping(self, key: str, pk: str, pt: str | None, api: str | None, phase: Phase) -> bool:
+    # The mirrored mappings
+
+    def _corrupt(self, key: str, values: tuple[tuple[str, str | None, int], ...], what: str) -> bool:
+        for namespace, value, ok in values:
+            if value is not None and not ok:
+                self.add(FindingClass.CORRUPT, namespace, key, None, f"value is not {what}", actual=value)
+                return True
+        return False
+
+    def _revoked(self, key: str, pk: str, plt: str, pt: str | None, api: str | None, phase: Phase) -> None:
         """Mappings of a revoked pair are deleted (completing the revocation), never copied."""
-        if hash(pk) not in self.revoked:
-            return False
-        plt = self.revoked[hash(pk)]
         for namespace, value in ((API_TOKENS, api), (PLATFORM_TOKENS, pt)):
             if value is not None:
                 self.add(
@@ -203,15 +275,11 @@ class _Checker:
                     actual=value,
                     fix=Fix(Action.DELETE, namespace, key, phase),
                 )
-        return True
 
-    def _expiry(self, key: str, pk: str, plt: str | None, pt: str | None, api: str | None) -> bool:
+    def _expiry(self, key: str, pk: str, plt: str | None, pt: str | None, api: str | None, expires: int) -> None:
         """A pair in its grace: both mappings carry the index's expiration (read back point by point; few)."""
-        expires = self.expiring.get(hash(pk))
-        if expires is None:
-            return False
         if expires - self.now < 60:  # KV cannot set an expiration this close: it is about to vanish anyway
-            return True
+            return
         source = pt if pt is not None else api
         for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
             phase = (
@@ -242,35 +310,6 @@ class _Checker:
                     actual=f"expiration {found.expiration}",
                     fix=Fix(Action.PUT, namespace, key, phase, value, expiration=expires),
                 )
-        return True
-
-    def _token_ok(self, key: str, value: str, plt: str | None) -> bool:
-        try:
-            token = json.loads(value)
-            ok = (
-                isinstance(token, dict)
-                and isinstance(token.get("stripeUserId"), str)
-                and isinstance(token.get("accessToken"), str)
-            )
-        except json.JSONDecodeError:
-            ok = False
-        if not ok:
-            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, "value is not {accessToken, stripeUserId}")
-        return ok
-
-    def _need_tier_config(self, plt: str, user_id: str | None, why: str) -> None:
-        if plt in self.tier_config or plt in self.tier_config_reported:
-            return
-        self.tier_config_reported.add(plt)
-        key = layout.tier_config(plt)
-        self.add(
-            FindingClass.MISSING,
-            API_TOKENS,
-            key,
-            plt,
-            f"no tier config in api-tokens: {why}",
-            fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
-        )
 
     def _mirrored(
         self, key: str, platform: str | None, pt: str | None, api: str | None, put_phase: Phase, delete_phase: Phase
@@ -311,262 +350,98 @@ class _Checker:
             )
         return True
 
-    # publishablekey:{pk}:platformId
+    def publishable_mappings(self) -> None:
+        """publishablekey:{pk}:platformId: in both namespaces, equal, naming a claimed platform with a tier config."""
+        for row in self.snap.rows(PUBLISHABLE):
+            pk, pt, api = row["pk"], row["m_pt"], row["m_api"]
+            key = layout.publishable_key_platform(pk)
+            values = ((PLATFORM_TOKENS, pt, row["m_pt_ok"]), (API_TOKENS, api, row["m_api_ok"]))
+            if self._corrupt(key, values, "a platform id"):
+                continue
+            if row["revoked_plt"] is not None:
+                self._revoked(key, pk, row["revoked_plt"], pt, api, Phase.DELETE_OTHER)
+                continue
+            if row["expires"] is not None:
+                self._expiry(key, pk, pt or api, pt, api, row["expires"])
+                continue
+            if pt is not None and not row["owner_ok"] and not row["claimed"]:
+                message = f"points at {pt}, which no user or platform:{pt}:userId claims"
+                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, pt, message)
+            if not self._mirrored(key, pt or api, pt, api, Phase.API_PUBLISHABLE, Phase.DELETE_OTHER):
+                continue
+            if pt is not None and not row["has_config"]:
+                owner = row["owner"] if row["owner_ok"] else None
+                self._need_tier_config(pt, owner, f"publishable key {pk} points at {pt}")
 
-    def publishable(self, key: str, pk: str, pt: str | None, api: str | None) -> None:
-        for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
-            if value is not None and not _PLT.match(value):
-                self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a platform id", actual=value)
-                return
-        if self._revoked_mapping(key, pk, pt, api, Phase.DELETE_OTHER):
-            return
-        if self._expiry(key, pk, pt or api, pt, api):
-            self.pt_publishable[hash(pk)] = pt or api  # type: ignore[assignment]
-            self.api_publishable.add(hash(pk))
-            return
-        plt = pt or api
-        if pt is not None:
-            self.pt_publishable[hash(pk)] = pt
-            if pt not in self.platform_user:  # a user: key (later in key order) may still claim it
-                self.pending_dangling.setdefault(pt, []).append(key)
-        if not self._mirrored(key, pt or api, pt, api, Phase.API_PUBLISHABLE, Phase.DELETE_OTHER):
-            return
-        self.api_publishable.add(hash(pk))
-        if plt is not None:
-            self._need_tier_config(plt, self.platform_user.get(plt), f"publishable key {pk} points at {plt}")
-
-    # secretkey:{hash}:publishableKey
-
-    def secret(self, key: str, digest: str, pt: str | None, api: str | None) -> None:
-        for namespace, value in ((PLATFORM_TOKENS, pt), (API_TOKENS, api)):
-            if value is not None and not _PK.match(value):
-                self.add(FindingClass.CORRUPT, namespace, key, None, "value is not a publishable key", actual=value)
-                return
-        if self._revoked_mapping(key, pt or api or "", pt, api, Phase.DELETE_SECRET):
-            return
-        if self._expiry(key, pt or api or "", self.pt_publishable.get(hash(pt or api)), pt, api):
-            self.pt_secret.add(hash(digest))
-            self.api_secret.add(hash(digest))
-            return
-        platform = self.pt_publishable.get(hash(pt or api or ""))
-        if pt is not None:
-            self.pt_secret.add(hash(digest))
-            if hash(pt) not in self.pt_publishable:
-                self.add(
-                    FindingClass.DANGLING,
-                    PLATFORM_TOKENS,
-                    key,
-                    None,
-                    f"points at {pt}, which has no publishablekey:{pt}:platformId",
-                )
-        if not self._mirrored(key, platform, pt, api, Phase.API_SECRET, Phase.DELETE_SECRET):
-            return
-        self.api_secret.add(hash(digest))
-        if hash(pt or api) not in self.api_publishable:
-            self.add(
-                FindingClass.DANGLING,
-                API_TOKENS,
-                key,
-                platform,
-                f"points at {pt or api}, which has no publishablekey:{pt or api}:platformId in api-tokens",
-            )
+    def secret_mappings(self) -> None:
+        """secretkey:{hash}:publishableKey: in both namespaces, equal, naming a publishable key that resolves."""
+        for row in self.snap.rows(SECRET):
+            pt, api = row["pt"], row["api"]
+            key = layout.secret_key_publishable(row["digest"])
+            values = ((PLATFORM_TOKENS, pt, row["pt_ok"]), (API_TOKENS, api, row["api_ok"]))
+            if self._corrupt(key, values, "a publishable key"):
+                continue
+            pk = pt or api
+            if row["revoked_plt"] is not None:
+                self._revoked(key, pk, row["revoked_plt"], pt, api, Phase.DELETE_SECRET)
+                continue
+            platform, authenticates = _pair(row)
+            if row["expires"] is not None:
+                self._expiry(key, pk, platform, pt, api, row["expires"])
+                continue
+            if pt is not None and platform is None:
+                message = f"points at {pt}, which has no publishablekey:{pt}:platformId"
+                self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, None, message)
+            if not self._mirrored(key, platform, pt, api, Phase.API_SECRET, Phase.DELETE_SECRET):
+                continue
+            if not authenticates:
+                message = f"points at {pk}, which has no publishablekey:{pk}:platformId in api-tokens"
+                self.add(FindingClass.DANGLING, API_TOKENS, key, platform, message)
 
     # user:{u}:*
 
-    def user_group(self, user_id: str, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        values = {
-            _USER_SUFFIX.get(key.rsplit(":", 1)[1]) if key.count(":") == 2 else None: _text(pt)
-            for key, pt, _ in items
-            if pt is not None
-        }
-        plt = self._user_platform(user_id, values.get(KeyKind.USER_PLATFORM_ID))
-        self._user_token(user_id, plt, values.get(KeyKind.USER_STRIPE_TOKEN))
-        self._user_products(user_id, plt, values.get(KeyKind.USER_PRODUCTS))
-        pk = self._user_publishable_key(user_id, plt, values.get(KeyKind.USER_PUBLISHABLE_KEY))
-        self._user_plaintext_secret(user_id, plt, pk, values.get(KeyKind.USER_SECRET_KEY))
+    def developers(self) -> None:
+        for row in self.snap.rows(USERS if self.stripe_check is None else USERS_ALL):
+            user_id = row["u"]
+            plt = self._user_platform(user_id, row)
+            self._user_token(user_id, plt, row["token"], row["platform_token"] if row["platform_token_ok"] else None)
+            self._user_products(user_id, plt, row)
+            pk = self._user_publishable_key(user_id, plt, row)
+            if row["secret"] is not None:
+                self._user_plaintext_secret(user_id, plt, pk, row["secret"])
 
-    def _user_platform(self, user_id: str, plt: str | None) -> str | None:
+    def _user_platform(self, user_id: str, row: sqlite3.Row) -> str | None:
         """user:{u}:platformId names a platform whose platform:{plt}:userId names the user back."""
-        if plt is not None and not _PLT.match(plt):
+        plt = row["plt"]
+        if plt is None:
+            return None
+        if not row["plt_ok"]:
+            key = layout.user_platform_id(user_id)
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, None, "value is not a platform id", actual=plt)
+            return None
+        owner = row["owner"] if row["owner_ok"] else None
+        if owner != user_id:
+            reverse = layout.platform_user_id(plt)
             self.add(
-                FindingClass.CORRUPT,
+                FindingClass.MISSING if owner is None else FindingClass.STALE,
                 PLATFORM_TOKENS,
-                layout.user_platform_id(user_id),
-                None,
-                "value is not a platform id",
-                actual=plt,
+                reverse,
+                plt,
+                f"user:{user_id}:platformId points here",
+                expected=user_id,
+                actual=owner,
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
             )
-            plt = None
-        if plt is not None:
-            self.users_seen.add(hash(user_id))  # users that name a platform
-            owner = self.platform_user.pop(plt, None)
-            self.matched_platforms.add(hash(plt))
-            self.tier_config_pending_orphan.pop(plt, None)
-            if owner != user_id:
-                reverse = layout.platform_user_id(plt)
-            if owner is None:
-                self.add(
-                    FindingClass.MISSING,
-                    PLATFORM_TOKENS,
-                    reverse,
-                    plt,
-                    f"user:{user_id}:platformId points here",
-                    expected=user_id,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
-                )
-            elif owner != user_id:
-                self.add(
-                    FindingClass.STALE,
-                    PLATFORM_TOKENS,
-                    reverse,
-                    plt,
-                    f"user:{user_id}:platformId points here",
-                    expected=user_id,
-                    actual=owner,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
-                )
         return plt
 
-    def _user_products(self, user_id: str, plt: str | None, products_raw: str | None) -> None:
-        """user:{u}:products agrees with the tiers (price and product ids) of the platform's tier config."""
-        products = None
-        if products_raw is not None:
-            try:
-                products = _triples(json.loads(products_raw), "tier")
-            except json.JSONDecodeError:
-                products = None
-            if products is None:
-                self.add(
-                    FindingClass.CORRUPT,
-                    PLATFORM_TOKENS,
-                    layout.user_products(user_id),
-                    plt,
-                    "value is not [{tier, priceId, productId}]",
-                    actual=products_raw,
-                )
-        if plt is not None and products is not None:
-            config = self.tier_config.get(plt, "absent")
-            if config == "absent":
-                self._need_tier_config(plt, user_id, f"user:{user_id}:products lists {len(products)} tiers")
-            elif config is not None and config != hash(products):
-                key = layout.tier_config(plt)
-                self.add(
-                    FindingClass.STALE,
-                    API_TOKENS,
-                    key,
-                    plt,
-                    f"tiers (price and product ids) differ from user:{user_id}:products",
-                    expected=json.dumps([list(t) for t in products]),
-                    fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
-                )
-            if self.stripe_check is not None and plt in self.platform_token:
-                self.findings += self.stripe_check(plt, user_id)
-
-    def _user_publishable_key(self, user_id: str, plt: str | None, pk: str | None) -> str | None:
-        """user:{u}:publishableKey names a live pair of this user's platform (after a revoke, the newest)."""
-        if pk is not None and plt is not None and hash(pk) in self.revoked:
-            key = layout.user_publishable_key(user_id)
-            successor = self.newest_live.get(plt, (0, None))[1]
-            fix = (
-                Fix(Action.PUT, PLATFORM_TOKENS, key, Phase.PLATFORM_TOKENS, successor)
-                if successor
-                else Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER)
-            )
-            self.add(
-                FindingClass.STALE,
-                PLATFORM_TOKENS,
-                key,
-                plt,
-                f"names {pk}, whose pair is revoked",
-                expected=successor,
-                actual=pk,
-                fix=fix,
-            )
-            pk = None
-        if pk is not None and plt is not None:
-            target = self.pt_publishable.get(hash(pk))
-            if target is None:
-                entry = layout.publishable_key_platform(pk)
-                self.add(
-                    FindingClass.MISSING,
-                    PLATFORM_TOKENS,
-                    entry,
-                    plt,
-                    f"user:{user_id}:publishableKey names it",
-                    expected=plt,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, plt),
-                )
-                if hash(pk) not in self.api_publishable:
-                    self.add(
-                        FindingClass.MISSING,
-                        API_TOKENS,
-                        entry,
-                        plt,
-                        f"user:{user_id}:publishableKey names it",
-                        expected=plt,
-                        fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_PUBLISHABLE, plt),
-                    )
-                    self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
-            elif target != plt:
-                self.add(
-                    FindingClass.DANGLING,
-                    PLATFORM_TOKENS,
-                    layout.user_publishable_key(user_id),
-                    plt,
-                    f"{pk} belongs to {target}, not to this user's {plt}",
-                    actual=pk,
-                )
-        return pk
-
-    def _user_plaintext_secret(self, user_id: str, plt: str | None, pk: str | None, plaintext: str | None) -> None:
-        """The guide's plaintext user:{u}:secretKey: insecure, and the source of its own missing hash mappings."""
-        if plaintext is not None:
-            key = layout.user_secret_key(user_id)
-            self.add(
-                FindingClass.INSECURE,
-                PLATFORM_TOKENS,
-                key,
-                plt,
-                "plaintext secret key (the guide's one-time show is not)",
-                fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.PLAINTEXT, needs=Need.REMOVE_PLAINTEXT_SECRETS),
-            )
-            digest = hash_secret(plaintext)
-            if pk is not None:
-                entry = layout.secret_key_publishable(digest)
-                if hash(digest) not in self.pt_secret:
-                    self.add(
-                        FindingClass.MISSING,
-                        PLATFORM_TOKENS,
-                        entry,
-                        plt,
-                        f"the hash of user:{user_id}:secretKey",
-                        expected=pk,
-                        fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, pk),
-                    )
-                if hash(digest) not in self.api_secret:
-                    self.add(
-                        FindingClass.MISSING,
-                        API_TOKENS,
-                        entry,
-                        plt,
-                        f"the hash of user:{user_id}:secretKey",
-                        expected=pk,
-                        fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_SECRET, pk),
-                    )
-
-    def _user_token(self, user_id: str, plt: str | None, user_token: str | None) -> None:
-        if plt is None:
-            return
-        token_hash = self.platform_token.get(plt)
-        if user_token is not None and hash(user_token) == token_hash:
-            return  # the same text as the platform's, which was checked already
-        platform_token = None
-        if token_hash is not None:
-            raw = self.store.kv(PLATFORM_TOKENS).get(layout.platform_stripe_token(plt))
-            platform_token = None if raw is None else raw.decode("utf-8", errors="replace")
-        if user_token is not None and not self._token_ok(layout.user_stripe_token(user_id), user_token, plt):
+    def _user_token(self, user_id: str, plt: str | None, user_token: str | None, platform_token: str | None) -> None:
+        """user:{u}:stripeToken equals its platform's platform:{plt}:stripeToken."""
+        if plt is None or (user_token is not None and user_token == platform_token):
             return
         user_key, platform_key = layout.user_stripe_token(user_id), layout.platform_stripe_token(plt)
+        if user_token is not None and not _token_ok(user_token):
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, user_key, plt, "value is not {accessToken, stripeUserId}")
+            return
         if user_token is not None and platform_token is None:
             self.add(
                 FindingClass.MISSING,
@@ -603,52 +478,114 @@ class _Checker:
                 fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, platform_token),
             )
 
-    def finish(self) -> None:
-        for plt, keys in self.pending_dangling.items():
-            if hash(plt) in self.matched_platforms or plt in self.platform_user:
-                continue
-            for key in keys:
-                self.add(
-                    FindingClass.DANGLING,
-                    PLATFORM_TOKENS,
-                    key,
-                    plt,
-                    f"points at {plt}, which no user or platform:{plt}:userId claims",
-                )
-        for plt, user_id in self.platform_user.items():
-            key = layout.platform_user_id(plt)
-            if hash(user_id) in self.users_seen:
-                self.add(
-                    FindingClass.ORPHANED,
-                    PLATFORM_TOKENS,
-                    key,
-                    plt,
-                    f"user:{user_id}:platformId points at another platform",
-                    actual=user_id,
-                    fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
-                )
-            else:
-                user_key = layout.user_platform_id(user_id)
-                self.add(
-                    FindingClass.MISSING,
-                    PLATFORM_TOKENS,
-                    user_key,
-                    plt,
-                    f"platform:{plt}:userId names this user",
-                    expected=plt,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, plt),
-                )
-        for plt in self.tier_config_pending_orphan:
-            if plt in self.platform_user:
-                continue
+    def _user_products(self, user_id: str, plt: str | None, row: sqlite3.Row) -> None:
+        """user:{u}:products agrees with the tiers (price and product ids) of the platform's tier config."""
+        raw = row["products"]
+        if raw is None:
+            return
+        if row["products_corrupt"]:
+            key = layout.user_products(user_id)
+            message = "value is not [{tier, priceId, productId}]"
+            self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, key, plt, message, actual=raw)
+            return
+        if plt is None:
+            return
+        products = _triples(json.loads(raw), "tier") or []
+        if not row["has_config"]:
+            self._need_tier_config(plt, user_id, f"user:{user_id}:products lists {len(products)} tiers")
+        elif not row["config_corrupt"] and not row["tiers_agree"]:
             key = layout.tier_config(plt)
             self.add(
-                FindingClass.ORPHANED,
+                FindingClass.STALE,
                 API_TOKENS,
                 key,
                 plt,
-                f"no platform:{plt}:userId owns it",
-                fix=Fix(Action.DELETE, API_TOKENS, key, Phase.DELETE_OTHER, needs=Need.PRUNE),
+                f"tiers (price and product ids) differ from user:{user_id}:products",
+                expected=json.dumps([list(t) for t in products]),
+                fix=Fix(Action.REBUILD_TIER_CONFIG, API_TOKENS, key, Phase.TIER_CONFIG, user_id=user_id),
+            )
+        if self.stripe_check is not None and row["platform_token_ok"]:
+            self.findings += self.stripe_check(plt, user_id)
+
+    def _user_publishable_key(self, user_id: str, plt: str | None, row: sqlite3.Row) -> str | None:
+        """user:{u}:publishableKey names a live pair of this user's platform (after a revoke, the newest)."""
+        pk = row["pk"]
+        if pk is None or plt is None:
+            return pk
+        if row["revoked_plt"] is not None:
+            key = layout.user_publishable_key(user_id)
+            newest = self.snap.one(NEWEST_LIVE, (plt, self.now))
+            successor = None if newest is None else newest["pk"]
+            fix = (
+                Fix(Action.PUT, PLATFORM_TOKENS, key, Phase.PLATFORM_TOKENS, successor)
+                if successor
+                else Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.DELETE_OTHER)
+            )
+            message = f"names {pk}, whose pair is revoked"
+            self.add(FindingClass.STALE, PLATFORM_TOKENS, key, plt, message, expected=successor, actual=pk, fix=fix)
+            return None
+        target, authenticates = _pair(row)
+        if target is None:
+            entry = layout.publishable_key_platform(pk)
+            self.add(
+                FindingClass.MISSING,
+                PLATFORM_TOKENS,
+                entry,
+                plt,
+                f"user:{user_id}:publishableKey names it",
+                expected=plt,
+                fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, plt),
+            )
+            if not authenticates:
+                self.add(
+                    FindingClass.MISSING,
+                    API_TOKENS,
+                    entry,
+                    plt,
+                    f"user:{user_id}:publishableKey names it",
+                    expected=plt,
+                    fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_PUBLISHABLE, plt),
+                )
+                self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
+        elif target != plt:
+            key = layout.user_publishable_key(user_id)
+            message = f"{pk} belongs to {target}, not to this user's {plt}"
+            self.add(FindingClass.DANGLING, PLATFORM_TOKENS, key, plt, message, actual=pk)
+        return pk
+
+    def _user_plaintext_secret(self, user_id: str, plt: str | None, pk: str | None, plaintext: str) -> None:
+        """The guide's plaintext user:{u}:secretKey: insecure, and the source of its own missing hash mappings."""
+        key = layout.user_secret_key(user_id)
+        self.add(
+            FindingClass.INSECURE,
+            PLATFORM_TOKENS,
+            key,
+            plt,
+            "plaintext secret key (the guide's one-time show is not)",
+            fix=Fix(Action.DELETE, PLATFORM_TOKENS, key, Phase.PLAINTEXT, needs=Need.REMOVE_PLAINTEXT_SECRETS),
+        )
+        if pk is None:
+            return
+        digest = hash_secret(plaintext)
+        found = self.snap.one(SECRET_KNOWN, (digest,))
+        known = (
+            found is not None
+            and bool(found["pt_ok"] and found["api_ok"])
+            and found["revoked_plt"] is None
+            and (found["pt"] is not None or found["expires"] is not None)
+        )
+        if known:
+            return
+        entry = layout.secret_key_publishable(digest)
+        for namespace, phase in ((PLATFORM_TOKENS, Phase.PLATFORM_TOKENS), (API_TOKENS, Phase.API_SECRET)):
+            self.add(
+                FindingClass.MISSING,
+                namespace,
+                entry,
+                plt,
+                f"the hash of user:{user_id}:secretKey",
+                expected=pk,
+                fix=Fix(Action.PUT, namespace, entry, phase, pk),
             )
 
 
@@ -656,51 +593,14 @@ def verify(
     store: Store,
     *,
     on_progress: Callable[[int], None] | None = None,
-    stripe_check: Callable[[str, str], list[Finding]] | None = None,
+    stripe_check: StripeCheck | None = None,
     now: float | None = None,
 ) -> VerifyResult:
-    """Every finding in the token namespaces, in one pass over both."""
+    """Every finding in the token namespaces, in key order."""
     now = time.time() if now is None else now
-    checker = _Checker(store, stripe_check, now)
-    result = VerifyResult()
-    stream = _merged(scan_items(store.kv(PLATFORM_TOKENS)), scan_items(store.kv(API_TOKENS)))
-    # Keys of one platform (platform:{plt}:*) or one user (user:{u}:*) share a prefix, so they are
-    # contiguous in key order: each such group is checked as a whole.
-    group: list[tuple[str, bytes | None, bytes | None]] = []
-    group_id: tuple[str, str] | None = None
-
-    def flush() -> None:
-        if not group or group_id is None:
-            return
-        head, ident = group_id
-        if head == "platform":
-            checker.platform_group(ident, group)
-        elif head == "user":
-            checker.user_group(ident, group)
-        else:
-            for key, pt, api in group:
-                if key.startswith((layout.PUBLISHABLE_KEY_PREFIX, layout.SECRET_KEY_PREFIX)):
-                    kind, fields, _, _ = layout.classify(key)
-                    if kind is KeyKind.PUBLISHABLE_KEY_PLATFORM:
-                        checker.publishable(key, fields["publishableKey"], _text(pt), _text(api))  # type: ignore[index]
-                    elif kind is KeyKind.SECRET_KEY_PUBLISHABLE:
-                        checker.secret(key, fields["hash"], _text(pt), _text(api))  # type: ignore[index]
-
-    scanned = 0
-    for key, pt, api in stream:
-        scanned += (pt is not None) + (api is not None)
-        if on_progress is not None and scanned % 10_000 < 2:
-            on_progress(scanned)
-        head, _, rest = key.partition(":")
-        gid = (head, rest.split(":", 1)[0]) if head == "platform" or head == "user" else ("key", key)
-        if gid != group_id:
-            flush()
-            group, group_id = [], gid
-        group.append((key, pt, api))
-    flush()
-    checker.finish()
-    result.keys_scanned = scanned
-    if on_progress is not None:
-        on_progress(scanned)
-    result.findings = checker.findings
-    return result
+    with snapshot(store, int(now), on_progress) as snap:
+        checker = _Checker(store, snap, stripe_check, now)
+        checker.run()
+        keys = snap.keys
+    checker.findings.sort(key=lambda f: (f.key, f.namespace))
+    return VerifyResult(checker.findings, keys)
