@@ -1,16 +1,16 @@
 """Both token namespaces as SQL tables, so SQLite does the joins verify needs and Python sees only the rows
 that may hold a finding.
 
-A snapshot is a private temporary SQLite database (deleted on close; its pages spill to disk, so memory stays
-bounded whatever the size of the namespaces). Where a store keeps a namespace in SQLite with its values (the
-emulator) the file is attached read-only and read in place; otherwise (wrangler's blob files, Cloudflare's API)
-the namespace's `scan` is copied into the snapshot first, in key order.
+A snapshot is a few SQLite files in a private temporary folder (0700, removed when verify ends; their pages
+spill to disk, so memory stays flat whatever the size of the namespaces). Where a store keeps a namespace in
+SQLite with its values (the emulator) its file is attached read-only and read in place; otherwise (wrangler's
+blob files, Cloudflare's API) the namespace's `scan` is copied into the folder first, in key order.
 
 From the two namespaces it builds one table per entity of the guide's key schema, each keyed by its id:
 
 - `usr`: one row per developer, the pivot of `user:{u}:*` (platform-tokens);
 - `plat`: one row per platform, `platform:{plt}:userId|stripeToken` (platform-tokens) and its
-  `platform:{plt}:tierConfig` (api-tokens), with the tier triples in canonical form;
+  `platform:{plt}:tierConfig` (api-tokens), with the shapes of its values and its tiers' fast form;
 - `pkm`, `skm`: the mirrored `publishablekey:` and `secretkey:` mappings, both namespaces side by side;
 - `idx`, `keystate`: dream's key index (`platform:{plt}:key:{pk}`) and, per publishable key, whether its pair
   is revoked or in its grace.
@@ -145,16 +145,23 @@ def _mirrored(
 
 
 _USER_FIELDS = ("stripeToken", "products", "publishableKey", "secretKey")
+
+
+def _key(prefix: str, field: str, suffix: str) -> str:
+    """SQL for the key `{prefix}{field}{suffix}`, `field` a column."""
+    return f"'{prefix}' || {field} || '{suffix}'"
+
+
 _USER_PROBES = ", ".join(
-    f"{_probe('pt', f'{chr(39)}user:{chr(39)} || u || {chr(39)}:{f}{chr(39)}')} AS {c}"
-    for f, c in zip(_USER_FIELDS, ("token", "products", "pk", "secret"), strict=True)
+    f"{_probe('pt', _key('user:', 'u', ':' + field))} AS {column}"
+    for field, column in zip(_USER_FIELDS, ("token", "products", "pk", "secret"), strict=True)
 )
 _USER_DERIVED = (
     f"plt, token, products, pk, secret, {_ok(valid_platform_id, 'plt')}, {_fast_tiers('products', '$', 'tier')}"
 )
 _PLATFORM_PROBES = (
-    f"{_probe('pt', chr(39) + 'platform:' + chr(39) + ' || plt || ' + chr(39) + ':stripeToken' + chr(39))} AS token, "
-    f"{_probe('api', chr(39) + 'platform:' + chr(39) + ' || plt || ' + chr(39) + ':tierConfig' + chr(39))} AS config"
+    f"{_probe('pt', _key('platform:', 'plt', ':stripeToken'))} AS token, "
+    f"{_probe('api', _key('platform:', 'plt', ':tierConfig'))} AS config"
 )
 _PLATFORM_DERIVED = (
     f"user_id, token, config, ifnull({valid_user_id('user_id')}, 0), {_token_ok('token')}, "
