@@ -2,10 +2,12 @@
 GET /api/whoami, at 1, 16 and 64 connections (and one hot end-user from 64), with the server's CPU per
 request, with wrk (Debian's `wrk`, installed if missing and possible).
 
-Run: .venv/bin/python bench/api_bench.py [--seconds 10]
-Anchor (the same logic under `wrangler dev` 4.86 here, wrk -t2 -c16 -d20s): /api/data 336 req/s at 1 connection
-(p50 2.6 ms), 665 req/s at 16 (p50 20 ms, p99 127 ms), losing about 87% of increments at 16; read-only 549 and
-1,286 req/s. Goal: >= 2x those req/s at 16 connections, p99 < 50 ms, zero lost increments.
+The anchor runs in the same run: the same two routes as a Worker (bench/anchor/index.js, the same keys and
+logic as dream's api-multi) under `wrangler dev` 4.86 over the KV state `dream flow run` wrote on the wrangler
+store, loaded exactly like dream's server.
+
+Run: .venv/bin/python bench/api_bench.py [--seconds 10] [--no-anchor]
+Goals: >= 2x the anchor's req/s at 16 connections, p99 < 50 ms at 16 and <= 3x p50 at 64, zero lost increments.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dreamcli.stores.ports import scan_items  # noqa: E402
+from dreamcli.stores.wrangler import open_wrangler_store  # noqa: E402
 from emulator.store import open_emulator_store  # noqa: E402
 
-ANCHOR = {("data", 1): 336, ("data", 16): 665, ("whoami", 1): 549, ("whoami", 16): 1286}
 LUA = """
 math.randomseed(os.time())
 request = function()
@@ -82,17 +85,156 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(pid: int, run: Any, *args: Any) -> dict[str, float]:
+def tree_cpu_seconds(session: int) -> float:
+    """CPU time of every live process in a session (wrangler and the workerd it starts)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == session:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measured(cpu: Any, run: Any, *args: Any) -> dict[str, float]:
     """One wrk run, with the server's CPU time per request it answered."""
-    before = cpu_seconds(pid)
+    before = cpu()
     figures = run(*args)
-    figures["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(1, figures["total"])
+    figures["cpu_ms"] = (cpu() - before) * 1000 / max(1, figures["total"])
     return figures
+
+
+def suite(base: str, secret_key: str, folder: Path, cpu: Any, seconds: int) -> dict[Any, dict[str, float]]:
+    """The same load on a server: /api/data and /api/whoami at 1, 16 and 64 connections, one hot end-user."""
+    script = folder / "users.lua"
+    script.write_text(LUA)
+    auth = {"Authorization": f"Bearer {secret_key}", "X-User-Plan": "enterprise"}
+    warm = {**auth, "X-User-Id": "warm"}
+    subprocess.run(
+        ["curl", "-s", "-X", "POST", f"{base}/api/data", *sum([["-H", f"{k}: {v}"] for k, v in warm.items()], [])],
+        capture_output=True,
+    )
+    results: dict[Any, dict[str, float]] = {}
+    data_script = folder / "data.lua"
+    data_script.write_text('wrk.method = "POST"\n' + LUA)
+    for connections in (1, 16, 64):
+        results[("data", connections)] = measured(
+            cpu, run_wrk, f"{base}/api/data", "POST", connections, seconds, auth, data_script
+        )
+        if connections < 64:
+            whoami = {"Authorization": auth["Authorization"]}
+            results[("whoami", connections)] = measured(
+                cpu, run_wrk, f"{base}/api/whoami", "GET", connections, seconds, whoami, script
+            )
+    # Contention: one hot end-user from 64 connections, every call a read-modify-write of the same keys.
+    hot_script = folder / "hot.lua"
+    hot_script.write_text('wrk.method = "POST"\n')
+    results["hot"] = measured(
+        cpu, run_wrk, f"{base}/api/data", "POST", 64, seconds, {**auth, "X-User-Id": "hot"}, hot_script
+    )
+    return results
+
+
+def counted_usage(store: Any, platform_id: str) -> tuple[int, int]:
+    """(usage counted for the load's end-users, usage counted for the hot one) in the store's api-usage."""
+    counted = sum(
+        json.loads(raw)["usageCount"]
+        for key, raw in scan_items(store.kv("api-usage"), prefix=f"usage:{platform_id}:")
+        if key not in (f"usage:{platform_id}:warm", f"usage:{platform_id}:hot")
+    )
+    hot_raw = store.kv("api-usage").get(f"usage:{platform_id}:hot")
+    return counted, json.loads(hot_raw)["usageCount"] if hot_raw else 0
+
+
+def wait_until_answering(url: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url], capture_output=True, text=True
+        )
+        if probe.stdout not in ("", "000"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {deadline_s:.0f} s")
+
+
+def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict[str, float]], tuple[int, int]] | str:
+    """The same load on bench/anchor/index.js under `wrangler dev`, over KV state `dream flow run` wrote into
+    the guide's project on the wrangler store. A reason string when wrangler is not installed."""
+    wrangler = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
+    if not wrangler.exists():
+        return "wrangler is not installed in .cache/wrangler (bash .ci/run installs it)"
+    project = folder / "workers"
+    shutil.copytree(ROOT / "fixtures" / "workers", project)
+    run = json.loads(
+        subprocess.run(
+            [dream, "--store", f"wrangler:{project}", "flow", "run", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    shutil.copy(ROOT / "bench" / "anchor" / "index.js", project / "api-multi" / "src" / "index.js")
+    port = free_port()
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1", "NO_COLOR": "1"}
+    server = subprocess.Popen(
+        [str(wrangler), "dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+        cwd=project / "api-multi",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # wrangler and its workerd in one session: measured and stopped together
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_answering(f"{base}/api/whoami", 60)
+        results = suite(base, run["secretKey"], folder, lambda: tree_cpu_seconds(server.pid), seconds)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    store = open_wrangler_store(project)
+    try:
+        return results, counted_usage(store, run["platformId"])
+    finally:
+        store.close()
+
+
+def report(name: str, results: dict[Any, dict[str, float]], usage: tuple[int, int], anchor: Any) -> None:
+    print(f"{name}:")
+    for key, figures in sorted((k, v) for k, v in results.items() if k != "hot"):
+        route, connections = key
+        label = "POST /api/data " if route == "data" else "GET /api/whoami"
+        versus = ""
+        if isinstance(anchor, dict) and key in anchor:
+            versus = f"({figures['rps'] / anchor[key]['rps']:.2f}x the anchor)"
+        print(
+            f"  {label} c={connections:<2}  {figures['rps']:8.0f} req/s {versus:20} p50 {figures['p50']:6.1f} ms  "
+            f"p99 {figures['p99']:6.1f} ms (p99/p50 {figures['p99'] / figures['p50']:.1f})  "
+            f"{figures['ok']:,}/{figures['total']:,} ok  server CPU {figures['cpu_ms']:.3f} ms/request"
+        )
+    counted, hot_counted = usage
+    hot = results["hot"]
+    print(
+        f"  one hot end-user, c=64: {hot['total']:,} calls, {hot['ok']:,} answered 200 (the rest 429: 60 a minute), "
+        f"usage counted {hot_counted:,}: {abs(hot['ok'] - hot_counted):,} lost or extra"
+    )
+    served = sum(results[("data", c)]["ok"] for c in (1, 16, 64))
+    print(
+        f"  usage counted {counted:,} for {served:,} successful /api/data calls wrk saw: "
+        f"{max(0, served - counted):,} lost (counted may exceed what wrk saw by the calls in flight when it stopped)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--no-anchor", action="store_true", help="Skip the wrangler dev anchor.")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
@@ -105,102 +247,32 @@ def main() -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="dream-api-"))
     dream = str(Path(sys.executable).with_name("dream"))
+    anchor = "skipped (--no-anchor)" if args.no_anchor else anchor_suite(folder, dream, args.seconds)
     run = json.loads(
         subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout
     )
     port = free_port()
+    ports = ["--api-port", str(port), "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"]
     server = subprocess.Popen(
-        [
-            dream,
-            "emulator",
-            "serve",
-            "--api-port",
-            str(port),
-            "--front-port",
-            "0",
-            "--oauth-port",
-            "0",
-            "--vendor-port",
-            "0",
-        ],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        [dream, "emulator", "serve", *ports], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
         server.stdout.readline()  # the first port line: it is listening
         time.sleep(0.5)
-        base = f"http://127.0.0.1:{port}"
-        script = folder / "users.lua"
-        script.write_text(LUA)
-        auth = {"Authorization": f"Bearer {run['secretKey']}", "X-User-Plan": "enterprise"}
-        subprocess.run(
-            [
-                "curl",
-                "-s",
-                "-X",
-                "POST",
-                f"{base}/api/data",
-                *sum([["-H", f"{k}: {v}"] for k, v in {**auth, "X-User-Id": "warm"}.items()], []),
-            ],
-            capture_output=True,
-        )
-        results = {}
-        data_script = folder / "data.lua"
-        data_script.write_text('wrk.method = "POST"\n' + LUA)
-        for connections in (1, 16, 64):
-            results[("data", connections)] = measured(
-                server.pid, run_wrk, f"{base}/api/data", "POST", connections, args.seconds, auth, data_script
-            )
-            if connections < 64:
-                results[("whoami", connections)] = measured(
-                    server.pid,
-                    run_wrk,
-                    f"{base}/api/whoami",
-                    "GET",
-                    connections,
-                    args.seconds,
-                    {"Authorization": auth["Authorization"]},
-                    script,
-                )
-        # Contention: one hot end-user from 64 connections, every call a read-modify-write of the same keys.
-        hot_script = folder / "hot.lua"
-        hot_script.write_text('wrk.method = "POST"\n')
-        hot = measured(
-            server.pid, run_wrk, f"{base}/api/data", "POST", 64, args.seconds, {**auth, "X-User-Id": "hot"}, hot_script
+        results = suite(
+            f"http://127.0.0.1:{port}", run["secretKey"], folder, lambda: cpu_seconds(server.pid), args.seconds
         )
     finally:
         server.terminate()
         server.wait(timeout=30)
     store = open_emulator_store(folder / ".dream" / "emulator.db")
-    counted = sum(
-        json.loads(raw)["usageCount"]
-        for key, raw in scan_items(store.kv("api-usage"), prefix=f"usage:{run['platformId']}:")
-        if key != f"usage:{run['platformId']}:warm"
-    )
-    hot_raw = store.kv("api-usage").get(f"usage:{run['platformId']}:hot")
-    hot_counted = json.loads(hot_raw)["usageCount"] if hot_raw else 0
+    usage = counted_usage(store, run["platformId"])
     store.close()
-    for (route, connections), figures in sorted(results.items()):
-        anchor = ANCHOR.get((route, connections))
-        label = "POST /api/data " if route == "data" else "GET /api/whoami"
-        versus = f"({figures['rps'] / anchor:.2f}x the wrangler anchor {anchor})" if anchor else "(no anchor)"
-        print(
-            f"{label} c={connections:<2}  {figures['rps']:8.0f} req/s {versus}  p50 {figures['p50']:6.1f} ms  "
-            f"p99 {figures['p99']:6.1f} ms (p99/p50 {figures['p99'] / figures['p50']:.1f})  "
-            f"{figures['ok']:,}/{figures['total']:,} ok  server CPU {figures['cpu_ms']:.3f} ms/request"
-        )
-    print(
-        f"one hot end-user, c=64: {hot['total']:,} calls, {hot['ok']:,} answered 200 (the rest 429: 60 a minute), "
-        f"usage counted {hot_counted:,}: {abs(hot['ok'] - hot_counted):,} lost or extra"
-    )
-    served = sum(results[("data", c)]["ok"] for c in (1, 16, 64))
-    print(
-        f"usage counted {counted:,} for {served:,} successful /api/data calls wrk saw: {max(0, served - counted):,} lost "
-        f"(goal: zero; the wrangler anchor loses about 87% at 16 connections). Counted may exceed what wrk saw by the "
-        f"calls still in flight when wrk stopped (at most the connection count)."
-    )
+    if isinstance(anchor, str):
+        print(f"anchor: none ({anchor})")
+    else:
+        report("anchor: bench/anchor/index.js under wrangler dev 4.86, same state, same load", *anchor, None)
+    report("dream emulator serve", results, usage, anchor[0] if not isinstance(anchor, str) else None)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -49,6 +49,11 @@ def _field_ok(name: str, text: str) -> bool:
     return True
 
 
+def is_digest(text: str) -> bool:
+    """Whether `text` can stand for the hash field of a key (64 hex digits)."""
+    return _field_ok("hash", text)
+
+
 def is_valid_id(text: str) -> bool:
     """Whether `text` can stand for an id field of a key (a user, platform or customer id)."""
     return _field_ok("id", text)

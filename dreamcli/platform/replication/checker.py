@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dreamcli import layout
 from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Need, Phase, VerifyResult, shown
-from dreamcli.platform.replication.snapshot import Snapshot, snapshot, tiers
+from dreamcli.platform.replication.snapshot import Snapshot, key_sql, probe, snapshot, tiers
 from dreamcli.platform.secrets import hash_secret
 from dreamcli.stores.ports import Store
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
@@ -39,15 +39,20 @@ def _claimed(plt: str) -> str:
 # Each query returns every row that may break its invariant (and, for speed, few others): `NOT ifnull(healthy, 0)`,
 # as a NULL anywhere in `healthy` must send the row to Python, not drop it. The shapes of values are columns the
 # snapshot computed once (`*_ok`); tier lists compare by their fast form, else by `tiers`.
+# Raw values the snapshot leaves in the store, read again only for the rows handed to Python.
+_CONFIG = probe("api", key_sql("platform:", "p.plt", ":tierConfig"))
+_PRODUCTS = probe("pt", key_sql("user:", "u.u", ":products"))
+_CONFIG_CORRUPT = f"(p.has_config AND p.fast IS NULL AND {tiers(_CONFIG, '$.tiers', 'name')} IS NULL)"
+
 INDEX_ENTRIES = "SELECT key, plt, value FROM idx WHERE NOT ok ORDER BY key"
 
 PLATFORMS = f"""
-    SELECT p.plt, p.user_id, p.token, p.config, p.token_ok, p.owner_ok,
-           p.config IS NOT NULL AND p.fast IS NULL AND {tiers("p.config", "$.tiers", "name")} IS NULL AS config_corrupt,
+    SELECT p.plt, p.user_id, p.token, p.has_config, {_CONFIG} AS config, p.token_ok, p.owner_ok,
+           {_CONFIG_CORRUPT} AS config_corrupt,
            {_claimed("p.plt")} AS claimed,
            EXISTS (SELECT 1 FROM usr o WHERE o.u = p.user_id AND o.plt_ok AND o.plt IS NOT NULL) AS owner_has_platform
     FROM plat p
-    WHERE NOT ifnull(p.owner_ok AND p.token_ok AND (p.config IS NULL OR p.fast IS NOT NULL)
+    WHERE NOT ifnull(p.owner_ok AND p.token_ok AND (NOT p.has_config OR p.fast IS NOT NULL)
                      AND EXISTS (SELECT 1 FROM usr o WHERE o.u = p.user_id AND o.plt = p.plt AND o.plt_ok), 0)
     ORDER BY p.plt"""
 
@@ -57,10 +62,9 @@ _PAIR = "m.pt AS m_pt, m.api AS m_api, ifnull(m.pt_ok, 1) AS m_pt_ok, ifnull(m.a
 
 PUBLISHABLE = f"""
     SELECT m.pk, {_PAIR}, p.user_id AS owner, ifnull(p.owner_ok, 0) AS owner_ok,
-           p.config IS NOT NULL AS has_config, {_claimed("m.pt")} AS claimed
+           p.has_config, {_claimed("m.pt")} AS claimed
     FROM pkm m LEFT JOIN keystate ks ON ks.pk = m.pk LEFT JOIN plat p ON p.plt = m.pt
-    WHERE NOT ifnull(m.pt = m.api AND m.pt_ok AND m.api_ok AND ks.pk IS NULL AND p.config IS NOT NULL
-                     AND p.owner_ok, 0)
+    WHERE NOT ifnull(m.pt = m.api AND m.pt_ok AND m.api_ok AND ks.pk IS NULL AND p.has_config AND p.owner_ok, 0)
     ORDER BY m.pk"""
 
 SECRET = f"""
@@ -71,19 +75,19 @@ SECRET = f"""
     ORDER BY s.digest"""
 
 _USERS = f"""
-    SELECT u.u, u.plt, u.token, u.products, u.pk, u.secret, u.plt_ok, p.user_id AS owner,
-           ifnull(p.owner_ok, 0) AS owner_ok, p.token AS platform_token, p.token_ok AS platform_token_ok,
-           p.config IS NOT NULL AS has_config,
+    SELECT u.u, u.plt, u.token, CASE WHEN u.has_products THEN {_PRODUCTS} END AS products, u.pk, u.secret, u.plt_ok,
+           p.user_id AS owner, ifnull(p.owner_ok, 0) AS owner_ok, p.token AS platform_token,
+           p.token_ok AS platform_token_ok, ifnull(p.has_config, 0) AS has_config,
            CASE WHEN p.fast IS NOT NULL AND u.fast IS NOT NULL AND p.fast = u.fast THEN 1
-                WHEN p.config IS NULL OR u.products IS NULL THEN NULL
-                ELSE {tiers("p.config", "$.tiers", "name")} IS {tiers("u.products", "$", "tier")} END AS tiers_agree,
-           u.products IS NOT NULL AND u.fast IS NULL AND {tiers("u.products", "$", "tier")} IS NULL AS products_corrupt,
-           p.config IS NOT NULL AND p.fast IS NULL AND {tiers("p.config", "$.tiers", "name")} IS NULL AS config_corrupt,
+                WHEN NOT p.has_config OR NOT u.has_products THEN NULL
+                ELSE {tiers(_CONFIG, "$.tiers", "name")} IS {tiers(_PRODUCTS, "$", "tier")} END AS tiers_agree,
+           u.has_products AND u.fast IS NULL AND {tiers(_PRODUCTS, "$", "tier")} IS NULL AS products_corrupt,
+           {_CONFIG_CORRUPT} AS config_corrupt,
            {_PAIR}
     FROM usr u LEFT JOIN plat p ON p.plt = u.plt LEFT JOIN pkm m ON m.pk = u.pk LEFT JOIN keystate ks ON ks.pk = u.pk"""
 USERS = f"""{_USERS}
     WHERE NOT ifnull(u.plt_ok AND p.user_id = u.u AND p.owner_ok AND u.token = p.token AND p.token_ok
-                     AND (u.products IS NULL OR (u.fast = p.fast))
+                     AND (NOT u.has_products OR u.fast = p.fast)
                      AND (u.pk IS NULL OR (ks.pk IS NULL AND m.pt = u.plt AND m.api_ok))
                      AND u.secret IS NULL, 0)
     ORDER BY u.u"""
@@ -163,24 +167,31 @@ class _Checker:
         )
 
     def run(self) -> None:
-        self.index_entries()
-        self.platforms()
-        self.publishable_mappings()
-        self.secret_mappings()
-        self.developers()
+        """Every check; SQLite runs two queries at a time while Python handles what they hand it."""
+        users = USERS if self.stripe_check is None else USERS_ALL
+        # Round robin over two connections: INDEX_ENTRIES, SECRET and users on one, PLATFORMS and PUBLISHABLE on
+        # the other (about equal work), consumed in an order each connection produces in. PUBLISHABLE comes
+        # before the developers: a missing tier config is reported by the first key that needs it.
+        with self.snap.parallel([INDEX_ENTRIES, PLATFORMS, SECRET, PUBLISHABLE, users]) as rows:
+            index_entries, platforms, secrets, publishable, developers = rows
+            self.index_entries(index_entries)
+            self.platforms(platforms)
+            self.secret_mappings(secrets)
+            self.publishable_mappings(publishable)
+            self.developers(developers)
 
     # dream's key index
 
-    def index_entries(self) -> None:
+    def index_entries(self, rows: Iterator[sqlite3.Row]) -> None:
         """platform:{plt}:key:{pk} is {env, created, ...}."""
-        for row in self.snap.rows(INDEX_ENTRIES):
+        for row in rows:
             message = "value is not {env, created, ...}"
             self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, row["key"], row["plt"], message, actual=row["value"])
 
     # platform:{plt}:*
 
-    def platforms(self) -> None:
-        for row in self.snap.rows(PLATFORMS):
+    def platforms(self, rows: Iterator[sqlite3.Row]) -> None:
+        for row in rows:
             plt = row["plt"]
             if row["user_id"] is not None and not row["owner_ok"]:
                 key = layout.platform_user_id(plt)
@@ -350,9 +361,9 @@ class _Checker:
             )
         return True
 
-    def publishable_mappings(self) -> None:
+    def publishable_mappings(self, rows: Iterator[sqlite3.Row]) -> None:
         """publishablekey:{pk}:platformId: in both namespaces, equal, naming a claimed platform with a tier config."""
-        for row in self.snap.rows(PUBLISHABLE):
+        for row in rows:
             pk, pt, api = row["pk"], row["m_pt"], row["m_api"]
             key = layout.publishable_key_platform(pk)
             values = ((PLATFORM_TOKENS, pt, row["m_pt_ok"]), (API_TOKENS, api, row["m_api_ok"]))
@@ -373,9 +384,11 @@ class _Checker:
                 owner = row["owner"] if row["owner_ok"] else None
                 self._need_tier_config(pt, owner, f"publishable key {pk} points at {pt}")
 
-    def secret_mappings(self) -> None:
+    def secret_mappings(self, rows: Iterator[sqlite3.Row]) -> None:
         """secretkey:{hash}:publishableKey: in both namespaces, equal, naming a publishable key that resolves."""
-        for row in self.snap.rows(SECRET):
+        for row in rows:
+            if not layout.is_digest(row["digest"]):
+                continue  # not a key of the schema (the snapshot leaves this test to the few suspect rows)
             pt, api = row["pt"], row["api"]
             key = layout.secret_key_publishable(row["digest"])
             values = ((PLATFORM_TOKENS, pt, row["pt_ok"]), (API_TOKENS, api, row["api_ok"]))
@@ -400,8 +413,8 @@ class _Checker:
 
     # user:{u}:*
 
-    def developers(self) -> None:
-        for row in self.snap.rows(USERS if self.stripe_check is None else USERS_ALL):
+    def developers(self, rows: Iterator[sqlite3.Row]) -> None:
+        for row in rows:
             user_id = row["u"]
             plt = self._user_platform(user_id, row)
             self._user_token(user_id, plt, row["token"], row["platform_token"] if row["platform_token_ok"] else None)

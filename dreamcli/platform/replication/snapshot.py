@@ -21,9 +21,11 @@ asks Python only about what SQL cannot say.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from dreamcli.stores.ports import KVNamespace, Store
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 SCAN_BATCH = 5000
+PARALLEL_QUEUE = 64  # batches of 1,000 rows a query may hold before its connection waits
 
 
 def valid_platform_id(column: str) -> str:
@@ -110,7 +113,7 @@ def _field(key: str, prefix: str, suffix: str) -> str:
     return f"substr({key}, {len(prefix) + 1}, length({key}) - {len(prefix) + len(suffix)})"
 
 
-def _probe(view: str, key: str) -> str:
+def probe(view: str, key: str) -> str:
     """The value of one key of `view` (a lookup in its primary key), as text, or NULL."""
     return f"(SELECT CAST(value AS TEXT) FROM {view} WHERE key = {key})"
 
@@ -120,22 +123,22 @@ def _ok(check: Callable[[str], str], column: str) -> str:
     return f"ifnull({check(column)}, 1)"
 
 
-def _mirrored(
-    table: str, id_name: str, prefix: str, suffix: str, check: Callable[[str], str], extra: str = ""
-) -> tuple[str, ...]:
+def _mirrored(table: str, id_name: str, prefix: str, suffix: str, check: Callable[[str], str]) -> tuple[str, ...]:
     """A mirrored family, platform-tokens' and api-tokens' values side by side with whether each has the shape
     `check` wants: platform-tokens' keys joined to their copies, then the copies without a source."""
-    shape = f"instr({id_name}, ':') = 0 {extra}"
+    shape = f"instr({id_name}, ':') = 0"
     # OFFSET 0 keeps SQLite from flattening the subquery, which would read each value once per use.
     return (
         f"""CREATE TABLE {table} ({id_name} TEXT PRIMARY KEY, pt TEXT, api TEXT, pt_ok INT, api_ok INT)
             WITHOUT ROWID""",
-        f"""INSERT INTO {table} SELECT {id_name}, pt, api, {_ok(check, "pt")}, {_ok(check, "api")}
-            FROM (SELECT {_field("a.key", prefix, suffix)} AS {id_name}, CAST(a.value AS TEXT) AS pt,
-                         CAST(b.value AS TEXT) AS api
-                  FROM pt a LEFT JOIN api b ON b.key = a.key
-                  WHERE {_range("a", prefix)} AND a.key GLOB '{prefix}?*{suffix}' LIMIT -1 OFFSET 0)
-            WHERE {shape}""",
+        # A copy equal to its source has its source's shape: checked once.
+        f"""INSERT INTO {table} SELECT {id_name}, pt, api, pt_ok, CASE WHEN api = pt THEN pt_ok ELSE {_ok(check, "api")} END
+            FROM (SELECT {id_name}, pt, api, {_ok(check, "pt")} AS pt_ok
+                  FROM (SELECT {_field("a.key", prefix, suffix)} AS {id_name}, CAST(a.value AS TEXT) AS pt,
+                               CAST(b.value AS TEXT) AS api
+                        FROM pt a LEFT JOIN api b ON b.key = a.key
+                        WHERE {_range("a", prefix)} AND a.key GLOB '{prefix}?*{suffix}' LIMIT -1 OFFSET 0)
+                  WHERE {shape} LIMIT -1 OFFSET 0)""",
         f"""INSERT INTO {table} SELECT {id_name}, NULL, api, 1, {_ok(check, "api")}
             FROM (SELECT {_field("b.key", prefix, suffix)} AS {id_name}, CAST(b.value AS TEXT) AS api
                   FROM api b WHERE {_range("b", prefix)} AND b.key GLOB '{prefix}?*{suffix}'
@@ -147,31 +150,33 @@ def _mirrored(
 _USER_FIELDS = ("stripeToken", "products", "publishableKey", "secretKey")
 
 
-def _key(prefix: str, field: str, suffix: str) -> str:
+def key_sql(prefix: str, field: str, suffix: str) -> str:
     """SQL for the key `{prefix}{field}{suffix}`, `field` a column."""
     return f"'{prefix}' || {field} || '{suffix}'"
 
 
 _USER_PROBES = ", ".join(
-    f"{_probe('pt', _key('user:', 'u', ':' + field))} AS {column}"
+    f"{probe('pt', key_sql('user:', 'u', ':' + field))} AS {column}"
     for field, column in zip(_USER_FIELDS, ("token", "products", "pk", "secret"), strict=True)
 )
 _USER_DERIVED = (
-    f"plt, token, products, pk, secret, {_ok(valid_platform_id, 'plt')}, {_fast_tiers('products', '$', 'tier')}"
+    f"plt, token, products IS NOT NULL, pk, secret, {_ok(valid_platform_id, 'plt')}, "
+    f"{_fast_tiers('products', '$', 'tier')}"
 )
 _PLATFORM_PROBES = (
-    f"{_probe('pt', _key('platform:', 'plt', ':stripeToken'))} AS token, "
-    f"{_probe('api', _key('platform:', 'plt', ':tierConfig'))} AS config"
+    f"{probe('pt', key_sql('platform:', 'plt', ':stripeToken'))} AS token, "
+    f"{probe('api', key_sql('platform:', 'plt', ':tierConfig'))} AS config"
 )
 _PLATFORM_DERIVED = (
-    f"user_id, token, config, ifnull({valid_user_id('user_id')}, 0), {_token_ok('token')}, "
+    f"user_id, token, config IS NOT NULL, ifnull({valid_user_id('user_id')}, 0), {_token_ok('token')}, "
     f"{_fast_tiers('config', '$.tiers', 'name')}"
 )
 
 BUILD_A = (
     # platform-tokens' user:{u}:*: one row per developer, found by its platformId or, without one, by any
-    # other of its keys. `fast`: its products' tiers (see _fast_tiers).
-    """CREATE TABLE usr (u TEXT PRIMARY KEY, plt TEXT, token TEXT, products TEXT, pk TEXT, secret TEXT,
+    # other of its keys. `fast`: its products' tiers (see _fast_tiers); the products themselves stay in the
+    # store, read again for the few rows a check hands to Python.
+    """CREATE TABLE usr (u TEXT PRIMARY KEY, plt TEXT, token TEXT, has_products INT, pk TEXT, secret TEXT,
                          plt_ok INT, fast TEXT) WITHOUT ROWID""",
     f"""INSERT INTO usr SELECT u, {_USER_DERIVED}
         FROM (SELECT u, plt, {_USER_PROBES}
@@ -180,30 +185,25 @@ BUILD_A = (
               WHERE instr(u, ':') = 0 LIMIT -1 OFFSET 0)""",
     f"""INSERT INTO usr SELECT u, {_USER_DERIVED}
         FROM (SELECT u, NULL AS plt, {_USER_PROBES} FROM (
-                SELECT DISTINCT substr(r, 1, instr(r, ':') - 1) AS u
-                FROM (SELECT substr(key, 6) AS r FROM pt
-                      WHERE {_range("pt", "user:")} AND key NOT GLOB '*:platformId'
-                      AND NOT EXISTS (SELECT 1 FROM pt p
-                                      WHERE p.key = substr(pt.key, 1, 5 + instr(substr(pt.key, 6), ':')) || 'platformId'))
-                WHERE instr(r, ':') > 1) AS n
-              WHERE NOT EXISTS (SELECT 1 FROM usr WHERE usr.u = n.u) LIMIT -1 OFFSET 0)""",
+                SELECT DISTINCT u FROM (
+                    SELECT substr(r, 1, instr(r, ':') - 1) AS u
+                    FROM (SELECT substr(key, 6) AS r FROM pt
+                          WHERE {_range("pt", "user:")} AND key NOT GLOB '*:platformId')
+                    WHERE instr(r, ':') > 1) AS k
+                WHERE NOT EXISTS (SELECT 1 FROM usr WHERE usr.u = k.u))
+              LIMIT -1 OFFSET 0)""",
     "CREATE INDEX usr_plt ON usr (plt) WHERE plt_ok AND plt IS NOT NULL",
-    *_mirrored(
-        "skm",
-        "digest",
-        "secretkey:",
-        ":publishableKey",
-        valid_publishable_key,
-        "AND length(digest) = 64 AND digest NOT GLOB '*[^0-9a-fA-F]*'",
-    ),
+    # Digests are not checked for hex here: a key of another shape breaks no invariant until it is suspect,
+    # and the checker skips those (its Python test is cheaper than SQL's GLOB on every row).
+    *_mirrored("skm", "digest", "secretkey:", ":publishableKey", valid_publishable_key),
 )
 
 # Built at the same time as BUILD_A, by another connection into another file.
 BUILD_B = (
     # platform:{plt}:userId and :stripeToken (platform-tokens) with :tierConfig (api-tokens): one row per
     # platform, found by its userId or, without one, by its token or its tier config.
-    """CREATE TABLE plat (plt TEXT PRIMARY KEY, user_id TEXT, token TEXT, config TEXT, owner_ok INT, token_ok INT,
-                          fast TEXT) WITHOUT ROWID""",
+    """CREATE TABLE plat (plt TEXT PRIMARY KEY, user_id TEXT, token TEXT, has_config INT, owner_ok INT,
+                          token_ok INT, fast TEXT) WITHOUT ROWID""",
     f"""INSERT INTO plat SELECT plt, {_PLATFORM_DERIVED}
         FROM (SELECT plt, user_id, {_PLATFORM_PROBES}
               FROM (SELECT {_field("pt.key", "platform:", ":userId")} AS plt, CAST(pt.value AS TEXT) AS user_id FROM pt
@@ -246,20 +246,64 @@ def _decode(raw: bytes) -> str:
 
 
 class Snapshot:
-    """The entity tables of one verify (see the module's docstring). `rows(sql, params)` streams a query."""
+    """The entity tables of one verify (see the module's docstring), readable from two connections."""
 
-    def __init__(self, conn: sqlite3.Connection, keys: int) -> None:
-        self.conn = conn
+    def __init__(self, conns: list[sqlite3.Connection], keys: int) -> None:
+        self.conns = conns
         self.keys = keys
 
     def rows(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[sqlite3.Row]:
-        cursor = self.conn.execute(sql, params)
+        cursor = self.conns[0].execute(sql, params)
         while batch := cursor.fetchmany(1000):
             yield from batch
 
     def one(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        row: sqlite3.Row | None = self.conns[0].execute(sql, params).fetchone()
         return row
+
+    @contextmanager
+    def parallel(self, queries: Sequence[str]) -> Iterator[list[Iterator[sqlite3.Row]]]:
+        """The rows of each query, the queries shared between the two connections, which run them at once in
+        threads (SQLite runs outside the GIL). Each query's rows wait in a bounded queue: consume the iterators
+        in order. Leaving the block early stops the threads."""
+        queues: list[queue.Queue[list[sqlite3.Row] | BaseException | None]] = [
+            queue.Queue(maxsize=PARALLEL_QUEUE) for _ in queries
+        ]
+        stop = threading.Event()
+
+        def produce(conn: sqlite3.Connection, mine: list[int]) -> None:
+            for index in mine:
+                try:
+                    cursor = conn.execute(queries[index])
+                    while not stop.is_set() and (batch := cursor.fetchmany(1000)):
+                        queues[index].put(batch)
+                    queues[index].put(None)
+                except BaseException as exc:  # handed to the consumer, raised there
+                    queues[index].put(exc)
+                    return
+
+        def consume(index: int) -> Iterator[sqlite3.Row]:
+            while (item := queues[index].get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item
+
+        shares = [list(range(start, len(queries), len(self.conns))) for start in range(len(self.conns))]
+        threads = [
+            threading.Thread(target=produce, args=(conn, share), daemon=True)
+            for conn, share in zip(self.conns, shares, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield [consume(index) for index in range(len(queries))]
+        finally:
+            stop.set()
+            for q in queues:  # unblock producers waiting on a full queue
+                while not q.empty():
+                    q.get_nowait()
+            for thread in threads:
+                thread.join()
 
 
 def _open(path: Path, namespaces: dict[str, KVNamespace], now: int, spill: Path | None) -> sqlite3.Connection:
@@ -348,9 +392,9 @@ def snapshot(store: Store, now: int, on_progress: Callable[[int], None] | None =
                     report(count)
             with ThreadPoolExecutor(max_workers=2) as pool:
                 list(pool.map(_build, parts, (BUILD_A, BUILD_B)))
-            parts[1].close()
-            parts[0].execute("ATTACH DATABASE ? AS b", (f"file:{Path(folder) / 'b.sqlite'}?mode=ro",))
-            yield Snapshot(parts[0], keys)
+            for conn, other in zip(parts, ("b", "a"), strict=True):  # each part reads the other's tables too
+                conn.execute(f"ATTACH DATABASE ? AS part_{other}", (f"file:{Path(folder) / other}.sqlite?mode=ro",))
+            yield Snapshot(parts, keys)
         finally:
             for conn in parts:
                 conn.close()
