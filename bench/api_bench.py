@@ -198,7 +198,7 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-    store = open_wrangler_store(project)
+    store = open_wrangler_store(str(project))
     try:
         return results, counted_usage(store, run["platformId"])
     finally:
