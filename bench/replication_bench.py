@@ -93,9 +93,13 @@ def sql_join_floor(path: Path, ids: tuple[int, int]) -> float:
 
 
 def upsert_floor(path: Path, seq_of: dict[str, int], puts: list[tuple[str, str, str]]) -> float:
-    """Plain sqlite3 upserts of the same (namespace, key, value) rows into the same file, one transaction."""
+    """Plain sqlite3 upserts of the same (namespace, key, value) rows, in key order and one transaction, into a
+    copy of the store file as repair found it, with the store's own settings (WAL, synchronous NORMAL)."""
     conn = sqlite3.connect(path, isolation_level=None)
-    rows = [(seq_of[namespace], key, value.encode()) for namespace, key, value in puts]
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -32768")
+    rows = sorted((seq_of[namespace], key, value.encode()) for namespace, key, value in puts)
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
@@ -142,6 +146,9 @@ def main() -> None:
     verify_s, scanned, findings, base_kb, peak_kb, heap_kb = out.stdout.split()
     verify_s = float(verify_s)
 
+    # The upsert floor writes into a copy of the file as repair finds it (same pages, same drift).
+    floor_copy = folder / "floor.db"
+    shutil.copyfile(path, floor_copy)
     store = open_emulator_store(path)
     result = replication.verify(store)
     plan = replication.plan_repair(result)
@@ -152,7 +159,7 @@ def main() -> None:
     after = replication.verify(store)
     seq_of = {name: store.kv(name).seq for name in ("platform-tokens", "api-tokens")}  # type: ignore[attr-defined]
     store.close()
-    upsert_s = upsert_floor(path, seq_of, puts)
+    upsert_s = upsert_floor(floor_copy, seq_of, puts)
 
     print(
         f"platforms: {args.platforms:,}  keys seeded: {seeded.keys:,}  drifted platforms: {seeded.drifted:,} "
