@@ -48,7 +48,9 @@ tracemalloc.start()
 replication.verify(store)
 heap = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
-print(untraced, result.keys_scanned, len(result.findings), base, peak, heap // 1024)
+import resource
+helpers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the forked builders' peak, in KB
+print(untraced, result.keys_scanned, len(result.findings), base, peak, heap // 1024, helpers)
 """
 
 
@@ -143,7 +145,7 @@ def main() -> None:
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    verify_s, scanned, findings, base_kb, peak_kb, heap_kb = out.stdout.split()
+    verify_s, scanned, findings, base_kb, peak_kb, heap_kb, helper_kb = out.stdout.split()
     verify_s = float(verify_s)
 
     # The upsert floor writes into a copy of the file as repair finds it (same pages, same drift).
@@ -174,7 +176,8 @@ def main() -> None:
     print(f"verify/floor    {verify_s / floor_s:8.2f} x                          (goal <= 2x)")
     print(
         f"peak memory     {int(peak_kb) / 1024:8.0f} MB process RSS ({int(base_kb) / 1024:.0f} MB before verify; "
-        f"SQLite's page cache and mapped file pages count here); Python heap peak {int(heap_kb) / 1024:.0f} MB   (goal < 200 MB)"
+        f"SQLite's page cache counts here), its forked helper {int(helper_kb) / 1024:.0f} MB at most (shared pages "
+        f"counted in both); Python heap peak {int(heap_kb) / 1024:.0f} MB   (goal < 200 MB)"
     )
     print(
         f"repair          {repair_s:8.2f} s  {done / repair_s if repair_s else 0:12,.0f} keys/s   "

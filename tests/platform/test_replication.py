@@ -266,3 +266,36 @@ def test_verify_leaves_no_files_behind(store, tmp_path, monkeypatch):
     synthetic.seed(store, 20, drift=0.5)
     assert not replication.verify(store).clean
     assert [p for p in tmp_path.iterdir() if p.name.startswith("dream-verify-")] == []
+
+
+def test_verify_in_two_processes_finds_what_one_finds(tmp_path):
+    """A process with no other thread builds the snapshot in two processes at once (see snapshot._Parts):
+    its findings are the same as one process building it alone (as here, under pytest's threads)."""
+    store = open_emulator_store(tmp_path / "emulator.db")
+    synthetic.seed(store, 300, drift=0.3)
+    import threading
+
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)  # a second thread: this process builds alone
+    other.start()
+    try:
+        alone = [f.as_json() for f in replication.verify(store, now=1_800_000_000).findings]
+    finally:
+        done.set()
+        other.join()
+    script = (
+        "import json, sys, threading\n"
+        "from dreamcli.platform import replication\n"
+        "from emulator.store import open_emulator_store\n"
+        "assert threading.active_count() == 1\n"
+        "result = replication.verify(open_emulator_store(sys.argv[1]), now=1_800_000_000)\n"
+        "print(json.dumps([f.as_json() for f in result.findings]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, store.location],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert alone and json.loads(out.stdout) == alone

@@ -60,11 +60,18 @@ PLATFORMS = f"""
 # `revoked_plt` and `expires` its pair's state in the key index.
 _PAIR = "m.pt AS m_pt, m.api AS m_api, ifnull(m.pt_ok, 1) AS m_pt_ok, ifnull(m.api_ok, 1) AS m_api_ok, ks.revoked_plt, ks.expires"
 
+# Which mappings may break their invariant: decided by part B's builder, over its own tables, while part A is
+# still being built (see snapshot); PUBLISHABLE then reads just those.
+PUBLISHABLE_SUSPECTS = """
+    CREATE TABLE publishable_suspects AS SELECT m.pk
+    FROM pkm m LEFT JOIN keystate ks ON ks.pk = m.pk LEFT JOIN plat p ON p.plt = m.pt
+    WHERE NOT ifnull(m.pt = m.api AND m.pt_ok AND m.api_ok AND ks.pk IS NULL AND p.has_config AND p.owner_ok, 0)"""
+
 PUBLISHABLE = f"""
     SELECT m.pk, {_PAIR}, p.user_id AS owner, ifnull(p.owner_ok, 0) AS owner_ok,
            p.has_config, {_claimed("m.pt")} AS claimed
-    FROM pkm m LEFT JOIN keystate ks ON ks.pk = m.pk LEFT JOIN plat p ON p.plt = m.pt
-    WHERE NOT ifnull(m.pt = m.api AND m.pt_ok AND m.api_ok AND ks.pk IS NULL AND p.has_config AND p.owner_ok, 0)
+    FROM publishable_suspects s JOIN pkm m ON m.pk = s.pk LEFT JOIN keystate ks ON ks.pk = m.pk
+         LEFT JOIN plat p ON p.plt = m.pt
     ORDER BY m.pk"""
 
 SECRET = f"""
@@ -169,16 +176,17 @@ class _Checker:
     def run(self) -> None:
         """Every check; SQLite runs two queries at a time while Python handles what they hand it."""
         users = USERS if self.stripe_check is None else USERS_ALL
-        # Round robin over two connections: INDEX_ENTRIES, SECRET and users on one, PLATFORMS and PUBLISHABLE on
-        # the other (about equal work), consumed in an order each connection produces in. PUBLISHABLE comes
-        # before the developers: a missing tier config is reported by the first key that needs it.
-        with self.snap.parallel([INDEX_ENTRIES, PLATFORMS, SECRET, PUBLISHABLE, users]) as rows:
-            index_entries, platforms, secrets, publishable, developers = rows
-            self.index_entries(index_entries)
-            self.platforms(platforms)
-            self.secret_mappings(secrets)
-            self.publishable_mappings(publishable)
-            self.developers(developers)
+        # Two at a time, alternately: the developers (the most work) with INDEX_ENTRIES and PUBLISHABLE (little,
+        # part B's builder found its suspects), PLATFORMS with SECRET. PUBLISHABLE is handled before the
+        # developers: a missing tier config is reported by the first key that needs it.
+        index_entries, platforms, publishable, secrets, developers = self.snap.run_all(
+            [INDEX_ENTRIES, PLATFORMS, PUBLISHABLE, SECRET, users]
+        )
+        self.index_entries(index_entries)
+        self.platforms(platforms)
+        self.publishable_mappings(publishable)
+        self.secret_mappings(secrets)
+        self.developers(developers)
 
     # dream's key index
 
@@ -611,7 +619,7 @@ def verify(
 ) -> VerifyResult:
     """Every finding in the token namespaces, in key order."""
     now = time.time() if now is None else now
-    with snapshot(store, int(now), on_progress) as snap:
+    with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,)) as snap:
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys

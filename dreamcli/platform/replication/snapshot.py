@@ -21,20 +21,22 @@ asks Python only about what SQL cannot say.
 
 from __future__ import annotations
 
-import queue
+import multiprocessing
+import os
 import sqlite3
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from dreamcli.stores.ports import KVNamespace, Store
+from dreamcli.errors import StoreError
+from dreamcli.stores.ports import KVNamespace, SQLSource, Store
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 SCAN_BATCH = 5000
-PARALLEL_QUEUE = 64  # batches of 1,000 rows a query may hold before its connection waits
 
 
 def valid_platform_id(column: str) -> str:
@@ -246,70 +248,46 @@ def _decode(raw: bytes) -> str:
 
 
 class Snapshot:
-    """The entity tables of one verify (see the module's docstring), readable from two connections."""
+    """The entity tables of one verify (see the module's docstring)."""
 
-    def __init__(self, conns: list[sqlite3.Connection], keys: int) -> None:
-        self.conns = conns
+    def __init__(self, conn: sqlite3.Connection, keys: int, parts: _Parts) -> None:
+        self.conn = conn
         self.keys = keys
+        self.parts = parts
+        self.results = 0
 
     def rows(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[sqlite3.Row]:
-        cursor = self.conns[0].execute(sql, params)
+        cursor = self.conn.execute(sql, params)
         while batch := cursor.fetchmany(1000):
             yield from batch
 
     def one(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conns[0].execute(sql, params).fetchone()
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
         return row
 
-    @contextmanager
-    def parallel(self, queries: Sequence[str]) -> Iterator[list[Iterator[sqlite3.Row]]]:
-        """The rows of each query, the queries shared between the two connections, which run them at once in
-        threads (SQLite runs outside the GIL). Each query's rows wait in a bounded queue: consume the iterators
-        in order. Leaving the block early stops the threads."""
-        queues: list[queue.Queue[list[sqlite3.Row] | BaseException | None]] = [
-            queue.Queue(maxsize=PARALLEL_QUEUE) for _ in queries
-        ]
-        stop = threading.Event()
-
-        def produce(conn: sqlite3.Connection, mine: list[int]) -> None:
-            for index in mine:
-                try:
-                    cursor = conn.execute(queries[index])
-                    while not stop.is_set() and (batch := cursor.fetchmany(1000)):
-                        queues[index].put(batch)
-                    queues[index].put(None)
-                except BaseException as exc:  # handed to the consumer, raised there
-                    queues[index].put(exc)
-                    return
-
-        def consume(index: int) -> Iterator[sqlite3.Row]:
-            while (item := queues[index].get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield from item
-
-        shares = [list(range(start, len(queries), len(self.conns))) for start in range(len(self.conns))]
-        threads = [
-            threading.Thread(target=produce, args=(conn, share), daemon=True)
-            for conn, share in zip(self.conns, shares, strict=True)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            yield [consume(index) for index in range(len(queries))]
-        finally:
-            stop.set()
-            for q in queues:  # unblock producers waiting on a full queue
-                while not q.empty():
-                    q.get_nowait()
-            for thread in threads:
-                thread.join()
+    def run_all(self, queries: Sequence[str]) -> list[Iterator[sqlite3.Row]]:
+        """The rows of each query, the queries run two at a time (half of them by a forked process) into
+        tables of their own, then read back in order. Meant for queries that return few rows."""
+        self.results += 1
+        files = [self.parts.folder / f"results{self.results}{side}.sqlite" for side in "ab"]
+        statements = [f"CREATE TABLE result_{i} AS {query}" for i, query in enumerate(queries)]
+        reads = ((ATTACHED_A, self.parts.folder / "a.sqlite"), (ATTACHED_B, self.parts.folder / "b.sqlite"))
+        self.parts.at_once(
+            (files[0], reads, tuple(statements[0::2])),
+            (files[1], reads, tuple(statements[1::2])),
+        )
+        names = []
+        for side, file in zip("ab", files, strict=True):
+            name = f"results{self.results}{side}"
+            self.conn.execute(f"ATTACH DATABASE ? AS {name}", (f"file:{file}?mode=ro",))
+            names.append(name)
+        return [self.rows(f"SELECT * FROM {names[i % 2]}.result_{i}") for i in range(len(queries))]
 
 
-def _open(path: Path, namespaces: dict[str, KVNamespace], now: int, spill: Path | None) -> sqlite3.Connection:
+def _open(path: Path, sources: dict[str, SQLSource | None], spill: Path | None) -> sqlite3.Connection:
     """A connection to one part of the snapshot, with `pt` and `api` as TEMP VIEWs of (key, value) over the
-    namespaces' live rows: the store's own file attached read-only where SQL reads it in place, else the spill
-    file their scans were copied into."""
+    namespaces' live rows: the store's own file attached read-only where SQL reads it in place (`sources`),
+    else the spill file their scans were copied into."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.text_factory = _decode  # values are whatever was written: never fail on bad UTF-8
@@ -319,20 +297,14 @@ def _open(path: Path, namespaces: dict[str, KVNamespace], now: int, spill: Path 
     conn.execute("PRAGMA temp_store = FILE")
     if spill is not None:
         conn.execute("ATTACH DATABASE ? AS spill", (f"file:{spill}?mode=ro",))
-    for name, namespace in namespaces.items():
-        select = _source(conn, name, namespace, now)
-        view = f"SELECT key, value FROM spill.{name}" if select is None else select
+    for name, source in sources.items():
+        if source is None:
+            view = f"SELECT key, value FROM spill.{name}"
+        else:
+            conn.execute(f"ATTACH DATABASE ? AS src_{name}", (f"file:{source.path}?mode=ro",))
+            view = source.select.format(schema=f"src_{name}")
         conn.execute(f"CREATE TEMP VIEW {name} AS {view}")
     return conn
-
-
-def _source(conn: sqlite3.Connection, name: str, namespace: KVNamespace, now: int) -> str | None:
-    """The SELECT of the namespace's live rows in its own file, attached to `conn` (None: not readable by SQL)."""
-    source = namespace.sql_source(now)
-    if source is None:
-        return None
-    conn.execute(f"ATTACH DATABASE ? AS src_{name}", (f"file:{source.path}?mode=ro",))
-    return source.select.format(schema=f"src_{name}")
 
 
 def _spill(path: Path, namespaces: dict[str, KVNamespace], report: Callable[[int], None]) -> int:
@@ -356,18 +328,74 @@ def _spill(path: Path, namespaces: dict[str, KVNamespace], report: Callable[[int
     return count
 
 
-def _build(conn: sqlite3.Connection, statements: tuple[str, ...]) -> None:
-    conn.execute("BEGIN")
-    for statement in statements:
-        conn.execute(statement)
-    conn.execute("COMMIT")
+def _run(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, job: _Job) -> None:
+    """Open `path` with the views, attach the files `job` reads, run its statements in one transaction."""
+    _, reads, statements = job
+    conn = _open(path, sources, spill)
+    try:
+        for alias, file in reads:
+            conn.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{file}?mode=ro",))
+        conn.execute("BEGIN")
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _forked(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, job: _Job) -> None:
+    """`_run` in a forked process: its failure is written beside its file for the parent to raise."""
+    try:
+        _run(path, sources, spill, job)
+    except BaseException as exc:
+        path.with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}")
+        os._exit(1)
+    os._exit(0)
+
+
+# (the file it writes, the files it reads as (alias, path), its statements)
+_Job = tuple[Path, tuple[tuple[str, Path], ...], tuple[str, ...]]
+ATTACHED_A, ATTACHED_B = "part_a", "part_b"
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The snapshot's folder and where its views read from; runs SQL jobs two at a time."""
+
+    folder: Path
+    sources: dict[str, SQLSource | None]
+    spill: Path | None
+
+    def at_once(self, mine: _Job, theirs: _Job) -> None:
+        """Both jobs at once where the system can fork (SQLite in two threads of one process contends for its
+        allocator's lock and gains little; two processes run apart), else one after the other. Only a process
+        with no other thread forks: a thread holding one of SQLite's locks at the fork would leave the child
+        waiting on it forever."""
+        if sys.platform != "linux" or threading.active_count() > 1:
+            _run(mine[0], self.sources, self.spill, mine)
+            _run(theirs[0], self.sources, self.spill, theirs)
+            return
+        child = multiprocessing.get_context("fork").Process(
+            target=_forked, args=(theirs[0], self.sources, self.spill, theirs)
+        )
+        child.start()
+        try:
+            _run(mine[0], self.sources, self.spill, mine)
+        finally:
+            child.join()
+        if child.exitcode != 0:
+            error = theirs[0].with_suffix(".error")
+            why = error.read_text() if error.exists() else f"exit code {child.exitcode}"
+            raise StoreError(f"verify could not build its snapshot: {why}")
 
 
 @contextmanager
-def snapshot(store: Store, now: int, on_progress: Callable[[int], None] | None = None) -> Iterator[Snapshot]:
+def snapshot(
+    store: Store, now: int, on_progress: Callable[[int], None] | None = None, *, after_b: tuple[str, ...] = ()
+) -> Iterator[Snapshot]:
     """The token namespaces of `store` as entity tables in a private folder (0700) deleted when the block
-    ends. The tables are built in two files by two connections at once (SQLite runs outside the GIL), then
-    one connection reads both."""
+    ends, built in two parts at once (`_Parts.at_once`). `after_b`: more
+    statements for part B's builder, over its tables only (plat, idx, keystate, pkm): part A takes longer."""
     done = 0
 
     def report(count: int) -> None:
@@ -377,24 +405,24 @@ def snapshot(store: Store, now: int, on_progress: Callable[[int], None] | None =
             on_progress(done)
 
     namespaces = {"pt": store.kv(PLATFORM_TOKENS), "api": store.kv(API_TOKENS)}
-    with tempfile.TemporaryDirectory(prefix="dream-verify-") as folder:
+    sources = {name: namespace.sql_source(now) for name, namespace in namespaces.items()}
+    with tempfile.TemporaryDirectory(prefix="dream-verify-") as name:
+        folder = Path(name)
         spill, keys = None, 0
-        scanned = {name: ns for name, ns in namespaces.items() if ns.sql_source(now) is None}
+        scanned = {name: namespaces[name] for name, source in sources.items() if source is None}
         if scanned:
-            spill = Path(folder) / "scan.sqlite"
+            spill = folder / "scan.sqlite"
             keys += _spill(spill, scanned, report)
-        parts = [_open(Path(folder) / f"{part}.sqlite", namespaces, now, spill) for part in ("a", "b")]
+        parts = _Parts(folder, sources, spill)
+        parts.at_once((folder / "a.sqlite", (), BUILD_A), (folder / "b.sqlite", (), BUILD_B + after_b))
+        conn = _open(folder / "a.sqlite", sources, spill)
         try:
-            for name in namespaces:
-                if name not in scanned:
-                    count: int = parts[0].execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            conn.execute(f"ATTACH DATABASE ? AS {ATTACHED_B}", (f"file:{folder / 'b.sqlite'}?mode=ro",))
+            for view, source in sources.items():
+                if source is not None:
+                    count: int = conn.execute(f"SELECT count(*) FROM {view}").fetchone()[0]
                     keys += count
                     report(count)
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                list(pool.map(_build, parts, (BUILD_A, BUILD_B)))
-            for conn, other in zip(parts, ("b", "a"), strict=True):  # each part reads the other's tables too
-                conn.execute(f"ATTACH DATABASE ? AS part_{other}", (f"file:{Path(folder) / other}.sqlite?mode=ro",))
-            yield Snapshot(parts, keys)
+            yield Snapshot(conn, keys, parts)
         finally:
-            for conn in parts:
-                conn.close()
+            conn.close()
