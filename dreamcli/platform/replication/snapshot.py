@@ -89,19 +89,31 @@ def tiers(column: str, path: str, name: str) -> str:
 FAST_TIERS = 8  # tier lists up to this long are compared in one json_extract; longer ones through `tiers`
 
 
+def _count(text: str, part: str) -> str:
+    """SQL: how many times `part` occurs in `text`."""
+    return f"((length({text}) - length(replace({text}, '{part}', ''))) / {len(part)})"
+
+
 def _fast_tiers(column: str, path: str, name: str) -> str:
     """The tiers at `path` as one JSON array [priceId, productId, name, ...] in the order written, made by one
-    json_extract, when that says all there is to say: an array of at most FAST_TIERS objects whose three fields
-    are strings (six quotes a tier and no escapes in the text prove it). NULL otherwise (absent, corrupt, long,
-    escaped): then `tiers` decides. Two values with equal fast forms have the same tiers."""
+    json_extract, when that says all there is to say: an array of n <= FAST_TIERS objects whose three fields
+    are strings. The array's text proves it without parsing it again: no escapes, the 3n values first and
+    only `null`s after them, and among the values 6n quotes and 3n - 1 `","` separators, so every value is a
+    string. NULL otherwise (absent, corrupt, longer, escaped): then `tiers` decides. Two values with equal fast
+    forms have the same tiers."""
+    slots = 3 * FAST_TIERS
     paths = ", ".join(f"'{path}[{i}].{f}'" for i in range(FAST_TIERS) for f in ("priceId", "productId", name))
-    count = f"json_array_length({column}, '{path}')"
+    valid = f"{column} IS NOT NULL AND json_valid({column})"
+    nulls = f"replace(hex(zeroblob({slots} - 3 * n)), '00', ',null') || ']'"  # what follows the 3n values
+    head = f"substr(t, 1, length(t) - length({nulls}))"
+    strings = f"{_count(head, chr(34))} = 6 * n AND {_count(head, chr(34) + ',' + chr(34))} = 3 * n - 1"
     return (
-        f"(SELECT CASE WHEN n <= {FAST_TIERS} AND instr(t, char(92)) = 0 "
-        f"AND length(t) - length(replace(t, '\"', '')) = 6 * n THEN t END "
-        f"FROM (SELECT CASE WHEN {column} IS NOT NULL AND json_valid({column}) "
-        f"AND json_type({column}, '{path}') IS 'array' THEN {count} END AS n, "
-        f"CASE WHEN {column} IS NOT NULL AND json_valid({column}) THEN json_extract({column}, {paths}) END AS t))"
+        f"(SELECT CASE WHEN n = 0 THEN '' "
+        f"WHEN n <= {FAST_TIERS} AND instr(t, char(92)) = 0 AND substr(t, length({head}) + 1) = {nulls} "
+        f"AND {head} GLOB '[[]\"*\"' AND {strings} THEN t END "
+        f"FROM (SELECT CASE WHEN {valid} AND json_type({column}, '{path}') IS 'array' "
+        f"THEN json_array_length({column}, '{path}') END AS n, "
+        f"CASE WHEN {valid} THEN json_extract({column}, {paths}) END AS t))"
     )
 
 
