@@ -54,5 +54,5 @@ def test_tier_triples_in_sql_agree_with_python(value):
 def test_id_shapes_in_sql_agree_with_python(value):
     assert bool(sql(valid_platform_id("?1"), value)) == bool(re.fullmatch(r"plt_[A-Za-z0-9]+", value))
     assert bool(sql(valid_publishable_key("?1"), value)) == bool(re.fullmatch(r"pk_[A-Za-z0-9_]+", value))
-    expected_id = value != "" and not re.search(r"[:\x20\t\n\x0b\x0c\r]", value)
+    expected_id = value != "" and not re.search(r"[:\x20\t\n\x0b\x0c\r\x00]", value)
     assert bool(sql(valid_user_id("?1"), value)) == expected_id

@@ -39,19 +39,24 @@ from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 SCAN_BATCH = 5000
 
 
+def _no_nul(column: str) -> str:
+    """SQLite's text functions (GLOB among them) stop at a NUL: a value holding one is judged as a whole here."""
+    return f"instr(CAST({column} AS BLOB), x'00') = 0"
+
+
 def valid_platform_id(column: str) -> str:
     """`plt_` followed by one or more ASCII letters and digits."""
-    return f"({column} GLOB 'plt_?*' AND {column} NOT GLOB 'plt_*[^A-Za-z0-9]*')"
+    return f"({column} GLOB 'plt_?*' AND {column} NOT GLOB 'plt_*[^A-Za-z0-9]*' AND {_no_nul(column)})"
 
 
 def valid_publishable_key(column: str) -> str:
     """`pk_` followed by one or more ASCII letters, digits and underscores."""
-    return f"({column} GLOB 'pk_?*' AND {column} NOT GLOB 'pk_*[^A-Za-z0-9_]*')"
+    return f"({column} GLOB 'pk_?*' AND {column} NOT GLOB 'pk_*[^A-Za-z0-9_]*' AND {_no_nul(column)})"
 
 
 def valid_user_id(column: str) -> str:
-    """Not empty, no ":" and no whitespace."""
-    return f"({column} != '' AND {column} NOT GLOB '*[:' || char(32, 9, 10, 11, 12, 13) || ']*')"
+    """Not empty, no ":", no whitespace and no NUL."""
+    return f"({column} != '' AND {column} NOT GLOB '*[:' || char(32, 9, 10, 11, 12, 13) || ']*' AND {_no_nul(column)})"
 
 
 def _token_ok(column: str) -> str:
@@ -97,20 +102,16 @@ def _count(text: str, part: str) -> str:
 def _fast_tiers(column: str, path: str, name: str) -> str:
     """The tiers at `path` as one JSON array [priceId, productId, name, ...] in the order written, made by one
     json_extract, when that says all there is to say: an array of n <= FAST_TIERS objects whose three fields
-    are strings. The array's text proves it without parsing it again: no escapes, the 3n values first and
-    only `null`s after them, and among the values 6n quotes and 3n - 1 `","` separators, so every value is a
-    string. NULL otherwise (absent, corrupt, longer, escaped): then `tiers` decides. Two values with equal fast
-    forms have the same tiers."""
-    slots = 3 * FAST_TIERS
+    are strings. The array's text proves it without parsing it again: with no escapes, every string has exactly
+    two quotes, so 6n quotes are 3n strings, and 3n - 1 `","` chain them one after the other from the array's
+    first slot: the 3n values (the slots after them are null, no element being there). NULL otherwise
+    (absent, corrupt, longer, escaped): then `tiers` decides. Equal fast forms mean equal tiers."""
     paths = ", ".join(f"'{path}[{i}].{f}'" for i in range(FAST_TIERS) for f in ("priceId", "productId", name))
     valid = f"{column} IS NOT NULL AND json_valid({column})"
-    nulls = f"replace(hex(zeroblob({slots} - 3 * n)), '00', ',null') || ']'"  # what follows the 3n values
-    head = f"substr(t, 1, length(t) - length({nulls}))"
-    strings = f"{_count(head, chr(34))} = 6 * n AND {_count(head, chr(34) + ',' + chr(34))} = 3 * n - 1"
     return (
         f"(SELECT CASE WHEN n = 0 THEN '' "
-        f"WHEN n <= {FAST_TIERS} AND instr(t, char(92)) = 0 AND substr(t, length({head}) + 1) = {nulls} "
-        f"AND {head} GLOB '[[]\"*\"' AND {strings} THEN t END "
+        f"WHEN n <= {FAST_TIERS} AND substr(t, 1, 2) = '[\"' AND instr(t, char(92)) = 0 "
+        f"AND {_count('t', chr(34))} = 6 * n AND {_count('t', chr(34) + ',' + chr(34))} = 3 * n - 1 THEN t END "
         f"FROM (SELECT CASE WHEN {valid} AND json_type({column}, '{path}') IS 'array' "
         f"THEN json_array_length({column}, '{path}') END AS n, "
         f"CASE WHEN {valid} THEN json_extract({column}, {paths}) END AS t))"
