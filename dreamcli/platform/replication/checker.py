@@ -36,14 +36,14 @@ def _claimed(plt: str) -> str:
     return f"EXISTS (SELECT 1 FROM usr c WHERE c.plt = {plt} AND c.plt_ok AND c.plt IS NOT NULL)"
 
 
-# Each query returns every row that may break its invariant (and, for speed, few others): `NOT ifnull(healthy, 0)`,
-# as a NULL anywhere in `healthy` must send the row to Python, not drop it. The shapes of values are columns the
-# snapshot computed once (`*_ok`); tier lists compare by their fast form, else by `tiers`.
 # Raw values the snapshot leaves in the store, read again only for the rows handed to Python.
 _CONFIG = probe("api", key_sql("platform:", "p.plt", ":tierConfig"))
 _PRODUCTS = probe("pt", key_sql("user:", "u.u", ":products"))
 _CONFIG_CORRUPT = f"(p.has_config AND p.fast IS NULL AND {tiers(_CONFIG, '$.tiers', 'name')} IS NULL)"
 
+# Each query returns every row that may break its invariant (and, for speed, few others): `NOT ifnull(healthy, 0)`,
+# as a NULL anywhere in `healthy` must send the row to Python, not drop it. The shapes of values are columns the
+# snapshot computed once (`*_ok`); tier lists compare by their fast form, else by `tiers`.
 INDEX_ENTRIES = "SELECT key, plt, value FROM idx WHERE NOT ok ORDER BY key"
 
 PLATFORMS = f"""
