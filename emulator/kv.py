@@ -147,11 +147,19 @@ class EmulatorKVNamespace:
         if not rows:
             return
         rows.sort(key=_by_key)  # B-tree order: far fewer page splits than random order
+        plain = all(row[2] is None and row[3] is None for row in rows)
         with self.file.write() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO _dream_kv (ns, key, value, expiration, metadata) VALUES ({self.seq:d}, ?, ?, ?, ?)",
-                rows,
-            )
+            if plain:  # no expirations, no metadata: binding two NULLs a row costs a fifth of the insert
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO _dream_kv (ns, key, value) VALUES ({self.seq:d}, ?, ?)",
+                    [(row[0], row[1]) for row in rows],
+                )
+            else:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO _dream_kv (ns, key, value, expiration, metadata) "
+                    f"VALUES ({self.seq:d}, ?, ?, ?, ?)",
+                    rows,
+                )
             # Expired rows are invisible already; reclaim them while we hold the write lock.
             conn.execute("DELETE FROM _dream_kv WHERE expiration IS NOT NULL AND expiration <= ?", (now,))
 
