@@ -188,6 +188,25 @@ class _Checker:
         self.secret_mappings(secrets)
         self.developers(developers)
 
+    def put(
+        self,
+        cls: FindingClass,
+        namespace: str,
+        key: str,
+        platform: str | None,
+        message: str,
+        value: str | None,
+        phase: Phase,
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        expiration: int | None = None,
+    ) -> None:
+        """A finding repair puts right by writing `value` at `key` (what the finding expects, unless it says)."""
+        fix = Fix(Action.PUT, namespace, key, phase, value, expiration=expiration)
+        shown_expected = value if expected is None else expected
+        self.add(cls, namespace, key, platform, message, expected=shown_expected, actual=actual, fix=fix)
+
     # dream's key index
 
     def index_entries(self, rows: Iterator[sqlite3.Row]) -> None:
@@ -238,14 +257,14 @@ class _Checker:
                 )
             else:
                 user_key = layout.user_platform_id(user_id)
-                self.add(
+                self.put(
                     FindingClass.MISSING,
                     PLATFORM_TOKENS,
                     user_key,
                     plt,
                     f"platform:{plt}:userId names this user",
-                    expected=plt,
-                    fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, plt),
+                    plt,
+                    Phase.PLATFORM_TOKENS,
                 )
         elif row["config"] is not None:
             key = layout.tier_config(plt)
@@ -307,27 +326,30 @@ class _Checker:
                 else (Phase.API_SECRET if key.startswith(layout.SECRET_KEY_PREFIX) else Phase.API_PUBLISHABLE)
             )
             if value is None:
-                self.add(
+                self.put(
                     FindingClass.MISSING,
                     namespace,
                     key,
                     plt,
                     f"the pair of {pk} is in its grace until {expires}",
-                    expected=source,
-                    fix=Fix(Action.PUT, namespace, key, phase, source, expiration=expires),
+                    source,
+                    phase,
+                    expiration=expires,
                 )
                 continue
             found = self.store.kv(namespace).get_with_metadata(key)
             if found is not None and (found.expiration is None or found.expiration > expires):
-                self.add(
+                self.put(
                     FindingClass.STALE,
                     namespace,
                     key,
                     plt,
                     f"outlives its pair's grace (until {expires})",
+                    value,
+                    phase,
                     expected=f"expiration {expires}",
                     actual=f"expiration {found.expiration}",
-                    fix=Fix(Action.PUT, namespace, key, phase, value, expiration=expires),
+                    expiration=expires,
                 )
 
     def _mirrored(
@@ -336,14 +358,14 @@ class _Checker:
         """A key platform-tokens owns and api-tokens copies: missing or stale copies are rewritten from the
         source, a copy without a source is an orphan. False for an orphan (nothing else to check)."""
         if pt is not None and api is None:
-            self.add(
+            self.put(
                 FindingClass.MISSING,
                 API_TOKENS,
                 key,
                 platform,
                 "in platform-tokens but not in api-tokens",
-                expected=pt,
-                fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt),
+                pt,
+                put_phase,
             )
         elif pt is None and api is not None:
             self.add(
@@ -357,15 +379,15 @@ class _Checker:
             )
             return False
         elif pt != api:
-            self.add(
+            self.put(
                 FindingClass.STALE,
                 API_TOKENS,
                 key,
                 platform,
                 "api-tokens disagrees with platform-tokens",
-                expected=pt,
+                pt,
+                put_phase,
                 actual=api,
-                fix=Fix(Action.PUT, API_TOKENS, key, put_phase, pt),
             )
         return True
 
@@ -443,15 +465,15 @@ class _Checker:
         owner = row["owner"] if row["owner_ok"] else None
         if owner != user_id:
             reverse = layout.platform_user_id(plt)
-            self.add(
+            self.put(
                 FindingClass.MISSING if owner is None else FindingClass.STALE,
                 PLATFORM_TOKENS,
                 reverse,
                 plt,
                 f"user:{user_id}:platformId points here",
-                expected=user_id,
+                user_id,
+                Phase.PLATFORM_TOKENS,
                 actual=owner,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, reverse, Phase.PLATFORM_TOKENS, user_id),
             )
         return plt
 
@@ -464,39 +486,39 @@ class _Checker:
             self.add(FindingClass.CORRUPT, PLATFORM_TOKENS, user_key, plt, "value is not {accessToken, stripeUserId}")
             return
         if user_token is not None and platform_token is None:
-            self.add(
+            self.put(
                 FindingClass.MISSING,
                 PLATFORM_TOKENS,
                 platform_key,
                 plt,
                 f"user:{user_id}:stripeToken has it",
-                expected=user_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, platform_key, Phase.PLATFORM_TOKENS, user_token),
+                user_token,
+                Phase.PLATFORM_TOKENS,
             )
         elif user_token is None and platform_token is not None:
-            self.add(
+            self.put(
                 FindingClass.MISSING,
                 PLATFORM_TOKENS,
                 user_key,
                 plt,
                 f"platform:{plt}:stripeToken has it",
-                expected=platform_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, platform_token),
+                platform_token,
+                Phase.PLATFORM_TOKENS,
             )
         elif (
             user_token is not None
             and platform_token is not None
             and json.loads(user_token) != json.loads(platform_token)
         ):
-            self.add(
+            self.put(
                 FindingClass.STALE,
                 PLATFORM_TOKENS,
                 user_key,
                 plt,
                 f"disagrees with platform:{plt}:stripeToken",
-                expected=platform_token,
+                platform_token,
+                Phase.PLATFORM_TOKENS,
                 actual=user_token,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, user_key, Phase.PLATFORM_TOKENS, platform_token),
             )
 
     def _user_products(self, user_id: str, plt: str | None, row: sqlite3.Row) -> None:
@@ -548,24 +570,24 @@ class _Checker:
         target, authenticates = _pair(row)
         if target is None:
             entry = layout.publishable_key_platform(pk)
-            self.add(
+            self.put(
                 FindingClass.MISSING,
                 PLATFORM_TOKENS,
                 entry,
                 plt,
                 f"user:{user_id}:publishableKey names it",
-                expected=plt,
-                fix=Fix(Action.PUT, PLATFORM_TOKENS, entry, Phase.PLATFORM_TOKENS, plt),
+                plt,
+                Phase.PLATFORM_TOKENS,
             )
             if not authenticates:
-                self.add(
+                self.put(
                     FindingClass.MISSING,
                     API_TOKENS,
                     entry,
                     plt,
                     f"user:{user_id}:publishableKey names it",
-                    expected=plt,
-                    fix=Fix(Action.PUT, API_TOKENS, entry, Phase.API_PUBLISHABLE, plt),
+                    plt,
+                    Phase.API_PUBLISHABLE,
                 )
                 self._need_tier_config(plt, user_id, f"user:{user_id}:publishableKey is {pk}")
         elif target != plt:
@@ -599,14 +621,14 @@ class _Checker:
             return
         entry = layout.secret_key_publishable(digest)
         for namespace, phase in ((PLATFORM_TOKENS, Phase.PLATFORM_TOKENS), (API_TOKENS, Phase.API_SECRET)):
-            self.add(
+            self.put(
                 FindingClass.MISSING,
                 namespace,
                 entry,
                 plt,
                 f"the hash of user:{user_id}:secretKey",
-                expected=pk,
-                fix=Fix(Action.PUT, namespace, entry, phase, pk),
+                pk,
+                phase,
             )
 
 
