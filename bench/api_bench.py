@@ -251,7 +251,20 @@ def main() -> None:
         subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout
     )
     port = free_port()
-    ports = ["--api-port", str(port), "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"]
+    ports = [
+        "--api-port",
+        str(port),
+        "--front-port",
+        "0",
+        "--oauth-port",
+        "0",
+        "--vendor-port",
+        "0",
+        "--stripe-port",
+        "0",
+        "--clerk-port",
+        "0",
+    ]
     server = subprocess.Popen(
         [dream, "emulator", "serve", *ports], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

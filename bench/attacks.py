@@ -65,7 +65,23 @@ def main() -> None:
         for email in ("a@example.com", "b@example.com")
     ]
     server = subprocess.Popen(
-        [dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"],
+        [
+            dream,
+            "emulator",
+            "serve",
+            "--api-port",
+            "0",
+            "--front-port",
+            "0",
+            "--oauth-port",
+            "0",
+            "--vendor-port",
+            "0",
+            "--stripe-port",
+            "0",
+            "--clerk-port",
+            "0",
+        ],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -48,6 +48,8 @@ SURFACES = (
     Surface("/cloudflare", cloudflare_body, cloudflare_limit),
     Surface("", guide_body),
 )
+ROOT_STRIPE = Surface("", stripe_body, request_id_header="request-id")
+ROOT_CLERK = Surface("", clerk_body)
 
 
 class Emulator:
@@ -110,6 +112,10 @@ class Emulator:
             SURFACES,
             clock=self.clock,
         )
+        # Each vendor at the root of an app of its own too, as the official clients expect a base URL without a
+        # path (stripe-node and the Stripe CLI drop one): served on ports of their own by `dream emulator serve`.
+        self.stripe_app = edge_app(stripe_routes(self.stripe, self._public_base), (ROOT_STRIPE,), clock=self.clock)
+        self.clerk_app = edge_app(clerk_routes(self.clerk), (ROOT_CLERK,), clock=self.clock)
         self.bridge = ASGIBridgeTransport(self.app)
         # Webhooks to the in-process host go straight into the app; anything else over the network.
         mounts: dict[str, httpx.BaseTransport] = {IN_PROCESS_BASE: self.bridge, **(outbound_mounts or {})}

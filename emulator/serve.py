@@ -14,7 +14,26 @@ from emulator.app import Emulator
 from emulator.platform_http import api_multi_routes, edge_app, front_auth_routes, oauth_routes
 from emulator.server import LoopbackServer
 
-DEFAULT_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789, "vendors": 8790}
+DEFAULT_PORTS = {
+    "api-multi": 8787,
+    "front-auth-api": 8788,
+    "oauth-api": 8789,
+    "vendors": 8790,
+    "stripe": 8791,
+    "clerk": 8792,
+}
+
+
+def client_settings(urls: dict[str, str]) -> list[str]:
+    """How to point the official clients at the served vendors, a line each (nothing but a base URL)."""
+    stripe, clerk = urls["stripe"], urls["clerk"]
+    host, _, port = stripe.removeprefix("http://").partition(":")
+    return [
+        f"stripe-python: stripe.api_base = '{stripe}'   Stripe CLI: --api-base {stripe}   curl -u sk_test_...: {stripe}/v1/...",
+        f"stripe-node: new Stripe(key, {{host: '{host}', port: {port}, protocol: 'http'}})",
+        f"@clerk/backend: createClerkClient({{secretKey, apiUrl: '{clerk}'}})   "
+        f"clerk-backend-api: Clerk(bearer_auth=key, server_url='{clerk}/v1')",
+    ]
 
 
 def request_log(name: str, app: Any, write: Callable[[str], None]) -> Any:
@@ -62,6 +81,8 @@ class Serving:
             "front-auth-api": edge_app(front_auth_routes(services), clock=clock),
             "oauth-api": edge_app(oauth_routes(services), clock=clock),
             "vendors": self.emulator.app,
+            "stripe": self.emulator.stripe_app,
+            "clerk": self.emulator.clerk_app,
         }
         chosen = {**DEFAULT_PORTS, **(ports or {})}
         self.servers = {

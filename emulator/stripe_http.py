@@ -4,6 +4,8 @@ and `Idempotency-Key`. Logic lives in `StripeBackend`; this module only translat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -58,9 +60,20 @@ def _error(exc: StripeAPIError | StripeOAuthError) -> JSONResponse:
 
 
 def _bearer(request: Request) -> str | None:
+    """The API key, as Stripe takes it: `Authorization: Bearer sk_...`, or HTTP Basic with the key as the user
+    name and no password (`curl -u sk_test_...:`, how Stripe's docs call the API)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        return token
+    if scheme.lower() == "basic" and token:
+        try:
+            user = base64.b64decode(token, validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user or None
+    return None
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -134,12 +147,27 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("GET", "/v1/prices/{id}", lambda b, a, p, path, __: b.get(a, "price", path["id"])),
         ("POST", "/v1/prices/{id}", lambda b, a, p, path, __: b.update_price(a, path["id"], p)),
         ("POST", "/v1/customers", lambda b, a, p, _, __: b.create_customer(a, p)),
+        ("GET", "/v1/customers", lambda b, a, p, _, __: b.list(a, "customer", p, {"email": p.get("email")})),
         ("GET", "/v1/customers/{id}", lambda b, a, p, path, __: b.get(a, "customer", path["id"])),
         ("POST", "/v1/checkout/sessions", checkout_create),
         (
             "GET",
+            "/v1/checkout/sessions",
+            lambda b, a, p, _, __: b.list(
+                a, "checkout.session", p, {"customer": p.get("customer"), "subscription": p.get("subscription")}
+            ),
+        ),
+        (
+            "GET",
             "/v1/checkout/sessions/{id}",
             lambda b, a, p, path, __: public(b.get(a, "checkout.session", path["id"])),
+        ),
+        (
+            "GET",
+            "/v1/subscriptions",
+            lambda b, a, p, _, __: b.list(
+                a, "subscription", p, {"customer": p.get("customer"), "status": p.get("status")}
+            ),
         ),
         ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
         ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),

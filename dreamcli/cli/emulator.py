@@ -58,11 +58,19 @@ def emulator_serve(
     front_port: Annotated[int, typer.Option("--front-port", help="front-auth-api (:8788).")] = 8788,
     oauth_port: Annotated[int, typer.Option("--oauth-port", help="oauth-api (:8789).")] = 8789,
     vendor_port: Annotated[
-        int, typer.Option("--vendor-port", help="Stripe, Clerk and Cloudflare REST (:8790).")
+        int,
+        typer.Option(
+            "--vendor-port", help="Stripe, Clerk and Cloudflare REST under /stripe, /clerk, /cloudflare (:8790)."
+        ),
     ] = 8790,
+    stripe_port: Annotated[
+        int, typer.Option("--stripe-port", help="Stripe's API at the root, for its SDKs (:8791).")
+    ] = 8791,
+    clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API at the root (:8792).")] = 8792,
 ) -> None:
-    """Serve api-multi, front-auth-api and oauth-api on the guide's ports, and the vendors on one more,
-    over the same store as every other command; a line per request on stderr; Ctrl-C stops.
+    """Serve api-multi, front-auth-api and oauth-api on the guide's ports, the vendors on one more (and Stripe
+    and Clerk each at the root of a port of its own, where their official SDKs take a bare base URL), over the
+    same store as every other command; a line per request on stderr; Ctrl-C stops.
 
     The emulator's own helpers (/_emulator/*: vendor test keys, token minting) need the admin token, printed the
     first time and kept in STORE.admin-token (0600). --host must be a loopback address unless --allow-remote.
@@ -70,7 +78,7 @@ def emulator_serve(
     Example: dream emulator serve, then
     curl -X POST http://localhost:8787/api/data -H "Authorization: Bearer $SK" -H 'X-User-Id: test_user_123' -H 'X-User-Plan: free'
     """
-    from emulator.serve import Serving
+    from emulator.serve import Serving, client_settings
 
     kind, where = parse_store_spec(app_context(ctx).store_spec)
     if kind != "emulator":
@@ -84,7 +92,14 @@ def emulator_serve(
         store_path,
         host=host,
         clock=clock_from_env(),
-        ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port, "vendors": vendor_port},
+        ports={
+            "api-multi": api_port,
+            "front-auth-api": front_port,
+            "oauth-api": oauth_port,
+            "vendors": vendor_port,
+            "stripe": stripe_port,
+            "clerk": clerk_port,
+        },
     )
     try:
         urls = serving.start()
@@ -92,6 +107,8 @@ def emulator_serve(
         raise StoreError(str(exc)) from None
     for name, url in urls.items():
         typer.echo(f"{name:<15} {url}")
+    for line in client_settings(urls):
+        status(line)
     # The admin token is a secret: shown once, the first time it is written down; afterwards only where it is.
     token_file = store_path.with_name(store_path.name + ".admin-token")
     first = not token_file.exists()

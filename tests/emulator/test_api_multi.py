@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dreamcli.platform import onboarding
 from dreamcli.platform.tiers import parse_tiers
-from emulator.serve import Serving
+from emulator.serve import DEFAULT_PORTS, Serving
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
 
@@ -257,7 +257,7 @@ def test_serve_on_loopback_runs_the_guides_curl(platform, tmp_path):
     lines = []
     serving = Serving(
         platform.emulator.path,
-        ports={name: 0 for name in ("api-multi", "front-auth-api", "oauth-api", "vendors")},
+        ports={name: 0 for name in DEFAULT_PORTS},
         log=lines.append,
     )
     urls = serving.start()
@@ -292,7 +292,23 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
         subprocess.run([dream, "flow", "run", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout
     )
     server = subprocess.Popen(
-        [dream, "emulator", "serve", "--api-port", "0", "--front-port", "0", "--oauth-port", "0", "--vendor-port", "0"],
+        [
+            dream,
+            "emulator",
+            "serve",
+            "--api-port",
+            "0",
+            "--front-port",
+            "0",
+            "--oauth-port",
+            "0",
+            "--vendor-port",
+            "0",
+            "--stripe-port",
+            "0",
+            "--clerk-port",
+            "0",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

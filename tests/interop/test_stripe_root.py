@@ -1,0 +1,108 @@
+"""Stripe served at the root of its own port, as the official clients take it: a base URL and nothing else.
+stripe-python runs unchanged (no wrapper, no proxy); curl's Basic auth (`-u sk_test_...:`) works as in Stripe's docs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import stripe
+
+from emulator.serve import DEFAULT_PORTS, Serving, client_settings
+
+pytestmark = pytest.mark.socket
+
+
+@pytest.fixture
+def served(tmp_path):
+    serving = Serving(tmp_path / "emulator.db", ports={name: 0 for name in DEFAULT_PORTS}, log=lambda line: None)
+    urls = serving.start()
+    try:
+        yield serving, urls
+    finally:
+        serving.stop()
+
+
+def test_stripe_python_unchanged_at_the_root(served):
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
+    customer = client.v1.customers.create(params={"email": "root@example.com"})
+    product = client.v1.products.create(params={"name": "Pro"})
+    price = client.v1.prices.create(
+        params={"product": product.id, "unit_amount": 2900, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "http://localhost:5173/ok",
+        }
+    )
+    assert session.id.startswith("cs_") and session.customer == customer.id
+    assert client.v1.customers.retrieve(customer.id).email == "root@example.com"
+    assert customer.id in [c.id for c in client.v1.customers.list(params={"limit": 100}).data]
+    with pytest.raises(stripe.AuthenticationError):
+        stripe.StripeClient("sk_test_wrong", base_addresses={"api": urls["stripe"]}).v1.customers.list()
+
+
+def test_basic_auth_and_request_ids_as_stripes_docs_use_them(served):
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    answer = httpx.post(f"{urls['stripe']}/v1/customers", auth=(key, ""), data={"email": "curl@example.com"})
+    assert answer.status_code == 200 and answer.json()["email"] == "curl@example.com"
+    assert answer.headers["request-id"].startswith("req_")
+    refused = httpx.get(f"{urls['stripe']}/v1/customers", auth=("sk_test_wrong", ""))
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "invalid_request_error"
+    assert refused.headers["request-id"].startswith("req_")
+    garbled = httpx.get(f"{urls['stripe']}/v1/customers", headers={"Authorization": "Basic %%%"})
+    assert garbled.status_code == 401 and "error" in garbled.json()
+    # The prefixed mount is still there, and both answer from the same store.
+    again = httpx.get(f"{urls['vendors']}/stripe/v1/customers/{answer.json()['id']}", auth=(key, ""))
+    assert again.status_code == 200 and again.json()["email"] == "curl@example.com"
+
+
+def test_clerk_at_the_root_and_the_printed_settings(served):
+    serving, urls = served
+    secret = next(iter(serving.emulator.config()["clerk"]["instances"].values()))["secret_key"]
+    made = httpx.post(
+        f"{urls['clerk']}/v1/users",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"email_address": ["root@example.com"]},
+    )
+    assert made.status_code == 200, made.text
+    listed = httpx.get(f"{urls['clerk']}/v1/users", headers={"Authorization": f"Bearer {secret}"})
+    assert made.json()["id"] in [user["id"] for user in listed.json()]
+    lines = client_settings(urls)
+    assert any(f"stripe.api_base = '{urls['stripe']}'" in line for line in lines)
+    assert any(f"apiUrl: '{urls['clerk']}'" in line for line in lines)
+
+
+NODE_PEERS = Path(__file__).resolve().parents[2] / ".cache" / "npm-peers" / "node_modules"
+
+
+def test_stripe_node_unchanged_at_the_root(served):
+    """stripe-node 23 with nothing but host, port and protocol: no wrapped HTTP client, no proxy."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (NODE_PEERS / "stripe").is_dir():
+        pytest.skip("stripe-node is not in .cache/npm-peers (bash .ci/run installs it)")
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    script = Path(__file__).with_name("node") / "stripe_root.cjs"
+    out = subprocess.run(
+        ["node", str(script), key, urls["stripe"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NODE_PATH": str(NODE_PEERS)},
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["failures"] == [] and report["passed"] == report["total"], report
