@@ -195,13 +195,43 @@ class ClerkBackend:
         }
         self.state.save(instance, user)
         self.emit(instance, "user.created", user)
-        return _clerk_public(user)
+        return clerk_public(user)
 
     def get_user(self, instance: str, user_id: str) -> dict[str, Any]:
         user = self.state.load(user_id, instance, "user")
         if user is None:
             raise ClerkAPIError(404, "resource_not_found", "not found", f"No user was found with id {user_id}")
         return user
+
+    def _matching(self, instance: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The instance's users that pass `GET /v1/users`'s filters (email_address, user_id and external_id with
+        Clerk's `+`/`-` prefixes, query), newest first unless `order_by` says otherwise."""
+        users = self.state.find(instance, "user", newest_first=False)  # ties keep the order they were made in
+        emails = [e.lower() for e in _values(params, "email_address")]
+        if emails:
+            users = [u for u in users if any(a["email_address"].lower() in emails for a in u["email_addresses"])]
+        for field, attribute in (("user_id", "id"), ("external_id", "external_id")):
+            values = _values(params, field)
+            include = {v.removeprefix("+") for v in values if not v.startswith("-")}
+            exclude = {v[1:] for v in values if v.startswith("-")}
+            if include:
+                users = [u for u in users if u.get(attribute) in include]
+            if exclude:
+                users = [u for u in users if u.get(attribute) not in exclude]
+        query = params.get("query")
+        if isinstance(query, str) and query:
+            needle = query.lower()
+            users = [u for u in users if any(needle in str(text).lower() for text in _searchable(u))]
+        order = params.get("order_by") or "-created_at"
+        if not isinstance(order, str) or order.lstrip("+-") not in ORDER_BY:
+            raise ClerkAPIError(
+                422, "form_param_value_invalid", "is invalid", f"order_by must be one of {', '.join(ORDER_BY)}."
+            )
+        field = order.lstrip("+-")
+        users.sort(key=lambda u: (_sort_value(u, field) is None, _sort_value(u, field) or ""))
+        if order.startswith("-"):
+            users.reverse()
+        return users
 
     def list_users(self, instance: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
@@ -213,11 +243,38 @@ class ClerkBackend:
             ) from None
         if not 1 <= limit <= 500 or offset < 0:
             raise ClerkAPIError(422, "form_param_value_invalid", "is invalid", "limit must be 1..500 and offset >= 0.")
-        users = self.state.find(instance, "user")
-        wanted = [e.lower() for e in params.get("email_address", [])]
-        if wanted:
-            users = [u for u in users if any(a["email_address"].lower() in wanted for a in u["email_addresses"])]
-        return [_clerk_public(user) for user in users[offset : offset + limit]]
+        return [clerk_public(user) for user in self._matching(instance, params)[offset : offset + limit]]
+
+    def count_users(self, instance: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"object": "total_count", "total_count": len(self._matching(instance, params))}
+
+    def update_user(self, instance: str, user_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /v1/users/{id}: the attributes dream's platform sets (metadata goes through /metadata)."""
+        user = self.get_user(instance, user_id)
+        for field in ("external_id", "first_name", "last_name", "username", "locale"):
+            if field in params:
+                value = params[field]
+                if value is not None and not isinstance(value, str):
+                    raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be a string.")
+                user[field] = value
+        user["updated_at"] = int(self.state.clock() * 1000)
+        self.state.save(instance, user)
+        self.emit(instance, "user.updated", user)
+        return clerk_public(user)
+
+    def replace_metadata(self, instance: str, user_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """PUT /v1/users/{id}/metadata: each field given replaces the stored one wholesale (@clerk/backend's
+        updateUser sends this)."""
+        user = self.get_user(instance, user_id)
+        for field in ("public_metadata", "private_metadata", "unsafe_metadata"):
+            if field in params:
+                if params[field] is not None and not isinstance(params[field], dict):
+                    raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be an object.")
+                user[field] = params[field]
+        user["updated_at"] = int(self.state.clock() * 1000)
+        self.state.save(instance, user)
+        self.emit(instance, "user.updated", user)
+        return clerk_public(user)
 
     def update_metadata(self, instance: str, user_id: str, params: dict[str, Any]) -> dict[str, Any]:
         user = self.get_user(instance, user_id)
@@ -231,7 +288,7 @@ class ClerkBackend:
         user["updated_at"] = int(self.state.clock() * 1000)
         self.state.save(instance, user)
         self.emit(instance, "user.updated", user)
-        return _clerk_public(user)
+        return clerk_public(user)
 
     def delete_user(self, instance: str, user_id: str) -> dict[str, Any]:
         self.get_user(instance, user_id)
@@ -291,7 +348,7 @@ class ClerkBackend:
             return
         body = json.dumps(
             {
-                "data": _clerk_public(data),
+                "data": clerk_public(data),
                 "object": "event",
                 "type": event_type,
                 "timestamp": int(self.state.clock() * 1000),
@@ -331,7 +388,113 @@ def _render(template: str, user: dict[str, Any]) -> Any:
 
 
 CLERK_HIDDEN = frozenset({"created"})  # the store's ordering field; Clerk's own is created_at
+ORDER_BY = (
+    "created_at",
+    "updated_at",
+    "email_address",
+    "web3wallet",
+    "first_name",
+    "last_name",
+    "phone_number",
+    "username",
+    "last_active_at",
+    "last_sign_in_at",
+)
+
+# Every field of Clerk's User object (Backend API 2026-05-12) that dream does not keep, at its empty value:
+# the official clients parse the whole object (clerk-backend-api requires each key; @clerk/backend reads most).
+USER_DEFAULTS: dict[str, Any] = {
+    "external_id": None,
+    "primary_email_address_id": None,
+    "primary_phone_number_id": None,
+    "primary_web3_wallet_id": None,
+    "username": None,
+    "first_name": None,
+    "last_name": None,
+    "locale": None,
+    "image_url": "",
+    "has_image": False,
+    "public_metadata": {},
+    "private_metadata": {},
+    "unsafe_metadata": {},
+    "email_addresses": [],
+    "phone_numbers": [],
+    "web3_wallets": [],
+    "passkeys": [],
+    "password_enabled": False,
+    "two_factor_enabled": False,
+    "totp_enabled": False,
+    "backup_code_enabled": False,
+    "mfa_enabled_at": None,
+    "mfa_disabled_at": None,
+    "password_last_updated_at": None,
+    "external_accounts": [],
+    "saml_accounts": [],
+    "enterprise_accounts": [],
+    "last_sign_in_at": None,
+    "banned": False,
+    "locked": False,
+    "lockout_expires_in_seconds": None,
+    "verification_attempts_remaining": None,
+    "delete_self_enabled": True,
+    "create_organization_enabled": True,
+    "create_organizations_limit": None,
+    "last_active_at": None,
+    "legal_accepted_at": None,
+}
 
 
-def _clerk_public(obj: dict[str, Any]) -> dict[str, Any]:
+def _email_view(address: dict[str, Any], created_at: int, updated_at: int) -> dict[str, Any]:
+    """An EmailAddress as Clerk sends it: made through the Backend API, so verified by an admin."""
+    return {
+        "id": address["id"],
+        "object": "email_address",
+        "email_address": address["email_address"],
+        "reserved": False,
+        "verification": {
+            "object": "verification_admin",
+            "status": "verified",
+            "strategy": "admin",
+            "attempts": None,
+            "expire_at": None,
+        },
+        "linked_to": [],  # @clerk/backend maps over it: it must be there
+        "matches_sso_connection": False,
+        "created_at": address.get("created_at", created_at),
+        "updated_at": address.get("updated_at", updated_at),
+    }
+
+
+def _user_view(user: dict[str, Any]) -> dict[str, Any]:
+    view = {**USER_DEFAULTS, **{k: v for k, v in user.items() if k not in CLERK_HIDDEN}}
+    view["email_addresses"] = [
+        _email_view(address, user["created_at"], user["updated_at"]) for address in user.get("email_addresses", [])
+    ]
+    return view
+
+
+def clerk_public(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as the Backend API shows it (a user in full, see USER_DEFAULTS)."""
+    if obj.get("object") == "user" and not obj.get("deleted"):
+        return _user_view(obj)
     return public(obj, hidden=CLERK_HIDDEN)
+
+
+def _values(params: dict[str, Any], name: str) -> list[str]:
+    value = params.get(name)
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def _searchable(user: dict[str, Any]) -> list[Any]:
+    emails = [a["email_address"] for a in user.get("email_addresses", [])]
+    return [user.get("id"), user.get("username"), user.get("first_name"), user.get("last_name"), *emails]
+
+
+def _sort_value(user: dict[str, Any], field: str) -> Any:
+    if field == "email_address":
+        emails = user.get("email_addresses") or []
+        return emails[0]["email_address"].lower() if emails else None
+    return user.get(field)

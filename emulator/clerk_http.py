@@ -12,8 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.clerk_backend import CLERK_HIDDEN, ClerkAPIError, ClerkBackend
-from emulator.vendor_state import public
+from emulator.clerk_backend import ClerkAPIError, ClerkBackend, clerk_public
 
 
 def _error(exc: ClerkAPIError) -> JSONResponse:
@@ -47,7 +46,7 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
                 header = request.headers.get("authorization", "")
                 scheme, _, token = header.partition(" ")
                 instance = backend.authenticate(token.strip() if scheme.lower() == "bearer" else None)
-                body = await _json_body(request) if request.method in ("POST", "PATCH") else {}
+                body = await _json_body(request) if request.method in ("POST", "PATCH", "PUT") else {}
                 result = await run_in_threadpool(handler, backend, instance, request, body)
             except ClerkAPIError as exc:
                 return _error(exc)
@@ -55,10 +54,18 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
 
         return endpoint
 
-    def list_users(b: ClerkBackend, instance: str, request: Request, _body: dict[str, Any]) -> Any:
+    def query(request: Request) -> dict[str, Any]:
+        """The query with Clerk's repeated keys (`email_address=a&email_address=b`) as lists."""
         params: dict[str, Any] = dict(request.query_params)
-        params["email_address"] = request.query_params.getlist("email_address")
-        return b.list_users(instance, params)
+        for name in ("email_address", "user_id", "external_id"):
+            params[name] = request.query_params.getlist(name)
+        return params
+
+    def list_users(b: ClerkBackend, instance: str, request: Request, _body: dict[str, Any]) -> Any:
+        return b.list_users(instance, query(request))
+
+    def count_users(b: ClerkBackend, instance: str, request: Request, _body: dict[str, Any]) -> Any:
+        return b.count_users(instance, query(request))
 
     async def frontend_jwks(request: Request) -> Response:
         try:
@@ -76,13 +83,12 @@ def clerk_routes(backend: ClerkBackend) -> list[Route]:
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/users", lambda b, i, r, body: b.create_user(i, body)),
         ("GET", "/v1/users", list_users),
-        (
-            "GET",
-            "/v1/users/{id}",
-            lambda b, i, r, body: public(b.get_user(i, r.path_params["id"]), hidden=CLERK_HIDDEN),
-        ),
+        ("GET", "/v1/users/count", count_users),
+        ("GET", "/v1/users/{id}", lambda b, i, r, body: clerk_public(b.get_user(i, r.path_params["id"]))),
+        ("PATCH", "/v1/users/{id}", lambda b, i, r, body: b.update_user(i, r.path_params["id"], body)),
         ("DELETE", "/v1/users/{id}", lambda b, i, r, body: b.delete_user(i, r.path_params["id"])),
         ("PATCH", "/v1/users/{id}/metadata", lambda b, i, r, body: b.update_metadata(i, r.path_params["id"], body)),
+        ("PUT", "/v1/users/{id}/metadata", lambda b, i, r, body: b.replace_metadata(i, r.path_params["id"], body)),
         ("GET", "/v1/jwks", lambda b, i, r, body: b.jwks(i)),
     ]
     routes = [Route(path, api(handler), methods=[method]) for method, path, handler in table]

@@ -215,3 +215,35 @@ def test_svix_signed_user_webhooks(reached, receiver, clock):
     tampered = dict(recorder.received[0]["headers"])
     with pytest.raises(WebhookVerificationError):
         Webhook(registered["secret"]).verify(recorder.received[0]["body"] + b" ", tampered)
+
+
+def test_user_list_filters_and_count(reached):
+    """`GET /v1/users` filters as Clerk does (they were ignored: filtering by id listed every other user)."""
+    secret = reached.emulator.config()["clerk"]["instances"]["end-user-api"]["secret_key"]
+    auth = {"Authorization": f"Bearer {secret}"}
+    base = f"{reached.base_url}/clerk/v1/users"
+    ids = []
+    for name in ("ann", "bob", "cid"):
+        made = reached.http.post(
+            base, headers=auth, json={"email_address": [f"{name}@example.com"], "first_name": name}
+        )
+        ids.append(made.json()["id"])
+
+    def listed(**params):
+        answer = reached.http.get(base, headers=auth, params=params)
+        assert answer.status_code == 200, answer.text
+        return [user["id"] for user in answer.json()]
+
+    assert listed() == ids[::-1]  # newest first
+    assert listed(order_by="+created_at") == ids
+    assert listed(user_id=ids[1]) == [ids[1]]
+    assert listed(user_id=[f"-{ids[1]}"]) == [ids[2], ids[0]]
+    assert listed(query="CID") == [ids[2]]
+    assert listed(email_address=["bob@example.com", "ann@example.com"]) == [ids[1], ids[0]]
+    assert listed(order_by="first_name") == ids
+    count = reached.http.get(f"{base}/count", headers=auth, params={"user_id": [ids[0], ids[2]]})
+    assert count.json() == {"object": "total_count", "total_count": 2}
+    refused = reached.http.get(base, headers=auth, params={"order_by": "password"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["code"] == "form_param_value_invalid"
+    user = reached.http.get(f"{base}/{ids[0]}", headers=auth).json()
+    assert user["email_addresses"][0]["linked_to"] == [] and user["banned"] is False and "created" not in user

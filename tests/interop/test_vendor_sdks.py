@@ -1,5 +1,6 @@
-"""Stripe served at the root of its own port, as the official clients take it: a base URL and nothing else.
-stripe-python runs unchanged (no wrapper, no proxy); curl's Basic auth (`-u sk_test_...:`) works as in Stripe's docs."""
+"""Stripe and Clerk served at the root of their own ports, as the official clients take them: a base URL and nothing
+else. stripe-python, stripe-node, @clerk/backend and clerk-backend-api run unchanged (no wrapper, no proxy); curl's
+Basic auth (`-u sk_test_...:`) works as in Stripe's docs."""
 
 from __future__ import annotations
 
@@ -87,22 +88,56 @@ def test_clerk_at_the_root_and_the_printed_settings(served):
 NODE_PEERS = Path(__file__).resolve().parents[2] / ".cache" / "npm-peers" / "node_modules"
 
 
-def test_stripe_node_unchanged_at_the_root(served):
-    """stripe-node 23 with nothing but host, port and protocol: no wrapped HTTP client, no proxy."""
+def run_node(script: str, *args: str) -> dict[str, object]:
+    """Run a conformance script of tests/interop/node with the npm peers; its {passed, total, failures}."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
-    if not (NODE_PEERS / "stripe").is_dir():
-        pytest.skip("stripe-node is not in .cache/npm-peers (bash .ci/run installs it)")
-    serving, urls = served
-    key = serving.emulator.config()["stripe"]["secret_key"]
-    script = Path(__file__).with_name("node") / "stripe_root.cjs"
+    package = {"stripe_root.cjs": "stripe", "clerk_backend.cjs": "@clerk/backend"}[script]
+    if not (NODE_PEERS / package).is_dir():
+        pytest.skip(f"{package} is not in .cache/npm-peers (bash .ci/run installs it)")
     out = subprocess.run(
-        ["node", str(script), key, urls["stripe"]],
+        ["node", str(Path(__file__).with_name("node") / script), *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "NODE_PATH": str(NODE_PEERS)},
     )
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report: dict[str, object] = json.loads(out.stdout)
+    return report
+
+
+def test_stripe_node_unchanged_at_the_root(served):
+    """stripe-node 23 with nothing but host, port and protocol: no wrapped HTTP client, no proxy."""
+    serving, urls = served
+    report = run_node("stripe_root.cjs", serving.emulator.config()["stripe"]["secret_key"], urls["stripe"])
     assert report["failures"] == [] and report["passed"] == report["total"], report
+
+
+def test_clerk_backend_unchanged_at_the_root(served):
+    """@clerk/backend 3 with nothing but apiUrl: create, get, list (with its count), metadata, update, delete."""
+    serving, urls = served
+    secret = serving.emulator.config()["clerk"]["instances"]["end-user-api"]["secret_key"]
+    report = run_node("clerk_backend.cjs", secret, urls["clerk"])
+    assert report["failures"] == [] and report["passed"] == report["total"], report
+
+
+def test_clerk_backend_api_python_unchanged_at_the_root(served):
+    """clerk-backend-api 7 (pydantic models that require every field of the User object) with only server_url."""
+    from clerk_backend_api import Clerk
+    from clerk_backend_api.models import ClerkErrors
+
+    serving, urls = served
+    secret = serving.emulator.config()["clerk"]["instances"]["end-user-api"]["secret_key"]
+    with Clerk(bearer_auth=secret, server_url=f"{urls['clerk']}/v1") as clerk:
+        user = clerk.users.create(email_address=["py@example.com"], public_metadata={"plan": "free"})
+        assert user.email_addresses[0].email_address == "py@example.com"
+        assert clerk.users.get(user_id=user.id).public_metadata == {"plan": "free"}
+        listed = clerk.users.list(request={"email_address": ["py@example.com"]})
+        assert [u.id for u in listed] == [user.id]
+        assert clerk.users.count(request={"email_address": ["py@example.com"]}).total_count == 1
+        merged = clerk.users.update_metadata(user_id=user.id, public_metadata={"publishableKey": "pk_live_x"})
+        assert merged.public_metadata == {"plan": "free", "publishableKey": "pk_live_x"}
+        with pytest.raises(ClerkErrors):
+            clerk.users.get(user_id="user_nothere")
+        assert clerk.users.delete(user_id=user.id).deleted is True
