@@ -21,7 +21,10 @@ from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.schema import sha256_hex
 from emulator.vendor_state import VendorState, new_id, public
 
-API_VERSION = "2026-10-28.endive"
+API_VERSION = "2026-10-28.endive"  # what stripe-node 23.1 and stripe-python 16.1 pin; objects are shaped for it
+# Versions a request may name in Stripe-Version (the SDKs send theirs on every call). Objects are rendered at
+# API_VERSION whichever is named; an unknown one is refused, as Stripe refuses it.
+KNOWN_API_VERSIONS = frozenset({"2026-09-30.endive", API_VERSION})
 OAUTH_CODE_TTL = 300
 PERIOD_SECONDS = 30 * 24 * 3600
 PLATFORM = "platform"  # the scope of the platform's own account; connected accounts are scoped by its id
@@ -57,6 +60,23 @@ class StripeOAuthError(Exception):
         super().__init__(description)
         self.status = status
         self.body = {"error": error, "error_description": description}
+
+
+def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str, now: int) -> dict[str, Any]:
+    """A subscription item at API version 2026-10-28.endive: it carries the billing period."""
+    return {
+        "id": new_id("si_", 14),
+        "object": "subscription_item",
+        "created": now,
+        "current_period_end": now + PERIOD_SECONDS,
+        "current_period_start": now,
+        "discounts": [],
+        "metadata": {},
+        "price": price,
+        "quantity": quantity,
+        "subscription": subscription_id,
+        "tax_rates": [],
+    }
 
 
 def no_such(kind: str, object_id: str, param: str = "id") -> StripeAPIError:
@@ -364,15 +384,25 @@ class StripeBackend:
         for name, value in (filters or {}).items():
             if value is not None:
                 items = [item for item in items if str(item.get(name)).lower() == str(value).lower()]
-        after = params.get("starting_after")
+        after, before = params.get("starting_after"), params.get("ending_before")
+        if after and before:
+            raise StripeAPIError(400, "You may only specify one of these parameters: ending_before, starting_after.")
+        ids = [item["id"] for item in items]
         if after:
-            ids = [item["id"] for item in items]
             if after not in ids:
                 raise no_such(kind, after, "starting_after")
             items = items[ids.index(after) + 1 :]
+            page = items[:limit]
+        elif before:  # the page just before it (newest first), which auto-pagination walks back through
+            if before not in ids:
+                raise no_such(kind, before, "ending_before")
+            items = items[: ids.index(before)]
+            page = items[-limit:]
+        else:
+            page = items[:limit]
         return {
             "object": "list",
-            "data": [public(item) for item in items[:limit]],
+            "data": [public(item) for item in page],
             "has_more": len(items) > limit,
             "url": f"/v1/{kind.replace('.', '/')}s",
         }
@@ -464,26 +494,41 @@ class StripeBackend:
             customer = self.create_customer(account, {"email": session.get("customer_email")})
             session["customer"] = customer["id"]
         now = self.state.now()
-        items = []
-        for item in session["_line_items"]:
-            price = self.get(account, "price", item["price"])
-            items.append(
-                {"id": new_id("si_", 14), "object": "subscription_item", "price": price, "quantity": item["quantity"]}
-            )
+        subscription_id = new_id("sub_", 24)
+        items = [
+            subscription_item(self.get(account, "price", item["price"]), item["quantity"], subscription_id, now)
+            for item in session["_line_items"]
+        ]
+        currency = items[0]["price"].get("currency") if items else None
         subscription = {
-            "id": new_id("sub_", 24),
+            "id": subscription_id,
             "object": "subscription",
+            "billing_cycle_anchor": now,
+            "cancel_at": None,
             "cancel_at_period_end": False,
             "canceled_at": None,
+            "collection_method": "charge_automatically",
             "created": now,
-            "current_period_end": now + PERIOD_SECONDS,
-            "current_period_start": now,
+            "currency": currency,
             "customer": session["customer"],
+            "default_payment_method": None,
+            "description": None,
+            "discounts": [],
             "ended_at": None,
-            "items": {"object": "list", "data": items, "has_more": False},
+            # Since API version 2025-03-31 the billing period lives on each item, not on the subscription.
+            "items": {
+                "object": "list",
+                "data": items,
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={subscription_id}",
+            },
+            "latest_invoice": None,
             "livemode": False,
             "metadata": session["_subscription_metadata"],
+            "start_date": now,
             "status": "active",
+            "trial_end": None,
+            "trial_start": None,
         }
         self.state.save(account, subscription)
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])
@@ -505,11 +550,14 @@ class StripeBackend:
             if price is None:
                 raise no_such("price", change["price"], f"items[{index}][price]")
             previous.setdefault("items", json.loads(json.dumps(subscription["items"])))
-            target = next((i for i in subscription["items"]["data"] if i["id"] == change.get("id")), None)
+            if not change.get("id"):  # as Stripe does: an item without an id is a new item, billed besides the others
+                quantity = _as_int(change, "quantity", minimum=1) or 1
+                item = subscription_item(price, quantity, subscription["id"], self.state.now())
+                subscription["items"]["data"].append(item)
+                continue
+            target = next((i for i in subscription["items"]["data"] if i["id"] == change["id"]), None)
             if target is None:
-                if change.get("id"):
-                    raise no_such("subscription_item", change["id"], f"items[{index}][id]")
-                target = subscription["items"]["data"][0]
+                raise no_such("subscription_item", change["id"], f"items[{index}][id]")
             target["price"] = price
         if "metadata" in params:
             previous["metadata"] = subscription["metadata"]

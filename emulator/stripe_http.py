@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator.stripe_backend import StripeAPIError, StripeBackend, StripeOAuthError
+from emulator.stripe_backend import API_VERSION, KNOWN_API_VERSIONS, StripeAPIError, StripeBackend, StripeOAuthError
 from emulator.vendor_state import public
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
@@ -94,6 +94,14 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         async def endpoint(request: Request) -> Response:
             params = await _params(request)
             try:
+                version = request.headers.get("stripe-version")
+                if version is not None and version not in KNOWN_API_VERSIONS:
+                    raise StripeAPIError(
+                        400,
+                        f"Invalid Stripe API version: {version[:64]}. This emulator renders {API_VERSION} "
+                        f"(accepted: {', '.join(sorted(KNOWN_API_VERSIONS))}).",
+                        code="api_version_invalid",
+                    )
                 account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))
                 key = request.headers.get("idempotency-key") if request.method == "POST" else None
                 if key:

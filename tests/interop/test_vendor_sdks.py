@@ -141,3 +141,44 @@ def test_clerk_backend_api_python_unchanged_at_the_root(served):
         with pytest.raises(ClerkErrors):
             clerk.users.get(user_id="user_nothere")
         assert clerk.users.delete(user_id=user.id).deleted is True
+
+
+def test_stripe_versions_pages_backwards_and_items_without_id(served):
+    """Stripe-Version refused when unknown; ending_before pages back; a subscription item without an id is added."""
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    unknown = httpx.get(f"{urls['stripe']}/v1/customers", auth=(key, ""), headers={"Stripe-Version": "2019-01-01"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "api_version_invalid"
+    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})  # sends its pinned version
+    made = [client.v1.customers.create(params={"email": f"c{i}@example.com"}).id for i in range(5)]
+    newest_first = made[::-1]
+    page = client.v1.customers.list(params={"limit": 2, "ending_before": newest_first[3]})
+    assert [c.id for c in page.data] == newest_first[1:3] and page.has_more
+    both = httpx.get(
+        f"{urls['stripe']}/v1/customers",
+        auth=(key, ""),
+        params={"starting_after": made[0], "ending_before": made[1]},
+    )
+    assert both.status_code == 400
+
+    emulator = serving.emulator
+    product = client.v1.products.create(params={"name": "Pro"})
+    price = client.v1.prices.create(
+        params={"product": product.id, "unit_amount": 900, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "http://x/ok",
+        }
+    )
+    emulator.stripe.complete_checkout_session(None, session.id)
+    subscription_id = client.v1.checkout.sessions.retrieve(session.id).subscription
+    extra = client.v1.prices.create(
+        params={"product": product.id, "unit_amount": 100, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    updated = client.v1.subscriptions.update(subscription_id, params={"items": [{"price": extra.id}]})
+    assert [item.price.id for item in updated["items"].data] == [price.id, extra.id]  # added, as Stripe does
+    assert all(item.current_period_end > item.current_period_start for item in updated["items"].data)
+    assert "current_period_end" not in updated

@@ -179,11 +179,13 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert again.status_code == 400 and "no longer active" in again.json()["error"]["message"]
 
     cheaper = gateway.create_monthly_price(account, product.id, 900, "usd", {})
-    gateway.update_subscription(account, subscription_id, items=[{"price": cheaper.id}])
+    item = events[1].data.object["items"].data[0]
+    assert item.current_period_end > item.current_period_start  # on the item since API version 2025-03-31
+    gateway.update_subscription(account, subscription_id, items=[{"id": item.id, "price": cheaper.id}])
     gateway.cancel_subscription(account, subscription_id)
     events = _events(recorder, endpoint.secret)
     assert [e.type for e in events][2:] == ["customer.subscription.updated", "customer.subscription.deleted"]
-    assert events[2].data.object["items"].data[0].price.id == cheaper.id
+    assert [i.price.id for i in events[2].data.object["items"].data] == [cheaper.id]
     assert events[3].data.object.status == "canceled"
     log = [
         e
