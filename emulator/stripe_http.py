@@ -87,10 +87,68 @@ async def _params(request: Request) -> dict[str, Any]:
 Handler = Callable[[StripeBackend, str, dict[str, Any], dict[str, str], Request], Any]
 
 
+_LIST = frozenset({"limit", "starting_after", "ending_before", "expand"})
+_READ = frozenset({"expand"})
+
+# The parameters each route takes (top-level names; nested ones are each handler's to check). Anything else is
+# refused as Stripe refuses it ("Received unknown parameter"), never silently ignored: a script that sends a
+# misspelled or unsupported parameter must learn it here, not in production.
+ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/v1/products"): frozenset({"name", "id", "active", "description", "metadata", "expand"}),
+    ("GET", "/v1/products"): _LIST | {"active"},
+    ("GET", "/v1/products/{id}"): _READ,
+    ("POST", "/v1/products/{id}"): frozenset({"name", "active", "description", "metadata", "expand"}),
+    ("POST", "/v1/prices"): frozenset(
+        {"currency", "product", "unit_amount", "recurring", "active", "metadata", "nickname", "expand"}
+    ),
+    ("GET", "/v1/prices"): _LIST | {"product", "active"},
+    ("GET", "/v1/prices/{id}"): _READ,
+    ("POST", "/v1/prices/{id}"): frozenset({"active", "metadata", "nickname", "expand"}),
+    ("POST", "/v1/customers"): frozenset({"email", "name", "metadata", "expand"}),
+    ("GET", "/v1/customers"): _LIST | {"email"},
+    ("GET", "/v1/customers/{id}"): _READ,
+    ("POST", "/v1/checkout/sessions"): frozenset(
+        {
+            "mode",
+            "success_url",
+            "cancel_url",
+            "line_items",
+            "customer",
+            "customer_email",
+            "client_reference_id",
+            "metadata",
+            "subscription_data",
+            "expand",
+        }
+    ),
+    ("GET", "/v1/checkout/sessions"): _LIST | {"customer", "subscription"},
+    ("GET", "/v1/checkout/sessions/{id}"): _READ,
+    ("GET", "/v1/subscriptions"): _LIST | {"customer", "status"},
+    ("GET", "/v1/subscriptions/{id}"): _READ,
+    ("POST", "/v1/subscriptions/{id}"): frozenset(
+        {"items", "metadata", "cancel_at_period_end", "proration_behavior", "expand"}
+    ),
+    ("DELETE", "/v1/subscriptions/{id}"): frozenset({"invoice_now", "prorate", "expand"}),
+    ("POST", "/v1/webhook_endpoints"): frozenset(
+        {"url", "enabled_events", "description", "metadata", "connect", "api_version", "expand"}
+    ),
+    ("GET", "/v1/webhook_endpoints"): _LIST,
+    ("DELETE", "/v1/webhook_endpoints/{id}"): frozenset(),
+    ("GET", "/v1/events"): _LIST | {"type"},
+    ("GET", "/v1/events/{id}"): _READ,
+}
+
+
+def _refuse_unknown(params: dict[str, Any], accepts: frozenset[str]) -> None:
+    for name in params:
+        if name not in accepts:
+            raise StripeAPIError(400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
+
+
 def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) -> list[Route]:
     """The route table: (method, path, handler) as data, each handler one backend call."""
 
-    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def api(handler: Handler, accepts: frozenset[str]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             params = await _params(request)
             try:
@@ -103,6 +161,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
                         code="api_version_invalid",
                     )
                 account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))
+                _refuse_unknown(params, accepts)
                 key = request.headers.get("idempotency-key") if request.method == "POST" else None
                 if key:
                     return await run_in_threadpool(_idempotent, backend, account, key, request, params, handler)
@@ -186,7 +245,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("GET", "/v1/events", lambda b, a, p, _, __: b.list(a, "event", p, {"type": p.get("type")})),
         ("GET", "/v1/events/{id}", lambda b, a, p, path, __: b.get(a, "event", path["id"])),
     ]
-    routes = [Route(path, api(handler), methods=[method]) for method, path, handler in table]
+    routes = [Route(path, api(handler, ACCEPTS[method, path]), methods=[method]) for method, path, handler in table]
     routes += [
         Route("/oauth/authorize", authorize, methods=["GET"]),
         Route("/oauth/token", oauth(lambda b, key, p: b.oauth_token(key, p)), methods=["POST"]),

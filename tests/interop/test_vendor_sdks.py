@@ -182,3 +182,20 @@ def test_stripe_versions_pages_backwards_and_items_without_id(served):
     assert [item.price.id for item in updated["items"].data] == [price.id, extra.id]  # added, as Stripe does
     assert all(item.current_period_end > item.current_period_start for item in updated["items"].data)
     assert "current_period_end" not in updated
+
+
+def test_unknown_parameters_are_refused_as_stripe_refuses_them(served):
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    typo = httpx.post(f"{urls['stripe']}/v1/customers", auth=(key, ""), data={"emial": "x@example.com"})
+    assert typo.status_code == 400 and typo.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "parameter_unknown",
+        "param": "emial",
+        "message": "Received unknown parameter: emial",
+    }
+    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
+    with pytest.raises(stripe.InvalidRequestError, match="Received unknown parameter: colour"):
+        client.v1.products.list(params={"colour": "red"})  # type: ignore[typeddict-unknown-key]
+    unauthenticated = httpx.post(f"{urls['stripe']}/v1/customers", data={"emial": "x"})
+    assert unauthenticated.status_code == 401  # who you are is checked first, as Stripe does
