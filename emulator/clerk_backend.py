@@ -51,9 +51,21 @@ class ClerkAPIError(Exception):
         }
 
 
+def frontend_api(instance: str) -> str:
+    """An instance's Frontend API host (stable whatever port serves it)."""
+    return f"{instance}.clerk.dream.test"
+
+
 def issuer_of(instance: str) -> str:
-    """The `iss` of an instance's tokens: its Frontend API URL (stable whatever port serves it)."""
-    return f"https://{instance}.clerk.dream.test"
+    """The `iss` of an instance's tokens: its Frontend API URL."""
+    return f"https://{frontend_api(instance)}"
+
+
+def publishable_key_of(instance: str) -> str:
+    """The instance's publishable key in Clerk's own format, `pk_test_` + base64("<frontend api host>$") without
+    padding: what @clerk/backend's authenticateRequest parses (the host must hold a "." and end the text with "$")."""
+    encoded = base64.b64encode(f"{frontend_api(instance)}$".encode()).decode().rstrip("=")
+    return f"pk_test_{encoded}"
 
 
 def deep_merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +94,7 @@ class ClerkBackend:
         self.state = VendorState(file, "clerk", clock)
         self.deliver = deliver
         self._keys: dict[str, Any] = {}
+        self._published: set[str] = set()  # instances whose Clerk-format publishable key is known to be issued
         for name in INSTANCES:
             self._ensure_instance(name)
 
@@ -102,7 +115,10 @@ class ClerkBackend:
             }
             self.state.save("instances", found)
             self.state.issue_key(new_id("sk_test_", 40), name, "secret")
-            self.state.issue_key(new_id("pk_test_", 40), name, "publishable")
+        if name not in self._published:
+            if publishable_key_of(name) not in self.state.keys_of(name, "publishable"):  # older stores had others
+                self.state.issue_key(publishable_key_of(name), name, "publishable")
+            self._published.add(name)
         return found
 
     def _private_key(self, name: str) -> tuple[str, Any]:
@@ -116,7 +132,7 @@ class ClerkBackend:
         return {
             name: {
                 "secret_key": self.state.keys_of(name, "secret")[0],
-                "publishable_key": self.state.keys_of(name, "publishable")[0],
+                "publishable_key": publishable_key_of(name),
                 "issuer": issuer_of(name),
                 "authorized_parties": self.authorized_parties(name),
             }
@@ -320,8 +336,7 @@ class ClerkBackend:
             "nbf": now - CLOCK_SKEW,
             "sub": user["id"],
         }
-        if session_id:
-            claims["sid"] = session_id
+        claims["sid"] = session_id or new_id("sess_", 27)  # every Clerk session token names its session
         for name, template in TEMPLATES[instance].items():
             claims[name] = _render(template, user)
         kid, key = self._private_key(instance)

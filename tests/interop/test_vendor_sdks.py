@@ -4,6 +4,7 @@ Basic auth (`-u sk_test_...:`) works as in Stripe's docs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -92,7 +93,11 @@ def run_node(script: str, *args: str) -> dict[str, object]:
     """Run a conformance script of tests/interop/node with the npm peers; its {passed, total, failures}."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
-    package = {"stripe_root.cjs": "stripe", "clerk_backend.cjs": "@clerk/backend"}[script]
+    package = {
+        "stripe_root.cjs": "stripe",
+        "clerk_backend.cjs": "@clerk/backend",
+        "clerk_tokens.cjs": "@clerk/backend",
+    }[script]
     if not (NODE_PEERS / package).is_dir():
         pytest.skip(f"{package} is not in .cache/npm-peers (bash .ci/run installs it)")
     out = subprocess.run(
@@ -100,7 +105,7 @@ def run_node(script: str, *args: str) -> dict[str, object]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "NODE_PATH": str(NODE_PEERS)},
+        env={**os.environ, "NODE_PATH": str(NODE_PEERS), "CLERK_TELEMETRY_DISABLED": "1"},
     )
     assert out.returncode == 0, out.stderr
     report: dict[str, object] = json.loads(out.stdout)
@@ -119,6 +124,21 @@ def test_clerk_backend_unchanged_at_the_root(served):
     serving, urls = served
     secret = serving.emulator.config()["clerk"]["instances"]["end-user-api"]["secret_key"]
     report = run_node("clerk_backend.cjs", secret, urls["clerk"])
+    assert report["failures"] == [] and report["passed"] == report["total"], report
+
+
+def test_clerk_session_tokens_pass_clerk_backends_own_checks(served):
+    """verifyToken and authenticateRequest of @clerk/backend, with the instance's Clerk-format publishable key."""
+    serving, urls = served
+    instance = serving.emulator.config()["clerk"]["instances"]["end-user-api"]
+    clerk = serving.emulator.clerk
+    user = clerk.create_user("end-user-api", {"email_address": ["tok@example.com"]})
+    token = clerk.mint_token("end-user-api", user["id"])
+    azp = instance["authorized_parties"][0]
+    assert base64.b64decode(instance["publishable_key"].removeprefix("pk_test_") + "==").decode().endswith(".test$")
+    report = run_node(
+        "clerk_tokens.cjs", instance["secret_key"], instance["publishable_key"], urls["clerk"], token, user["id"], azp
+    )
     assert report["failures"] == [] and report["passed"] == report["total"], report
 
 
