@@ -62,6 +62,10 @@ class StripeOAuthError(Exception):
         self.body = {"error": error, "error_description": description}
 
 
+# Fields holding an id that `expand[]` may replace by the object, and the kind of that object.
+EXPANDABLE = {"customer": "customer", "subscription": "subscription", "product": "product", "price": "price"}
+
+
 def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str, now: int) -> dict[str, Any]:
     """A subscription item at API version 2026-10-28.endive: it carries the billing period."""
     return {
@@ -406,6 +410,64 @@ class StripeBackend:
             "has_more": len(items) > limit,
             "url": f"/v1/{kind.replace('.', '/')}s",
         }
+
+    # Expansion
+
+    def line_items(self, account: str, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET /v1/checkout/sessions/{id}/line_items: the session's items as Stripe lists them."""
+        session = self.get(account, "checkout.session", session_id)
+        data = []
+        for index, item in enumerate(session["_line_items"]):
+            price = self.get(account, "price", item["price"])
+            amount = (price.get("unit_amount") or 0) * item["quantity"]
+            data.append(
+                {
+                    "id": f"li_{session_id.removeprefix('cs_')[:20]}{index}",
+                    "object": "item",
+                    "amount_discount": 0,
+                    "amount_subtotal": amount,
+                    "amount_tax": 0,
+                    "amount_total": amount,
+                    "currency": price.get("currency"),
+                    "description": None,
+                    "metadata": None,
+                    "price": public(price),
+                    "quantity": item["quantity"],
+                }
+            )
+        limit = _as_int(params, "limit", minimum=1) or 10
+        return {
+            "object": "list",
+            "data": data[:limit],
+            "has_more": len(data) > limit,
+            "url": f"/v1/checkout/sessions/{session_id}/line_items",
+        }
+
+    def expand(self, account: str, result: Any, paths: builtins.list[str]) -> Any:
+        """`expand[]`: each path names an id field (`customer`, `subscription`, `data.product`, a list's items by
+        `data.`) replaced by its object; `line_items` on a checkout session is its items' list."""
+        for path in paths:
+            self._expand(account, result, path.split("."), path)
+        return result
+
+    def _expand(self, account: str, obj: Any, parts: builtins.list[str], path: str) -> None:
+        head, rest = parts[0], parts[1:]
+        if isinstance(obj, dict) and obj.get("object") == "list" and head == "data":
+            for item in obj.get("data", []):
+                if rest:
+                    self._expand(account, item, rest, path)
+            return
+        if not isinstance(obj, dict) or (head not in obj and head != "line_items"):
+            raise StripeAPIError(400, f"This property cannot be expanded ({path}).", param="expand")
+        if head == "line_items" and obj.get("object") == "checkout.session":
+            obj["line_items"] = self.line_items(account, obj["id"], {"limit": 100})
+        elif isinstance(obj[head], str):
+            kind = EXPANDABLE.get(head)
+            if kind is None:
+                raise StripeAPIError(400, f"This property cannot be expanded ({path}).", param="expand")
+            obj[head] = public(self.get(account, kind, obj[head]))
+        if rest and obj.get(head) is not None:
+            self._expand(account, obj[head], rest, path)
 
     # Customers, checkout, subscriptions
 

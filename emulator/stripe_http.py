@@ -123,6 +123,7 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("GET", "/v1/checkout/sessions"): _LIST | {"customer", "subscription"},
     ("GET", "/v1/checkout/sessions/{id}"): _READ,
+    ("GET", "/v1/checkout/sessions/{id}/line_items"): _LIST,
     ("GET", "/v1/subscriptions"): _LIST | {"customer", "status"},
     ("GET", "/v1/subscriptions/{id}"): _READ,
     ("POST", "/v1/subscriptions/{id}"): frozenset(
@@ -166,6 +167,10 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
                 if key:
                     return await run_in_threadpool(_idempotent, backend, account, key, request, params, handler)
                 result = await run_in_threadpool(handler, backend, account, params, dict(request.path_params), request)
+                paths = params.get("expand")
+                if paths:  # expand[0]=a&expand[1]=b and expand[]=a both decode to a list
+                    paths = paths if isinstance(paths, list) else [paths]
+                    result = await run_in_threadpool(backend.expand, account, result, [str(p) for p in paths])
             except StripeAPIError as exc:
                 return _error(exc)
             return JSONResponse(result)
@@ -229,6 +234,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             "/v1/checkout/sessions/{id}",
             lambda b, a, p, path, __: public(b.get(a, "checkout.session", path["id"])),
         ),
+        ("GET", "/v1/checkout/sessions/{id}/line_items", lambda b, a, p, path, __: b.line_items(a, path["id"], p)),
         (
             "GET",
             "/v1/subscriptions",

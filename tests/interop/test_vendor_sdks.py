@@ -219,3 +219,34 @@ def test_unknown_parameters_are_refused_as_stripe_refuses_them(served):
         client.v1.products.list(params={"colour": "red"})  # type: ignore[typeddict-unknown-key]
     unauthenticated = httpx.post(f"{urls['stripe']}/v1/customers", data={"emial": "x"})
     assert unauthenticated.status_code == 401  # who you are is checked first, as Stripe does
+
+
+def test_expand_as_the_sdks_send_it(served):
+    serving, urls = served
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
+    customer = client.v1.customers.create(params={"email": "exp@example.com"})
+    product = client.v1.products.create(params={"name": "Pro"})
+    price = client.v1.prices.create(
+        params={"product": product.id, "unit_amount": 2900, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id, "quantity": 2}],
+            "success_url": "http://x/ok",
+        }
+    )
+    serving.emulator.stripe.complete_checkout_session(None, session.id)
+    full = client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["subscription", "line_items", "customer"]}
+    )
+    assert full.customer.email == "exp@example.com" and full.subscription.status == "active"
+    assert [(i.price.id, i.quantity, i.amount_total) for i in full.line_items.data] == [(price.id, 2, 5800)]
+    listed = client.v1.prices.list(params={"product": product.id, "expand": ["data.product"]})
+    assert listed.data[0].product.name == "Pro"
+    items = client.v1.checkout.sessions.line_items.list(session.id)
+    assert items.data[0].price.id == price.id
+    with pytest.raises(stripe.InvalidRequestError, match="cannot be expanded"):
+        client.v1.customers.retrieve(customer.id, params={"expand": ["email"]})
