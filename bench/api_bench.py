@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from dreamcli.stores.ports import scan_items  # noqa: E402
 from dreamcli.stores.wrangler import open_wrangler_store  # noqa: E402
+from emulator.serve import port_flags  # noqa: E402
 from emulator.store import open_emulator_store  # noqa: E402
 
 LUA = """
@@ -251,20 +252,7 @@ def main() -> None:
         subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout
     )
     port = free_port()
-    ports = [
-        "--api-port",
-        str(port),
-        "--front-port",
-        "0",
-        "--oauth-port",
-        "0",
-        "--vendor-port",
-        "0",
-        "--stripe-port",
-        "0",
-        "--clerk-port",
-        "0",
-    ]
+    ports = port_flags({"api-multi": port})
     server = subprocess.Popen(
         [dream, "emulator", "serve", *ports], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

@@ -24,6 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from emulator.serve import port_flags  # noqa: E402
 from tests.security.corpus import CLOUDFLARE_CASES, D1_ATTACKS, GUIDE_CASES  # noqa: E402
 
 API_TOKENS_NS = "a9f3331b0c8b48d58c32896482484208"
@@ -65,23 +66,7 @@ def main() -> None:
         for email in ("a@example.com", "b@example.com")
     ]
     server = subprocess.Popen(
-        [
-            dream,
-            "emulator",
-            "serve",
-            "--api-port",
-            "0",
-            "--front-port",
-            "0",
-            "--oauth-port",
-            "0",
-            "--vendor-port",
-            "0",
-            "--stripe-port",
-            "0",
-            "--clerk-port",
-            "0",
-        ],
+        [dream, "emulator", "serve", *port_flags()],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -24,6 +24,23 @@ DEFAULT_PORTS = {
 }
 
 
+# `dream emulator serve`'s option for each server's port.
+PORT_FLAGS = {
+    "api-multi": "--api-port",
+    "front-auth-api": "--front-port",
+    "oauth-api": "--oauth-port",
+    "vendors": "--vendor-port",
+    "stripe": "--stripe-port",
+    "clerk": "--clerk-port",
+}
+
+
+def port_flags(chosen: dict[str, int] | None = None) -> list[str]:
+    """`dream emulator serve` options giving each server the port `chosen` for it, else any free one (0): for
+    tests and benches, which must not collide with a running emulator."""
+    return [part for name, flag in PORT_FLAGS.items() for part in (flag, str((chosen or {}).get(name, 0)))]
+
+
 def client_settings(urls: dict[str, str]) -> list[str]:
     """How to point the official clients at the served vendors, a line each (nothing but a base URL)."""
     stripe, clerk = urls["stripe"], urls["clerk"]

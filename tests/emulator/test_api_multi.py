@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dreamcli.platform import onboarding
 from dreamcli.platform.tiers import parse_tiers
-from emulator.serve import DEFAULT_PORTS, Serving
+from emulator.serve import DEFAULT_PORTS, Serving, port_flags
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tiers"
 
@@ -292,23 +292,7 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
         subprocess.run([dream, "flow", "run", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout
     )
     server = subprocess.Popen(
-        [
-            dream,
-            "emulator",
-            "serve",
-            "--api-port",
-            "0",
-            "--front-port",
-            "0",
-            "--oauth-port",
-            "0",
-            "--vendor-port",
-            "0",
-            "--stripe-port",
-            "0",
-            "--clerk-port",
-            "0",
-        ],
+        [dream, "emulator", "serve", *port_flags()],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,23 +30,39 @@ def served(tmp_path):
         serving.stop()
 
 
-def test_stripe_python_unchanged_at_the_root(served):
-    serving, urls = served
+def stripe_client(serving, urls):
+    """stripe-python as anyone would point it at another Stripe: a key and a base address."""
     key = serving.emulator.config()["stripe"]["secret_key"]
-    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
-    customer = client.v1.customers.create(params={"email": "root@example.com"})
+    return stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
+
+
+def monthly_checkout(client, email, quantity=1, unit_amount=2900):
+    """A customer, a product with a monthly price, and a subscription checkout of it: (customer, price, session)."""
+    customer = client.v1.customers.create(params={"email": email})
     product = client.v1.products.create(params={"name": "Pro"})
     price = client.v1.prices.create(
-        params={"product": product.id, "unit_amount": 2900, "currency": "usd", "recurring": {"interval": "month"}}
+        params={
+            "product": product.id,
+            "unit_amount": unit_amount,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
     )
     session = client.v1.checkout.sessions.create(
         params={
             "mode": "subscription",
             "customer": customer.id,
-            "line_items": [{"price": price.id, "quantity": 1}],
+            "line_items": [{"price": price.id, "quantity": quantity}],
             "success_url": "http://localhost:5173/ok",
         }
     )
+    return customer, price, session
+
+
+def test_stripe_python_unchanged_at_the_root(served):
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    customer, _, session = monthly_checkout(client, "root@example.com")
     assert session.id.startswith("cs_") and session.customer == customer.id
     assert client.v1.customers.retrieve(customer.id).email == "root@example.com"
     assert customer.id in [c.id for c in client.v1.customers.list(params={"limit": 100}).data]
@@ -169,7 +185,7 @@ def test_stripe_versions_pages_backwards_and_items_without_id(served):
     key = serving.emulator.config()["stripe"]["secret_key"]
     unknown = httpx.get(f"{urls['stripe']}/v1/customers", auth=(key, ""), headers={"Stripe-Version": "2019-01-01"})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "api_version_invalid"
-    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})  # sends its pinned version
+    client = stripe_client(serving, urls)  # sends its pinned version
     made = [client.v1.customers.create(params={"email": f"c{i}@example.com"}).id for i in range(5)]
     newest_first = made[::-1]
     page = client.v1.customers.list(params={"limit": 2, "ending_before": newest_first[3]})
@@ -181,22 +197,11 @@ def test_stripe_versions_pages_backwards_and_items_without_id(served):
     )
     assert both.status_code == 400
 
-    emulator = serving.emulator
-    product = client.v1.products.create(params={"name": "Pro"})
-    price = client.v1.prices.create(
-        params={"product": product.id, "unit_amount": 900, "currency": "usd", "recurring": {"interval": "month"}}
-    )
-    session = client.v1.checkout.sessions.create(
-        params={
-            "mode": "subscription",
-            "line_items": [{"price": price.id, "quantity": 1}],
-            "success_url": "http://x/ok",
-        }
-    )
-    emulator.stripe.complete_checkout_session(None, session.id)
+    _, price, session = monthly_checkout(client, "items@example.com", unit_amount=900)
+    serving.emulator.stripe.complete_checkout_session(None, session.id)
     subscription_id = client.v1.checkout.sessions.retrieve(session.id).subscription
     extra = client.v1.prices.create(
-        params={"product": product.id, "unit_amount": 100, "currency": "usd", "recurring": {"interval": "month"}}
+        params={"product": price.product, "unit_amount": 100, "currency": "usd", "recurring": {"interval": "month"}}
     )
     updated = client.v1.subscriptions.update(subscription_id, params={"items": [{"price": extra.id}]})
     assert [item.price.id for item in updated["items"].data] == [price.id, extra.id]  # added, as Stripe does
@@ -223,28 +228,15 @@ def test_unknown_parameters_are_refused_as_stripe_refuses_them(served):
 
 def test_expand_as_the_sdks_send_it(served):
     serving, urls = served
-    key = serving.emulator.config()["stripe"]["secret_key"]
-    client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
-    customer = client.v1.customers.create(params={"email": "exp@example.com"})
-    product = client.v1.products.create(params={"name": "Pro"})
-    price = client.v1.prices.create(
-        params={"product": product.id, "unit_amount": 2900, "currency": "usd", "recurring": {"interval": "month"}}
-    )
-    session = client.v1.checkout.sessions.create(
-        params={
-            "mode": "subscription",
-            "customer": customer.id,
-            "line_items": [{"price": price.id, "quantity": 2}],
-            "success_url": "http://x/ok",
-        }
-    )
+    client = stripe_client(serving, urls)
+    customer, price, session = monthly_checkout(client, "exp@example.com", quantity=2)
     serving.emulator.stripe.complete_checkout_session(None, session.id)
     full = client.v1.checkout.sessions.retrieve(
         session.id, params={"expand": ["subscription", "line_items", "customer"]}
     )
     assert full.customer.email == "exp@example.com" and full.subscription.status == "active"
     assert [(i.price.id, i.quantity, i.amount_total) for i in full.line_items.data] == [(price.id, 2, 5800)]
-    listed = client.v1.prices.list(params={"product": product.id, "expand": ["data.product"]})
+    listed = client.v1.prices.list(params={"product": price.product, "expand": ["data.product"]})
     assert listed.data[0].product.name == "Pro"
     items = client.v1.checkout.sessions.line_items.list(session.id)
     assert items.data[0].price.id == price.id

@@ -5,8 +5,7 @@ const { createClerkClient } = require("@clerk/backend");
 const [secretKey, apiUrl] = process.argv.slice(2);
 const clerk = createClerkClient({ secretKey, apiUrl });
 
-const checks = [];
-const check = (name, fn) => checks.push([name, fn]);
+const { check, run } = require("./checks.cjs")();
 let user;
 
 check("users.createUser", async () => {
@@ -62,14 +61,4 @@ check("users.deleteUser", async () => {
   if (deleted.id !== user.id || deleted.deleted !== true) throw new Error(JSON.stringify(deleted));
 });
 
-(async () => {
-  const failures = [];
-  for (const [name, fn] of checks) {
-    try {
-      await fn();
-    } catch (err) {
-      failures.push(`${name}: ${err && (err.message || err)}`);
-    }
-  }
-  console.log(JSON.stringify({ passed: checks.length - failures.length, total: checks.length, failures }));
-})();
+run();
