@@ -46,7 +46,7 @@ class ClerkAPIError(Exception):
         super().__init__(long_message or message)
         self.status = status
         self.body = {
-            "errors": [{"message": message, "long_message": long_message or message, "code": code}],
+            "errors": [{"message": message, "long_message": long_message or message, "code": code, "meta": {}}],
             "clerk_trace_id": secrets.token_hex(16),
         }
 

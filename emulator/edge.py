@@ -69,7 +69,7 @@ def clerk_body(status: int, message: str, request_id: str) -> dict[str, Any]:
         408: "request_timeout",
     }.get(status, "internal_clerk_error")
     return {
-        "errors": [{"message": TITLES.get(status, "error").lower(), "long_message": message, "code": code}],
+        "errors": [{"message": TITLES.get(status, "error").lower(), "long_message": message, "code": code, "meta": {}}],
         "clerk_trace_id": request_id,
     }
 

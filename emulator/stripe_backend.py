@@ -62,6 +62,31 @@ class StripeOAuthError(Exception):
         self.body = {"error": error, "error_description": description}
 
 
+# The currencies Stripe charges in (its "supported currencies" page); anything else is refused as Stripe does.
+CURRENCIES = frozenset(
+    """usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bif bmd bnd bob brl bsd bwp byn bzd cad cdf chf clp
+    cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk
+    jmd jpy kes kgs khr kmf krw kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad ngn
+    nio nok npr nzd pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek sgd shp sle sos srd std szl thb tjs
+    top try ttd twd tzs uah ugx uyu uzs vnd vuv wst xaf xcd xof xpf yer zar zmw""".split()
+)
+
+
+def currency_of(params: dict[str, Any]) -> str:
+    currency = params.get("currency")
+    if not currency:
+        raise missing_param("currency")
+    code = str(currency).lower()
+    if code not in CURRENCIES:
+        raise StripeAPIError(
+            400,
+            f"Invalid currency: {str(currency)[:16]}. Stripe currently supports these currencies: "
+            + ", ".join(sorted(CURRENCIES)),
+            param="currency",
+        )
+    return code
+
+
 # Fields holding an id that `expand[]` may replace by the object, and the kind of that object.
 EXPANDABLE = {"customer": "customer", "subscription": "subscription", "product": "product", "price": "price"}
 
@@ -331,8 +356,7 @@ class StripeBackend:
         return self.state.save(account, product)
 
     def create_price(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
-        if not params.get("currency"):
-            raise missing_param("currency")
+        currency = currency_of(params)
         if not params.get("product"):
             raise missing_param("product")
         self.get(account, "product", params["product"])
@@ -357,7 +381,7 @@ class StripeBackend:
             "active": _as_bool(params.get("active", True)),
             "billing_scheme": "per_unit",
             "created": self.state.now(),
-            "currency": str(params["currency"]).lower(),
+            "currency": currency,
             "livemode": False,
             "metadata": _merge_metadata({}, params.get("metadata")),
             "nickname": params.get("nickname"),
@@ -680,6 +704,33 @@ class StripeBackend:
         return self.create_webhook_endpoint(account, {"url": url, "enabled_events": events, "connect": connect})[
             "secret"
         ]
+
+    def update_webhook_endpoint(self, account: str, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.get(account, "webhook_endpoint", endpoint_id)
+        if "url" in params:
+            if not params["url"]:
+                raise missing_param("url")
+            endpoint["url"] = params["url"]
+        if params.get("enabled_events"):
+            endpoint["enabled_events"] = list(params["enabled_events"])
+        if "description" in params:
+            endpoint["description"] = params["description"] or None
+        if "metadata" in params:
+            endpoint["metadata"] = _merge_metadata(endpoint["metadata"], params["metadata"])
+        if "disabled" in params:
+            endpoint["status"] = "disabled" if _as_bool(params["disabled"]) else "enabled"
+        self.state.save(account, endpoint)
+        return public(endpoint)
+
+    def delete_product(self, account: str, product_id: str) -> dict[str, Any]:
+        """As Stripe: a product with prices cannot be deleted (archive it with active=false)."""
+        self.get(account, "product", product_id)
+        if any(price.get("product") == product_id for price in self.state.find(account, "price")):
+            raise StripeAPIError(
+                400, "This product cannot be deleted because it has one or more user-created prices.", param="id"
+            )
+        self.state.delete(product_id)
+        return {"id": product_id, "object": "product", "deleted": True}
 
     def delete_webhook_endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
         self.get(account, "webhook_endpoint", endpoint_id)

@@ -98,6 +98,7 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/products"): _LIST | {"active"},
     ("GET", "/v1/products/{id}"): _READ,
     ("POST", "/v1/products/{id}"): frozenset({"name", "active", "description", "metadata", "expand"}),
+    ("DELETE", "/v1/products/{id}"): frozenset(),
     ("POST", "/v1/prices"): frozenset(
         {"currency", "product", "unit_amount", "recurring", "active", "metadata", "nickname", "expand"}
     ),
@@ -134,6 +135,10 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
         {"url", "enabled_events", "description", "metadata", "connect", "api_version", "expand"}
     ),
     ("GET", "/v1/webhook_endpoints"): _LIST,
+    ("GET", "/v1/webhook_endpoints/{id}"): _READ,
+    ("POST", "/v1/webhook_endpoints/{id}"): frozenset(
+        {"url", "enabled_events", "description", "metadata", "disabled", "expand"}
+    ),
     ("DELETE", "/v1/webhook_endpoints/{id}"): frozenset(),
     ("GET", "/v1/events"): _LIST | {"type"},
     ("GET", "/v1/events/{id}"): _READ,
@@ -210,6 +215,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("GET", "/v1/products", lambda b, a, p, _, __: b.list(a, "product", p, {"active": p.get("active")})),
         ("GET", "/v1/products/{id}", lambda b, a, p, path, __: b.get(a, "product", path["id"])),
         ("POST", "/v1/products/{id}", lambda b, a, p, path, __: b.update_product(a, path["id"], p)),
+        ("DELETE", "/v1/products/{id}", lambda b, a, p, path, __: b.delete_product(a, path["id"])),
         ("POST", "/v1/prices", lambda b, a, p, _, __: b.create_price(a, p)),
         (
             "GET",
@@ -247,6 +253,16 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("DELETE", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.cancel_subscription(a, path["id"])),
         ("POST", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.create_webhook_endpoint(a, p)),
         ("GET", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.list(a, "webhook_endpoint", p)),
+        (
+            "GET",
+            "/v1/webhook_endpoints/{id}",
+            lambda b, a, p, path, __: public(b.get(a, "webhook_endpoint", path["id"])),
+        ),
+        (
+            "POST",
+            "/v1/webhook_endpoints/{id}",
+            lambda b, a, p, path, __: b.update_webhook_endpoint(a, path["id"], p),
+        ),
         ("DELETE", "/v1/webhook_endpoints/{id}", lambda b, a, p, path, __: b.delete_webhook_endpoint(a, path["id"])),
         ("GET", "/v1/events", lambda b, a, p, _, __: b.list(a, "event", p, {"type": p.get("type")})),
         ("GET", "/v1/events/{id}", lambda b, a, p, path, __: b.get(a, "event", path["id"])),

@@ -242,3 +242,32 @@ def test_expand_as_the_sdks_send_it(served):
     assert items.data[0].price.id == price.id
     with pytest.raises(stripe.InvalidRequestError, match="cannot be expanded"):
         client.v1.customers.retrieve(customer.id, params={"expand": ["email"]})
+
+
+def test_currencies_endpoints_and_product_deletes_as_stripe(served):
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    product = client.v1.products.create(params={"name": "Pro"})
+    with pytest.raises(stripe.InvalidRequestError, match="Invalid currency: usdd") as refused:
+        client.v1.prices.create(params={"product": product.id, "unit_amount": 100, "currency": "usdd"})
+    assert refused.value.param == "currency"
+    assert (
+        client.v1.prices.create(params={"product": product.id, "unit_amount": 100, "currency": "EUR"}).currency == "eur"
+    )
+    with pytest.raises(stripe.InvalidRequestError, match="has one or more user-created prices"):
+        client.v1.products.delete(product.id)
+    bare = client.v1.products.create(params={"name": "Nothing priced"})
+    assert client.v1.products.delete(bare.id).deleted is True
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.products.retrieve(bare.id)
+
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": "http://127.0.0.1:9/hook", "enabled_events": ["checkout.session.completed"]}
+    )
+    assert endpoint.secret.startswith("whsec_")
+    fetched = client.v1.webhook_endpoints.retrieve(endpoint.id)
+    assert fetched.url == "http://127.0.0.1:9/hook" and "secret" not in fetched  # shown once, at creation
+    updated = client.v1.webhook_endpoints.update(
+        endpoint.id, params={"disabled": True, "enabled_events": ["*"], "description": "all"}
+    )
+    assert (updated.status, updated.enabled_events, updated.description) == ("disabled", ["*"], "all")
