@@ -511,16 +511,18 @@ class StripeBackend:
         mode = params.get("mode")
         if mode is None:
             raise missing_param("mode")
-        if mode != "subscription":
-            raise StripeAPIError(400, f"This emulator supports mode=subscription only, not {mode!r}.", param="mode")
+        if mode not in ("payment", "setup", "subscription"):
+            raise StripeAPIError(400, "Invalid mode: must be one of payment, setup, or subscription", param="mode")
         if not params.get("success_url"):
             raise missing_param("success_url")
         raw_items = params.get("line_items") or []
-        if not isinstance(raw_items, list) or not raw_items:
+        if mode == "setup" and raw_items:
+            raise StripeAPIError(400, "You cannot pass `line_items` in `setup` mode.", param="line_items")
+        if mode != "setup" and (not isinstance(raw_items, list) or not raw_items):
             raise missing_param("line_items")
         line_items = []
         amount = 0
-        currency = None
+        currency = currency_of(params) if mode == "setup" and params.get("currency") else None
         for index, item in enumerate(raw_items):
             price_id = item.get("price") if isinstance(item, dict) else None
             if not price_id:
@@ -528,10 +530,17 @@ class StripeBackend:
             price = self.state.load(price_id, account, "price")
             if price is None:
                 raise no_such("price", price_id, f"line_items[{index}][price]")
-            if price["type"] != "recurring":
+            if mode == "subscription" and price["type"] != "recurring":
                 raise StripeAPIError(
                     400,
                     "You must provide at least one recurring price in `subscription` mode when using prices.",
+                    param=f"line_items[{index}][price]",
+                )
+            if mode == "payment" and price["type"] == "recurring":
+                raise StripeAPIError(
+                    400,
+                    "You specified `payment` mode but passed a recurring price. Either switch to `subscription` mode "
+                    "or use only one-time prices.",
                     param=f"line_items[{index}][price]",
                 )
             quantity = int(item.get("quantity", 1))
@@ -546,7 +555,7 @@ class StripeBackend:
         session = {
             "id": session_id,
             "object": "checkout.session",
-            "amount_total": amount,
+            "amount_total": None if mode == "setup" else amount,
             "cancel_url": params.get("cancel_url"),
             "client_reference_id": params.get("client_reference_id"),
             "created": now,
@@ -557,7 +566,9 @@ class StripeBackend:
             "livemode": False,
             "metadata": _merge_metadata({}, params.get("metadata")),
             "mode": mode,
-            "payment_status": "unpaid",
+            "payment_intent": None,
+            "payment_status": "no_payment_required" if mode == "setup" else "unpaid",
+            "setup_intent": None,
             "status": "open",
             "subscription": None,
             "success_url": params["success_url"],
@@ -579,6 +590,14 @@ class StripeBackend:
         if session["customer"] is None:
             customer = self.create_customer(account, {"email": session.get("customer_email")})
             session["customer"] = customer["id"]
+        if session["mode"] != "subscription":  # a one-time payment, or a card saved for later: no subscription
+            if session["mode"] == "payment":
+                session.update(status="complete", payment_status="paid", payment_intent=new_id("pi_", 24))
+            else:
+                session.update(status="complete", setup_intent=new_id("seti_", 24))
+            self.state.save(account, session)
+            self.emit(account, "checkout.session.completed", public(session))
+            return public(session)
         now = self.state.now()
         subscription_id = new_id("sub_", 24)
         items = [

@@ -119,6 +119,7 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
             "client_reference_id",
             "metadata",
             "subscription_data",
+            "currency",
             "expand",
         }
     ),

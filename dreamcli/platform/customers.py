@@ -222,6 +222,8 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
     obj = event["data"]["object"]
     kind = event["type"]
     if kind == "checkout.session.completed":
+        if obj.get("payment_status", "paid") != "paid":  # a card saved (setup mode) or a payment still pending
+            return f"ignored a checkout with payment_status {obj.get('payment_status')}"
         meta = obj.get("metadata") or {}
         if not meta.get("platformId") or not meta.get("customerId"):
             return "ignored a checkout without dream metadata"

@@ -178,6 +178,8 @@ def handle_stripe_webhook(vendors: Vendors, payload: bytes, signature: str | Non
     obj = event["data"]["object"]
     clerk = vendors.clerk[DREAM_API]
     if event["type"] == "checkout.session.completed":
+        if obj.get("payment_status", "paid") != "paid":  # a card saved (setup mode) or a payment still pending
+            return f"ignored checkout.session.completed with payment_status {obj.get('payment_status')}"
         user_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("userId")
         if not user_id:
             return "ignored checkout.session.completed without a user"

@@ -271,3 +271,29 @@ def test_currencies_endpoints_and_product_deletes_as_stripe(served):
         endpoint.id, params={"disabled": True, "enabled_events": ["*"], "description": "all"}
     )
     assert (updated.status, updated.enabled_events, updated.description) == ("disabled", ["*"], "all")
+
+
+def test_checkout_in_payment_and_setup_modes(served):
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    product = client.v1.products.create(params={"name": "Credits"})
+    once = client.v1.prices.create(params={"product": product.id, "unit_amount": 500, "currency": "usd"})
+    paid = client.v1.checkout.sessions.create(
+        params={"mode": "payment", "line_items": [{"price": once.id, "quantity": 3}], "success_url": "http://x/ok"}
+    )
+    assert (paid.amount_total, paid.payment_status) == (1500, "unpaid")
+    done = serving.emulator.stripe.complete_checkout_session(None, paid.id)
+    assert done["payment_status"] == "paid" and done["payment_intent"].startswith("pi_")
+    assert done["subscription"] is None
+    saved = client.v1.checkout.sessions.create(
+        params={"mode": "setup", "currency": "usd", "success_url": "http://x/ok"}
+    )
+    assert saved.payment_status == "no_payment_required" and saved.amount_total is None
+    assert serving.emulator.stripe.complete_checkout_session(None, saved.id)["setup_intent"].startswith("seti_")
+    _, monthly, _ = monthly_checkout(client, "mix@example.com")
+    with pytest.raises(stripe.InvalidRequestError, match="recurring price"):
+        client.v1.checkout.sessions.create(
+            params={"mode": "payment", "line_items": [{"price": monthly.id}], "success_url": "http://x/ok"}
+        )
+    with pytest.raises(stripe.InvalidRequestError, match="Invalid mode"):
+        client.v1.checkout.sessions.create(params={"mode": "rental", "success_url": "http://x/ok"})

@@ -279,3 +279,19 @@ def test_status_shows_each_developers_phase(platform, connected):
     rows = {row["userId"]: row for row in onboarding.status(store, vendors)}
     assert rows[fresh.user_id]["next"] == "paid" and rows[fresh.user_id]["phases"]["signup"] is True
     assert rows[done.user_id]["next"] is None and all(rows[done.user_id]["phases"].values())
+
+
+def test_only_a_paid_checkout_makes_a_developer_paid(platform):
+    """A checkout completed without payment (a card saved in setup mode) names the developer but pays nothing."""
+    store, vendors, emulator = platform.store, platform.vendors, platform.emulator
+    signed = onboarding.signup(store, vendors, email="setup@example.com")
+    account = emulator.stripe.config()["account"]
+    session = emulator.stripe.create_checkout_session(
+        account,
+        {"mode": "setup", "currency": "usd", "success_url": "http://x/ok", "client_reference_id": signed.user_id},
+        "http://x",
+    )
+    emulator.stripe.complete_checkout_session(account, session["id"])
+    assert vendors.clerk["dream-api"].get_user(signed.user_id)["public_metadata"].get("plan") != "paid"
+    onboarding.pay_in_emulator(vendors, onboarding.start_payment(store, vendors, signed.user_id))
+    assert vendors.clerk["dream-api"].get_user(signed.user_id)["public_metadata"]["plan"] == "paid"
