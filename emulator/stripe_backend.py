@@ -11,6 +11,7 @@ import builtins
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -22,9 +23,18 @@ from emulator.schema import sha256_hex
 from emulator.vendor_state import VendorState, new_id, public
 
 API_VERSION = "2026-10-28.endive"  # what stripe-node 23.1 and stripe-python 16.1 pin; objects are shaped for it
-# Versions a request may name in Stripe-Version (the SDKs send theirs on every call). Objects are rendered at
-# API_VERSION whichever is named; an unknown one is refused, as Stripe refuses it.
-KNOWN_API_VERSIONS = frozenset({"2026-09-30.endive", API_VERSION})
+# A request may name any version of Stripe's releases in Stripe-Version (the SDKs send theirs on every call): a date,
+# and since 2024 a release name. Objects are rendered at API_VERSION whichever is named (a documented limit); a
+# version that is no Stripe version is refused, as Stripe refuses it.
+RELEASES = ("acacia", "basil", "clover", "dahlia", "endive")
+_VERSION = re.compile(r"(20[12]\d)-(0[1-9]|1[0-2])-([0-2]\d|3[01])(?:\.([a-z]+))?")
+
+
+def known_api_version(version: str) -> bool:
+    found = _VERSION.fullmatch(version)
+    return found is not None and (found.group(4) is None or found.group(4) in RELEASES) and version <= API_VERSION
+
+
 OAUTH_CODE_TTL = 300
 PERIOD_SECONDS = 30 * 24 * 3600
 PLATFORM = "platform"  # the scope of the platform's own account; connected accounts are scoped by its id

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator.stripe_backend import API_VERSION, KNOWN_API_VERSIONS, StripeAPIError, StripeBackend, StripeOAuthError
+from emulator.stripe_backend import API_VERSION, StripeAPIError, StripeBackend, StripeOAuthError, known_api_version
 from emulator.vendor_state import public
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
@@ -160,11 +160,11 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             params = await _params(request)
             try:
                 version = request.headers.get("stripe-version")
-                if version is not None and version not in KNOWN_API_VERSIONS:
+                if version is not None and not known_api_version(version):
                     raise StripeAPIError(
                         400,
-                        f"Invalid Stripe API version: {version[:64]}. This emulator renders {API_VERSION} "
-                        f"(accepted: {', '.join(sorted(KNOWN_API_VERSIONS))}).",
+                        f"Invalid Stripe API version: {version[:64]}. Versions are release dates up to {API_VERSION} "
+                        "(objects are rendered at that one).",
                         code="api_version_invalid",
                     )
                 account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))

@@ -183,8 +183,10 @@ def test_stripe_versions_pages_backwards_and_items_without_id(served):
     """Stripe-Version refused when unknown; ending_before pages back; a subscription item without an id is added."""
     serving, urls = served
     key = serving.emulator.config()["stripe"]["secret_key"]
-    unknown = httpx.get(f"{urls['stripe']}/v1/customers", auth=(key, ""), headers={"Stripe-Version": "2019-01-01"})
+    unknown = httpx.get(f"{urls['stripe']}/v1/customers", auth=(key, ""), headers={"Stripe-Version": "2031-01-01.zeta"})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "api_version_invalid"
+    older = httpx.get(f"{urls['stripe']}/v1/customers", auth=(key, ""), headers={"Stripe-Version": "2025-03-31.basil"})
+    assert older.status_code == 200  # a real release: accepted (rendered at the pinned version)
     client = stripe_client(serving, urls)  # sends its pinned version
     made = [client.v1.customers.create(params={"email": f"c{i}@example.com"}).id for i in range(5)]
     newest_first = made[::-1]
