@@ -97,6 +97,9 @@ def currency_of(params: dict[str, Any]) -> str:
     return code
 
 
+# The Connect application's redirect URI (its Connect settings): oauth-api's /callback on the guide's port.
+CONNECT_REDIRECT_URI = "http://localhost:8789/callback"
+
 # Fields holding an id that `expand[]` may replace by the object, and the kind of that object.
 EXPANDABLE = {"customer": "customer", "subscription": "subscription", "product": "product", "price": "price"}
 
@@ -241,9 +244,8 @@ class StripeBackend:
             raise StripeOAuthError("invalid_client", f"No such application: '{client_id}'")
         if params.get("response_type", "code") != "code":
             raise StripeOAuthError("invalid_request", "response_type must be 'code'")
-        redirect_uri = params.get("redirect_uri")
-        if not redirect_uri:
-            raise StripeOAuthError("invalid_request", "redirect_uri is required by this emulator")
+        # Without one, Stripe sends the user to the application's redirect URI from its Connect settings.
+        redirect_uri = params.get("redirect_uri") or CONNECT_REDIRECT_URI
         answer: dict[str, str] = {}
         if params.get("emulator_decision") == "deny":
             answer = {"error": "access_denied", "error_description": "The user denied your request"}

@@ -299,3 +299,13 @@ def test_checkout_in_payment_and_setup_modes(served):
         )
     with pytest.raises(stripe.InvalidRequestError, match="Invalid mode"):
         client.v1.checkout.sessions.create(params={"mode": "rental", "success_url": "http://x/ok"})
+
+
+def test_connect_authorize_without_a_redirect_uses_the_applications(served):
+    """As Stripe: with no redirect_uri, the user goes to the Connect application's configured one."""
+    serving, urls = served
+    client_id = serving.emulator.config()["stripe"]["client_id"]
+    answer = httpx.get(f"{urls['stripe']}/oauth/authorize", params={"client_id": client_id, "state": "s1"})
+    assert answer.status_code in (302, 303, 307)
+    target = answer.headers["location"]
+    assert target.startswith("http://localhost:8789/callback?") and "code=ac_" in target and "state=s1" in target
