@@ -9,14 +9,14 @@ from typing import Any
 
 from dreamcli.stores import kv_rules
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, SQLSource
+from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, PutAsBulkPut, SQLSource
 from dreamcli.stores.sqlite_file import SQLiteFile
 
 _listed_key = functools.partial(tuple.__new__, ListedKey)
 _by_key = operator.itemgetter(0)
 
 
-class EmulatorKVNamespace:
+class EmulatorKVNamespace(PutAsBulkPut):
     """One namespace (rows of `_dream_kv` with this `ns`)."""
 
     def __init__(self, file: SQLiteFile, namespace_id: str, seq: int, clock: Callable[[], float]) -> None:
@@ -129,17 +129,6 @@ class EmulatorKVNamespace:
         return new
 
     # Writes: each call is one transaction, all of it or nothing.
-
-    def put(
-        self,
-        key: str,
-        value: bytes | str,
-        *,
-        expiration: int | None = None,
-        expiration_ttl: int | None = None,
-        metadata: Any = None,
-    ) -> None:
-        self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)], limit=1)
 
     def bulk_put(self, items: Sequence[KVWrite], *, limit: int = kv_rules.MAX_BULK_WRITE) -> None:
         now = self._now()

@@ -278,6 +278,16 @@ def customers_on_tier(store: Store, platform_id: str, tier: str) -> int:
     return int(rows[0]["n"])
 
 
+def _new_monthly_price(
+    stripe: Any, account: str, platform_id: str, product_id: str, tier: Tier, metadata: dict[str, str]
+) -> Any:
+    """A tier's monthly price on the connected account, idempotent for the same product, amount and metadata."""
+    key = _idempotency(platform_id, "price", product_id, tier.unit_amount, tier.currency, metadata)
+    return stripe.create_monthly_price(
+        account, product_id, tier.unit_amount, tier.currency, metadata, idempotency_key=key
+    )
+
+
 def configure_tiers(
     store: Store,
     vendors: Vendors,
@@ -320,16 +330,7 @@ def configure_tiers(
                 description=tier.features or None,
                 idempotency_key=_idempotency(platform_id, "product", tier.name, metadata, tier.features),
             )
-            price = stripe.create_monthly_price(
-                account,
-                product.id,
-                tier.unit_amount,
-                tier.currency,
-                metadata,
-                idempotency_key=_idempotency(
-                    platform_id, "price", product.id, tier.unit_amount, tier.currency, metadata
-                ),
-            )
+            price = _new_monthly_price(stripe, account, platform_id, product.id, tier, metadata)
         else:
             product = stripe.update_product(
                 account,
@@ -343,16 +344,7 @@ def configure_tiers(
             if price.unit_amount != tier.unit_amount or price.currency != tier.currency:
                 # Stripe prices are immutable: a new one, and the old one retired.
                 old_id = price.id
-                price = stripe.create_monthly_price(
-                    account,
-                    product.id,
-                    tier.unit_amount,
-                    tier.currency,
-                    metadata,
-                    idempotency_key=_idempotency(
-                        platform_id, "price", product.id, tier.unit_amount, tier.currency, metadata
-                    ),
-                )
+                price = _new_monthly_price(stripe, account, platform_id, product.id, tier, metadata)
                 stripe.update_price(account, old_id, active=False)
             else:
                 price = stripe.update_price(account, price.id, metadata=metadata)

@@ -110,6 +110,23 @@ class KVNamespace(Protocol):
         ...
 
 
+class PutAsBulkPut:
+    """`put` as a bulk write of one pair: for the stores whose bulk write is their one write path (the emulator,
+    wrangler's state), so a single put passes the same rules and the same transaction."""
+
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> None:
+        namespace: Any = self
+        namespace.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)])
+
+
 class ReadModifyWrite:
     """`update` as a Worker does it on Workers KV: get, change, put. Concurrent writers can lose updates: the
     stores that cannot do better (wrangler's state, Cloudflare's API) use it, exactly as the platform would."""

@@ -27,7 +27,7 @@ from dreamcli.errors import StoreError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.discovery import READERS, Worker, discover, topology_of
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, ReadModifyWrite, Store
+from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, PutAsBulkPut, ReadModifyWrite, Store
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
 
@@ -68,7 +68,7 @@ def new_blob_id(now_ms: int) -> str:
 _listed_key = functools.partial(tuple.__new__, ListedKey)
 
 
-class WranglerKVNamespace(ReadModifyWrite):
+class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
     """One namespace in one state root."""
 
     def __init__(
@@ -221,17 +221,6 @@ class WranglerKVNamespace(ReadModifyWrite):
         for blob_id in replaced:
             if blob_id not in blobs:
                 (self.blobs / blob_id).unlink(missing_ok=True)
-
-    def put(
-        self,
-        key: str,
-        value: bytes | str,
-        *,
-        expiration: int | None = None,
-        expiration_ttl: int | None = None,
-        metadata: Any = None,
-    ) -> None:
-        self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)])
 
     def bulk_put(self, items: Sequence[KVWrite]) -> None:
         now = self.clock()
