@@ -39,6 +39,8 @@ from emulator.schema import migrate
 from emulator.store import open_emulator_store
 from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.stripe_http import stripe_routes
+from emulator.webhooks import STRIPE_RETRY_WAITS, SVIX_RETRY_WAITS, Deliveries, Outbox
+from emulator.webhooks import Vendor as WebhookVendor
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
 # Whose envelope a failure under each mount is written in, and how large its bodies may be.
@@ -62,13 +64,18 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         outbound_mounts: Mapping[str, httpx.BaseTransport] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        webhook_hour: float = 1.0,
     ) -> None:
         self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms, private=True)
         migrate(self.file)
         self.path = Path(path)
         self.clock = clock
-        self.stripe = StripeBackend(self.file, clock, deliver=self._deliver)
-        self.clerk = ClerkBackend(self.file, clock, deliver=self._deliver)
+        self.outbox = Outbox(self.file, clock)
+        self.stripe = StripeBackend(self.file, clock, self.outbox)
+        self.clerk = ClerkBackend(self.file, clock, self.outbox)
+        # Events are delivered by a background loop, started by the first event this process queues (or by
+        # `dream emulator serve`); `webhook_hour` is how long one of the vendors' retry-schedule hours lasts here.
+        self.deliveries = Deliveries(self.outbox, self.signers(), self._post, hour=webhook_hour)
         # front-auth-api's /webhook/stripe, reached in-process whatever port the app is served on.
         self.platform_webhook_secret = self.stripe.ensure_webhook_endpoint(
             f"{IN_PROCESS_BASE}/front-auth-api/webhook/stripe",
@@ -162,8 +169,19 @@ class Emulator:
             self._platform = PlatformServices(store, vendors, self.clock)
         return self._platform
 
-    def _deliver(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        return self.outbound.post(url, content=body, headers=headers).status_code
+    def signers(self) -> dict[str, WebhookVendor]:
+        """How each vendor signs a delivery attempt and how it retries."""
+        return {
+            "stripe": WebhookVendor(self.stripe.sign, STRIPE_RETRY_WAITS),
+            "clerk": WebhookVendor(self.clerk.sign, SVIX_RETRY_WAITS),
+        }
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        return self.outbound.post(url, content=body, headers=headers, timeout=timeout).status_code
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every webhook due now has had its attempt (tests and the flow's "is it paid yet")."""
+        return self.deliveries.settle(timeout)
 
     def client(self, base_url: str = IN_PROCESS_BASE) -> httpx.Client:
         """An httpx client into the app, in-process: no port is opened."""
@@ -192,6 +210,9 @@ class Emulator:
         }
 
     def close(self) -> None:
+        # A command that caused events gives their first attempts a moment; retries stay queued in the store for
+        # the next emulator that runs (`dream emulator serve`), as `dream events list` shows.
+        self.deliveries.stop(settle=5.0)
         if self._platform is not None:
             self._platform.daily.flush()
             self._platform.vendors.http.close()

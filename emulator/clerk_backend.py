@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dreamcli.stores.sqlite_file import SQLiteFile
 from dreamcli.vendors.settings import GUIDE_FRONTEND
 from emulator.vendor_state import VendorState, new_id, public
+from emulator.webhooks import Message, Outbox
 
 DREAM_API = "dream-api"
 END_USER_API = "end-user-api"
@@ -35,9 +36,6 @@ DEFAULT_AZP = GUIDE_FRONTEND  # the `azp` of the tokens the guide's frontend get
 TEMPLATE_LIFETIME = 60
 CLOCK_SKEW = 5
 _SHORTCODE = re.compile(r"^\{\{\s*user\.([\w.]+)\s*\}\}$")
-
-Deliver = Callable[[str, bytes, dict[str, str]], int]
-
 
 class ClerkAPIError(Exception):
     """An error with Clerk's envelope: {"errors": [{message, long_message, code}], "clerk_trace_id"}."""
@@ -89,10 +87,10 @@ def svix_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str
 
 class ClerkBackend:
     def __init__(
-        self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None
+        self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None
     ) -> None:
         self.state = VendorState(file, "clerk", clock)
-        self.deliver = deliver
+        self.outbox = outbox or Outbox(file, clock)
         self._keys: dict[str, Any] = {}
         self._published: set[str] = set()  # instances whose Clerk-format publishable key is known to be issued
         for name in INSTANCES:
@@ -358,6 +356,8 @@ class ClerkBackend:
         return endpoint
 
     def emit(self, instance: str, event_type: str, data: dict[str, Any]) -> None:
+        """Queue a `user.*` event for the instance's endpoints, one Svix message (one `svix-id`, kept across
+        retries) per endpoint; delivery happens later, elsewhere."""
         endpoints = self.state.find(instance, "webhook_endpoint", newest_first=False)
         if not endpoints:
             return
@@ -368,25 +368,27 @@ class ClerkBackend:
                 "type": event_type,
                 "timestamp": int(self.state.clock() * 1000),
                 "instance_id": f"ins_{instance}",
+                "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "dream-emulator"}},
             }
         ).encode()
         msg_id = new_id("msg_", 27)
-        timestamp = self.state.now()
-        for endpoint in endpoints:
-            headers = {
-                "content-type": "application/json",
-                "svix-id": msg_id,
-                "svix-timestamp": str(timestamp),
-                "svix-signature": svix_signature(endpoint["secret"], msg_id, timestamp, body),
-            }
-            status: int | None = None
-            error: str | None = None
-            try:
-                status = self.deliver(endpoint["url"], body, headers) if self.deliver else None
-                error = None if self.deliver else "no deliverer configured"
-            except Exception as exc:  # a receiver that is down is logged, not raised
-                error = f"{type(exc).__name__}: {exc}"
-            self.state.log_delivery(msg_id, event_type, endpoint["url"], status, error)
+        with self.state.file.write() as conn:
+            for endpoint in endpoints:
+                self.outbox.enqueue("clerk", msg_id, event_type, endpoint, body, conn)
+        self.outbox.wake()
+
+    def sign(self, message: Message, timestamp: int) -> dict[str, str] | None:
+        """Svix's headers for one attempt: the message's id, this attempt's time, the endpoint's signature."""
+        instance = self.state.scope_of(message.endpoint_id)
+        endpoint = self.state.load(message.endpoint_id, instance, "webhook_endpoint") if instance else None
+        if endpoint is None:
+            return None
+        return {
+            "content-type": "application/json",
+            "svix-id": message.message_id,
+            "svix-timestamp": str(timestamp),
+            "svix-signature": svix_signature(endpoint["secret"], message.message_id, timestamp, message.body),
+        }
 
 
 def _render(template: str, user: dict[str, Any]) -> Any:

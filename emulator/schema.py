@@ -103,6 +103,32 @@ SCHEMA_MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
         """,
     ),
     (4, "d1 in its own file", lambda conn, path: move_d1_tables(conn, path)),
+    (
+        5,
+        "webhook outbox",
+        # Events wait here, a row per endpoint, until a delivery loop has posted them (emulator/webhooks.py).
+        # next_at is when the next attempt is due; NULL once the message is delivered or has failed for good.
+        """
+        CREATE TABLE _dream_webhook_outbox (
+            seq INTEGER PRIMARY KEY,
+            vendor TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            body BLOB NOT NULL,
+            lane TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending',
+            next_at REAL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX _dream_webhook_outbox_due ON _dream_webhook_outbox (lane, next_at) WHERE next_at IS NOT NULL;
+        CREATE INDEX _dream_webhook_outbox_message ON _dream_webhook_outbox (vendor, message_id);
+        ALTER TABLE _dream_webhook_deliveries ADD COLUMN attempt INTEGER;
+        ALTER TABLE _dream_webhook_deliveries ADD COLUMN outbox_seq INTEGER;
+        """,
+    ),
 )
 LATEST_SCHEMA = SCHEMA_MIGRATIONS[-1][0]
 

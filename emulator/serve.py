@@ -89,8 +89,9 @@ class Serving:
         ports: dict[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
+        webhook_hour: float = 1.0,
     ) -> None:
-        self.emulator = Emulator(store_path, clock=clock)
+        self.emulator = Emulator(store_path, clock=clock, webhook_hour=webhook_hour)
         services = self.emulator.platform
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
         apps = {
@@ -113,6 +114,7 @@ class Serving:
             for name, server in self.servers.items():
                 self.urls[name] = server.start()
             self.emulator.public_base_url = self.urls["vendors"]
+            self.emulator.deliveries.start()  # webhooks queued by any process over this store (and retries)
         except BaseException:
             self.stop()
             raise

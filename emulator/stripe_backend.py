@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+from contextvars import ContextVar
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +22,7 @@ from urllib.parse import urlencode
 from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.schema import sha256_hex
 from emulator.vendor_state import VendorState, new_id, public
+from emulator.webhooks import Message, Outbox
 
 API_VERSION = "2026-10-28.endive"  # what stripe-node 23.1 and stripe-python 16.1 pin; objects are shaped for it
 # A request may name any version of Stripe's releases in Stripe-Version (the SDKs send theirs on every call): a date,
@@ -39,7 +41,9 @@ OAUTH_CODE_TTL = 300
 PERIOD_SECONDS = 30 * 24 * 3600
 PLATFORM = "platform"  # the scope of the platform's own account; connected accounts are scoped by its id
 
-Deliver = Callable[[str, bytes, dict[str, str]], int]
+# The API request being answered (its Request-Id and Idempotency-Key): events it causes name it in `request`, as
+# Stripe's do; events with no request behind them (a checkout paid on the hosted page) carry nulls.
+CURRENT_REQUEST: ContextVar[dict[str, str | None] | None] = ContextVar("stripe_request", default=None)
 
 
 class StripeAPIError(Exception):
@@ -174,10 +178,10 @@ def _as_bool(value: Any) -> bool:
 
 class StripeBackend:
     def __init__(
-        self, file: SQLiteFile, clock: Callable[[], float] = time.time, deliver: Deliver | None = None
+        self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None
     ) -> None:
         self.state = VendorState(file, "stripe", clock)
-        self.deliver = deliver
+        self.outbox = outbox or Outbox(file, clock)
         self._platform = self._ensure_platform()
 
     # Accounts and keys
@@ -771,6 +775,8 @@ class StripeBackend:
     def emit(
         self, account: str, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """Record an event and queue it for every enabled endpoint that wants it: the account's own endpoints, and
+        for a connected account's event the platform's Connect endpoints. Delivery happens later, elsewhere."""
         event: dict[str, Any] = {
             "id": new_id("evt_", 24),
             "object": "event",
@@ -779,7 +785,7 @@ class StripeBackend:
             "data": {"object": obj},
             "livemode": False,
             "pending_webhooks": 0,
-            "request": {"id": None, "idempotency_key": None},
+            "request": dict(CURRENT_REQUEST.get() or {"id": None, "idempotency_key": None}),
             "type": event_type,
         }
         if previous:
@@ -800,28 +806,26 @@ class StripeBackend:
             if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])
         ]
         event["pending_webhooks"] = len(targets)
-        self.state.save(account, event)
-        for endpoint in targets:
-            self._deliver(event, endpoint)
+        body = json.dumps(event, indent=2).encode()
+        with self.state.file.write() as conn:
+            self.state.save(account, event, conn)
+            for endpoint in targets:
+                self.outbox.enqueue("stripe", event["id"], event_type, endpoint, body, conn)
+        self.outbox.wake()
         return event
 
-    def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any]) -> None:
-        payload = json.dumps(event, indent=2).encode()
-        headers = {
+    def sign(self, message: Message, timestamp: int) -> dict[str, str] | None:
+        """The headers of one delivery attempt, signed with the endpoint's current secret; None when the endpoint
+        is gone or disabled (Stripe stops retrying then)."""
+        account = self.state.scope_of(message.endpoint_id)
+        endpoint = self.state.load(message.endpoint_id, account, "webhook_endpoint") if account else None
+        if endpoint is None or endpoint["status"] != "enabled":
+            return None
+        return {
             "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": sign_payload(payload, endpoint["_secret"], self.state.now()),
+            "Stripe-Signature": sign_payload(message.body, endpoint["_secret"], timestamp),
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         }
-        status: int | None = None
-        error: str | None = None
-        if self.deliver is None:
-            error = "no deliverer configured"
-        else:
-            try:
-                status = self.deliver(endpoint["url"], payload, headers)
-            except Exception as exc:  # a receiver that is down is logged, as Stripe's dashboard shows it
-                error = f"{type(exc).__name__}: {exc}"
-        self.state.log_delivery(event["id"], event["type"], endpoint["url"], status, error)
 
 
 def _refuse_unknown(params: dict[str, Any], allowed: set[str]) -> None:

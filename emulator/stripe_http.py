@@ -18,7 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator.stripe_backend import API_VERSION, StripeAPIError, StripeBackend, StripeOAuthError, known_api_version
+from emulator.stripe_backend import (
+    API_VERSION,
+    CURRENT_REQUEST,
+    StripeAPIError,
+    StripeBackend,
+    StripeOAuthError,
+    known_api_version,
+)
 from emulator.vendor_state import public
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
@@ -170,6 +177,8 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
                 account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))
                 _refuse_unknown(params, accepts)
                 key = request.headers.get("idempotency-key") if request.method == "POST" else None
+                # Events this request causes name it (the thread pool runs handlers in a copy of this context).
+                CURRENT_REQUEST.set({"id": request.scope.get("dream.request_id"), "idempotency_key": key})
                 if key:
                     return await run_in_threadpool(_idempotent, backend, account, key, request, params, handler)
                 result = await run_in_threadpool(handler, backend, account, params, dict(request.path_params), request)

@@ -118,23 +118,15 @@ class VendorState:
                 "DELETE FROM _dream_vendor_keys WHERE vendor = ? AND scope = ? AND role = ?", (self.vendor, scope, role)
             )
 
-    # Webhook delivery log.
-
-    def log_delivery(self, event_id: str, event_type: str, url: str, status: int | None, error: str | None) -> None:
-        with self.file.write() as conn:
-            conn.execute(
-                "INSERT INTO _dream_webhook_deliveries (vendor, event_id, event_type, url, status, error, attempted_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.vendor, event_id, event_type, url, status, error, self.now()),
-            )
+    # Webhook delivery log (written by emulator.webhooks).
 
     def deliveries(self) -> list[dict[str, Any]]:
         rows = self.file.read(
             lambda conn: conn.execute(
-                "SELECT event_id, event_type, url, status, error, attempted_at FROM _dream_webhook_deliveries "
+                "SELECT event_id, event_type, url, status, error, attempted_at, attempt FROM _dream_webhook_deliveries "
                 "WHERE vendor = ? ORDER BY seq",
                 (self.vendor,),
             ).fetchall()
         )
-        names = ("event_id", "event_type", "url", "status", "error", "attempted_at")
+        names = ("event_id", "event_type", "url", "status", "error", "attempted_at", "attempt")
         return [dict(zip(names, row, strict=True)) for row in rows]

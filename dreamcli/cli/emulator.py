@@ -67,10 +67,22 @@ def emulator_serve(
         int, typer.Option("--stripe-port", help="Stripe's API at the root, for its SDKs (:8791).")
     ] = 8791,
     clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API at the root (:8792).")] = 8792,
+    webhook_hour: Annotated[
+        float,
+        typer.Option(
+            "--webhook-hour",
+            min=0.0,
+            max=3600.0,
+            help="Seconds one hour of the vendors' webhook retry schedules lasts here (3600 = real time).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Serve api-multi, front-auth-api and oauth-api on the guide's ports, the vendors on one more (and Stripe
     and Clerk each at the root of a port of its own, where their official SDKs take a bare base URL), over the
     same store as every other command; a line per request on stderr; Ctrl-C stops.
+
+    Webhooks (Stripe's, Clerk's Svix ones) are delivered in the background and retried on the vendor's schedule,
+    compressed by --webhook-hour; `dream events list` shows them, `dream events resend` replays one.
 
     The emulator's own helpers (/_emulator/*: vendor test keys, token minting) need the admin token, printed the
     first time and kept in STORE.admin-token (0600). --host must be a loopback address unless --allow-remote.
@@ -92,6 +104,7 @@ def emulator_serve(
         store_path,
         host=host,
         clock=clock_from_env(),
+        webhook_hour=webhook_hour,
         ports={
             "api-multi": api_port,
             "front-auth-api": front_port,

@@ -144,6 +144,7 @@ def platform_price_id(vendors: Vendors) -> str:
 class Checkout:
     session_id: str
     url: str
+    user_id: str
 
 
 def start_payment(store: Store, vendors: Vendors, user_id: str, *, success_url: str = DEFAULT_SUCCESS_URL) -> Checkout:
@@ -158,11 +159,22 @@ def start_payment(store: Store, vendors: Vendors, user_id: str, *, success_url: 
         client_reference_id=user_id,
         metadata={"userId": user_id},
     )
-    return Checkout(session.id, session.url)
+    return Checkout(session.id, session.url, user_id)
 
 
 def plan_of(vendors: Vendors, user_id: str) -> str:
     return (vendors.clerk[DREAM_API].get_user(user_id).get("public_metadata") or {}).get("plan") or "free"
+
+
+def wait_for_plan(vendors: Vendors, user_id: str, plan: str, timeout: float = 15.0) -> str:
+    """The developer's plan once it is `plan`, or whatever it is after `timeout` seconds: the webhook that sets it
+    arrives after the checkout, in the background, as Stripe's do."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while (current := plan_of(vendors, user_id)) != plan and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    return current
 
 
 def handle_stripe_webhook(vendors: Vendors, payload: bytes, signature: str | None) -> str:
@@ -494,10 +506,14 @@ def status(store: Store, vendors: Vendors | None) -> list[dict[str, Any]]:
 
 
 def pay_in_emulator(vendors: Vendors, checkout: Checkout) -> None:
-    """The customer paying on the checkout page (the emulator's checkout URL accepts POST .../complete)."""
+    """The developer paying on the checkout page (the emulator's checkout URL accepts POST .../complete), then
+    waiting, as the guide's frontend does, for Stripe's webhook to reach front-auth-api and make the plan paid."""
     response = vendors.http.post(checkout.url.rstrip("/") + "/complete")
     if response.status_code != 200:
         raise FlowFailed(f"checkout {checkout.session_id} could not be completed: {response.text[:200]}")
+    plan = wait_for_plan(vendors, checkout.user_id, "paid")
+    if plan != "paid":
+        raise FlowFailed(f"checkout {checkout.session_id} paid but the webhook left the plan at {plan!r}")
 
 
 def consent_in_emulator(vendors: Vendors, authorize_url: str, *, deny: bool = False) -> dict[str, str]:

@@ -106,6 +106,7 @@ def test_customers_checkout_and_webhooks_change_the_plan(platform, api):
     session = api.post("/checkout", headers=auth, json={"customerId": customer["id"], "tier": "pro"})
     assert session.status_code == 200, session.text
     platform.vendors.http.post(session.json()["url"] + "/complete")  # the customer pays
+    assert platform.emulator.settle()  # and Stripe's webhooks reach api-multi, in the background
     assert api.get(f"/customers/{customer['id']}", headers=auth).json()["plan"] == "pro"
     assert platform.vendors.clerk["end-user-api"].get_user(customer["id"])["public_metadata"]["plan"] == "pro"
     rows = platform.store.database.execute("SELECT tier, status, amount FROM subscriptions").results
@@ -122,6 +123,7 @@ def test_customers_checkout_and_webhooks_change_the_plan(platform, api):
     ]
     subscription = platform.store.database.execute("SELECT id FROM subscriptions").results[0]["id"]
     platform.vendors.stripe.cancel_subscription(account, subscription)
+    assert platform.emulator.settle()
     assert api.get(f"/customers/{customer['id']}", headers=auth).json()["plan"] == "free"
 
 

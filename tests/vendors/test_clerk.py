@@ -202,6 +202,7 @@ def test_svix_signed_user_webhooks(reached, receiver, clock):
     user = clerk.create_user("w@example.com")
     clerk.update_metadata(user["id"], public={"plan": "pro"})
     clerk.delete_user(user["id"])
+    assert reached.emulator.settle()
     verified = []
     for message in recorder.received:
         Webhook(registered["secret"]).verify(message["body"], message["headers"])  # raises unless signed right

@@ -169,6 +169,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert session.status == "open" and session.url.startswith(reached.base_url)
     completed = reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
     assert completed.status_code == 200 and completed.json()["payment_status"] == "paid"
+    assert reached.emulator.settle()
     events = _events(recorder, endpoint.secret)
     assert [e.type for e in events] == ["checkout.session.completed", "customer.subscription.created"]
     assert all(e.account == account for e in events)
@@ -183,6 +184,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert item.current_period_end > item.current_period_start  # on the item since API version 2025-03-31
     gateway.update_subscription(account, subscription_id, items=[{"id": item.id, "price": cheaper.id}])
     gateway.cancel_subscription(account, subscription_id)
+    assert reached.emulator.settle()
     events = _events(recorder, endpoint.secret)
     assert [e.type for e in events][2:] == ["customer.subscription.updated", "customer.subscription.deleted"]
     assert [i.price.id for i in events[2].data.object["items"].data] == [cheaper.id]
@@ -211,6 +213,7 @@ def test_platform_events_have_no_account_and_skip_connect_endpoints(reached, rec
     price = gateway.create_monthly_price(None, product.id, 1500, "usd", {})
     session = gateway.create_subscription_checkout(None, price.id, success_url="http://localhost:5173/ok")
     reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
+    assert reached.emulator.settle()
     assert len(recorder.received) == 1
     event = stripe.Webhook.construct_event(
         recorder.received[0]["body"], recorder.received[0]["headers"]["stripe-signature"], own.secret
@@ -226,6 +229,7 @@ def test_webhook_signatures_are_checked(reached, receiver, clock):
     price = gateway.create_monthly_price(None, product.id, 100, "usd", {})
     session = gateway.create_subscription_checkout(None, price.id, success_url="http://x/ok")
     reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
+    assert reached.emulator.settle()
     body, signature = recorder.received[0]["body"], recorder.received[0]["headers"]["stripe-signature"]
     # the emulator's clock is the fake one: verify against a signature made "now" for freshness
     fresh = stripe.WebhookSignature.generate_signature_header(body.decode(), endpoint.secret)
