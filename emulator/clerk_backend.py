@@ -37,6 +37,7 @@ TEMPLATE_LIFETIME = 60
 CLOCK_SKEW = 5
 _SHORTCODE = re.compile(r"^\{\{\s*user\.([\w.]+)\s*\}\}$")
 
+
 class ClerkAPIError(Exception):
     """An error with Clerk's envelope: {"errors": [{message, long_message, code}], "clerk_trace_id"}."""
 
@@ -86,9 +87,7 @@ def svix_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str
 
 
 class ClerkBackend:
-    def __init__(
-        self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None
-    ) -> None:
+    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
         self.state = VendorState(file, "clerk", clock)
         self.outbox = outbox or Outbox(file, clock)
         self._keys: dict[str, Any] = {}

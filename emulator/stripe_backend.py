@@ -14,8 +14,8 @@ import json
 import re
 import secrets
 import time
-from contextvars import ContextVar
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlencode
 
@@ -105,7 +105,31 @@ def currency_of(params: dict[str, Any]) -> str:
 CONNECT_REDIRECT_URI = "http://localhost:8789/callback"
 
 # Fields holding an id that `expand[]` may replace by the object, and the kind of that object.
-EXPANDABLE = {"customer": "customer", "subscription": "subscription", "product": "product", "price": "price"}
+EXPANDABLE = {
+    "customer": "customer",
+    "subscription": "subscription",
+    "product": "product",
+    "price": "price",
+    "latest_invoice": "invoice",
+    "invoice": "invoice",
+    "default_payment_method": "payment_method",
+}
+
+# Stripe's test payment methods and card tokens, and whether a charge on them succeeds (docs.stripe.com/testing).
+TEST_PAYMENT_METHODS = {
+    "pm_card_visa": ("visa", "4242", True),
+    "pm_card_mastercard": ("mastercard", "4444", True),
+    "pm_card_amex": ("amex", "8431", True),
+    "pm_card_chargeCustomerFail": ("visa", "0341", False),
+    "pm_card_visa_chargeDeclined": ("visa", "0002", False),
+}
+TEST_CARD_TOKENS = {
+    "tok_visa": "pm_card_visa",
+    "tok_mastercard": "pm_card_mastercard",
+    "tok_amex": "pm_card_amex",
+    "tok_chargeCustomerFail": "pm_card_chargeCustomerFail",
+    "tok_chargeDeclined": "pm_card_visa_chargeDeclined",
+}
 
 
 def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str, now: int) -> dict[str, Any]:
@@ -157,7 +181,7 @@ def _merge_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
     return merged
 
 
-def _as_int(params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+def as_int(params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
     value = params.get(name)
     if value is None or value == "":
         if required:
@@ -177,9 +201,7 @@ def _as_bool(value: Any) -> bool:
 
 
 class StripeBackend:
-    def __init__(
-        self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None
-    ) -> None:
+    def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
         self.state = VendorState(file, "stripe", clock)
         self.outbox = outbox or Outbox(file, clock)
         self._platform = self._ensure_platform()
@@ -376,7 +398,7 @@ class StripeBackend:
         if not params.get("product"):
             raise missing_param("product")
         self.get(account, "product", params["product"])
-        unit_amount = _as_int(params, "unit_amount", required=True, minimum=0)
+        unit_amount = as_int(params, "unit_amount", required=True, minimum=0)
         recurring = params.get("recurring")
         if recurring is not None:
             interval = recurring.get("interval") if isinstance(recurring, dict) else None
@@ -421,7 +443,7 @@ class StripeBackend:
     def list(
         self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        limit = _as_int(params, "limit", minimum=1) or 10
+        limit = as_int(params, "limit", minimum=1) or 10
         if limit > 100:
             raise StripeAPIError(400, "This value must be less than or equal to 100.", param="limit")
         items = self.state.find(account, kind)
@@ -475,7 +497,7 @@ class StripeBackend:
                     "quantity": item["quantity"],
                 }
             )
-        limit = _as_int(params, "limit", minimum=1) or 10
+        limit = as_int(params, "limit", minimum=1) or 10
         return {
             "object": "list",
             "data": data[:limit],
@@ -512,16 +534,120 @@ class StripeBackend:
     # Customers, checkout, subscriptions
 
     def create_customer(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
-        customer = {
+        method = params.get("payment_method")
+        if method:
+            self.payment_method(account, str(method), param="payment_method")
+        settings = params.get("invoice_settings") or {}
+        if not isinstance(settings, dict):
+            raise StripeAPIError(400, "Invalid object", param="invoice_settings")
+        _refuse_unknown(settings, {"default_payment_method", "custom_fields", "footer", "rendering_options"})
+        default_method = settings.get("default_payment_method")
+        if default_method:
+            self.payment_method(account, str(default_method), param="invoice_settings[default_payment_method]")
+        customer: dict[str, Any] = {
             "id": new_id("cus_", 14),
             "object": "customer",
+            "address": None,
+            "balance": 0,
             "created": self.state.now(),
+            "currency": None,
+            "default_source": None,
+            "delinquent": False,
+            "description": params.get("description"),
             "email": params.get("email"),
+            "invoice_prefix": secrets.token_hex(4).upper(),
+            "invoice_settings": {
+                "custom_fields": None,
+                "default_payment_method": default_method or None,
+                "footer": None,
+                "rendering_options": None,
+            },
             "livemode": False,
             "metadata": _merge_metadata({}, params.get("metadata")),
             "name": params.get("name"),
+            "next_invoice_sequence": 1,
+            "phone": params.get("phone"),
+            "preferred_locales": [],
+            "shipping": None,
+            "tax_exempt": "none",
+            "test_clock": None,
         }
-        return self.state.save(account, customer)
+        self.state.save(account, customer)
+        self.emit(account, "customer.created", customer)
+        return customer
+
+    # Payment methods: Stripe's test cards, by id or token
+
+    def payment_method(self, account: str, method_id: str, param: str = "payment_method") -> dict[str, Any]:
+        """A payment method of the account's, or one of Stripe's test ones (`pm_card_visa`: made on first use)."""
+        found = self.state.load(method_id, account, "payment_method")
+        if found is not None:
+            return found
+        if method_id not in TEST_PAYMENT_METHODS:
+            raise no_such("PaymentMethod", method_id, param)
+        return self._card(account, method_id, method_id, None)
+
+    def _card(self, account: str, test_id: str, method_id: str, billing: Any) -> dict[str, Any]:
+        brand, last4, _ = TEST_PAYMENT_METHODS[test_id]
+        method = {
+            "id": method_id,
+            "object": "payment_method",
+            "allow_redisplay": "unspecified",
+            "billing_details": {
+                "address": None,
+                "email": None,
+                "name": None,
+                "phone": None,
+                **(billing if isinstance(billing, dict) else {}),
+            },
+            "card": {
+                "brand": brand,
+                "country": "US",
+                "exp_month": 12,
+                "exp_year": 2034,
+                "funding": "credit",
+                "last4": last4,
+            },
+            "created": self.state.now(),
+            "customer": None,
+            "livemode": False,
+            "metadata": {},
+            "type": "card",
+            "_test_id": test_id,
+        }
+        return self.state.save(account, method)
+
+    def create_payment_method(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("type") != "card":
+            raise StripeAPIError(400, "Only type=card is emulated.", param="type")
+        card = params.get("card") or {}
+        token = card.get("token") if isinstance(card, dict) else None
+        if token not in TEST_CARD_TOKENS:
+            raise StripeAPIError(
+                400,
+                f"Use one of Stripe's test tokens ({', '.join(TEST_CARD_TOKENS)}) as card[token].",
+                param="card[token]",
+            )
+        return public(self._card(account, TEST_CARD_TOKENS[token], new_id("pm_", 24), params.get("billing_details")))
+
+    def attach_payment_method(self, account: str, method_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("customer"):
+            raise missing_param("customer")
+        method = self.payment_method(account, method_id, "payment_method")
+        if method["id"] in TEST_PAYMENT_METHODS:  # a shared test id: each attachment is a card of its own
+            method = self._card(account, method["id"], new_id("pm_", 24), None)
+        customer = self.get(account, "customer", str(params["customer"]))
+        method["customer"] = customer["id"]
+        self.state.save(account, method)
+        self.emit(account, "payment_method.attached", public(method))
+        return public(method)
+
+    def _charge_succeeds(self, account: str, customer: dict[str, Any], method_id: str | None) -> bool:
+        method_id = method_id or customer.get("invoice_settings", {}).get("default_payment_method")
+        if not method_id:
+            return True  # the emulator's hosted checkout pays with a card that works
+        method = self.payment_method(account, method_id)
+        return TEST_PAYMENT_METHODS[method.get("_test_id", method["id"])][2]
 
     def create_checkout_session(self, account: str, params: dict[str, Any], base_url: str) -> dict[str, Any]:
         mode = params.get("mode")
@@ -590,19 +716,37 @@ class StripeBackend:
             "success_url": params["success_url"],
             "url": f"{base_url}/_emulator/stripe/checkout/{session_id}",
             "_line_items": line_items,
+            "_payment_intent_data": params.get("payment_intent_data"),
             "_subscription_metadata": _merge_metadata({}, (params.get("subscription_data") or {}).get("metadata")),
         }
         self.state.save(account, session)
         return public(session)
 
-    def complete_checkout_session(self, account: str | None, session_id: str) -> dict[str, Any]:
-        """Stand in for the customer paying: customer + active subscription, and their events."""
+    def complete_checkout_session(
+        self,
+        account: str | None,
+        session_id: str,
+        payment_method: str | None = None,
+        expected_amount: int | None = None,
+    ) -> dict[str, Any]:
+        """Stand in for the customer paying (the hosted page's button, or the Stripe CLI's `payment_pages`
+        confirm with a test card): customer + subscription (or payment), and their events."""
         account = account or self.state.scope_of(session_id)
         session = self.state.load(session_id, account, "checkout.session") if account else None
         if session is None or account is None:
             raise no_such("checkout.session", session_id)
         if session["status"] != "open":
             raise StripeAPIError(400, "This Checkout Session is no longer active.", code="checkout_session_inactive")
+        if expected_amount is not None and expected_amount != session["amount_total"]:
+            raise StripeAPIError(
+                400,
+                f"The expected amount ({expected_amount}) does not match the session's ({session['amount_total']}).",
+                param="expected_amount",
+            )
+        if payment_method is not None:
+            method = self.payment_method(account, payment_method)
+            if not TEST_PAYMENT_METHODS[method.get("_test_id", method["id"])][2]:
+                raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined")
         if session["customer"] is None:
             customer = self.create_customer(account, {"email": session.get("customer_email")})
             session["customer"] = customer["id"]
@@ -614,28 +758,99 @@ class StripeBackend:
             self.state.save(account, session)
             self.emit(account, "checkout.session.completed", public(session))
             return public(session)
+        prices = [(self.get(account, "price", item["price"]), item["quantity"]) for item in session["_line_items"]]
+        subscription = self._start_subscription(
+            account, self.get(account, "customer", session["customer"]), prices, session["_subscription_metadata"]
+        )
+        session.update(status="complete", payment_status="paid", subscription=subscription["id"])
+        self.state.save(account, session)
+        self.emit(account, "checkout.session.completed", public(session))
+        return public(session)
+
+    def create_subscription(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/subscriptions: charged at once to the customer's default card (a declining test card leaves
+        the subscription `incomplete` with an open invoice, as Stripe's `allow_incomplete` does)."""
+        if not params.get("customer"):
+            raise missing_param("customer")
+        customer = self.get(account, "customer", str(params["customer"]), label="customer")
+        raw = params.get("items")
+        if not isinstance(raw, list) or not raw:
+            raise missing_param("items")
+        behavior = params.get("payment_behavior", "allow_incomplete")
+        if behavior not in ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"):
+            raise StripeAPIError(400, f"Invalid payment_behavior: {str(behavior)[:32]}", param="payment_behavior")
+        prices = []
+        for index, item in enumerate(raw):
+            if not isinstance(item, dict) or not item.get("price"):
+                raise missing_param(f"items[{index}][price]")
+            price = self.state.load(str(item["price"]), account, "price")
+            if price is None:
+                raise no_such("price", str(item["price"]), f"items[{index}][price]")
+            if price["type"] != "recurring":
+                raise StripeAPIError(
+                    400,
+                    "The price specified is set to `type=one_time` but this field only accepts prices with "
+                    "`type=recurring`.",
+                    param=f"items[{index}][price]",
+                )
+            prices.append((price, as_int(item, "quantity", minimum=1) or 1))
+        method = params.get("default_payment_method")
+        if method:
+            self.payment_method(account, str(method), "default_payment_method")
+        if behavior == "error_if_incomplete" and not self._charge_succeeds(account, customer, method):
+            raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined", param="")
+        return self._start_subscription(
+            account,
+            customer,
+            prices,
+            _merge_metadata({}, params.get("metadata")),
+            payment_method=method or None,
+            description=params.get("description"),
+        )
+
+    def _start_subscription(
+        self,
+        account: str,
+        customer: dict[str, Any],
+        prices: builtins.list[tuple[dict[str, Any], int]],
+        metadata: dict[str, str],
+        *,
+        payment_method: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """A new subscription and its first invoice, charged now, with the events Stripe sends in causal order:
+        customer.subscription.created, invoice.created, invoice.finalized, then invoice.paid and
+        invoice.payment_succeeded (or invoice.payment_failed, the subscription left `incomplete`)."""
         now = self.state.now()
         subscription_id = new_id("sub_", 24)
-        items = [
-            subscription_item(self.get(account, "price", item["price"]), item["quantity"], subscription_id, now)
-            for item in session["_line_items"]
-        ]
-        currency = items[0]["price"].get("currency") if items else None
+        items = [subscription_item(price, quantity, subscription_id, now) for price, quantity in prices]
+        paid = self._charge_succeeds(account, customer, payment_method)
         subscription = {
             "id": subscription_id,
             "object": "subscription",
+            "application": None,
+            "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
             "billing_cycle_anchor": now,
+            "billing_cycle_anchor_config": None,
+            "billing_mode": {"flexible": None, "type": "classic"},
+            "billing_thresholds": None,
             "cancel_at": None,
             "cancel_at_period_end": False,
             "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
             "collection_method": "charge_automatically",
             "created": now,
-            "currency": currency,
-            "customer": session["customer"],
-            "default_payment_method": None,
-            "description": None,
+            "currency": prices[0][0]["currency"] if prices else None,
+            "customer": customer["id"],
+            "days_until_due": None,
+            "default_payment_method": payment_method,
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": description,
             "discounts": [],
             "ended_at": None,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             # Since API version 2025-03-31 the billing period lives on each item, not on the subscription.
             "items": {
                 "object": "list",
@@ -645,18 +860,204 @@ class StripeBackend:
             },
             "latest_invoice": None,
             "livemode": False,
-            "metadata": session["_subscription_metadata"],
+            "metadata": metadata,
+            "next_pending_invoice_item_invoice": None,
+            "on_behalf_of": None,
+            "pause_collection": None,
+            "payment_settings": {
+                "payment_method_options": None,
+                "payment_method_types": None,
+                "save_default_payment_method": "off",
+            },
+            "pending_invoice_item_interval": None,
+            "pending_setup_intent": None,
+            "pending_update": None,
+            "schedule": None,
             "start_date": now,
-            "status": "active",
+            "status": "active" if paid else "incomplete",
+            "test_clock": None,
+            "transfer_data": None,
             "trial_end": None,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "trial_start": None,
         }
+        subscription["latest_invoice"] = invoice_id = new_id("in_", 24)
         self.state.save(account, subscription)
-        session.update(status="complete", payment_status="paid", subscription=subscription["id"])
-        self.state.save(account, session)
-        self.emit(account, "checkout.session.completed", public(session))
         self.emit(account, "customer.subscription.created", subscription)
-        return public(session)
+        invoice = self._invoice(account, customer, subscription, "subscription_create", invoice_id)
+        self._settle_invoice(account, invoice, paid)
+        return subscription
+
+    def _invoice(
+        self, account: str, customer: dict[str, Any], subscription: dict[str, Any], reason: str, invoice_id: str
+    ) -> dict[str, Any]:
+        """A subscription's invoice at 2026-10-28.endive (lines priced by `pricing`, the subscription under
+        `parent`), finalized: `invoice.created` and `invoice.finalized` are emitted."""
+        now = self.state.now()
+        lines = []
+        for item in subscription["items"]["data"]:
+            price = item["price"]
+            amount = price["unit_amount"] * item["quantity"]
+            lines.append(
+                {
+                    "id": new_id("il_", 24),
+                    "object": "line_item",
+                    "amount": amount,
+                    "currency": price["currency"],
+                    "description": f"{item['quantity']} × {price.get('nickname') or price['product']}",
+                    "discount_amounts": [],
+                    "discountable": True,
+                    "discounts": [],
+                    "invoice": invoice_id,
+                    "livemode": False,
+                    "metadata": {},
+                    "parent": {
+                        "invoice_item_details": None,
+                        "subscription_item_details": {
+                            "invoice_item": None,
+                            "proration": False,
+                            "proration_details": {"credited_items": None},
+                            "subscription": subscription["id"],
+                            "subscription_item": item["id"],
+                        },
+                        "type": "subscription_item_details",
+                    },
+                    "period": {"end": item["current_period_end"], "start": item["current_period_start"]},
+                    "pretax_credit_amounts": [],
+                    "pricing": {
+                        "price_details": {"price": price["id"], "product": price["product"]},
+                        "type": "price_details",
+                        "unit_amount_decimal": str(price["unit_amount"]),
+                    },
+                    "quantity": item["quantity"],
+                    "taxes": [],
+                }
+            )
+        total = sum(line["amount"] for line in lines)
+        sequence = customer.get("next_invoice_sequence", 1)
+        customer["next_invoice_sequence"] = sequence + 1
+        self.state.save(account, customer)
+        invoice = {
+            "id": invoice_id,
+            "object": "invoice",
+            "account_country": "US",
+            "account_name": None,
+            "account_tax_ids": None,
+            "amount_due": total,
+            "amount_overpaid": 0,
+            "amount_paid": 0,
+            "amount_remaining": total,
+            "amount_shipping": 0,
+            "application": None,
+            "attempt_count": 0,
+            "attempted": False,
+            "auto_advance": True,
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
+            "automatically_finalizes_at": None,
+            "billing_reason": reason,
+            "collection_method": "charge_automatically",
+            "confirmation_secret": None,
+            "created": now,
+            "currency": subscription["currency"],
+            "custom_fields": None,
+            "customer": customer["id"],
+            "customer_address": customer.get("address"),
+            "customer_email": customer.get("email"),
+            "customer_name": customer.get("name"),
+            "customer_phone": customer.get("phone"),
+            "customer_shipping": customer.get("shipping"),
+            "customer_tax_exempt": customer.get("tax_exempt", "none"),
+            "customer_tax_ids": [],
+            "default_payment_method": subscription.get("default_payment_method"),
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "due_date": None,
+            "effective_at": None,
+            "ending_balance": None,
+            "footer": None,
+            "from_invoice": None,
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "issuer": {"type": "self"},
+            "last_finalization_error": None,
+            "latest_revision": None,
+            "lines": {"object": "list", "data": lines, "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False,
+            "metadata": {},
+            "next_payment_attempt": None,
+            "number": None,
+            "on_behalf_of": None,
+            "parent": {
+                "quote_details": None,
+                "subscription_details": {"metadata": subscription["metadata"], "subscription": subscription["id"]},
+                "type": "subscription_details",
+            },
+            "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+            "period_end": now,
+            "period_start": now,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "receipt_number": None,
+            "rendering": None,
+            "shipping_cost": None,
+            "shipping_details": None,
+            "starting_balance": 0,
+            "statement_descriptor": None,
+            "status": "draft",
+            "status_transitions": {
+                "finalized_at": None,
+                "marked_uncollectible_at": None,
+                "paid_at": None,
+                "voided_at": None,
+            },
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "test_clock": None,
+            "total": total,
+            "total_discount_amounts": [],
+            "total_excluding_tax": total,
+            "total_pretax_credit_amounts": [],
+            "total_taxes": [],
+            "webhooks_delivered_at": None,
+        }
+        invoice["_subscription"] = subscription["id"]  # the list filter `subscription=` reads it
+        self.state.save(account, invoice)
+        self.emit(account, "invoice.created", public(json.loads(json.dumps(invoice))))
+        invoice.update(
+            status="open",
+            number=f"{customer.get('invoice_prefix', 'DREAM')}-{sequence:04d}",
+            effective_at=now,
+            ending_balance=0,
+            hosted_invoice_url=f"https://invoice.stripe.com/i/{account}/{invoice_id}",
+            invoice_pdf=f"https://pay.stripe.com/invoice/{account}/{invoice_id}/pdf",
+        )
+        invoice["status_transitions"]["finalized_at"] = now
+        self.state.save(account, invoice)
+        self.emit(account, "invoice.finalized", public(json.loads(json.dumps(invoice))))
+        return invoice
+
+    def _settle_invoice(self, account: str, invoice: dict[str, Any], paid: bool) -> None:
+        """An attempt to charge an open invoice, and its events."""
+        now = self.state.now()
+        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+        if paid:
+            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, auto_advance=False)
+            invoice["status_transitions"]["paid_at"] = now
+            self.state.save(account, invoice)
+            self.emit(account, "invoice.paid", public(invoice))
+            self.emit(account, "invoice.payment_succeeded", public(invoice))
+        else:
+            invoice["next_payment_attempt"] = now + 3 * 24 * 3600
+            self.state.save(account, invoice)
+            self.emit(account, "invoice.payment_failed", public(invoice))
 
     def update_subscription(self, account: str, subscription_id: str, params: dict[str, Any]) -> dict[str, Any]:
         subscription = self.get(account, "subscription", subscription_id)
@@ -672,7 +1073,7 @@ class StripeBackend:
                 raise no_such("price", change["price"], f"items[{index}][price]")
             previous.setdefault("items", json.loads(json.dumps(subscription["items"])))
             if not change.get("id"):  # as Stripe does: an item without an id is a new item, billed besides the others
-                quantity = _as_int(change, "quantity", minimum=1) or 1
+                quantity = as_int(change, "quantity", minimum=1) or 1
                 item = subscription_item(price, quantity, subscription["id"], self.state.now())
                 subscription["items"]["data"].append(item)
                 continue

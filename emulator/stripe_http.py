@@ -24,6 +24,7 @@ from emulator.stripe_backend import (
     StripeAPIError,
     StripeBackend,
     StripeOAuthError,
+    as_int,
     known_api_version,
 )
 from emulator.vendor_state import public
@@ -112,7 +113,9 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/prices"): _LIST | {"product", "active"},
     ("GET", "/v1/prices/{id}"): _READ,
     ("POST", "/v1/prices/{id}"): frozenset({"active", "metadata", "nickname", "expand"}),
-    ("POST", "/v1/customers"): frozenset({"email", "name", "metadata", "expand"}),
+    ("POST", "/v1/customers"): frozenset(
+        {"email", "name", "description", "phone", "metadata", "payment_method", "invoice_settings", "expand"}
+    ),
     ("GET", "/v1/customers"): _LIST | {"email"},
     ("GET", "/v1/customers/{id}"): _READ,
     ("POST", "/v1/checkout/sessions"): frozenset(
@@ -126,6 +129,7 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
             "client_reference_id",
             "metadata",
             "subscription_data",
+            "payment_intent_data",
             "currency",
             "expand",
         }
@@ -135,6 +139,17 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/checkout/sessions/{id}/line_items"): _LIST,
     ("GET", "/v1/subscriptions"): _LIST | {"customer", "status"},
     ("GET", "/v1/subscriptions/{id}"): _READ,
+    ("POST", "/v1/subscriptions"): frozenset(
+        {"customer", "items", "metadata", "default_payment_method", "payment_behavior", "description", "expand"}
+    ),
+    ("GET", "/v1/invoices"): _LIST | {"customer", "subscription", "status"},
+    ("GET", "/v1/invoices/{id}"): _READ,
+    ("POST", "/v1/payment_methods"): frozenset({"type", "card", "billing_details", "metadata", "expand"}),
+    ("GET", "/v1/payment_methods/{id}"): _READ,
+    ("POST", "/v1/payment_methods/{id}/attach"): frozenset({"customer", "expand"}),
+    # Not in Stripe's public reference: what Checkout's page calls, and the Stripe CLI's `trigger` with it.
+    ("GET", "/v1/payment_pages/{id}"): _READ,
+    ("POST", "/v1/payment_pages/{id}/confirm"): frozenset({"payment_method", "expected_amount", "expand"}),
     ("POST", "/v1/subscriptions/{id}"): frozenset(
         {"items", "metadata", "cancel_at_period_end", "proration_behavior", "expand"}
     ),
@@ -259,7 +274,42 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             ),
         ),
         ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
+        ("POST", "/v1/subscriptions", lambda b, a, p, _, __: b.create_subscription(a, p)),
         ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),
+        (
+            "GET",
+            "/v1/invoices",
+            lambda b, a, p, _, __: b.list(
+                a,
+                "invoice",
+                p,
+                {"customer": p.get("customer"), "_subscription": p.get("subscription"), "status": p.get("status")},
+            ),
+        ),
+        ("GET", "/v1/invoices/{id}", lambda b, a, p, path, __: public(b.get(a, "invoice", path["id"]))),
+        ("POST", "/v1/payment_methods", lambda b, a, p, _, __: b.create_payment_method(a, p)),
+        (
+            "GET",
+            "/v1/payment_methods/{id}",
+            lambda b, a, p, path, __: public(b.payment_method(a, path["id"], "id")),
+        ),
+        (
+            "POST",
+            "/v1/payment_methods/{id}/attach",
+            lambda b, a, p, path, __: b.attach_payment_method(a, path["id"], p),
+        ),
+        (
+            "GET",
+            "/v1/payment_pages/{id}",
+            lambda b, a, p, path, __: public(b.get(a, "checkout.session", path["id"])),
+        ),
+        (
+            "POST",
+            "/v1/payment_pages/{id}/confirm",
+            lambda b, a, p, path, __: b.complete_checkout_session(
+                a, path["id"], str(p.get("payment_method") or "pm_card_visa"), as_int(p, "expected_amount")
+            ),
+        ),
         ("DELETE", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.cancel_subscription(a, path["id"])),
         ("POST", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.create_webhook_endpoint(a, p)),
         ("GET", "/v1/webhook_endpoints", lambda b, a, p, _, __: b.list(a, "webhook_endpoint", p)),

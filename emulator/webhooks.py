@@ -59,7 +59,10 @@ _COLUMNS = "seq, vendor, message_id, event_type, endpoint_id, url, body, attempt
 
 
 def _message(row: Any) -> Message:
-    return Message(*row[:6], bytes(row[6]), *row[7:])
+    seq, vendor, message_id, event_type, endpoint_id, url, body, attempts, state, next_at, created, lane = row
+    return Message(
+        seq, vendor, message_id, event_type, endpoint_id, url, bytes(body), attempts, state, next_at, created, lane
+    )
 
 
 class Outbox:
@@ -118,12 +121,13 @@ class Outbox:
                 f"WHERE {where} GROUP BY endpoint_id ORDER BY min(seq)",
                 args,
             ).fetchall()
-            seqs = [
+            seqs: list[int] = [
                 conn.execute(
                     "INSERT INTO _dream_webhook_outbox (vendor, message_id, event_type, endpoint_id, url, body, lane, "
                     "next_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (vendor, message_id, event_type, ep, url, body, lane, now, now),
                 ).lastrowid
+                or 0
                 for ep, url, event_type, body, lane in originals
             ]
         self.wake()
@@ -211,8 +215,17 @@ class Outbox:
             conn.execute(
                 "INSERT INTO _dream_webhook_deliveries (vendor, event_id, event_type, url, status, error, "
                 "attempted_at, attempt, outbox_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (message.vendor, message.message_id, message.event_type, message.url, status, error, int(now), attempt,
-                 message.seq),
+                (
+                    message.vendor,
+                    message.message_id,
+                    message.event_type,
+                    message.url,
+                    status,
+                    error,
+                    int(now),
+                    attempt,
+                    message.seq,
+                ),
             )
         return state
 
@@ -225,8 +238,16 @@ class Outbox:
             conn.execute(
                 "INSERT INTO _dream_webhook_deliveries (vendor, event_id, event_type, url, status, error, "
                 "attempted_at, attempt, outbox_seq) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
-                (message.vendor, message.message_id, message.event_type, message.url, reason, int(self.clock()),
-                 message.attempts, message.seq),
+                (
+                    message.vendor,
+                    message.message_id,
+                    message.event_type,
+                    message.url,
+                    reason,
+                    int(self.clock()),
+                    message.attempts,
+                    message.seq,
+                ),
             )
 
 
@@ -310,7 +331,9 @@ class Deliveries:
                 status = self.post(message.url, message.body, headers, TIMEOUT)
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
-            except Exception as exc:  # a receiver that is down or hangs is an attempt that failed, as the vendors log it
+            except (
+                Exception
+            ) as exc:  # a receiver that is down or hangs is an attempt that failed, as the vendors log it
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             state = self.outbox.finish(message, status, error, vendor.waits, self.hour)
             if self.report:

@@ -171,24 +171,44 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert completed.status_code == 200 and completed.json()["payment_status"] == "paid"
     assert reached.emulator.settle()
     events = _events(recorder, endpoint.secret)
-    assert [e.type for e in events] == ["checkout.session.completed", "customer.subscription.created"]
+    # What a paid subscription checkout sends, in causal order (Stripe's own order is not guaranteed).
+    assert [e.type for e in events] == [
+        "customer.created",
+        "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "checkout.session.completed",
+    ]
+    by_type = {e.type: e for e in events}
     assert all(e.account == account for e in events)
-    assert events[0].data.object.client_reference_id == "user_9"
-    subscription_id = events[1].data.object.id
-    assert events[1].data.object.metadata["platformId"] == "plt_1"
+    assert all(e.request.id is None for e in events)  # paid on the hosted page: no API request caused them
+    session_event, created = by_type["checkout.session.completed"], by_type["customer.subscription.created"]
+    assert session_event.data.object.client_reference_id == "user_9"
+    subscription_id = created.data.object.id
+    assert created.data.object.metadata["platformId"] == "plt_1"
+    invoice = by_type["invoice.paid"].data.object
+    assert invoice.status == "paid" and invoice.amount_paid == 2900 and invoice.billing_reason == "subscription_create"
+    assert invoice.parent.subscription_details.subscription == subscription_id
+    assert invoice.lines.data[0].pricing.price_details.price == price.id
+    assert created.data.object.latest_invoice == invoice.id
+    assert by_type["invoice.created"].data.object.status == "draft"
     again = reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
     assert again.status_code == 400 and "no longer active" in again.json()["error"]["message"]
 
     cheaper = gateway.create_monthly_price(account, product.id, 900, "usd", {})
-    item = events[1].data.object["items"].data[0]
+    item = created.data.object["items"].data[0]
     assert item.current_period_end > item.current_period_start  # on the item since API version 2025-03-31
     gateway.update_subscription(account, subscription_id, items=[{"id": item.id, "price": cheaper.id}])
     gateway.cancel_subscription(account, subscription_id)
     assert reached.emulator.settle()
-    events = _events(recorder, endpoint.secret)
-    assert [e.type for e in events][2:] == ["customer.subscription.updated", "customer.subscription.deleted"]
-    assert [i.price.id for i in events[2].data.object["items"].data] == [cheaper.id]
-    assert events[3].data.object.status == "canceled"
+    events = _events(recorder, endpoint.secret)[7:]
+    assert [e.type for e in events] == ["customer.subscription.updated", "customer.subscription.deleted"]
+    assert [i.price.id for i in events[0].data.object["items"].data] == [cheaper.id]
+    assert events[1].data.object.status == "canceled"
+    # caused by API calls: the events name the request (the id the response carried)
+    assert all(e.request.id and e.request.id.startswith("req_") for e in events)
     log = [
         e
         for e in reached.http.get(
@@ -196,11 +216,19 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
         ).json()
         if e["url"] == hook_url
     ]
-    assert [(entry["event_type"], entry["status"]) for entry in log] == [
-        ("checkout.session.completed", 200),
-        ("customer.subscription.created", 200),
-        ("customer.subscription.updated", 200),
-        ("customer.subscription.deleted", 200),
+    assert [(entry["event_type"], entry["status"], entry["attempt"]) for entry in log] == [
+        (event_type, 200, 1)
+        for event_type in (
+            "customer.created",
+            "customer.subscription.created",
+            "invoice.created",
+            "invoice.finalized",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+            "checkout.session.completed",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+        )
     ]
 
 
@@ -224,7 +252,7 @@ def test_platform_events_have_no_account_and_skip_connect_endpoints(reached, rec
 def test_webhook_signatures_are_checked(reached, receiver, clock):
     recorder, hook_url = receiver
     gateway = reached.vendors.stripe
-    endpoint = gateway.create_webhook_endpoint(hook_url, ["*"])
+    endpoint = gateway.create_webhook_endpoint(hook_url, ["checkout.session.completed"])
     product = gateway.create_product(None, "p", {})
     price = gateway.create_monthly_price(None, product.id, 100, "usd", {})
     session = gateway.create_subscription_checkout(None, price.id, success_url="http://x/ok")
