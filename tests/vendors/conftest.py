@@ -28,14 +28,22 @@ class Reached:
 
 
 class Receiver:
-    """A webhook receiver on a loopback port that records what it is sent."""
+    """A webhook receiver on a loopback port that records what it is sent. `answers` are the statuses it replies
+    with, in turn (200 once they run out); `delay` seconds it waits before each reply (a receiver that hangs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: list[int] | None = None, delay: float = 0.0) -> None:
         self.received: list[dict[str, Any]] = []
+        self.answers = list(answers or [])
+        self.delay = delay
 
         async def hook(request: Request) -> JSONResponse:
+            import anyio
+
             self.received.append({"headers": dict(request.headers), "body": await request.body()})
-            return JSONResponse({"received": True})
+            if self.delay:
+                await anyio.sleep(self.delay)
+            status = self.answers.pop(0) if self.answers else 200
+            return JSONResponse({"received": status < 300}, status_code=status)
 
         self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
 
