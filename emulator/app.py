@@ -39,7 +39,7 @@ from emulator.schema import migrate
 from emulator.store import open_emulator_store
 from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.stripe_http import stripe_routes
-from emulator.webhooks import STRIPE_RETRY_WAITS, SVIX_RETRY_WAITS, Deliveries, Outbox
+from emulator.webhooks import STRIPE_RETRY_WAITS, SVIX_RETRY_WAITS, Deliveries, Message, Outbox
 from emulator.webhooks import Vendor as WebhookVendor
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
@@ -178,6 +178,27 @@ class Emulator:
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         return self.outbound.post(url, content=body, headers=headers, timeout=timeout).status_code
+
+    def listen(
+        self, url: str, events: list[str], report: Callable[[Message, int | None, str | None, str], None]
+    ) -> tuple[str, Callable[[], None]]:
+        """`dream stripe listen`: forward Stripe's events (the platform's and its connected accounts') to `url`,
+        signed with the platform's listen secret, from this process alone. Returns (secret, stop)."""
+        lane = "listen:" + secrets.token_hex(8)
+        secret, endpoint_ids = self.stripe.add_listener(url, events, lane)
+        listener = Deliveries(
+            self.outbox, self.signers(), self._post, lane=lane, hour=self.deliveries.hour, report=report
+        )
+        listener.start()
+
+        def stop() -> None:
+            listener.settle(2.0)  # what is due now still goes out
+            for endpoint_id in endpoint_ids:
+                self.stripe.state.delete(endpoint_id)
+            listener.stop()
+            self.outbox.abandon(lane, "the listener stopped")
+
+        return secret, stop
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until every webhook due now has had its attempt (tests and the flow's "is it paid yet")."""

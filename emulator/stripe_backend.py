@@ -1130,6 +1130,29 @@ class StripeBackend:
         shown["secret"] = endpoint["_secret"]  # only on creation, as Stripe does
         return shown
 
+    def listen_secret(self) -> str:
+        """The platform's `dream stripe listen` signing secret (made once)."""
+        account = self._platform["id"]
+        known = self.state.keys_of(account, "listen_secret")
+        return known[0] if known else self.state.issue_key("whsec_" + secrets.token_hex(32), account, "listen_secret")
+
+    def add_listener(self, url: str, events: builtins.list[str], lane: str) -> tuple[str, builtins.list[str]]:
+        """Endpoints for `dream stripe listen`: the platform's events and its connected accounts', delivered only
+        by the listener's own lane and signed with the platform's listen secret, the same on every run (as the
+        Stripe CLI's is, so a receiver configured once keeps working). Returns (secret, endpoint ids)."""
+        account, secret = self._platform["id"], self.listen_secret()
+        ids = []
+        for connect in (False, True):
+            made = self.create_webhook_endpoint(
+                account,
+                {"url": url, "enabled_events": events, "connect": connect, "description": "dream stripe listen"},
+            )
+            endpoint = self.get(account, "webhook_endpoint", made["id"])
+            endpoint.update(_secret=secret, _lane=lane)
+            self.state.save(account, endpoint)
+            ids.append(made["id"])
+        return secret, ids
+
     def ensure_webhook_endpoint(self, url: str, events: builtins.list[str], *, connect: bool = False) -> str:
         """The platform's endpoint for `url` (made once; `connect` for its connected accounts' events);
         returns its signing secret."""

@@ -229,6 +229,17 @@ class Outbox:
             )
         return state
 
+    def abandon(self, lane: str, reason: str) -> int:
+        """Give up every message still waiting in `lane` (its listener has gone): logged, never attempted again."""
+        for message in self.claim(lane, limit=1_000_000):
+            self.drop(message, reason)
+        with self.file.write() as conn:
+            left = conn.execute(
+                "UPDATE _dream_webhook_outbox SET state = 'failed', next_at = NULL WHERE lane = ? AND next_at IS NOT NULL",
+                (lane,),
+            ).rowcount
+        return left
+
     def drop(self, message: Message, reason: str) -> None:
         """Stop a message whose endpoint is gone or disabled (the vendors stop retrying then too)."""
         with self.file.write() as conn:

@@ -13,9 +13,11 @@ from dreamcli.cli import customers as customers_cli
 from dreamcli.cli import d1 as d1_cli
 from dreamcli.cli import doctor as doctor_cli
 from dreamcli.cli import emulator as emulator_cli
+from dreamcli.cli import events as events_cli
 from dreamcli.cli import flow as flow_cli
 from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
+from dreamcli.cli import stripe as stripe_cli
 from dreamcli.cli.context import DEFAULT_STORE, AppContext
 from dreamcli.errors import EXIT_CODES_HELP, DreamError, ExitCode
 
@@ -82,6 +84,8 @@ app.add_typer(customers_cli.usage_app, name="usage")
 app.command("dashboard")(customers_cli.dashboard)
 app.add_typer(d1_cli.app, name="d1")
 app.add_typer(emulator_cli.app, name="emulator")
+app.add_typer(stripe_cli.app, name="stripe")
+app.add_typer(events_cli.app, name="events")
 app.command("doctor")(doctor_cli.doctor)
 
 

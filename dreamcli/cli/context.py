@@ -149,6 +149,16 @@ class AppContext:
                 )
         return self._vendors
 
+    def emulator(self, purpose: str) -> Any:
+        """The in-process emulator whose vendors this run uses; UsageError when real vendors are configured."""
+        self.vendors()
+        if self._emulator is None:
+            raise UsageError(
+                f"{purpose} works on the emulated vendors, and this environment names real ones "
+                "(STRIPE_SECRET_KEY / CLERK_SECRET_KEY): unset them, or use the vendor's own dashboard or CLI"
+            )
+        return self._emulator
+
     def close(self) -> None:
         if self._vendors is not None:
             self._vendors.http.close()

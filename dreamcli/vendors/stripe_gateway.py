@@ -212,6 +212,19 @@ class StripeGateway:
             params["connect"] = True
         return self._call(self.client.v1.webhook_endpoints.create, params, self._options(account))
 
+    def request(
+        self, method: str, path: str, params: dict[str, Any] | None = None, account: str | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Any API call (as `stripe post|get|delete PATH` makes one): the answer and the request's Request-Id."""
+        options: dict[str, Any] = {"stripe_account": account} if account else {}
+        response = self._call(self.client.raw_request, method, path, **(params or {}), **options)
+        return self.client.deserialize(response, api_mode="V1").to_dict(), response.request_id
+
+    def list_events(self, account: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        """The account's newest events, newest first."""
+        found = self._call(self.client.v1.events.list, {"limit": limit}, self._options(account))
+        return [event.to_dict() for event in found.data]
+
     @staticmethod
     def construct_event(payload: bytes | str, signature: str | None, secret: str, tolerance: int = 300) -> stripe.Event:
         """Verify `Stripe-Signature` and parse the event (stale, wrong or missing signatures are refused)."""
