@@ -372,7 +372,9 @@ class StripeBackend:
         }
         if self.state.load(product["id"]) is not None:
             raise StripeAPIError(400, "Product already exists.", code="resource_already_exists", param="id")
-        return self.state.save(account, product)
+        self.state.save(account, product)
+        self.emit(account, "product.created", product)
+        return product
 
     def get(self, account: str, kind: str, object_id: str, label: str | None = None) -> dict[str, Any]:
         found = self.state.load(object_id, account, kind)
@@ -382,6 +384,7 @@ class StripeBackend:
 
     def update_product(self, account: str, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
         product = self.get(account, "product", product_id)
+        before = json.loads(json.dumps(product))
         _refuse_unknown(params, {"name", "active", "description", "metadata"})
         if "name" in params:
             product["name"] = params["name"]
@@ -391,7 +394,7 @@ class StripeBackend:
             product["description"] = params["description"] or None
         product["metadata"] = _merge_metadata(product["metadata"], params.get("metadata"))
         product["updated"] = self.state.now()
-        return self.state.save(account, product)
+        return self._updated(account, "product.updated", before, product)
 
     def create_price(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
         currency = currency_of(params)
@@ -428,17 +431,28 @@ class StripeBackend:
             "type": "recurring" if recurring else "one_time",
             "unit_amount": unit_amount,
         }
-        return self.state.save(account, price)
+        self.state.save(account, price)
+        self.emit(account, "price.created", price)
+        return price
 
     def update_price(self, account: str, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
         price = self.get(account, "price", price_id)
+        before = json.loads(json.dumps(price))
         _refuse_unknown(params, {"active", "metadata", "nickname"})
         if "active" in params:
             price["active"] = _as_bool(params["active"])
         if "nickname" in params:
             price["nickname"] = params["nickname"] or None
         price["metadata"] = _merge_metadata(price["metadata"], params.get("metadata"))
-        return self.state.save(account, price)
+        return self._updated(account, "price.updated", before, price)
+
+    def _updated(self, account: str, event_type: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """Save a changed object; `*.updated` names what changed in `previous_attributes` (nothing: no event)."""
+        self.state.save(account, after)
+        previous = {key: value for key, value in before.items() if after.get(key) != value and key != "updated"}
+        if previous:
+            self.emit(account, event_type, public(after), public(previous))
+        return after
 
     def list(
         self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None
@@ -575,6 +589,25 @@ class StripeBackend:
         self.state.save(account, customer)
         self.emit(account, "customer.created", customer)
         return customer
+
+    def update_customer(self, account: str, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self.get(account, "customer", customer_id)
+        before = json.loads(json.dumps(customer))
+        for name in ("email", "name", "description", "phone"):
+            if name in params:
+                customer[name] = params[name] or None
+        customer["metadata"] = _merge_metadata(customer["metadata"], params.get("metadata"))
+        settings = params.get("invoice_settings")
+        if isinstance(settings, dict) and settings.get("default_payment_method"):
+            method = self.payment_method(account, str(settings["default_payment_method"]))
+            customer["invoice_settings"]["default_payment_method"] = method["id"]
+        return self._updated(account, "customer.updated", before, customer)
+
+    def delete_customer(self, account: str, customer_id: str) -> dict[str, Any]:
+        customer = self.get(account, "customer", customer_id)
+        self.state.delete(customer_id)
+        self.emit(account, "customer.deleted", customer)
+        return {"id": customer_id, "object": "customer", "deleted": True}
 
     # Payment methods: Stripe's test cards, by id or token
 
@@ -765,6 +798,17 @@ class StripeBackend:
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])
         self.state.save(account, session)
         self.emit(account, "checkout.session.completed", public(session))
+        return public(session)
+
+    def expire_checkout_session(self, account: str, session_id: str) -> dict[str, Any]:
+        session = self.get(account, "checkout.session", session_id)
+        if session["status"] != "open":
+            raise StripeAPIError(
+                400, f"Only Checkout Sessions with a status of `open` can be expired. This one is {session['status']}."
+            )
+        session.update(status="expired", url=None)
+        self.state.save(account, session)
+        self.emit(account, "checkout.session.expired", public(session))
         return public(session)
 
     def create_subscription(self, account: str, params: dict[str, Any]) -> dict[str, Any]:

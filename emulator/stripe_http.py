@@ -118,6 +118,11 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("GET", "/v1/customers"): _LIST | {"email"},
     ("GET", "/v1/customers/{id}"): _READ,
+    ("POST", "/v1/customers/{id}"): frozenset(
+        {"email", "name", "description", "phone", "metadata", "invoice_settings", "expand"}
+    ),
+    ("DELETE", "/v1/customers/{id}"): frozenset(),
+    ("POST", "/v1/checkout/sessions/{id}/expire"): _READ,
     ("POST", "/v1/checkout/sessions"): frozenset(
         {
             "mode",
@@ -252,6 +257,13 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         ("POST", "/v1/customers", lambda b, a, p, _, __: b.create_customer(a, p)),
         ("GET", "/v1/customers", lambda b, a, p, _, __: b.list(a, "customer", p, {"email": p.get("email")})),
         ("GET", "/v1/customers/{id}", lambda b, a, p, path, __: b.get(a, "customer", path["id"])),
+        ("POST", "/v1/customers/{id}", lambda b, a, p, path, __: b.update_customer(a, path["id"], p)),
+        ("DELETE", "/v1/customers/{id}", lambda b, a, p, path, __: b.delete_customer(a, path["id"])),
+        (
+            "POST",
+            "/v1/checkout/sessions/{id}/expire",
+            lambda b, a, p, path, __: b.expire_checkout_session(a, path["id"]),
+        ),
         ("POST", "/v1/checkout/sessions", checkout_create),
         (
             "GET",

@@ -56,8 +56,34 @@ _SUBSCRIPTION: Step = (
 )
 _SUBSCRIBED = [_PAYING_CUSTOMER, _PRODUCT, _MONTHLY, _SUBSCRIPTION]
 
+_ONE_TIME: Step = ("price", "post", "/v1/prices", {"product": "${product:id}", "unit_amount": 1500, "currency": "usd"})
+_PAYMENT_SESSION: Step = (
+    "checkout_session",
+    "post",
+    "/v1/checkout/sessions",
+    {
+        "success_url": "https://example.com/success",
+        "cancel_url": "https://example.com/cancel",
+        "mode": "payment",
+        "line_items": [{"price": "${price:id}", "quantity": 2}],
+    },
+)
+_FOO_BAR = {"metadata": {"foo": "bar"}}
+
 TRIGGERS: dict[str, list[Step]] = {
     "customer.created": [_CUSTOMER],
+    "customer.updated": [_CUSTOMER, ("customer_updated", "post", "/v1/customers/${customer:id}", _FOO_BAR)],
+    "customer.deleted": [_CUSTOMER, ("customer_deleted", "delete", "/v1/customers/${customer:id}", {})],
+    "product.created": [_PRODUCT],
+    "product.updated": [_PRODUCT, ("product_updated", "post", "/v1/products/${product:id}", _FOO_BAR)],
+    "price.created": [_PRODUCT, _MONTHLY],
+    "price.updated": [_PRODUCT, _MONTHLY, ("price_updated", "post", "/v1/prices/${price:id}", _FOO_BAR)],
+    "checkout.session.expired": [
+        _PRODUCT,
+        _ONE_TIME,
+        _PAYMENT_SESSION,
+        ("checkout_session_expired", "post", "/v1/checkout/sessions/${checkout_session:id}/expire", {}),
+    ],
     "payment_method.attached": [
         _CUSTOMER,
         ("payment_method", "post", "/v1/payment_methods/pm_card_visa/attach", {"customer": "${customer:id}"}),
@@ -78,18 +104,8 @@ TRIGGERS: dict[str, list[Step]] = {
     "invoice.payment_failed": [_FAILING_CUSTOMER, _PRODUCT, _MONTHLY, _SUBSCRIPTION],
     "checkout.session.completed": [
         _PRODUCT,
-        ("price", "post", "/v1/prices", {"product": "${product:id}", "unit_amount": 1500, "currency": "usd"}),
-        (
-            "checkout_session",
-            "post",
-            "/v1/checkout/sessions",
-            {
-                "success_url": "https://example.com/success",
-                "cancel_url": "https://example.com/cancel",
-                "mode": "payment",
-                "line_items": [{"price": "${price:id}", "quantity": 2}],
-            },
-        ),
+        _ONE_TIME,
+        _PAYMENT_SESSION,
         ("payment_page", "get", "/v1/payment_pages/${checkout_session:id}", {}),
         (
             "payment_method",

@@ -170,7 +170,9 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     completed = reached.http.post(f"{reached.base_url}/_emulator/stripe/checkout/{session.id}/complete")
     assert completed.status_code == 200 and completed.json()["payment_status"] == "paid"
     assert reached.emulator.settle()
-    events = _events(recorder, endpoint.secret)
+    catalog = [e.type for e in _events(recorder, endpoint.secret)][:2]
+    assert catalog == ["product.created", "price.created"]
+    events = _events(recorder, endpoint.secret)[2:]
     # What a paid subscription checkout sends, in causal order (Stripe's own order is not guaranteed).
     assert [e.type for e in events] == [
         "customer.created",
@@ -203,8 +205,13 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     gateway.update_subscription(account, subscription_id, items=[{"id": item.id, "price": cheaper.id}])
     gateway.cancel_subscription(account, subscription_id)
     assert reached.emulator.settle()
-    events = _events(recorder, endpoint.secret)[7:]
-    assert [e.type for e in events] == ["customer.subscription.updated", "customer.subscription.deleted"]
+    events = _events(recorder, endpoint.secret)[9:]
+    assert [e.type for e in events] == [
+        "price.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ]
+    events = events[1:]
     assert [i.price.id for i in events[0].data.object["items"].data] == [cheaper.id]
     assert events[1].data.object.status == "canceled"
     # caused by API calls: the events name the request (the id the response carried)
@@ -219,6 +226,8 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     assert [(entry["event_type"], entry["status"], entry["attempt"]) for entry in log] == [
         (event_type, 200, 1)
         for event_type in (
+            "product.created",
+            "price.created",
             "customer.created",
             "customer.subscription.created",
             "invoice.created",
@@ -226,6 +235,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
             "invoice.paid",
             "invoice.payment_succeeded",
             "checkout.session.completed",
+            "price.created",
             "customer.subscription.updated",
             "customer.subscription.deleted",
         )
