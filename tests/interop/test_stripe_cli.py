@@ -1,0 +1,136 @@
+"""The Stripe CLI (`@stripe/cli` from npm, unchanged) against the emulated Stripe at the root of its port: the API
+commands with `--api-base`, `fixtures`, and `trigger` with its own built-in fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from emulator.serve import DEFAULT_PORTS, Serving
+from tests.interop.test_vendor_sdks import NODE_PEERS
+
+pytestmark = pytest.mark.socket
+
+STRIPE_CLI = NODE_PEERS / ".bin" / "stripe"
+
+# The triggers whose built-in fixtures use only the public API the emulator serves, and Checkout's payment_pages.
+TRIGGERS = [
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "product.created",
+    "product.updated",
+    "price.created",
+    "price.updated",
+    "payment_method.attached",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "checkout.session.completed",
+    "checkout.session.expired",
+]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    if not STRIPE_CLI.exists():
+        pytest.skip("the Stripe CLI is not in .cache/npm-peers (bash .ci/run installs @stripe/cli)")
+    folder = tmp_path_factory.mktemp("stripe-cli")
+    serving = Serving(folder / "emulator.db", ports={name: 0 for name in DEFAULT_PORTS}, log=lambda line: None)
+    urls = serving.start()
+    key = serving.emulator.config()["stripe"]["secret_key"]
+    env = {
+        **os.environ,
+        "HOME": str(folder),  # its config file, not the user's
+        "XDG_CONFIG_HOME": str(folder / "config"),
+        "STRIPE_CLI_TELEMETRY_OPTOUT": "1",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(STRIPE_CLI), "--api-key", key, "--api-base", urls["stripe"], *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=folder,
+        )
+
+    try:
+        yield run, serving, folder
+    finally:
+        serving.stop()
+
+
+def test_resource_and_raw_api_commands(cli):
+    run, serving, _ = cli
+    made = run("customers", "create", "--email", "cli@example.com", "--description", "from the CLI")
+    assert made.returncode == 0, made.stderr
+    customer = json.loads(made.stdout)
+    assert customer["email"] == "cli@example.com" and customer["description"] == "from the CLI"
+    got = run("get", f"/v1/customers/{customer['id']}")
+    assert json.loads(got.stdout)["id"] == customer["id"]
+    product = json.loads(run("post", "/v1/products", "-d", "name=Pro", "-d", "metadata[tier]=pro").stdout)
+    assert product["metadata"] == {"tier": "pro"}
+    listed = json.loads(run("get", "/v1/products", "-d", "limit=1").stdout)
+    assert [p["id"] for p in listed["data"]] == [product["id"]]
+    refused = run("post", "/v1/products", "-d", "name=X", "-d", "colour=red")
+    assert "Received unknown parameter: colour" in refused.stdout + refused.stderr
+    deleted = json.loads(run("delete", f"/v1/customers/{customer['id']}", "--confirm").stdout)
+    assert deleted == {"id": customer["id"], "object": "customer", "deleted": True}
+
+
+def test_fixtures_file(cli):
+    run, serving, folder = cli
+    fixture = {
+        "_meta": {"template_version": 0},
+        "fixtures": [
+            {"name": "product", "path": "/v1/products", "method": "post", "params": {"name": "Team"}},
+            {
+                "name": "price",
+                "path": "/v1/prices",
+                "method": "post",
+                "params": {
+                    "product": "${product:id}",
+                    "unit_amount": 4900,
+                    "currency": "eur",
+                    "recurring": {"interval": "month"},
+                },
+            },
+            {
+                "name": "customer",
+                "path": "/v1/customers",
+                "method": "post",
+                "params": {"email": "team@example.com", "invoice_settings": {"default_payment_method": "pm_card_visa"}},
+            },
+            {
+                "name": "subscription",
+                "path": "/v1/subscriptions",
+                "method": "post",
+                "params": {"customer": "${customer:id}", "items": [{"price": "${price:id}", "quantity": 3}]},
+            },
+        ],
+    }
+    (folder / "team.json").write_text(json.dumps(fixture))
+    done = run("fixtures", "team.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    account = serving.emulator.stripe._platform["id"]
+    subscriptions = serving.emulator.stripe.state.find(account, "subscription")
+    assert subscriptions[0]["status"] == "active"
+    assert subscriptions[0]["items"]["data"][0]["quantity"] == 3
+    invoice = serving.emulator.stripe.state.load(subscriptions[0]["latest_invoice"])
+    assert invoice["status"] == "paid" and invoice["amount_paid"] == 3 * 4900 and invoice["currency"] == "eur"
+
+
+@pytest.mark.parametrize("event", TRIGGERS)
+def test_trigger(cli, event):
+    run, serving, _ = cli
+    account = serving.emulator.stripe._platform["id"]
+    before = {e["id"] for e in serving.emulator.stripe.state.find(account, "event")}
+    done = run("trigger", event)
+    assert done.returncode == 0 and "Trigger succeeded" in done.stdout + done.stderr, done.stdout + done.stderr
+    made = [e for e in serving.emulator.stripe.state.find(account, "event") if e["id"] not in before]
+    assert event in {e["type"] for e in made}
