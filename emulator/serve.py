@@ -94,6 +94,7 @@ class Serving:
         self.emulator = Emulator(store_path, clock=clock, webhook_hour=webhook_hour)
         services = self.emulator.platform
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._write = write
         apps = {
             "api-multi": edge_app(api_multi_routes(services), clock=clock),
             "front-auth-api": edge_app(front_auth_routes(services), clock=clock),
@@ -114,6 +115,10 @@ class Serving:
             for name, server in self.servers.items():
                 self.urls[name] = server.start()
             self.emulator.public_base_url = self.urls["vendors"]
+            self.emulator.deliveries.report = lambda message, status, error, state: self._write(
+                f"{'webhook':<15} {message.vendor:<6} {message.event_type} {message.message_id} -> {message.url} "
+                f"{status if status is not None else error} (attempt {message.attempts + 1}, {state})"
+            )
             self.emulator.deliveries.start()  # webhooks queued by any process over this store (and retries)
         except BaseException:
             self.stop()

@@ -311,3 +311,65 @@ def test_connect_authorize_without_a_redirect_uses_the_applications(served):
     assert answer.status_code in (302, 303, 307)
     target = answer.headers["location"]
     assert target.startswith("http://localhost:8789/callback?") and "code=ac_" in target and "state=s1" in target
+
+
+# The fields Stripe's object reference (stripe-node 23.1's resource types at 2026-10-28.endive, as gathered in
+# shared/reference/stripe-objects.md section 2) lists as always present, nullable or not.
+STRIPE_FIELDS = {
+    "product": "active description images marketing_features name package_dimensions shippable tax_details type "
+    "updated url",
+    "price": "active billing_scheme currency custom_unit_amount lookup_key nickname product recurring tax_behavior "
+    "tiers_mode transform_quantity type unit_amount unit_amount_decimal",
+    "checkout.session": "adaptive_pricing after_expiration allow_promotion_codes allowed_payment_method_types "
+    "amount_subtotal amount_total automatic_tax billing_address_collection cancel_url client_reference_id "
+    "client_secret collected_information consent consent_collection currency currency_conversion custom_fields "
+    "custom_text customer customer_account customer_creation customer_details customer_email discounts expires_at "
+    "integration_identifier invoice invoice_creation locale managed_payments mode origin_context payment_intent "
+    "payment_link payment_method_collection payment_method_configuration_details payment_method_options "
+    "payment_method_types payment_status permissions recovered_from saved_payment_method_options setup_intent "
+    "shipping_address_collection shipping_cost shipping_options status submit_type subscription success_url "
+    "total_details ui_mode url wallet_options",
+    "webhook_endpoint": "api_version application description enabled_events status url",
+    "subscription": "application application_fee_percent automatic_tax billing_cycle_anchor "
+    "billing_cycle_anchor_config billing_mode billing_schedules billing_thresholds cancel_at cancel_at_period_end "
+    "canceled_at cancellation_details collection_method currency customer customer_account days_until_due "
+    "default_payment_method default_source description discounts ended_at invoice_settings items latest_invoice "
+    "managed_payments next_pending_invoice_item_invoice on_behalf_of pause_collection payment_settings "
+    "pending_invoice_item_interval pending_setup_intent pending_update schedule start_date status test_clock "
+    "transfer_data trial_end trial_settings trial_start",
+    "invoice": "account_country account_name account_tax_ids amount_due amount_overpaid amount_paid amount_remaining "
+    "amount_shipping application attempt_count attempted automatic_tax automatically_finalizes_at billing_reason "
+    "collection_method currency custom_fields customer customer_account customer_address customer_email "
+    "customer_name customer_phone customer_shipping customer_tax_exempt default_payment_method default_source "
+    "default_tax_rates description discounts due_date effective_at ending_balance footer from_invoice issuer "
+    "last_finalization_error latest_revision lines next_payment_attempt number on_behalf_of parent payment_settings "
+    "period_end period_start post_payment_credit_notes_amount pre_payment_credit_notes_amount receipt_number "
+    "rendering shipping_cost shipping_details starting_balance statement_descriptor status status_transitions "
+    "subtotal subtotal_excluding_tax test_clock total total_discount_amounts total_excluding_tax "
+    "total_pretax_credit_amounts total_taxes webhooks_delivered_at",
+    "customer": "balance default_source description email invoice_settings shipping",
+}
+
+
+def test_objects_carry_every_field_of_stripes_reference(served):
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    _, price, session = monthly_checkout(client, "fields@example.com")
+    endpoint = client.v1.webhook_endpoints.create(params={"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]})
+    serving.emulator.stripe.complete_checkout_session(None, session.id)
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    subscription = client.v1.subscriptions.retrieve(session.subscription)
+    invoice = client.v1.invoices.retrieve(subscription.latest_invoice)
+    seen = {
+        "product": client.v1.products.retrieve(price.product),
+        "price": price,
+        "checkout.session": session,
+        "webhook_endpoint": client.v1.webhook_endpoints.retrieve(endpoint.id),
+        "subscription": subscription,
+        "invoice": invoice,
+        "customer": client.v1.customers.retrieve(session.customer),
+    }
+    for kind, obj in seen.items():
+        missing = [name for name in STRIPE_FIELDS[kind].split() if name not in obj.to_dict()]
+        assert missing == [], f"{kind} lacks {missing}"
+    assert session.customer_details.email == "fields@example.com" and invoice.status == "paid"
