@@ -149,6 +149,44 @@ def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str
     }
 
 
+def _line(
+    invoice_id: str,
+    amount: int,
+    currency: str,
+    description: str | None,
+    parent: dict[str, Any],
+    period: dict[str, int],
+    quantity: int,
+    price: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An invoice line item at 2026-10-28.endive: priced by `pricing`, its origin under `parent`."""
+    return {
+        "id": new_id("il_", 24),
+        "object": "line_item",
+        "amount": amount,
+        "currency": currency,
+        "description": description,
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": period,
+        "pretax_credit_amounts": [],
+        "pricing": None
+        if price is None
+        else {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": str(price["unit_amount"]),
+        },
+        "quantity": quantity,
+        "taxes": [],
+    }
+
+
 def no_such(kind: str, object_id: str, param: str = "id") -> StripeAPIError:
     return StripeAPIError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
@@ -1011,48 +1049,65 @@ class StripeBackend:
     def _invoice(
         self, account: str, customer: dict[str, Any], subscription: dict[str, Any], reason: str, invoice_id: str
     ) -> dict[str, Any]:
-        """A subscription's invoice at 2026-10-28.endive (lines priced by `pricing`, the subscription under
-        `parent`), finalized: `invoice.created` and `invoice.finalized` are emitted."""
-        now = self.state.now()
-        lines = []
-        for item in subscription["items"]["data"]:
-            price = item["price"]
-            amount = price["unit_amount"] * item["quantity"]
-            lines.append(
+        """A subscription's invoice, finalized: `invoice.created` and `invoice.finalized` are emitted."""
+        lines = [
+            _line(
+                invoice_id,
+                item["price"]["unit_amount"] * item["quantity"],
+                item["price"]["currency"],
+                f"{item['quantity']} × {item['price'].get('nickname') or item['price']['product']}",
                 {
-                    "id": new_id("il_", 24),
-                    "object": "line_item",
-                    "amount": amount,
-                    "currency": price["currency"],
-                    "description": f"{item['quantity']} × {price.get('nickname') or price['product']}",
-                    "discount_amounts": [],
-                    "discountable": True,
-                    "discounts": [],
-                    "invoice": invoice_id,
-                    "livemode": False,
-                    "metadata": {},
-                    "parent": {
-                        "invoice_item_details": None,
-                        "subscription_item_details": {
-                            "invoice_item": None,
-                            "proration": False,
-                            "proration_details": {"credited_items": None},
-                            "subscription": subscription["id"],
-                            "subscription_item": item["id"],
-                        },
-                        "type": "subscription_item_details",
+                    "invoice_item_details": None,
+                    "subscription_item_details": {
+                        "invoice_item": None,
+                        "proration": False,
+                        "proration_details": {"credited_items": None},
+                        "subscription": subscription["id"],
+                        "subscription_item": item["id"],
                     },
-                    "period": {"end": item["current_period_end"], "start": item["current_period_start"]},
-                    "pretax_credit_amounts": [],
-                    "pricing": {
-                        "price_details": {"price": price["id"], "product": price["product"]},
-                        "type": "price_details",
-                        "unit_amount_decimal": str(price["unit_amount"]),
-                    },
-                    "quantity": item["quantity"],
-                    "taxes": [],
-                }
+                    "type": "subscription_item_details",
+                },
+                {"end": item["current_period_end"], "start": item["current_period_start"]},
+                item["quantity"],
+                item["price"],
             )
+            for item in subscription["items"]["data"]
+        ]
+        parent = {
+            "quote_details": None,
+            "subscription_details": {"metadata": subscription["metadata"], "subscription": subscription["id"]},
+            "type": "subscription_details",
+        }
+        invoice = self._draft_invoice(
+            account,
+            customer,
+            invoice_id,
+            lines,
+            reason,
+            currency=subscription["currency"],
+            parent=parent,
+            default_payment_method=subscription.get("default_payment_method"),
+        )
+        invoice["_subscription"] = subscription["id"]  # the list filter `subscription=` reads it
+        return self._finalize_invoice(account, invoice)
+
+    def _draft_invoice(
+        self,
+        account: str,
+        customer: dict[str, Any],
+        invoice_id: str,
+        lines: builtins.list[dict[str, Any]],
+        reason: str,
+        *,
+        currency: str | None,
+        parent: dict[str, Any] | None = None,
+        default_payment_method: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A draft invoice at 2026-10-28.endive (lines priced by `pricing`, its origin under `parent`); emits
+        `invoice.created`."""
+        now = self.state.now()
         total = sum(line["amount"] for line in lines)
         sequence = customer.get("next_invoice_sequence", 1)
         customer["next_invoice_sequence"] = sequence + 1
@@ -1084,7 +1139,7 @@ class StripeBackend:
             "collection_method": "charge_automatically",
             "confirmation_secret": None,
             "created": now,
-            "currency": subscription["currency"],
+            "currency": currency,
             "custom_fields": None,
             "customer": customer["id"],
             "customer_account": None,
@@ -1095,10 +1150,10 @@ class StripeBackend:
             "customer_shipping": customer.get("shipping"),
             "customer_tax_exempt": customer.get("tax_exempt", "none"),
             "customer_tax_ids": [],
-            "default_payment_method": subscription.get("default_payment_method"),
+            "default_payment_method": default_payment_method,
             "default_source": None,
             "default_tax_rates": [],
-            "description": None,
+            "description": description,
             "discounts": [],
             "due_date": None,
             "effective_at": None,
@@ -1112,15 +1167,11 @@ class StripeBackend:
             "latest_revision": None,
             "lines": {"object": "list", "data": lines, "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
             "livemode": False,
-            "metadata": {},
+            "metadata": metadata or {},
             "next_payment_attempt": None,
             "number": None,
             "on_behalf_of": None,
-            "parent": {
-                "quote_details": None,
-                "subscription_details": {"metadata": subscription["metadata"], "subscription": subscription["id"]},
-                "type": "subscription_details",
-            },
+            "parent": parent,
             "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
             "period_end": now,
             "period_start": now,
@@ -1149,9 +1200,16 @@ class StripeBackend:
             "total_taxes": [],
             "webhooks_delivered_at": None,
         }
-        invoice["_subscription"] = subscription["id"]  # the list filter `subscription=` reads it
+        invoice["_sequence"] = sequence
         self.state.save(account, invoice)
         self.emit(account, "invoice.created", public(json.loads(json.dumps(invoice))))
+        return invoice
+
+    def _finalize_invoice(self, account: str, invoice: dict[str, Any]) -> dict[str, Any]:
+        """Draft -> open, numbered, with its hosted page; emits `invoice.finalized`."""
+        now, invoice_id = self.state.now(), invoice["id"]
+        customer = self.get(account, "customer", invoice["customer"])
+        sequence = invoice["_sequence"]
         invoice.update(
             status="open",
             number=f"{customer.get('invoice_prefix', 'DREAM')}-{sequence:04d}",
@@ -1164,6 +1222,144 @@ class StripeBackend:
         self.state.save(account, invoice)
         self.emit(account, "invoice.finalized", public(json.loads(json.dumps(invoice))))
         return invoice
+
+    # Invoice items and one-off invoices (what the Stripe CLI's invoice triggers make)
+
+    def create_invoice_item(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("customer"):
+            raise missing_param("customer")
+        customer = self.get(account, "customer", str(params["customer"]), label="customer")
+        price = None
+        if params.get("price") or params.get("pricing"):
+            price_id = params.get("price") or (params.get("pricing") or {}).get("price")
+            price = self.get(account, "price", str(price_id))
+            quantity = as_int(params, "quantity", minimum=1) or 1
+            amount, currency = price["unit_amount"] * quantity, price["currency"]
+        else:
+            amount = as_int(params, "amount", required=True) or 0
+            currency, quantity = currency_of(params), 1
+        now = self.state.now()
+        item = {
+            "id": new_id("ii_", 24),
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": currency,
+            "customer": customer["id"],
+            "date": now,
+            "description": params.get("description"),
+            "discountable": True,
+            "discounts": [],
+            "invoice": None,
+            "livemode": False,
+            "metadata": _merge_metadata({}, params.get("metadata")),
+            "parent": None,
+            "period": {"end": now, "start": now},
+            "pricing": None
+            if price is None
+            else {
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": str(price["unit_amount"]),
+            },
+            "proration": False,
+            "quantity": quantity,
+            "tax_rates": [],
+            "test_clock": None,
+            "_price": price,
+        }
+        self.state.save(account, item)
+        self.emit(account, "invoiceitem.created", public(item))
+        return public(item)
+
+    def create_invoice(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A one-off draft invoice, holding the customer's pending invoice items unless told to exclude them."""
+        if not params.get("customer"):
+            raise missing_param("customer")
+        customer = self.get(account, "customer", str(params["customer"]), label="customer")
+        behavior = params.get("pending_invoice_items_behavior", "exclude")
+        if behavior not in ("include", "exclude"):
+            raise StripeAPIError(400, "Invalid pending_invoice_items_behavior", param="pending_invoice_items_behavior")
+        if params.get("collection_method", "charge_automatically") != "charge_automatically":
+            raise StripeAPIError(
+                400, "Only collection_method=charge_automatically is emulated.", param="collection_method"
+            )
+        invoice_id = new_id("in_", 24)
+        items = (
+            [
+                i
+                for i in self.state.find(account, "invoiceitem", newest_first=False)
+                if i["customer"] == customer["id"] and i["invoice"] is None
+            ]
+            if behavior == "include"
+            else []
+        )
+        lines = []
+        for item in items:
+            parent = {
+                "invoice_item_details": {
+                    "invoice_item": item["id"],
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": None,
+                },
+                "subscription_item_details": None,
+                "type": "invoice_item_details",
+            }
+            lines.append(
+                _line(
+                    invoice_id,
+                    item["amount"],
+                    item["currency"],
+                    item["description"],
+                    parent,
+                    item["period"],
+                    item["quantity"],
+                    item["_price"],
+                )
+            )
+            item["invoice"] = invoice_id
+            self.state.save(account, item)
+        currency = (
+            items[0]["currency"] if items else (str(params["currency"]).lower() if params.get("currency") else "usd")
+        )
+        invoice = self._draft_invoice(
+            account,
+            customer,
+            invoice_id,
+            lines,
+            "manual",
+            currency=currency,
+            default_payment_method=params.get("default_payment_method"),
+            description=params.get("description"),
+            metadata=_merge_metadata({}, params.get("metadata")),
+        )
+        invoice["auto_advance"] = _as_bool(params.get("auto_advance", False))
+        self.state.save(account, invoice)
+        return public(invoice)
+
+    def finalize_invoice(self, account: str, invoice_id: str) -> dict[str, Any]:
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] != "draft":
+            raise StripeAPIError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.")
+        return public(self._finalize_invoice(account, invoice))
+
+    def pay_invoice(self, account: str, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Charge an invoice now (finalizing a draft first); a declining card answers 402 `card_error`, as Stripe
+        does, after `invoice.payment_failed`."""
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] == "paid":
+            raise StripeAPIError(400, "Invoice is already paid", code="invoice_already_paid")
+        if invoice["status"] not in ("draft", "open"):
+            raise StripeAPIError(400, f"You cannot pay an invoice that is {invoice['status']}.")
+        if invoice["status"] == "draft":
+            invoice = self._finalize_invoice(account, invoice)
+        customer = self.get(account, "customer", invoice["customer"])
+        method = params.get("payment_method") or invoice.get("default_payment_method")
+        paid = self._charge_succeeds(account, customer, str(method) if method else None)
+        self._settle_invoice(account, invoice, paid)
+        if not paid:
+            raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined")
+        return public(invoice)
 
     def _settle_invoice(self, account: str, invoice: dict[str, Any], paid: bool) -> None:
         """An attempt to charge an open invoice, and its events."""

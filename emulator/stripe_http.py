@@ -149,6 +149,24 @@ ACCEPTS: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("GET", "/v1/invoices"): _LIST | {"customer", "subscription", "status"},
     ("GET", "/v1/invoices/{id}"): _READ,
+    ("POST", "/v1/invoices"): frozenset(
+        {
+            "customer",
+            "description",
+            "metadata",
+            "pending_invoice_items_behavior",
+            "collection_method",
+            "auto_advance",
+            "currency",
+            "default_payment_method",
+            "expand",
+        }
+    ),
+    ("POST", "/v1/invoices/{id}/finalize"): frozenset({"auto_advance", "expand"}),
+    ("POST", "/v1/invoices/{id}/pay"): frozenset({"payment_method", "expand"}),
+    ("POST", "/v1/invoiceitems"): frozenset(
+        {"customer", "amount", "currency", "description", "metadata", "price", "pricing", "quantity", "expand"}
+    ),
     ("POST", "/v1/payment_methods"): frozenset({"type", "card", "billing_details", "metadata", "expand"}),
     ("GET", "/v1/payment_methods/{id}"): _READ,
     ("POST", "/v1/payment_methods/{id}/attach"): frozenset({"customer", "expand"}),
@@ -299,6 +317,10 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             ),
         ),
         ("GET", "/v1/invoices/{id}", lambda b, a, p, path, __: public(b.get(a, "invoice", path["id"]))),
+        ("POST", "/v1/invoices", lambda b, a, p, _, __: b.create_invoice(a, p)),
+        ("POST", "/v1/invoices/{id}/finalize", lambda b, a, p, path, __: b.finalize_invoice(a, path["id"])),
+        ("POST", "/v1/invoices/{id}/pay", lambda b, a, p, path, __: b.pay_invoice(a, path["id"], p)),
+        ("POST", "/v1/invoiceitems", lambda b, a, p, _, __: b.create_invoice_item(a, p)),
         ("POST", "/v1/payment_methods", lambda b, a, p, _, __: b.create_payment_method(a, p)),
         (
             "GET",

@@ -31,6 +31,11 @@ TRIGGERS = [
     "customer.subscription.deleted",
     "checkout.session.completed",
     "checkout.session.expired",
+    "invoiceitem.created",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",  # its last step is expected to fail with a card_error, as on Stripe
 ]
 
 

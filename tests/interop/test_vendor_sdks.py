@@ -373,3 +373,31 @@ def test_objects_carry_every_field_of_stripes_reference(served):
         missing = [name for name in STRIPE_FIELDS[kind].split() if name not in obj.to_dict()]
         assert missing == [], f"{kind} lacks {missing}"
     assert session.customer_details.email == "fields@example.com" and invoice.status == "paid"
+
+
+def test_invoices_and_test_cards_as_stripe_python_sees_them(served):
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    customer = client.v1.customers.create(params={"email": "inv@example.com"})
+    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
+    assert failing.id.startswith("pm_") and failing.customer == customer.id and failing.card.last4 == "0341"
+    client.v1.invoice_items.create(params={"customer": customer.id, "amount": 2000, "currency": "usd"})
+    invoice = client.v1.invoices.create(params={"customer": customer.id, "pending_invoice_items_behavior": "include"})
+    assert invoice.status == "draft" and invoice.amount_due == 2000 and invoice.billing_reason == "manual"
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.invoices.pay(invoice.id, params={"payment_method": failing.id})
+    assert declined.value.code == "card_declined"
+    after = client.v1.invoices.retrieve(invoice.id)
+    assert after.status == "open" and after.attempt_count == 1 and after.next_payment_attempt is not None
+    paid = client.v1.invoices.pay(invoice.id, params={"payment_method": "pm_card_visa"})
+    assert paid.status == "paid" and paid.amount_paid == 2000
+    types = [e.type for e in client.v1.events.list(params={"limit": 20}).data][::-1]
+    assert types[-5:] == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.payment_failed",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    ]
+    listed = client.v1.invoices.list(params={"customer": customer.id, "status": "paid"})
+    assert [i.id for i in listed.data] == [invoice.id]
