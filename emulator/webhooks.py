@@ -186,12 +186,13 @@ class Outbox:
             )
         return [_message(row) for row in taken]
 
-    def pending(self, lane: str, *, due_only: bool = True) -> int:
-        """How many messages of `lane` wait for an attempt (due now, or at all)."""
-        horizon = self.clock() if due_only else float("inf")
+    def pending(self, lane: str, *, first_only: bool = False) -> int:
+        """How many messages of `lane` are due for an attempt now (only never-attempted ones if `first_only`)."""
+        first = " AND attempts = 0" if first_only else ""
         return self.file.read(
             lambda conn: conn.execute(
-                "SELECT count(*) FROM _dream_webhook_outbox WHERE lane = ? AND next_at <= ?", (lane, horizon)
+                f"SELECT count(*) FROM _dream_webhook_outbox WHERE lane = ? AND next_at <= ?{first}",
+                (lane, self.clock()),
             ).fetchone()[0]
         )
 
@@ -357,22 +358,25 @@ class Deliveries:
                 self._busy.discard(message.endpoint_id)
             self._wake.set()
 
-    def settle(self, timeout: float = 10.0) -> bool:
-        """Wait until no message of this lane is due or in flight (retries scheduled later do not count)."""
+    def settle(self, timeout: float = 10.0, *, first_only: bool = False) -> bool:
+        """Wait until no message of this lane is due or in flight (retries scheduled later do not count; with
+        `first_only`, retries due now do not count either: every message has had its first attempt)."""
         self.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 busy = self._in_flight
-            if not busy and not self.outbox.pending(self.lane):
+            if not busy and not self.outbox.pending(self.lane, first_only=first_only):
                 return True
             self._wake.set()
             time.sleep(0.01)
         return False
 
     def stop(self, settle: float = 0.0) -> None:
+        """Stop the loop; with `settle`, first give every queued message its first attempt (at most that long):
+        retries stay queued in the store for the next loop."""
         if settle and self._thread is not None:
-            self.settle(settle)
+            self.settle(settle, first_only=True)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
