@@ -133,8 +133,9 @@ def run_node(script: str, *args: str) -> dict[str, object]:
 def test_stripe_node_unchanged_at_the_root(served):
     """stripe-node 23 with nothing but host, port and protocol: no wrapped HTTP client, no proxy."""
     serving, urls = served
-    report = run_node("stripe_root.cjs", serving.emulator.config()["stripe"]["secret_key"], urls["stripe"])
-    assert report["failures"] == [] and report["passed"] == report["total"], report
+    config = serving.emulator.config()["stripe"]
+    report = run_node("stripe_root.cjs", config["secret_key"], urls["stripe"], config["client_id"])
+    assert report["failures"] == [] and report["passed"] == report["total"] == 24, report
 
 
 def test_clerk_backend_unchanged_at_the_root(served):
