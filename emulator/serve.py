@@ -4,7 +4,6 @@ over the same store as the CLI; a line per request on stderr; clean shutdown on 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,7 +129,3 @@ class Serving:
             if server.thread.is_alive():
                 server.stop()
         self.emulator.close()
-
-    def wait(self, stop: threading.Event) -> None:
-        while not stop.wait(0.5):
-            pass

@@ -149,6 +149,17 @@ def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str
     }
 
 
+def _pricing(price: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How an invoice line or item is priced since 2025-03-31 (`pricing.price_details`); None for an amount."""
+    if price is None:
+        return None
+    return {
+        "price_details": {"price": price["id"], "product": price["product"]},
+        "type": "price_details",
+        "unit_amount_decimal": str(price["unit_amount"]),
+    }
+
+
 def _line(
     invoice_id: str,
     amount: int,
@@ -175,13 +186,7 @@ def _line(
         "parent": parent,
         "period": period,
         "pretax_credit_amounts": [],
-        "pricing": None
-        if price is None
-        else {
-            "price_details": {"price": price["id"], "product": price["product"]},
-            "type": "price_details",
-            "unit_amount_decimal": str(price["unit_amount"]),
-        },
+        "pricing": _pricing(price),
         "quantity": quantity,
         "taxes": [],
     }
@@ -1254,13 +1259,7 @@ class StripeBackend:
             "metadata": _merge_metadata({}, params.get("metadata")),
             "parent": None,
             "period": {"end": now, "start": now},
-            "pricing": None
-            if price is None
-            else {
-                "price_details": {"price": price["id"], "product": price["product"]},
-                "type": "price_details",
-                "unit_amount_decimal": str(price["unit_amount"]),
-            },
+            "pricing": _pricing(price),
             "proration": False,
             "quantity": quantity,
             "tax_rates": [],

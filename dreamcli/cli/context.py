@@ -210,5 +210,20 @@ def status(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
+    """Block until `stop` (a threading.Event) is set, SIGTERM arrives, Ctrl-C is pressed or `timeout` seconds pass:
+    how the long-running commands (`emulator serve`, `stripe listen`) wait before cleaning up."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not stop.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+    except KeyboardInterrupt:
+        pass
+
+
 def stdin_is_tty() -> bool:
     return sys.stdin is None or sys.stdin.isatty()

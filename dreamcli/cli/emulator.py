@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import DEFAULT_STORE, app_context, clock_from_env, parse_store_spec, status
+from dreamcli.cli.context import (
+    DEFAULT_STORE,
+    app_context,
+    clock_from_env,
+    parse_store_spec,
+    status,
+    wait_until_stopped,
+)
 from dreamcli.errors import StoreError, UsageError
 
 
@@ -133,12 +139,8 @@ def emulator_serve(
     )
     status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
     status("Ctrl-C stops")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        serving.wait(stop)
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped(threading.Event())
     finally:
         serving.stop()
         status("stopped")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Annotated, Any
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status
+from dreamcli.cli.context import JsonOption, app_context, print_json, status, wait_until_stopped
 from dreamcli.errors import NotFound, UsageError
 
 app = typer.Typer(
@@ -159,10 +158,7 @@ def stripe_listen(
 
     secret, stop = emulator.listen(forward_to, wanted, report)
     status(f"Ready! Your webhook signing secret is {secret} (^C to quit)")
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
-        done.wait(timeout)
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped(done, timeout)
     finally:
         stop()

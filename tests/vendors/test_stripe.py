@@ -150,6 +150,18 @@ def _events(receiver, secret):
     ]
 
 
+# What a paid subscription checkout sends, in causal order (Stripe's own order is not guaranteed).
+PAID_CHECKOUT = (
+    "customer.created",
+    "customer.subscription.created",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "checkout.session.completed",
+)
+
+
 def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     recorder, hook_url = receiver
     gateway = reached.vendors.stripe
@@ -173,16 +185,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     catalog = [e.type for e in _events(recorder, endpoint.secret)][:2]
     assert catalog == ["product.created", "price.created"]
     events = _events(recorder, endpoint.secret)[2:]
-    # What a paid subscription checkout sends, in causal order (Stripe's own order is not guaranteed).
-    assert [e.type for e in events] == [
-        "customer.created",
-        "customer.subscription.created",
-        "invoice.created",
-        "invoice.finalized",
-        "invoice.paid",
-        "invoice.payment_succeeded",
-        "checkout.session.completed",
-    ]
+    assert [e.type for e in events] == list(PAID_CHECKOUT)
     by_type = {e.type: e for e in events}
     assert all(e.account == account for e in events)
     assert all(e.request.id is None for e in events)  # paid on the hosted page: no API request caused them
@@ -228,13 +231,7 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
         for event_type in (
             "product.created",
             "price.created",
-            "customer.created",
-            "customer.subscription.created",
-            "invoice.created",
-            "invoice.finalized",
-            "invoice.paid",
-            "invoice.payment_succeeded",
-            "checkout.session.completed",
+            *PAID_CHECKOUT,
             "price.created",
             "customer.subscription.updated",
             "customer.subscription.deleted",
