@@ -124,6 +124,27 @@ def test_tier_config_stale_against_products(seeded):
     assert result.findings[0].fix.action is replication.Action.REBUILD_TIER_CONFIG
 
 
+def test_the_guides_free_tier_without_a_stripe_product_is_valid(seeded):
+    """The guide: "If free tier truly has NO Stripe product, then priceId is `null` ... But we still save the tier
+    config to KV!" (its example has no productId at all)."""
+    user, plt, _ = first_platform(seeded)
+    pt, api = seeded.kv("platform-tokens"), seeded.kv("api-tokens")
+    config = json.loads(api.get(f"platform:{plt}:tierConfig"))
+    products = json.loads(pt.get(f"user:{user}:products"))
+    free = next(t for t in config["tiers"] if t["name"] == "free")
+    free["priceId"] = None
+    del free["productId"]
+    for entry in products:
+        if entry["tier"] == "free":
+            entry["priceId"], entry["productId"] = None, None
+    api.put(f"platform:{plt}:tierConfig", json.dumps(config))
+    pt.put(f"user:{user}:products", json.dumps(products))
+    assert replication.verify(seeded).clean
+    free["name"] = None  # a tier without a name is still corrupt
+    api.put(f"platform:{plt}:tierConfig", json.dumps(config))
+    assert ("corrupt", "api-tokens", f"platform:{plt}:tierConfig") in found(seeded)
+
+
 def test_a_failed_tier_config_rebuild_never_lets_its_keys_authenticate(store):
     synthetic.seed(store, 3)
     _, plt, pk = first_platform(store)

@@ -114,17 +114,19 @@ NEWEST_LIVE = """
     LIMIT 1"""
 
 
-def _triples(tiers: Any, name_field: str) -> list[tuple[str, str, str]] | None:
+def _triples(tiers: Any, name_field: str) -> list[tuple[str, str | None, str | None]] | None:
+    """(name, priceId, productId) of each tier, sorted; None unless every tier has a string name and a string or
+    null (or absent) priceId and productId (the guide's free tier without a Stripe product: `priceId: null`)."""
     if not isinstance(tiers, list):
         return None
     out = []
     for tier in tiers:
-        if not isinstance(tier, dict) or not all(
-            isinstance(tier.get(f), str) for f in (name_field, "priceId", "productId")
-        ):
+        if not isinstance(tier, dict) or not isinstance(tier.get(name_field), str):
             return None
-        out.append((tier[name_field], tier["priceId"], tier["productId"]))
-    return sorted(out)
+        if not all(isinstance(tier.get(f), str | None) for f in ("priceId", "productId")):
+            return None
+        out.append((tier[name_field], tier.get("priceId"), tier.get("productId")))
+    return sorted(out, key=lambda t: tuple("" if v is None else "\x00" + v for v in t))
 
 
 def _token_ok(value: str) -> bool:

@@ -69,15 +69,18 @@ def _token_ok(column: str) -> str:
 
 def tiers(column: str, path: str, name: str) -> str:
     """The [priceId, productId, name] triples of the array at `path`, sorted and joined: one text to compare.
-    NULL when the value is absent or not an array of objects with those three strings.
+    NULL when the value is absent or not an array of objects with a string name and, each, a string or null (or
+    absent) priceId and productId: the guide's free tier without a Stripe product has `priceId: null`.
 
     One json_extract per element makes its triple as a JSON array; that the three are strings is then read off
     the array's text (six quotes, no escapes, `["…","…","…"]`), and asked of JSON again only when it has escapes.
     """
     ok = (
         "CASE WHEN t IS NULL THEN 0 "
-        'WHEN instr(t, char(92)) = 0 THEN length(t) - length(replace(t, \'"\', \'\')) = 6 AND t GLOB \'[[]"*","*","*"]\' '
-        "ELSE json_type(t, '$[0]') IS 'text' AND json_type(t, '$[1]') IS 'text' AND json_type(t, '$[2]') IS 'text' END"
+        'WHEN instr(t, char(92)) = 0 AND length(t) - length(replace(t, \'"\', \'\')) = 6 '
+        "AND t GLOB '[[]\"*\",\"*\",\"*\"]' THEN 1 "
+        "ELSE json_type(t, '$[0]') IN ('text', 'null') AND json_type(t, '$[1]') IN ('text', 'null') "
+        "AND json_type(t, '$[2]') IS 'text' END"
     )
     triples = (
         f"SELECT CASE WHEN e.type = 'object' THEN json_extract(e.value, '$.priceId', '$.productId', '$.{name}') END "
