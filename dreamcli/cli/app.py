@@ -31,8 +31,32 @@ def _is_cli_framework(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("click", "typer")
 
 
+def hoist_root_options(args: list[str]) -> list[str]:
+    """`--store X` (or `--store=X`) may follow the subcommand, as `--json` may: `dream kv verify --store
+    wrangler:.` is `dream --store wrangler:. kv verify`. Moved to the front; nothing after a `--` is touched."""
+    end = args.index("--") if "--" in args else len(args)
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < end:
+        arg = args[index]
+        if index > 0 and arg == "--store" and index + 1 < end:
+            hoisted += [arg, args[index + 1]]
+            index += 2
+            continue
+        if index > 0 and arg.startswith("--store="):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return hoisted + rest + args[end:]
+
+
 class DreamGroup(TyperGroup):
     """Turns domain errors into one line on stderr and their exit code; never a traceback."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_root_options(list(args)))
 
     def invoke(self, ctx: Any) -> Any:  # click's Context (typer.Context is a subclass)
         try:

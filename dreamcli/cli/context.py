@@ -82,7 +82,7 @@ def parse_store_spec(spec: str) -> tuple[str, str]:
     `cloudflare[:PROJECT]` for production through the REST API (namespace ids from PROJECT's wrangler files)."""
     kind, sep, where = spec.partition(":")
     if sep and kind in STORE_KINDS:
-        return kind, where or DEFAULT_STORE.partition(":")[2]
+        return kind, os.path.expanduser(where) if where else DEFAULT_STORE.partition(":")[2]
     if not sep and spec == "emulator":
         return spec, DEFAULT_STORE.partition(":")[2]
     if not sep and spec == "wrangler":
@@ -91,7 +91,7 @@ def parse_store_spec(spec: str) -> tuple[str, str]:
         return spec, ""
     if sep and kind.isalpha() and len(kind) > 1:
         raise UsageError(f"unknown store kind {kind!r} in --store {spec!r} (known: {', '.join(STORE_KINDS)})")
-    return "emulator", spec
+    return "emulator", os.path.expanduser(spec)
 
 
 @dataclass
