@@ -80,7 +80,8 @@ def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
     )
     sick = dream("doctor", str(project), "--json")
     findings = json.loads(sick.stdout)["findings"]
-    assert {d["check"] for d in findings} == {"namespace ids", "preview ids", "dev vars"}
+    # a different id is a different namespace: even under one --persist-to its files are apart
+    assert {d["check"] for d in findings} == {"namespace ids", "preview ids", "dev vars", "separate local state"}
     assert any("a9f3331b0c8b48d58c32896482484208" in d["fix"] for d in findings)
     assert "rk_test_restricted" not in sick.stdout and "value-of" not in sick.stdout  # names, never values
 

@@ -18,6 +18,7 @@ from dreamcli.cli import flow as flow_cli
 from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
 from dreamcli.cli import stripe as stripe_cli
+from dreamcli.cli import topology as topology_cli
 from dreamcli.cli.context import DEFAULT_STORE, AppContext
 from dreamcli.errors import EXIT_CODES_HELP, DreamError, ExitCode
 
@@ -111,6 +112,7 @@ app.add_typer(emulator_cli.app, name="emulator")
 app.add_typer(stripe_cli.app, name="stripe")
 app.add_typer(events_cli.app, name="events")
 app.command("doctor")(doctor_cli.doctor)
+app.command("topology")(topology_cli.topology)
 
 
 def _version(value: bool) -> None:

@@ -17,7 +17,11 @@ def doctor(
         "."
     ),
     persist_to: Annotated[
-        Path | None, typer.Option("--persist-to", help="The workers run with `wrangler dev --persist-to DIR`.")
+        Path | None,
+        typer.Option("--persist-to", help="The workers run with `wrangler dev --persist-to DIR` (relative to PATH)."),
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="The workers run with `wrangler dev --env NAME` ([env.NAME]).")
     ] = None,
     json_flag: JsonOption = False,
 ) -> None:
@@ -30,7 +34,7 @@ def doctor(
 
     from dreamcli.platform.doctor import diagnose
 
-    workers, found = diagnose(path, persist_to=persist_to)
+    workers, found = diagnose(path.expanduser(), persist_to=persist_to, env=env)
     if app_context(ctx).wants_json(json_flag):
         print_json(
             {

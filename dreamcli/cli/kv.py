@@ -345,6 +345,7 @@ CLASS_NAMES = (
     "dangling",
     "corrupt",
     "insecure",
+    "stranded",
 )  # replication.FindingClass (tested to agree)
 
 

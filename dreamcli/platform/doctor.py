@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from dreamcli.stores.discovery import GUIDE_BINDINGS, Worker, discover
+from dreamcli.stores.discovery import GUIDE_WORKERS, Worker, open_project
 from dreamcli.stores.wrangler import WranglerKVNamespace
 
 # The guide's .dev.vars, per worker (names only; values are never read out).
@@ -31,7 +28,6 @@ DEV_VARS = {
     ),
     "api-multi": ("CLERK_SECRET_KEY", "CLERK_PUBLISHABLE_KEY", "FRONTEND_URL"),
 }
-_PERSIST = re.compile(r"--persist-to[= ]+(\S+)")
 
 
 @dataclass(frozen=True)
@@ -52,17 +48,6 @@ class Diagnosis:
         }
 
 
-def _persist_to(worker: Worker) -> Path | None:
-    """`--persist-to DIR` from the worker's `npm run dev` script, if it has one."""
-    package = worker.folder / "package.json"
-    try:
-        script = json.loads(package.read_text()).get("scripts", {}).get("dev", "")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    found = _PERSIST.search(script or "")
-    return (worker.folder / found.group(1)).resolve() if found else None
-
-
 def _dev_vars(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     try:
@@ -77,19 +62,41 @@ def _dev_vars(path: Path) -> dict[str, str]:
     return values
 
 
-def diagnose(root: Path, *, persist_to: Path | None = None) -> tuple[list[Worker], list[Diagnosis]]:
-    workers = discover(root)
+def diagnose(
+    root: Path, *, persist_to: Path | None = None, env: str | None = None
+) -> tuple[list[Worker], list[Diagnosis]]:
+    """The guide's checks on a project, seeing its workers and their local state exactly as the wrangler store
+    does (`dreamcli.stores.discovery.open_project`): the same roles, the same state folders, the same ids."""
+    project = open_project(root, persist_to=persist_to, env=env)
+    workers = project.workers
     found: list[Diagnosis] = []
-    # Which workers bind each logical namespace, with which ids.
-    bound: dict[str, list[tuple[Worker, Any]]] = {}
-    for worker in workers:
-        for binding in worker.kv:
-            name = GUIDE_BINDINGS.get((worker.name, binding.binding))
-            if name:
-                bound.setdefault(name, []).append((worker, binding))
-    for name, pairs in sorted(bound.items()):
-        reader, reader_binding = pairs[0]
-        for worker, binding in pairs[1:]:
+    for worker in project.unrecognised():
+        found.append(
+            Diagnosis(
+                "workers",
+                worker.name,
+                f"{worker.config} plays none of the guide's workers (by name, folder or bindings)",
+                "name it front-auth-api, oauth-api or api-multi, or give it the guide's bindings",
+                "warning",
+            )
+        )
+    for role in GUIDE_WORKERS:
+        if role not in project.roles:
+            found.append(
+                Diagnosis("workers", role, f"no worker of {root} is {role}", f"add {role}/ with its wrangler file")
+            )
+    for name, copies in sorted(project.copies.items()):
+        live = next((c for c in copies if c.live), None)
+        if live is None:
+            continue
+        reader = project.roles[live.worker][0]
+        reader_binding = reader.binding(live.binding)
+        for copy in copies:
+            worker = project.roles[copy.worker][0]
+            binding = worker.binding(copy.binding)
+            if copy.live or binding is None or reader_binding is None:
+                continue
+            config = worker.config.relative_to(root) if worker.config.is_relative_to(root) else worker.config
             if binding.id != reader_binding.id:
                 found.append(
                     Diagnosis(
@@ -97,45 +104,40 @@ def diagnose(root: Path, *, persist_to: Path | None = None) -> tuple[list[Worker
                         worker.name,
                         f"{binding.binding} has id {binding.id} but {reader.name}'s {reader_binding.binding} ({name}) has "
                         f"{reader_binding.id}: {worker.name}'s writes go to a namespace {reader.name} never reads",
-                        f'set id = "{reader_binding.id}" for {binding.binding} in {worker.config.relative_to(root) if worker.config.is_relative_to(root) else worker.config}',
+                        f'set id = "{reader_binding.id}" for {binding.binding} in {config}',
                     )
                 )
-            if (binding.preview_id or binding.id) != (reader_binding.preview_id or reader_binding.id):
+            if binding.local_id(preview=True) != reader_binding.local_id(preview=True):
                 found.append(
                     Diagnosis(
                         "preview ids",
                         worker.name,
-                        f"under `wrangler dev`, {binding.binding} uses {binding.preview_id or binding.id} but "
-                        f"{reader.name}'s {reader_binding.binding} uses {reader_binding.preview_id or reader_binding.id}",
+                        f"under `wrangler dev`, {binding.binding} uses {binding.local_id(preview=True)} but "
+                        f"{reader.name}'s {reader_binding.binding} uses {reader_binding.local_id(preview=True)}",
                         f"give both bindings of {name} the same preview_id",
                     )
                 )
-        states = {}
-        for worker, binding in pairs:
-            shared = persist_to or _persist_to(worker)
-            states[worker.name] = (worker.state_root(shared), binding)
-        roots = {root_path for root_path, _ in states.values()}
-        if len(roots) > 1:
+        places = {copy.place for copy in copies}
+        if len(places) > 1:
             evidence = []
-            for worker_name, (state_root, binding) in states.items():
-                ns = WranglerKVNamespace(state_root, binding.local_id(preview=True))
+            for copy in copies:
+                ns = WranglerKVNamespace(copy.state_root, copy.id)
                 count = sum(1 for _ in ns.scan()) if ns.index.exists() else 0
-                evidence.append(f"{worker_name}: {count} keys")
-            names = " and ".join(states)
+                evidence.append(f"{copy.worker}: {count} keys in {ns.index.parent.parent.parent.parent}")
+            names = " and ".join(copy.worker for copy in copies)
             found.append(
                 Diagnosis(
                     "separate local state",
-                    ", ".join(states),
+                    ", ".join(copy.worker for copy in copies),
                     f"{names} bind {name} but keep separate local state ({'; '.join(evidence)}): locally their writes never "
                     'meet, which is the guide\'s "Invalid API key" (oauth-api writes the keys api-multi never sees)',
-                    "run every worker with the same `wrangler dev --persist-to ../.wrangler-shared` (and use "
-                    "`dream --store wrangler:PROJECT,persist-to=.wrangler-shared`)",
+                    "`dream kv verify` shows the keys stranded in a writer's copy and `dream kv repair` copies them to "
+                    f"{live.worker}'s; or run every worker with the same `wrangler dev --persist-to ../.wrangler-shared` "
+                    "(`dream kv repair --merge-into .wrangler-shared` moves the data there)",
                 )
             )
-    for worker in workers:
-        expected = DEV_VARS.get(worker.name)
-        if expected is None:
-            continue
+    for role, (worker, _) in sorted(project.roles.items()):
+        expected = DEV_VARS[role]
         dev_vars = _dev_vars(worker.folder / ".dev.vars")
         missing = [name for name in expected if not dev_vars.get(name)]
         if missing:
@@ -167,7 +169,7 @@ def diagnose(root: Path, *, persist_to: Path | None = None) -> tuple[list[Worker
                 "bind one database id everywhere the dashboard and api-multi read",
             )
         )
-    if not any(w.d1 for w in workers if w.name == "api-multi"):
+    if "api-multi" in project.roles and not project.roles["api-multi"][0].d1:
         found.append(
             Diagnosis(
                 "D1",
@@ -177,12 +179,11 @@ def diagnose(root: Path, *, persist_to: Path | None = None) -> tuple[list[Worker
                 "warning",
             )
         )
-    d1_workers = [w for w in workers if w.d1]
-    if len(d1_workers) > 1 and len({w.state_root(persist_to or _persist_to(w)) for w in d1_workers}) > 1:
+    if len({(copy.state_root.resolve(), copy.id) for copy in project.d1}) > 1:
         found.append(
             Diagnosis(
                 "separate local state",
-                ", ".join(w.name for w in d1_workers),
+                ", ".join(copy.worker for copy in project.d1),
                 "workers bind the same D1 database but keep separate local state",
                 "run them with the same `--persist-to`",
                 "warning",

@@ -228,13 +228,20 @@ class Store:
     # The store's own clock: what its expirations are checked against (the emulator's clock, Cloudflare's from
     # its API's Date header). Expirations dream computes use it, never the laptop's.
     clock: Callable[[], float] = time.time
+    # Where more than one local copy of a namespace exists (wrangler's state, one per worker folder unless they
+    # share --persist-to): the project and its copies (dreamcli.stores.discovery.Project); None elsewhere.
+    project: Any = None
 
     def kv(self, name_or_id: str) -> KVNamespace:
         """The namespace named by its logical name (`api-tokens`) or its namespace id."""
         ref = self.topology.namespace(name_or_id)
-        if ref is None or ref.name not in self.namespaces:
+        if ref is None:
             known = ", ".join(self.topology.names())
             raise UnknownNamespace(f"unknown namespace {name_or_id!r} (known: {known}, or their ids)")
+        if ref.name not in self.namespaces:
+            if self.project is not None:
+                self.project.live(ref.name)  # says which worker should serve it and what was found
+            raise UnknownNamespace(f"{ref.name} is not reachable in {self.kind} store {self.location}")
         return self.namespaces[ref.name]
 
     def close(self) -> None:

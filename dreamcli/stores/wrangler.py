@@ -23,11 +23,20 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dreamcli.errors import StoreError
+from dreamcli.errors import NotFound, StoreError
 from dreamcli.stores import kv_rules
-from dreamcli.stores.discovery import READERS, Worker, discover, topology_of
+from dreamcli.stores.discovery import Project, open_project
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, PutAsBulkPut, ReadModifyWrite, Store
+from dreamcli.stores.ports import (
+    KVNamespace,
+    KVValue,
+    KVWrite,
+    ListedKey,
+    ListPage,
+    PutAsBulkPut,
+    ReadModifyWrite,
+    Store,
+)
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
 
@@ -80,6 +89,10 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
     ) -> None:
         self.id = namespace_id
         self.clock = clock
+        self.state_root = state_root
+        # The other local copies of this namespace (other workers' states): a delete happens in them too, so a key
+        # revoked here is not found "stranded" in a writer's copy and copied back (see replication.copies).
+        self.copies: builtins.list[WranglerKVNamespace] = []
         self.index = state_root / "v3" / "kv" / KV_OBJECT / f"{durable_object_id(KV_OBJECT, namespace_id)}.sqlite"
         self.blobs = state_root / "v3" / "kv" / sanitise_path(namespace_id) / "blobs"
         self.busy_timeout_ms = busy_timeout_ms
@@ -127,6 +140,43 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         if value is None:
             return None
         return KVValue(value, kv_rules.decode_metadata(metadata), None if expiration is None else expiration // 1000)
+
+    def ahead_of_me(
+        self, other: WranglerKVNamespace
+    ) -> builtins.list[tuple[str, str, int | None, str | None, str | None]]:
+        """The live keys `other` (another copy of this namespace) holds that this copy lacks or holds older, by the
+        write time their blob ids carry: (key, other's blob id, expiration ms, metadata, this copy's blob id or
+        None). One join of the two index files, attached read-only: memory holds only what it returns."""
+        if not other.index.exists():
+            return []
+        now = self._now_ms()
+        fresh = "(o.expiration IS NULL OR o.expiration > ?)"
+        try:
+            if not self.index.exists():
+                conn = sqlite3.connect(f"file:{other.index}?mode=ro", uri=True, timeout=self.busy_timeout_ms / 1000)
+                sql = f"SELECT o.key, o.blob_id, o.expiration, o.metadata, NULL FROM _mf_entries o WHERE {fresh}"
+                params: tuple[Any, ...] = (now,)
+            else:
+                conn = sqlite3.connect(f"file:{self.index}?mode=ro", uri=True, timeout=self.busy_timeout_ms / 1000)
+                conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.index}?mode=ro",))
+                # blob ids end in 16 hex digits of the write time: fixed width, so text order is time order
+                sql = (
+                    "SELECT o.key, o.blob_id, o.expiration, o.metadata, l.blob_id FROM other._mf_entries o "
+                    "LEFT JOIN main._mf_entries l ON l.key = o.key AND (l.expiration IS NULL OR l.expiration > ?) "
+                    f"WHERE {fresh} AND (l.key IS NULL OR substr(o.blob_id, 65) > substr(l.blob_id, 65)) ORDER BY o.key"
+                )
+                params = (now, now)
+            try:
+                return conn.execute(sql, params).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return []
+            raise describe_sqlite_error(other.index, exc, self.busy_timeout_ms) from None
+
+    def blob(self, blob_id: str) -> bytes | None:
+        return self._blob(blob_id)
 
     def bulk_get(self, keys: Sequence[str]) -> dict[str, KVValue | None]:
         kv_rules.check_keys(keys, kv_rules.MAX_BULK_GET, "Bulk get")
@@ -239,48 +289,141 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
 
     def bulk_delete(self, keys: Sequence[str]) -> None:
         kv_rules.check_keys(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
-        if keys and self.index.exists():
-            self._write([(key, None, None, None) for key in keys], {})
+        for copy in (self, *self.copies):
+            if keys and copy.index.exists():
+                copy._write([(key, None, None, None) for key in keys], {})
 
 
 def d1_path(state_root: Path, database_id: str) -> Path:
     return state_root / "v3" / "d1" / D1_OBJECT / f"{durable_object_id(D1_OBJECT, database_id)}.sqlite"
 
 
-def parse_spec(where: str) -> tuple[Path, Path | None, bool]:
-    """`PATH[,persist-to=DIR][,preview]`: the project folder, a shared state folder, preview ids."""
+def parse_spec(where: str) -> tuple[Path, Path | None, str | None, bool]:
+    """`PATH[,persist-to=DIR][,env=NAME][,production]`: the project folder; the state folder every worker shares
+    (`wrangler dev --persist-to DIR`, relative to PATH); the `[env.NAME]` the workers run with (`--env NAME`); and
+    which ids name the files: `wrangler dev`'s (`preview_id ?? id`, the default; `preview` says so explicitly)
+    or, with `production`, the `id`s (what `wrangler kv ... --local --preview false` writes)."""
     parts = where.split(",")
     persist: Path | None = None
-    preview = False
+    env: str | None = None
+    production = False
     for option in parts[1:]:
         name, _, value = option.partition("=")
         if name == "persist-to" and value:
-            persist = Path(value)
-        elif name == "preview" and not value:
-            preview = True
+            persist = Path(value).expanduser()
+        elif name == "env" and value:
+            env = value
+        elif name in ("preview", "production") and not value:
+            production = name == "production"
         else:
-            raise StoreError(f"unknown wrangler store option {option!r} (known: persist-to=DIR, preview)")
-    return Path(parts[0] or "."), persist, preview
+            raise StoreError(f"unknown wrangler store option {option!r} (known: persist-to=DIR, env=NAME, production)")
+    return Path(parts[0] or ".").expanduser(), persist, env, production
+
+
+# What SQLite's authorizer says a statement writes (a D1 file that does not exist yet is created only for these).
+_WRITES = frozenset(
+    getattr(sqlite3, name)
+    for name in dir(sqlite3)
+    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_"))
+    or name in ("SQLITE_INSERT", "SQLITE_UPDATE", "SQLITE_DELETE", "SQLITE_ALTER_TABLE", "SQLITE_REINDEX")
+)
+
+
+def writes(statements: Sequence[Any]) -> bool:
+    """Whether any statement would write, as SQLite prepares it on an empty database (nothing is run)."""
+    seen: list[int] = []
+
+    def record(action: int, *_: Any) -> int:
+        seen.append(action)
+        return sqlite3.SQLITE_OK
+
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.set_authorizer(record)
+        for statement in statements:
+            try:
+                probe.execute("EXPLAIN " + statement.sql, tuple(statement.params))
+            except sqlite3.Error:
+                pass  # a table that does not exist yet: what was authorized so far still counts
+    finally:
+        probe.close()
+    return any(action in _WRITES for action in seen)
+
+
+class LocalD1:
+    """wrangler's local D1 file, opened when first used; a file that does not exist yet is made by the first
+    statement that writes (as `wrangler d1 execute --local` makes it) and never by a read: reading it is "not
+    found", naming the path, rather than an empty database made as a side effect."""
+
+    def __init__(self, path: Path, database_id: str, busy_timeout_ms: int) -> None:
+        self.id = database_id
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._open: SQLiteD1Database | None = None
+
+    def _database(self, statements: Sequence[Any]) -> SQLiteD1Database:
+        if self._open is None:
+            if not self.path.exists() and not writes(statements):
+                raise NotFound(f"no local D1 database at {self.path}: nothing has written it yet")
+            self._open = SQLiteD1Database(self.path, self.id, busy_timeout_ms=self.busy_timeout_ms)
+        return self._open
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        from dreamcli.stores.ports import Statement
+
+        return self._database([Statement(sql, tuple(params))]).execute(sql, params)
+
+    def batch(self, statements: Sequence[Any]) -> list[Any]:
+        return self._database(statements).batch(statements)
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+
+
+def open_project_of(where: str) -> Project:
+    root, persist, env, production = parse_spec(where)
+    return open_project(root, persist_to=persist, env=env, production_ids=production)
 
 
 def open_wrangler_store(
     where: str, *, clock: Callable[[], float] = time.time, busy_timeout_ms: int = BUSY_TIMEOUT_MS
 ) -> Store:
-    """The four namespaces as their reading worker sees them locally (platform-* from front-auth-api's
-    state, api-* from api-multi's), and the D1 database of the first worker that binds one."""
-    root, persist, preview = parse_spec(where)
-    workers = discover(root)
-    topology = topology_of(workers, preview=preview)
-    by_name = {worker.name: worker for worker in workers}
-    namespaces = {}
-    for ref in topology.namespaces:
-        worker_name, _ = READERS[ref.name]
-        worker: Worker = by_name.get(worker_name) or workers[0]
-        namespaces[ref.name] = WranglerKVNamespace(worker.state_root(persist), ref.id, clock, busy_timeout_ms)
-    # api-multi writes the customers (the guide's D1 use): its local D1 is the one to read.
-    d1_worker = by_name.get("api-multi") if by_name.get("api-multi") and by_name["api-multi"].d1 else None
-    d1_worker = d1_worker or next((w for w in workers if w.d1), workers[0])
-    database_path = d1_path(d1_worker.state_root(persist), topology.database.id)
-    database_path.parent.mkdir(parents=True, exist_ok=True)
-    database = SQLiteD1Database(database_path, topology.database.id, busy_timeout_ms=busy_timeout_ms)
-    return Store("wrangler", str(root), topology, namespaces, database, database.close, clock)
+    """The four namespaces as the workers that serve them see them under `wrangler dev` (platform-* in
+    front-auth-api's state, api-* in api-multi's), and api-multi's D1; `store.project` knows every other copy
+    (the writers' own states), which verify compares and repair brings to the live one."""
+    from dreamcli.topology import GUIDE_TOPOLOGY, DatabaseRef, NamespaceRef, Topology
+
+    project = open_project_of(where)
+    namespaces: dict[str, KVNamespace] = {}
+    refs = []
+    for ref in GUIDE_TOPOLOGY.namespaces:
+        copies = project.copies.get(ref.name, [])
+        live = next((copy for copy in copies if copy.live), None)
+        if live is not None:
+            namespace = WranglerKVNamespace(live.state_root, live.id, clock, busy_timeout_ms)
+            others = {copy.place: copy for copy in copies if copy.place != live.place}
+            namespace.copies = [
+                WranglerKVNamespace(c.state_root, c.id, clock, busy_timeout_ms) for c in others.values()
+            ]
+            namespaces[ref.name] = namespace
+        refs.append(NamespaceRef(ref.name, live.id if live else ref.id, ref.bindings))
+    owner = project.live_d1()
+    database_ref = GUIDE_TOPOLOGY.database
+    if owner is not None:
+        database_ref = DatabaseRef(owner.binding, database_ref.name, owner.id)
+        state_root = owner.state_root
+    else:  # no worker binds D1: api-multi's (or the first worker's) state, as wrangler would put it
+        worker = project.roles.get("api-multi", (project.workers[0], ""))[0]
+        state_root = worker.state_root(project.persist_to)
+    database = LocalD1(d1_path(state_root, database_ref.id), database_ref.id, busy_timeout_ms)
+    return Store(
+        "wrangler",
+        str(project.root),
+        Topology(tuple(refs), database_ref),
+        namespaces,
+        database,
+        database.close,
+        clock,
+        project,
+    )

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dreamcli import layout
+from dreamcli.platform.replication import copies
 from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Need, Phase, VerifyResult, shown
 from dreamcli.platform.replication.snapshot import Snapshot, key_sql, probe, snapshot, tiers
 from dreamcli.platform.secrets import hash_secret
@@ -641,11 +642,13 @@ def verify(
     stripe_check: StripeCheck | None = None,
     now: float | None = None,
 ) -> VerifyResult:
-    """Every finding in the token namespaces, in key order."""
+    """Every finding in the token namespaces, in key order; first, on wrangler's local state, the keys stranded in
+    a writer's own copy (`copies.stranded`): repair copies those before anything is derived from them."""
     now = time.time() if now is None else now
+    stranded, copied_keys = copies.stranded(store)
     with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,)) as snap:
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys
     checker.findings.sort(key=lambda f: (f.key, f.namespace))
-    return VerifyResult(checker.findings, keys)
+    return VerifyResult(stranded + checker.findings, keys + copied_keys)

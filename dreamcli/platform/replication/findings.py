@@ -17,6 +17,9 @@ class FindingClass(StrEnum):
     DANGLING = "dangling"
     CORRUPT = "corrupt"
     INSECURE = "insecure"
+    # a key a writing worker's local copy holds that the serving worker's copy lacks, or holds older (wrangler's
+    # local state: one copy per worker folder unless they share --persist-to)
+    STRANDED = "stranded"
 
 
 class Action(StrEnum):
@@ -54,6 +57,8 @@ class Fix:
     needs: Need | None = None
     user_id: str | None = None  # for tier config rebuilds
     expiration: int | None = None  # for puts of a pair in its grace period
+    data: bytes | None = None  # the exact bytes to put (a stranded value, copied as it is), else `value`
+    metadata: Any = None  # the metadata to put with it
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,10 @@ def apply_plan(
                     (fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)")
                 )
             elif fix.action is Action.PUT:
-                puts.setdefault(fix.namespace, []).append(KVWrite(fix.key, fix.value or "", expiration=fix.expiration))
+                value = fix.data if fix.data is not None else fix.value or ""
+                puts.setdefault(fix.namespace, []).append(
+                    KVWrite(fix.key, value, expiration=fix.expiration, metadata=fix.metadata)
+                )
             else:
                 deletes.setdefault(fix.namespace, []).append(fix.key)
         for namespace, keys in deletes.items():

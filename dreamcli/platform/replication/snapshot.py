@@ -77,8 +77,8 @@ def tiers(column: str, path: str, name: str) -> str:
     """
     ok = (
         "CASE WHEN t IS NULL THEN 0 "
-        'WHEN instr(t, char(92)) = 0 AND length(t) - length(replace(t, \'"\', \'\')) = 6 '
-        "AND t GLOB '[[]\"*\",\"*\",\"*\"]' THEN 1 "
+        "WHEN instr(t, char(92)) = 0 AND length(t) - length(replace(t, '\"', '')) = 6 "
+        'AND t GLOB \'[[]"*","*","*"]\' THEN 1 '
         "ELSE json_type(t, '$[0]') IN ('text', 'null') AND json_type(t, '$[1]') IN ('text', 'null') "
         "AND json_type(t, '$[2]') IS 'text' END"
     )

@@ -1,0 +1,83 @@
+"""Keys stranded in a writer's local copy: under `wrangler dev` each worker folder keeps its own state unless the
+workers share `--persist-to`, so what oauth-api writes into its CUSTOMER_TOKENS_KV lands in oauth-api's state while
+api-multi reads its own (the guide's "Invalid API key" as it really happens). For every namespace with more than
+one copy, a key a writer's copy holds that the live copy lacks, or holds older (by the write time its blob id
+carries), is a finding, fixed by copying it, value, metadata and expiration, into the live copy.
+
+A key deleted from the live copy while a writer's copy still holds it would look stranded too (local state keeps
+no tombstones): so the wrangler store deletes from every copy of a namespace (`WranglerKVNamespace.copies`), and a
+revoked key is never brought back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dreamcli import layout
+from dreamcli.layout import KeyKind
+from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Phase, shown
+from dreamcli.stores.kv_rules import decode_metadata
+from dreamcli.stores.ports import Store
+
+# Where a copied key goes in repair's safe order: what authenticates (the secret mapping) last.
+_PHASES = {
+    KeyKind.TIER_CONFIG: Phase.TIER_CONFIG,
+    KeyKind.PUBLISHABLE_KEY_PLATFORM: Phase.API_PUBLISHABLE,
+    KeyKind.SECRET_KEY_PUBLISHABLE: Phase.API_SECRET,
+}
+
+
+def _where(copy: Any, index: Any) -> str:
+    return f"{copy.worker}'s {copy.binding} ({index.parent.parent.parent.parent}, id {copy.id})"
+
+
+def stranded(store: Store) -> tuple[list[Finding], int]:
+    """The findings, and how many keys of the other copies were looked at closer."""
+    project = store.project
+    if project is None:
+        return [], 0
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    findings: list[Finding] = []
+    scanned = 0
+    for name, copies in sorted(project.copies.items()):
+        live = next((copy for copy in copies if copy.live), None)
+        if live is None or len({copy.place for copy in copies}) == 1:
+            continue
+        live_ns = WranglerKVNamespace(live.state_root, live.id, store.clock)  # the files store.kv(name) uses
+        done = {live.place}
+        for copy in copies:
+            if copy.place in done:
+                continue
+            done.add(copy.place)
+            other = WranglerKVNamespace(copy.state_root, copy.id, store.clock)
+            for key, blob_id, expiration, metadata, held in live_ns.ahead_of_me(other):
+                scanned += 1
+                value = other.blob(blob_id)
+                current = live_ns.blob(held) if held is not None else None
+                if value is None or (held is not None and current == value):
+                    continue
+                kind = layout.classify(key)[0]
+                text = value.decode("utf-8", errors="replace")
+                lacks = "lacks it" if held is None else "holds an older value"
+                findings.append(
+                    Finding(
+                        FindingClass.STRANDED,
+                        name,
+                        key,
+                        None,
+                        f"{copy.worker} wrote it into {_where(copy, other.index)}; {live.worker} serves {name} "
+                        f"from {_where(live, live_ns.index)}, which {lacks}",
+                        shown(kind, text),
+                        None if current is None else shown(kind, current.decode("utf-8", errors="replace")),
+                        Fix(
+                            Action.PUT,
+                            name,
+                            key,
+                            _PHASES.get(kind, Phase.PLATFORM_TOKENS),
+                            data=value,
+                            expiration=None if expiration is None else expiration // 1000,
+                            metadata=decode_metadata(metadata),
+                        ),
+                    )
+                )
+    return findings, scanned
