@@ -10,6 +10,7 @@ import pytest
 
 from dreamcli.errors import ExitCode
 from dreamcli.stores.discovery import strip_jsonc
+from dreamcli.stores.ports import KVWrite
 
 WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
 
@@ -89,3 +90,202 @@ def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
 def test_jsonc_comments_and_trailing_commas():
     text = '{\n  // a comment\n  "a": "not // a comment", /* block */ "b": [1, 2,],\n}'
     assert json.loads(strip_jsonc(text)) == {"a": "not // a comment", "b": [1, 2]}
+
+
+# The guide's bug as it happens: every worker runs `wrangler dev` in its own folder, so oauth-api's writes to
+# CUSTOMER_TOKENS_KV land in oauth-api/.wrangler/state while api-multi reads api-multi/.wrangler/state.
+
+API_TOKENS_ID = "a9f3331b0c8b48d58c32896482484208"
+
+
+def state(project, worker):
+    return project / worker / ".wrangler" / "state"
+
+
+def strand(project, namespace_id, writer, reader, prefix_filter=lambda key: True):
+    """Move keys from the reader's copy into the writer's own copy, as if the writer had written them there."""
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    live = WranglerKVNamespace(state(project, reader), namespace_id)
+    own = WranglerKVNamespace(state(project, writer), namespace_id)
+    moved = [key for key, _ in live.scan() if prefix_filter(key)]
+    own.bulk_put([KVWrite(key, live.get(key)) for key in moved])
+    live.bulk_delete(moved)  # this namespace object knows no other copy: only the reader's is touched
+    return moved
+
+
+def onboarded(dream, store):
+    report = json.loads(dream("--store", store, "flow", "run", "--json").stdout)
+    assert report["ok"], report
+    return report["secretKey"]
+
+
+def test_keys_stranded_in_a_writers_own_state_are_found_and_repaired(dream, project):
+    store = f"wrangler:{project}"
+    secret = onboarded(dream, store)
+    moved = strand(project, API_TOKENS_ID, "oauth-api", "api-multi", lambda key: not key.startswith("usage"))
+    assert len(moved) == 3  # the secret and publishable mappings and the tier config: api-multi's whole path
+    refused = dream("--store", store, "flow", "call", input=secret)
+    assert refused.exit_code == ExitCode.FAILED and "Invalid API key" in refused.stderr
+    found = dream("kv", "verify", "--json", "--store", store)  # --store after the subcommand, as --json
+    assert found.exit_code == ExitCode.FAILED
+    stranded = [f for f in json.loads(found.stdout)["findings"] if f["class"] == "stranded"]
+    assert sorted(f["key"] for f in stranded) == sorted(moved)
+    assert all(
+        "oauth-api wrote it into" in f["message"] and "oauth-api/.wrangler/state" in f["message"] for f in stranded
+    )
+    assert all("api-multi serves api-tokens" in f["message"] for f in stranded)
+    assert "(secret)" not in found.stdout or secret not in found.stdout
+    repaired = dream("--store", store, "kv", "repair", "--yes", "--json")
+    assert repaired.exit_code == 0, repaired.stderr
+    actions = json.loads(repaired.stdout)["plan"]["actions"]
+    assert [a["key"].split(":")[0] for a in actions] == ["platform", "publishablekey", "secretkey"]  # safe order
+    assert dream("--store", store, "kv", "verify").exit_code == 0
+    assert dream("--store", store, "flow", "call", input=secret).exit_code == 0
+    # a delete reaches every copy: a revoked key is never found "stranded" in oauth-api's copy and brought back
+    secret_key = next(key for key in moved if key.startswith("secretkey:"))
+    assert dream("--store", store, "kv", "delete", secret_key, "--ns", "api-tokens").exit_code == 0
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    assert WranglerKVNamespace(state(project, "oauth-api"), API_TOKENS_ID).get(secret_key) is None
+    again = json.loads(dream("--store", store, "kv", "verify", "--json").stdout)
+    assert not [f for f in again["findings"] if f["class"] == "stranded"]
+
+
+def test_a_newer_value_in_a_writers_copy_wins_an_older_one_does_not(dream, project):
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    store = f"wrangler:{project}"
+    onboarded(dream, store)
+    live = WranglerKVNamespace(state(project, "api-multi"), API_TOKENS_ID)
+    own = WranglerKVNamespace(state(project, "oauth-api"), API_TOKENS_ID)
+    key = next(k for k, _ in live.scan() if k.startswith("platform:"))
+    own.put(key, '{"tiers": []}')  # written after the live value: newer
+    found = json.loads(dream("--store", store, "kv", "verify", "--json").stdout)["findings"]
+    assert [(f["class"], f["key"]) for f in found if f["class"] == "stranded"] == [("stranded", key)]
+    assert "holds an older value" in found[0]["message"]
+    live.put(key, '{"tiers": []}')  # the same value, written later in the live copy: nothing to do
+    found = json.loads(dream("--store", store, "kv", "verify", "--json").stdout)["findings"]
+    assert not [f for f in found if f["class"] == "stranded"]
+
+
+def test_merge_into_one_shared_state(dream, project):
+    store = f"wrangler:{project}"
+    secret = onboarded(dream, store)
+    strand(project, API_TOKENS_ID, "oauth-api", "api-multi", lambda key: not key.startswith("usage"))
+    migrations = str(WORKERS.parent.parent / "migrations")
+    assert dream("--store", store, "d1", "migrations", "apply", "--dir", migrations).exit_code == 0
+    merged = dream("--store", store, "kv", "repair", "--merge-into", ".wrangler-shared", "--json")
+    assert merged.exit_code == 0, merged.stderr
+    report = json.loads(merged.stdout)
+    assert report["copied"]["api-tokens"] >= 3 and report["target"] == str((project / ".wrangler-shared").resolve())
+    assert report["devScripts"]["oauth-api"] == "wrangler dev --persist-to ../.wrangler-shared"
+    shared = report["store"]
+    assert shared == f"wrangler:{project},persist-to=.wrangler-shared"
+    assert dream("--store", shared, "flow", "call", input=secret).exit_code == 0
+    assert dream("--store", shared, "kv", "verify").exit_code == 0
+    counted = dream("--store", shared, "d1", "execute", "--command", "SELECT count(*) AS n FROM customers", "--json")
+    assert counted.exit_code == 0 and "copied api-multi's D1 database" in report["d1"]
+
+
+def test_workers_are_told_apart_by_name_folder_or_bindings_never_by_a_guess(dream, project):
+    config = project / "front-auth-api" / "wrangler.toml"
+    config.write_text(config.read_text().replace('name = "front-auth-api"', 'name = "dream-front-auth"'))
+    by_folder = json.loads(dream("--store", f"wrangler:{project}", "topology", "--json").stdout)
+    assert {w["role"]: w["identifiedBy"] for w in by_folder["workers"]}["front-auth-api"] == "folder name"
+    (project / "front-auth-api").rename(project / "auth")
+    by_bindings = json.loads(dream("--store", f"wrangler:{project}", "topology", "--json").stdout)
+    how = {w["role"]: w["identifiedBy"] for w in by_bindings["workers"]}
+    assert how["front-auth-api"].startswith("bindings") and how["api-multi"] == "config name"
+    live = next(n for n in by_bindings["namespaces"] if n["name"] == "platform-tokens")["copies"][0]
+    assert live["worker"] == "front-auth-api" and "/auth/.wrangler/state" in live["file"]
+    shutil.copytree(project / "api-multi", project / "api-multi-copy")
+    twice = dream("--store", f"wrangler:{project}", "kv", "list", "--ns", "api-tokens")
+    assert twice.exit_code == ExitCode.USAGE and "two workers match api-multi" in twice.stderr
+    assert "api-multi-copy" in twice.stderr
+
+
+def test_a_project_without_a_serving_worker_says_what_it_found(dream, project):
+    shutil.rmtree(project / "api-multi")
+    missing = dream("--store", f"wrangler:{project}", "kv", "list", "--ns", "api-tokens")
+    assert missing.exit_code == ExitCode.USAGE
+    assert (
+        "no worker of" in missing.stderr and "api-multi's TOKENS_KV" in missing.stderr and "oauth-api" in missing.stderr
+    )
+
+
+def test_env_sections_as_wrangler_dev_env(dream, project):
+    for worker, config_name in (("api-multi", "wrangler.toml"), ("front-auth-api", "wrangler.toml")):
+        config = project / worker / config_name
+        text = config.read_text()
+        section = text[text.index("[[kv_namespaces]]") :].replace("[[", "[[env.staging.").replace('id = "', 'id = "e')
+        config.write_text(text + "\n" + section)
+    oauth = project / "oauth-api" / "wrangler.jsonc"
+    data = json.loads(strip_jsonc(oauth.read_text()))
+    data["env"] = {"staging": {"kv_namespaces": [{**b, "id": "e" + b["id"]} for b in data["kv_namespaces"]]}}
+    oauth.write_text(json.dumps(data))
+    store = f"wrangler:{project},env=staging"
+    topo = json.loads(dream("--store", store, "topology", "--json").stdout)
+    api = next(n for n in topo["namespaces"] if n["name"] == "api-tokens")
+    assert api["id"] == "e" + API_TOKENS_ID and {c["id"] for c in api["copies"]} == {"e" + API_TOKENS_ID}
+    secret = onboarded(dream, store)
+    assert dream("--store", store, "flow", "call", input=secret).exit_code == 0
+    assert dream("--store", f"wrangler:{project}", "flow", "call", input=secret).exit_code == ExitCode.FAILED
+    nowhere = dream("--store", f"wrangler:{project},env=prod", "kv", "list", "--ns", "api-tokens")
+    assert nowhere.exit_code == ExitCode.USAGE and "no [env.prod] section" in nowhere.stderr
+
+
+def test_preview_ids_are_what_wrangler_dev_uses_and_doctor_agrees(dream, project):
+    for worker, name, binding in (("api-multi", "wrangler.toml", "TOKENS_KV"),):
+        config = project / worker / name
+        config.write_text(
+            config.read_text().replace(
+                f'binding = "{binding}"\nid = "{API_TOKENS_ID}"',
+                f'binding = "{binding}"\nid = "{API_TOKENS_ID}"\npreview_id = "p{API_TOKENS_ID}"',
+            )
+        )
+    oauth = project / "oauth-api" / "wrangler.jsonc"
+    oauth.write_text(
+        oauth.read_text().replace(
+            f'"id": "{API_TOKENS_ID}"', f'"id": "{API_TOKENS_ID}", "preview_id": "p{API_TOKENS_ID}"'
+        )
+    )
+    store = f"wrangler:{project}"
+    secret = onboarded(dream, store)
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    preview = WranglerKVNamespace(state(project, "api-multi"), "p" + API_TOKENS_ID)
+    assert sum(1 for _ in preview.scan()) >= 3  # the store wrote where `wrangler dev` reads
+    assert not WranglerKVNamespace(state(project, "api-multi"), API_TOKENS_ID).index.exists()
+    assert dream("--store", f"{store},production", "flow", "call", input=secret).exit_code == ExitCode.FAILED
+    strand(project, "p" + API_TOKENS_ID, "oauth-api", "api-multi", lambda key: not key.startswith("usage"))
+    doctor = json.loads(dream("doctor", str(project), "--json").stdout)
+    separate = next(
+        d for d in doctor["findings"] if d["check"] == "separate local state" and "api-multi" in d["worker"]
+    )
+    assert "api-multi: 0 keys" in separate["problem"] and "oauth-api: 3 keys" in separate["problem"]
+    assert dream("--store", store, "kv", "repair", "--yes").exit_code == 0
+    assert dream("--store", store, "flow", "call", input=secret).exit_code == 0
+
+
+def test_reading_never_creates(dream, project, tmp_path, monkeypatch):
+    store = f"wrangler:{project}"
+    assert dream("--store", store, "kv", "list", "--ns", "api-tokens").stdout == ""
+    d1 = dream("--store", store, "d1", "execute", "--command", "SELECT count(*) FROM customers")
+    assert d1.exit_code == ExitCode.NOT_FOUND and "no local D1 database at" in d1.stderr
+    assert dream("--store", store, "kv", "verify").exit_code == 0
+    assert not list(project.rglob(".wrangler"))  # nothing made by reading
+    typo = dream("--store", f"{store},persist-to=.wrangler-shard", "kv", "list", "--ns", "api-tokens")
+    assert typo.exit_code == ExitCode.NOT_FOUND
+    assert f"persist-to folder {(project / '.wrangler-shard').resolve()} does not exist" in typo.stderr
+    assert "relative to" in typo.stderr
+    monkeypatch.setenv("HOME", str(project.parent))
+    home = dream("--store", f"wrangler:~/{project.name}", "topology", "--json")
+    assert home.exit_code == 0 and json.loads(home.stdout)["location"] == str(project)
+    assert (
+        dream(
+            "--store", store, "d1", "migrations", "apply", "--dir", str(WORKERS.parent.parent / "migrations")
+        ).exit_code
+        == 0
+    )
+    assert list(project.rglob("*.sqlite"))  # a write makes the file, as `wrangler d1 execute --local` does

@@ -427,9 +427,21 @@ def kv_repair(
         bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
     ] = False,
     platform: Annotated[str | None, typer.Option("--platform", help="Only repair this platform id.")] = None,
+    merge_into: Annotated[
+        Path | None,
+        typer.Option(
+            "--merge-into",
+            help="wrangler store: copy every worker's local state into one shared --persist-to folder (relative to "
+            "the project) and print the dev scripts to run them all with it.",
+        ),
+    ] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Plan the fixes for what verify finds, show the plan, and apply it with --yes (or after asking on a terminal).
+
+    On wrangler's local state, keys stranded in a writer's own copy (oauth-api's, when each worker runs `wrangler
+    dev` in its own folder) are copied into the serving worker's copy first; or, with --merge-into DIR, every
+    worker's state is merged into DIR, the newest version of each key winning, for all to share from then on.
 
     Sources of truth: platform-tokens for every publishablekey:/secretkey: copy in api-tokens (missing and
     stale copies are rewritten from it); user:{u}:platformId for platform:{plt}:userId; platform:{plt}:stripeToken
@@ -448,6 +460,22 @@ def kv_repair(
     run = app_context(ctx)
     store = run.store()
     as_json = run.wants_json(json_flag)
+    if merge_into is not None:
+        from dreamcli.platform.replication.copies import merge_into as merge
+
+        merged = merge(store, merge_into)
+        if as_json:
+            print_json(merged.as_json())
+            return
+        for name, count in merged.copied.items():
+            typer.echo(f"{name}: {count} keys into {merged.target}")
+        if merged.d1:
+            typer.echo(merged.d1)
+        status("now run every worker with the same state; in each package.json:")
+        for role, script in merged.dev_scripts.items():
+            typer.echo(f'  {role}: "dev": "{script}"')
+        status(f"and use --store {merged.store_spec}")
+        return
 
     def confirm(plan: Any) -> bool:
         if not as_json:
