@@ -100,12 +100,17 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _read(self, sql: str, params: Sequence[Any]) -> builtins.list[tuple[Any, ...]]:
+    def _read(
+        self, sql: str, params: Sequence[Any], attach: WranglerKVNamespace | None = None
+    ) -> builtins.list[tuple[Any, ...]]:
+        """Rows of `sql` over this copy's index, opened read-only (with `attach`'s as `other`); none if absent."""
         if not self.index.exists():
             return []
         try:
             conn = sqlite3.connect(f"file:{self.index}?mode=ro", uri=True, timeout=self.busy_timeout_ms / 1000)
             try:
+                if attach is not None:
+                    conn.execute("ATTACH DATABASE ? AS other", (f"file:{attach.index}?mode=ro",))
                 return conn.execute(sql, params).fetchall()
             finally:
                 conn.close()
@@ -151,29 +156,18 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
             return []
         now = self._now_ms()
         fresh = "(o.expiration IS NULL OR o.expiration > ?)"
-        try:
-            if not self.index.exists():
-                conn = sqlite3.connect(f"file:{other.index}?mode=ro", uri=True, timeout=self.busy_timeout_ms / 1000)
-                sql = f"SELECT o.key, o.blob_id, o.expiration, o.metadata, NULL FROM _mf_entries o WHERE {fresh}"
-                params: tuple[Any, ...] = (now,)
-            else:
-                conn = sqlite3.connect(f"file:{self.index}?mode=ro", uri=True, timeout=self.busy_timeout_ms / 1000)
-                conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.index}?mode=ro",))
-                # blob ids end in 16 hex digits of the write time: fixed width, so text order is time order
-                sql = (
-                    "SELECT o.key, o.blob_id, o.expiration, o.metadata, l.blob_id FROM other._mf_entries o "
-                    "LEFT JOIN main._mf_entries l ON l.key = o.key AND (l.expiration IS NULL OR l.expiration > ?) "
-                    f"WHERE {fresh} AND (l.key IS NULL OR substr(o.blob_id, 65) > substr(l.blob_id, 65)) ORDER BY o.key"
-                )
-                params = (now, now)
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            if "no such table" in str(exc):
-                return []
-            raise describe_sqlite_error(other.index, exc, self.busy_timeout_ms) from None
+        if not self.index.exists():
+            return other._read(
+                f"SELECT o.key, o.blob_id, o.expiration, o.metadata, NULL FROM _mf_entries o WHERE {fresh}", (now,)
+            )
+        # blob ids end in 16 hex digits of the write time: fixed width, so text order is time order
+        return self._read(
+            "SELECT o.key, o.blob_id, o.expiration, o.metadata, l.blob_id FROM other._mf_entries o "
+            "LEFT JOIN main._mf_entries l ON l.key = o.key AND (l.expiration IS NULL OR l.expiration > ?) "
+            f"WHERE {fresh} AND (l.key IS NULL OR substr(o.blob_id, 65) > substr(l.blob_id, 65)) ORDER BY o.key",
+            (now, now),
+            attach=other,
+        )
 
     def blob(self, blob_id: str) -> bytes | None:
         return self._blob(blob_id)
