@@ -2,7 +2,7 @@
 GET /api/whoami, at 1, 16 and 64 connections (and one hot end-user from 64), with the server's CPU per
 request, with wrk (Debian's `wrk`, installed if missing and possible).
 
-The anchor runs in the same run: the same two routes as a Worker (bench/anchor/index.js, the same keys and
+The anchor runs in the same run: the same two routes as a Worker (fixtures/workers/api-multi/src/index.js, the same keys and
 logic as dream's api-multi) under `wrangler dev` 4.86 over the KV state `dream flow run` wrote on the wrangler
 store, loaded exactly like dream's server.
 
@@ -162,7 +162,7 @@ def wait_until_answering(url: str, deadline_s: float) -> None:
 
 
 def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict[str, float]], tuple[int, int]] | str:
-    """The same load on bench/anchor/index.js under `wrangler dev`, over KV state `dream flow run` wrote into
+    """The same load on fixtures/workers/api-multi/src/index.js under `wrangler dev`, over KV state `dream flow run` wrote into
     the guide's project on the wrangler store. A reason string when wrangler is not installed."""
     wrangler = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
     if not wrangler.exists():
@@ -177,7 +177,6 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
             check=True,
         ).stdout
     )
-    shutil.copy(ROOT / "bench" / "anchor" / "index.js", project / "api-multi" / "src" / "index.js")
     port = free_port()
     env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1", "NO_COLOR": "1"}
     server = subprocess.Popen(
@@ -274,7 +273,7 @@ def main() -> None:
     if isinstance(anchor, str):
         print(f"anchor: none ({anchor})")
     else:
-        report("anchor: bench/anchor/index.js under wrangler dev 4.86, same state, same load", *anchor, None)
+        report("anchor: fixtures/workers/api-multi/src/index.js under wrangler dev 4.86, same state, same load", *anchor, None)
     report("dream emulator serve", results, usage, anchor[0] if not isinstance(anchor, str) else None)
     shutil.rmtree(folder, ignore_errors=True)
 

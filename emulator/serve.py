@@ -89,7 +89,9 @@ class Serving:
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
         webhook_hour: float = 1.0,
+        platform: bool = True,
     ) -> None:
+        """`platform=False` serves the vendors alone (`dream dev` runs the workers themselves under wrangler)."""
         self.emulator = Emulator(store_path, clock=clock, webhook_hour=webhook_hour)
         services = self.emulator.platform
         write = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -103,6 +105,8 @@ class Serving:
             "clerk": self.emulator.clerk_app,
         }
         chosen = {**DEFAULT_PORTS, **(ports or {})}
+        if not platform:
+            apps = {name: app for name, app in apps.items() if name in ("vendors", "stripe", "clerk")}
         self.servers = {
             name: LoopbackServer(request_log(name, app, write), host=host, port=chosen[name])
             for name, app in apps.items()

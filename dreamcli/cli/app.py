@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from dreamcli.cli import customers as customers_cli
 from dreamcli.cli import d1 as d1_cli
+from dreamcli.cli import dev as dev_cli
 from dreamcli.cli import doctor as doctor_cli
 from dreamcli.cli import emulator as emulator_cli
 from dreamcli.cli import events as events_cli
@@ -113,6 +114,7 @@ app.add_typer(stripe_cli.app, name="stripe")
 app.add_typer(events_cli.app, name="events")
 app.command("doctor")(doctor_cli.doctor)
 app.command("topology")(topology_cli.topology)
+app.command("dev")(dev_cli.dev)
 
 
 def _version(value: bool) -> None:

@@ -242,12 +242,32 @@ def flow_run(
     mimic_plaintext_secret: Annotated[
         bool, typer.Option("--mimic-plaintext-secret", help="Write the plaintext secret as the guide does.")
     ] = False,
+    workers: Annotated[
+        bool,
+        typer.Option(
+            "--workers",
+            help="Drive the running workers (`dream dev`) over HTTP instead of dream's model of them; then verify "
+            "the KV they wrote (with --store wrangler:PROJECT...).",
+        ),
+    ] = False,
+    urls: Annotated[
+        str | None,
+        typer.Option(
+            "--urls",
+            help="With --workers: front-auth-api=URL,oauth-api=URL,api-multi=URL (default: :8788, :8789, :8787).",
+        ),
+    ] = None,
     json_flag: JsonOption = False,
 ) -> None:
     """A fresh developer through every phase, then an authenticated call the way api-multi makes it.
 
     Prints a step table (phase, what was written, time) and exits 0 only if every step passed.
     --fault skip-api-replication reproduces the guide's "Invalid API key". Example: dream flow run
+
+    With --workers the phases go through the workers' own routes, as `dream dev` runs them (signup with a Clerk
+    session token, the checkout front-auth-api creates and the webhook it receives, oauth-api's authorize and
+    callback, /create-products, /get-credentials, the guide's curl against api-multi), then verify checks the KV
+    they wrote. Example: dream flow run --workers --store wrangler:fixtures/workers,persist-to=.wrangler-shared
     """
     from rich.table import Table
 
@@ -255,20 +275,25 @@ def flow_run(
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
     tiers = tiers_file.parse_tiers(file)
     run = app_context(ctx)
-    vendors = run.vendors()
-    if not _emulated(vendors):
-        raise UsageError(
-            "`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one"
+    if workers or urls:
+        if fault or mimic_plaintext_secret:
+            raise UsageError("--fault and --mimic-plaintext-secret change dream's model; the workers are what they are")
+        report = _flow_over_http(run, tiers, email, urls)
+    else:
+        vendors = run.vendors()
+        if not _emulated(vendors):
+            raise UsageError(
+                "`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one"
+            )
+        report = flow_runner.run_flow(
+            run.store(),
+            vendors,
+            tiers,
+            email=email,
+            fault=fault,
+            mimic_plaintext_secret=mimic_plaintext_secret,
+            clock=clock_from_env(),
         )
-    report = flow_runner.run_flow(
-        run.store(),
-        vendors,
-        tiers,
-        email=email,
-        fault=fault,
-        mimic_plaintext_secret=mimic_plaintext_secret,
-        clock=clock_from_env(),
-    )
     if run.wants_json(json_flag):
         print_json(report.as_json())
     else:
@@ -283,6 +308,21 @@ def flow_run(
     if not report.ok:
         raise onboarding.FlowFailed(report.failure or "a step failed")
     status(f"all {len(report.steps)} steps passed in {report.total_ms:.0f} ms")
+
+
+def _flow_over_http(run: Any, tiers: Any, email: str | None, urls: str | None) -> Any:
+    import httpx
+
+    from dreamcli.cli.context import parse_store_spec
+    from dreamcli.platform.flow_http import HttpFlow, parse_workers
+
+    emulator = run.emulator("dream flow run --workers")
+    kind, _ = parse_store_spec(run.store_spec)
+    store = run.store() if kind == "wrangler" else None
+    if store is None:
+        status("no verify at the end: give --store wrangler:PROJECT[,persist-to=...] (what `dream dev` printed)")
+    with httpx.Client(timeout=60.0) as http:
+        return HttpFlow(parse_workers(urls), emulator, store, http).run(tiers, email)
 
 
 @app.command("call")

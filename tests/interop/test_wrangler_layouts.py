@@ -1,5 +1,5 @@
 """The guide's "Invalid API key" as it really happens, with real wrangler 4.86: oauth-api's keys land in the state
-`wrangler dev` gives oauth-api, api-multi (its hot path as a Worker: bench/anchor/index.js) running under `wrangler
+`wrangler dev` gives oauth-api, api-multi (the reference worker's: fixtures/workers/api-multi) running under `wrangler
 dev` answers 401; `dream kv verify` finds the keys and where they are, `dream kv repair` copies them, and the same
 running api-multi answers 200. For each layout: separate folders, preview ids, renamed workers, [env.NAME], and a
 shared --persist-to (where there is no bug, and verify says so)."""
@@ -42,7 +42,6 @@ class Layout:
     def __init__(self, tmp_path, name):
         self.project = tmp_path / "workers"
         shutil.copytree(ROOT / "fixtures" / "workers", self.project)
-        shutil.copy(ROOT / "bench" / "anchor" / "index.js", self.project / "api-multi" / "src" / "index.js")
         self.folders = {w: w for w in ("front-auth-api", "oauth-api", "api-multi")}
         self.flags: list[str] = []  # what every worker runs with (wrangler dev, wrangler kv)
         self.store_options = ""

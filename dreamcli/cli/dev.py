@@ -1,0 +1,55 @@
+"""`dream dev [PROJECT]`: the guide's three workers under `wrangler dev`, over dream's emulated vendors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dreamcli.cli.context import DEFAULT_STORE, app_context, parse_store_spec, status, wait_until_stopped
+
+
+def dev(
+    ctx: typer.Context,
+    project: Annotated[Path, typer.Argument(help="The folder holding the three workers.")] = Path("."),
+    separate: Annotated[
+        bool,
+        typer.Option(
+            "--separate",
+            help="Each worker keeps its own local state (as `npm run dev` in each folder does): the guide's "
+            '"Invalid API key". Default: one shared --persist-to folder, .wrangler-shared.',
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1.0, help="Stop after this many seconds (for scripts).")
+    ] = None,
+) -> None:
+    """Start dream's emulated Stripe (:8791) and Clerk (:8792), then `wrangler dev` for front-auth-api (:8788),
+    oauth-api (:8789) and api-multi (:8787), their vendor settings and keys handed over in a private env file,
+    Stripe's webhooks pointed at their /webhook/stripe routes; wait until every worker answers, print a line per
+    service and stream their logs; Ctrl-C stops everything (each worker's whole process group).
+
+    Then, in another terminal: dream flow run --workers   (the whole onboarding through the workers' routes)
+
+    Example: dream dev fixtures/workers   (npm install there first: the workers use stripe and @clerk/backend)
+    """
+    from dreamcli.platform.devserver import DevPlatform
+
+    kind, where = parse_store_spec(app_context(ctx).store_spec)
+    vendor_store = Path(where if kind == "emulator" else DEFAULT_STORE.partition(":")[2])
+    platform = DevPlatform(project.expanduser().resolve(), vendor_store, shared=not separate, log=status)
+    started = time.perf_counter()
+    status("starting the vendors and three workers (wrangler dev)...")
+    try:
+        urls = platform.start()
+        for name in ("front-auth-api", "oauth-api", "api-multi", "stripe", "clerk", "vendors"):
+            typer.echo(f"{name:<15} {urls[name]}  ready")
+        status(f"all ready in {time.perf_counter() - started:.1f} s; state: --store {platform.store_spec()}")
+        status(f"next: dream flow run --workers --store {platform.store_spec()}   (Ctrl-C here stops everything)")
+        wait_until_stopped(threading.Event(), timeout)
+    finally:
+        platform.stop()
+        status("stopped")

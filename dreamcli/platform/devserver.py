@@ -1,0 +1,265 @@
+"""`dream dev`: the whole platform locally. dream's emulated Stripe and Clerk, then `wrangler dev` for each of the
+project's three workers on the guide's ports, their vendor settings handed over in a private env file (never on a
+command line), Stripe's webhooks pointed at the workers' own webhook routes, every worker waited for, their logs
+streamed a line at a time with the worker's name, and everything stopped together (each worker's whole process
+group, so no workerd is left behind)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from dreamcli.errors import DreamError, NotFound, UsageError
+from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
+
+WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
+SHARED_STATE = ".wrangler-shared"
+READY_TIMEOUT = 90.0
+FRONTEND_URL = "http://localhost:5173"
+
+
+class DevError(DreamError):
+    """The platform could not be brought up."""
+
+
+def find_wrangler(project: Path) -> Path:
+    """wrangler as the project has it (node_modules/.bin, up from the project), else dream's cache, else PATH."""
+    here = Path(__file__).resolve().parents[2] / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
+    for folder in [project, *project.parents]:
+        candidate = folder / "node_modules" / ".bin" / "wrangler"
+        if candidate.exists():
+            return candidate
+    if here.exists():
+        return here
+    found = shutil.which("wrangler")
+    if found:
+        return Path(found)
+    raise NotFound("wrangler is not installed: `npm install wrangler@4.86.0` in the project (or `bash .ci/run`)")
+
+
+@dataclass
+class Worker:
+    role: str
+    folder: Path
+    port: int
+    process: subprocess.Popen[str] | None = None
+    ready: bool = False
+    log_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class DevPlatform:
+    """The vendors and the workers of one project, started and stopped together."""
+
+    root: Path
+    vendor_store: Path
+    shared: bool = True
+    ports: dict[str, int] = field(default_factory=lambda: dict(WORKER_PORTS))
+    vendor_ports: dict[str, int] = field(default_factory=lambda: {"vendors": 8790, "stripe": 8791, "clerk": 8792})
+    log: Callable[[str], None] = print
+    wrangler: Path | None = None
+    workers: dict[str, Worker] = field(default_factory=dict)
+    project: Project | None = None
+    _serving: object | None = None
+    _private: Path | None = None
+
+    def persist_to(self) -> Path | None:
+        return (self.root / SHARED_STATE).resolve() if self.shared else None
+
+    def store_spec(self) -> str:
+        """The `--store` that reads the state the workers use."""
+        return f"wrangler:{self.root}" + (f",persist-to={SHARED_STATE}" if self.shared else "")
+
+    def start(self) -> dict[str, str]:
+        """Vendors first, then the workers; returns every service's URL once all answer. Stops what it started if
+        anything fails."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, str]:
+        from emulator.serve import Serving
+
+        if self.shared:
+            (self.root / SHARED_STATE).mkdir(exist_ok=True)
+        self.project = open_project(self.root, persist_to=Path(SHARED_STATE) if self.shared else None)
+        missing = [role for role in GUIDE_WORKERS if role not in self.project.roles]
+        if missing:
+            raise UsageError(f"{self.root} lacks {', '.join(missing)}: `dream dev` runs the guide's three workers")
+        wrangler = self.wrangler or find_wrangler(self.root)
+        serving = Serving(self.vendor_store, ports=self.vendor_ports, platform=False, log=lambda line: None)
+        self._serving = serving
+        urls = serving.start()
+        env = self._worker_env(serving, urls)
+        self._private = Path(tempfile.mkdtemp(prefix="dream-dev-"))  # 0700: the env files hold test keys
+        for role in ("api-multi", "front-auth-api", "oauth-api"):
+            worker_folder = self.project.roles[role][0].folder
+            env_file = self._private / f"{role}.env"
+            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.writelines(f"{name}={value}\n" for name, value in env[role].items())
+            worker = Worker(role, worker_folder, self.ports[role])
+            command = [
+                str(wrangler),
+                "dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(worker.port),
+                "--env-file",
+                str(env_file),
+            ]
+            command += ["--inspector-port", "0", "--show-interactive-dev-session=false"]
+            if self.shared:
+                command += ["--persist-to", os.path.relpath(self.root / SHARED_STATE, worker_folder)]
+            worker.process = subprocess.Popen(
+                command,
+                cwd=worker_folder,
+                env={**os.environ, "WRANGLER_SEND_METRICS": "false", "NO_COLOR": "1", "CI": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # wrangler and its workerd in one group: stopped together
+            )
+            worker.log_thread = threading.Thread(target=self._relay, args=(worker,), daemon=True)
+            worker.log_thread.start()
+            self.workers[role] = worker
+        self._wait_ready()
+        return {**{role: w.url for role, w in self.workers.items()}, **urls}
+
+    def _worker_env(self, serving: object, urls: dict[str, str]) -> dict[str, dict[str, str]]:
+        """Each worker's vars: the emulated vendors' base URLs and test keys; Stripe's webhooks to the workers."""
+        from dreamcli.platform.onboarding import platform_price_id
+        from dreamcli.vendors.settings import Vendors, settings_from_emulator
+
+        emulator = serving.emulator  # type: ignore[attr-defined]
+        config = emulator.config()
+        vendors = Vendors(settings_from_emulator(config), emulator.client())
+        try:
+            price_id = platform_price_id(vendors)
+        finally:
+            vendors.http.close()
+        stripe = emulator.stripe
+        front, multi = self.ports["front-auth-api"], self.ports["api-multi"]
+        platform_secret = stripe.ensure_webhook_endpoint(
+            f"http://127.0.0.1:{front}/webhook/stripe",
+            ["checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted"],
+        )
+        connect_secret = stripe.ensure_webhook_endpoint(
+            f"http://127.0.0.1:{multi}/webhook/stripe",
+            [
+                "checkout.session.completed",
+                "customer.subscription.created",
+                "customer.subscription.updated",
+                "customer.subscription.deleted",
+            ],
+            connect=True,
+        )
+        clerk = config["clerk"]["instances"]
+        stripe_keys = config["stripe"]
+        common = {"STRIPE_API_BASE": urls["stripe"], "CLERK_API_URL": urls["clerk"], "FRONTEND_URL": FRONTEND_URL}
+        return {
+            "front-auth-api": {
+                **common,
+                "CLERK_SECRET_KEY": clerk["dream-api"]["secret_key"],
+                "CLERK_PUBLISHABLE_KEY": clerk["dream-api"]["publishable_key"],
+                "STRIPE_SECRET_KEY": stripe_keys["secret_key"],
+                "STRIPE_PRICE_ID": price_id,
+                "STRIPE_WEBHOOK_SECRET": platform_secret,
+            },
+            "oauth-api": {
+                **common,
+                "STRIPE_CLIENT_ID": stripe_keys["client_id"],
+                "STRIPE_CLIENT_SECRET": stripe_keys["secret_key"],
+                "STRIPE_CONNECT_BASE": urls["stripe"],
+                "CLERK_SECRET_KEY": clerk["dream-api"]["secret_key"],
+                "CLERK_PUBLISHABLE_KEY": clerk["dream-api"]["publishable_key"],
+            },
+            "api-multi": {
+                **common,
+                "CLERK_SECRET_KEY": clerk["end-user-api"]["secret_key"],
+                "CLERK_PUBLISHABLE_KEY": clerk["end-user-api"]["publishable_key"],
+                "STRIPE_SECRET_KEY": stripe_keys["secret_key"],
+                "STRIPE_WEBHOOK_SECRET": connect_secret,
+            },
+        }
+
+    def _relay(self, worker: Worker) -> None:
+        assert worker.process is not None and worker.process.stdout is not None
+        for line in worker.process.stdout:
+            line = line.rstrip()
+            if line:
+                self.log(f"{worker.role:<15} {line}")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        with httpx.Client(timeout=2.0) as http:
+            while not all(worker.ready for worker in self.workers.values()):
+                for worker in self.workers.values():
+                    if worker.ready:
+                        continue
+                    assert worker.process is not None
+                    if worker.process.poll() is not None:
+                        raise DevError(
+                            f"{worker.role}'s wrangler dev exited ({worker.process.returncode}); its log is above"
+                        )
+                    try:
+                        http.get(worker.url + "/")
+                        worker.ready = True
+                    except httpx.TransportError:
+                        pass
+                if time.monotonic() > deadline:
+                    waiting = ", ".join(w.role for w in self.workers.values() if not w.ready)
+                    raise DevError(f"{waiting} did not answer within {READY_TIMEOUT:.0f} s")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            process = worker.process
+            if process is None or process.poll() is not None:
+                continue
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for worker in self.workers.values():
+            process = worker.process
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+            try:  # whatever of its group outlived wrangler (a workerd)
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if worker.log_thread is not None:
+                worker.log_thread.join(timeout=5)
+        if self._serving is not None:
+            self._serving.stop()  # type: ignore[attr-defined]
+            self._serving = None
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
