@@ -50,6 +50,15 @@ def clock() -> FakeClock:
 WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
 
 
+def copy_workers(target: Path) -> Path:
+    """A copy of the reference workers' project, without local state; their npm dependencies (when installed,
+    `npm install` in fixtures/workers) linked, not copied."""
+    shutil.copytree(WORKERS, target, ignore=shutil.ignore_patterns("node_modules", ".wrangler", ".wrangler-shared"))
+    if (WORKERS / "node_modules").is_dir():
+        (target / "node_modules").symlink_to(WORKERS / "node_modules", target_is_directory=True)
+    return target
+
+
 @pytest.fixture(params=["emulator", "wrangler", pytest.param("cloudflare", marks=pytest.mark.socket)])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
     """The same suite runs on every store adapter (cloudflare: over real HTTP to the emulator's REST API)."""
@@ -75,7 +84,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
         return
     if request.param == "wrangler":
         project = tmp_path / "workers"
-        shutil.copytree(WORKERS, project)
+        copy_workers(project)
         opened = open_wrangler_store(str(project), clock=clock)
     else:
         opened = open_emulator_store(tmp_path / f"{request.param}.db", clock=clock)

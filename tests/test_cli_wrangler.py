@@ -11,6 +11,7 @@ import pytest
 from dreamcli.errors import ExitCode
 from dreamcli.stores.discovery import strip_jsonc
 from dreamcli.stores.ports import KVWrite
+from tests.conftest import copy_workers
 
 WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
 
@@ -18,7 +19,7 @@ WORKERS = Path(__file__).resolve().parent.parent / "fixtures" / "workers"
 @pytest.fixture
 def project(tmp_path):
     target = tmp_path / "workers"
-    shutil.copytree(WORKERS, target)
+    copy_workers(target)
     return target
 
 
@@ -274,7 +275,7 @@ def test_reading_never_creates(dream, project, tmp_path, monkeypatch):
     d1 = dream("--store", store, "d1", "execute", "--command", "SELECT count(*) FROM customers")
     assert d1.exit_code == ExitCode.NOT_FOUND and "no local D1 database at" in d1.stderr
     assert dream("--store", store, "kv", "verify").exit_code == 0
-    assert not list(project.rglob(".wrangler"))  # nothing made by reading
+    assert not list(project.rglob("state"))  # nothing made by reading
     typo = dream("--store", f"{store},persist-to=.wrangler-shard", "kv", "list", "--ns", "api-tokens")
     assert typo.exit_code == ExitCode.NOT_FOUND
     assert f"persist-to folder {(project / '.wrangler-shard').resolve()} does not exist" in typo.stderr

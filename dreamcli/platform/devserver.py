@@ -141,7 +141,8 @@ class DevPlatform:
             worker.log_thread = threading.Thread(target=self._relay, args=(worker,), daemon=True)
             worker.log_thread.start()
             self.workers[role] = worker
-        self._wait_ready()
+            # One at a time: workerds starting together over one --persist-to folder fail on SQLITE_BUSY.
+            self._wait_ready()
         return {**{role: w.url for role, w in self.workers.items()}, **urls}
 
     def _worker_env(self, serving: object, urls: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -296,18 +296,34 @@ class Project:
 
 
 def open_project(
-    root: Path, *, persist_to: Path | None = None, env: str | None = None, production_ids: bool = False
+    root: Path,
+    *,
+    persist_to: Path | None = None,
+    env: str | None = None,
+    production_ids: bool = False,
+    worker_persist_to: dict[str, Path] | None = None,
 ) -> Project:
     """The project at `root` with every copy located. `persist_to` (every worker run with `wrangler dev
-    --persist-to DIR`) is relative to `root`; otherwise each worker's dev script's, else its own folder's state.
-    Ids are those `wrangler dev` uses (`preview_id ?? id`), or the production `id`s with `production_ids`."""
+    --persist-to DIR`) and `worker_persist_to` (one worker's, by role) are relative to `root`; otherwise each
+    worker's dev script's, else its own folder's state. Ids are those `wrangler dev` uses (`preview_id ?? id`), or
+    the production `id`s with `production_ids`."""
     root = root.expanduser()
     workers = discover(root, env)
+
+    def resolved(folder: Path) -> Path:
+        found = (root / folder.expanduser()).resolve()
+        if not found.is_dir():
+            raise NotFound(f"persist-to folder {found} does not exist (persist-to is relative to {root})")
+        return found
+
     if persist_to is not None:
-        persist_to = (root / persist_to.expanduser()).resolve()
-        if not persist_to.is_dir():
-            raise NotFound(f"persist-to folder {persist_to} does not exist (persist-to is relative to {root})")
+        persist_to = resolved(persist_to)
     roles = identify(workers)
+    for role, folder in (worker_persist_to or {}).items():
+        if role not in GUIDE_WORKERS:
+            raise UsageError(f"{role}.persist-to: {role} is none of {', '.join(GUIDE_WORKERS)}")
+        if role in roles:
+            roles[role][0].dev_persist_to = resolved(folder)
     copies: dict[str, list[Copy]] = {}
     for access in GUIDE_ACCESS:
         played = roles.get(access.worker)

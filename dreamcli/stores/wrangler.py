@@ -20,6 +20,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,10 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         self.clock = clock
         self.state_root = state_root
         # The other local copies of this namespace (other workers' states): a delete happens in them too, so a key
-        # revoked here is not found "stranded" in a writer's copy and copied back (see replication.copies).
+        # revoked here is not found "stranded" in a writer's copy and copied back (see replication.copies); and
+        # dream's writes go to those a worker reads too (`readers`), so every worker sees what the operator wrote.
         self.copies: builtins.list[WranglerKVNamespace] = []
+        self.readers: builtins.list[WranglerKVNamespace] = []
         self.index = state_root / "v3" / "kv" / KV_OBJECT / f"{durable_object_id(KV_OBJECT, namespace_id)}.sqlite"
         self.blobs = state_root / "v3" / "kv" / sanitise_path(namespace_id) / "blobs"
         self.busy_timeout_ms = busy_timeout_ms
@@ -277,6 +280,8 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
             rows.append((key, blob_id, None if expiration is None else expiration * 1000, metadata))  # Miniflare: ms
         if rows:
             self._write(rows, blobs)
+            for reader in self.readers:
+                reader.bulk_put(items)
 
     def delete(self, key: str) -> None:
         self.bulk_delete([key])
@@ -292,26 +297,42 @@ def d1_path(state_root: Path, database_id: str) -> Path:
     return state_root / "v3" / "d1" / D1_OBJECT / f"{durable_object_id(D1_OBJECT, database_id)}.sqlite"
 
 
-def parse_spec(where: str) -> tuple[Path, Path | None, str | None, bool]:
-    """`PATH[,persist-to=DIR][,env=NAME][,production]`: the project folder; the state folder every worker shares
-    (`wrangler dev --persist-to DIR`, relative to PATH); the `[env.NAME]` the workers run with (`--env NAME`); and
-    which ids name the files: `wrangler dev`'s (`preview_id ?? id`, the default; `preview` says so explicitly)
-    or, with `production`, the `id`s (what `wrangler kv ... --local --preview false` writes)."""
+@dataclass(frozen=True)
+class Spec:
+    root: Path
+    persist_to: Path | None = None
+    env: str | None = None
+    production: bool = False
+    worker_persist_to: dict[str, Path] = field(default_factory=dict)
+
+
+def parse_spec(where: str) -> Spec:
+    """`PATH[,persist-to=DIR][,WORKER.persist-to=DIR][,env=NAME][,production]`: the project folder; the state
+    folder every worker shares (`wrangler dev --persist-to DIR`, relative to PATH), or one worker's; the
+    `[env.NAME]` the workers run with (`--env NAME`); and which ids name the files: `wrangler dev`'s (`preview_id
+    ?? id`, the default; `preview` says so explicitly) or, with `production`, the `id`s (what `wrangler kv ...
+    --local --preview false` writes)."""
     parts = where.split(",")
     persist: Path | None = None
     env: str | None = None
     production = False
+    per_worker: dict[str, Path] = {}
     for option in parts[1:]:
         name, _, value = option.partition("=")
         if name == "persist-to" and value:
             persist = Path(value).expanduser()
+        elif name.endswith(".persist-to") and value:
+            per_worker[name.removesuffix(".persist-to")] = Path(value).expanduser()
         elif name == "env" and value:
             env = value
         elif name in ("preview", "production") and not value:
             production = name == "production"
         else:
-            raise StoreError(f"unknown wrangler store option {option!r} (known: persist-to=DIR, env=NAME, production)")
-    return Path(parts[0] or ".").expanduser(), persist, env, production
+            raise StoreError(
+                f"unknown wrangler store option {option!r} "
+                "(known: persist-to=DIR, WORKER.persist-to=DIR, env=NAME, production)"
+            )
+    return Spec(Path(parts[0] or ".").expanduser(), persist, env, production, per_worker)
 
 
 # What SQLite's authorizer says a statement writes (a D1 file that does not exist yet is created only for these).
@@ -376,8 +397,14 @@ class LocalD1:
 
 
 def open_project_of(where: str) -> Project:
-    root, persist, env, production = parse_spec(where)
-    return open_project(root, persist_to=persist, env=env, production_ids=production)
+    spec = parse_spec(where)
+    return open_project(
+        spec.root,
+        persist_to=spec.persist_to,
+        env=spec.env,
+        production_ids=spec.production,
+        worker_persist_to=spec.worker_persist_to,
+    )
 
 
 def open_wrangler_store(
@@ -399,6 +426,9 @@ def open_wrangler_store(
             others = {copy.place: copy for copy in copies if copy.place != live.place}
             namespace.copies = [
                 WranglerKVNamespace(c.state_root, c.id, clock, busy_timeout_ms) for c in others.values()
+            ]
+            namespace.readers = [
+                ns for ns, c in zip(namespace.copies, others.values(), strict=True) if "reads" in c.role
             ]
             namespaces[ref.name] = namespace
         refs.append(NamespaceRef(ref.name, live.id if live else ref.id, ref.bindings))

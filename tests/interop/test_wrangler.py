@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dreamcli.stores.wrangler import open_wrangler_store
+from tests.conftest import copy_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
@@ -26,7 +27,7 @@ pytestmark = [
 @pytest.fixture
 def project(tmp_path):
     target = tmp_path / "workers"
-    shutil.copytree(ROOT / "fixtures" / "workers", target)
+    copy_workers(target)
     # the D1 migrations_dir points three levels up from each worker: give it the project's migrations
     shutil.copytree(ROOT / "migrations", tmp_path.parent / "migrations", dirs_exist_ok=True)
     return target

@@ -17,7 +17,8 @@ import time
 import httpx
 import pytest
 
-from tests.interop.test_wrangler import ROOT, WRANGLER, wrangler
+from tests.conftest import copy_workers
+from tests.interop.test_wrangler import WRANGLER, wrangler
 
 pytestmark = [
     pytest.mark.socket,
@@ -41,7 +42,7 @@ class Layout:
 
     def __init__(self, tmp_path, name):
         self.project = tmp_path / "workers"
-        shutil.copytree(ROOT / "fixtures" / "workers", self.project)
+        copy_workers(self.project)
         self.folders = {w: w for w in ("front-auth-api", "oauth-api", "api-multi")}
         self.flags: list[str] = []  # what every worker runs with (wrangler dev, wrangler kv)
         self.store_options = ""

@@ -36,6 +36,43 @@ def _where(copy: Any, index: Any) -> str:
     return f"{copy.worker}'s {copy.binding} ({index.parent.parent.parent.parent}, id {copy.id})"
 
 
+def _stranded(
+    name: str,
+    key: str,
+    source: Any,
+    other: Any,
+    target: Any,
+    into: Any,
+    value: bytes,
+    current: bytes | None,
+    expiration: int | None,
+    metadata: str | None,
+) -> Finding:
+    kind = layout.classify(key)[0]
+    lacks = "lacks it" if current is None else "holds an older value"
+    serves = "serves" if target.live else "reads"
+    return Finding(
+        FindingClass.STRANDED,
+        name,
+        key,
+        None,
+        f"{source.worker} wrote it into {_where(source, other.index)}; {target.worker} {serves} {name} from "
+        f"{_where(target, into.index)}, which {lacks}",
+        shown(kind, value.decode("utf-8", errors="replace")),
+        None if current is None else shown(kind, current.decode("utf-8", errors="replace")),
+        Fix(
+            Action.PUT,
+            name,
+            key,
+            _PHASES.get(kind, Phase.PLATFORM_TOKENS),
+            data=value,
+            expiration=None if expiration is None else expiration // 1000,
+            metadata=decode_metadata(metadata),
+            copy=None if target.live else target.worker,
+        ),
+    )
+
+
 def stranded(store: Store) -> tuple[list[Finding], int]:
     """The findings, and how many keys of the other copies were looked at closer."""
     project = store.project
@@ -46,46 +83,28 @@ def stranded(store: Store) -> tuple[list[Finding], int]:
     findings: list[Finding] = []
     scanned = 0
     for name, copies in sorted(project.copies.items()):
-        live = next((copy for copy in copies if copy.live), None)
-        if live is None or len({copy.place for copy in copies}) == 1:
+        if not any(copy.live for copy in copies) or len({copy.place for copy in copies}) == 1:
             continue
-        live_ns = WranglerKVNamespace(live.state_root, live.id, store.clock)  # the files store.kv(name) uses
-        done = {live.place}
-        for copy in copies:
-            if copy.place in done:
+        distinct = list({copy.place: copy for copy in sorted(copies, key=lambda c: not c.live)}.values())
+        # Every copy a worker reads must hold what every copy a worker writes holds: oauth-api's writes must reach
+        # the serving worker's copy, and what front-auth-api wrote must reach the copy oauth-api reads.
+        for target in distinct:
+            if not (target.live or "reads" in target.role):
                 continue
-            done.add(copy.place)
-            other = WranglerKVNamespace(copy.state_root, copy.id, store.clock)
-            for key, blob_id, expiration, metadata, held in live_ns.ahead_of_me(other):
-                scanned += 1
-                value = other.blob(blob_id)
-                current = live_ns.blob(held) if held is not None else None
-                if value is None or (held is not None and current == value):
+            into = WranglerKVNamespace(target.state_root, target.id, store.clock)
+            for source in distinct:
+                if source is target or "writes" not in source.role:
                     continue
-                kind = layout.classify(key)[0]
-                text = value.decode("utf-8", errors="replace")
-                lacks = "lacks it" if held is None else "holds an older value"
-                findings.append(
-                    Finding(
-                        FindingClass.STRANDED,
-                        name,
-                        key,
-                        None,
-                        f"{copy.worker} wrote it into {_where(copy, other.index)}; {live.worker} serves {name} "
-                        f"from {_where(live, live_ns.index)}, which {lacks}",
-                        shown(kind, text),
-                        None if current is None else shown(kind, current.decode("utf-8", errors="replace")),
-                        Fix(
-                            Action.PUT,
-                            name,
-                            key,
-                            _PHASES.get(kind, Phase.PLATFORM_TOKENS),
-                            data=value,
-                            expiration=None if expiration is None else expiration // 1000,
-                            metadata=decode_metadata(metadata),
-                        ),
+                other = WranglerKVNamespace(source.state_root, source.id, store.clock)
+                for key, blob_id, expiration, metadata, held in into.ahead_of_me(other):
+                    scanned += 1
+                    value = other.blob(blob_id)
+                    current = into.blob(held) if held is not None else None
+                    if value is None or (held is not None and current == value):
+                        continue
+                    findings.append(
+                        _stranded(name, key, source, other, target, into, value, current, expiration, metadata)
                     )
-                )
     return findings, scanned
 
 

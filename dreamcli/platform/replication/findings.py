@@ -59,6 +59,7 @@ class Fix:
     expiration: int | None = None  # for puts of a pair in its grace period
     data: bytes | None = None  # the exact bytes to put (a stranded value, copied as it is), else `value`
     metadata: Any = None  # the metadata to put with it
+    copy: str | None = None  # wrangler's local state: put into this worker's own copy, not the live one
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class Plan:
                     "action": str(fix.action),
                     "namespace": fix.namespace,
                     "key": fix.key,
+                    "copy": fix.copy,
                     "platform": finding.platform,
                     "because": f"{finding.cls}: {finding.message}",
                 }
@@ -42,7 +43,7 @@ def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: 
     """Fixes in apply order: removals that stop a key authenticating first, the api-tokens secret mappings
     last, so a crash at any point never leaves a secret that authenticates without its tier config."""
     plan = Plan()
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str | None]] = set()
     for finding in result.findings:
         fix = finding.fix
         if fix is None:
@@ -55,12 +56,20 @@ def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: 
         if fix.needs is Need.REMOVE_PLAINTEXT_SECRETS and not remove_plaintext:
             plan.skipped.append((finding, "plaintext secrets are removed only with --remove-plaintext-secrets"))
             continue
-        if (fix.namespace, fix.key) in seen:
+        if (fix.namespace, fix.key, fix.copy) in seen:
             continue
-        seen.add((fix.namespace, fix.key))
+        seen.add((fix.namespace, fix.key, fix.copy))
         plan.fixes.append((fix, finding))
     plan.fixes.sort(key=lambda item: item[0].phase)
     return plan
+
+
+def copy_of(store: Store, namespace: str, worker: str) -> Any:
+    """A worker's own copy of a namespace (wrangler's local state), where a stranded key's fix may go."""
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    copy = next(c for c in store.project.copies[namespace] if c.worker == worker)
+    return WranglerKVNamespace(copy.state_root, copy.id, store.clock)
 
 
 class RepairError(DreamError):
@@ -87,14 +96,14 @@ def apply_plan(
     for fix, finding in plan.fixes:
         phase_groups.setdefault(fix.phase, []).append((fix, finding))
     for phase in sorted(phase_groups):
-        puts: dict[str, list[KVWrite]] = {}
+        puts: dict[tuple[str, str | None], list[KVWrite]] = {}
         deletes: dict[str, list[str]] = {}
         for fix, finding in phase_groups[phase]:
             if fix.action is Action.REBUILD_TIER_CONFIG:
                 try:
                     if build_tier_config is None:
                         raise RepairError("Stripe is needed to rebuild a tier config")
-                    puts.setdefault(fix.namespace, []).append(
+                    puts.setdefault((fix.namespace, None), []).append(
                         KVWrite(fix.key, build_tier_config(finding.platform or "", fix.user_id))
                     )
                 except DreamError as exc:
@@ -107,7 +116,7 @@ def apply_plan(
                 )
             elif fix.action is Action.PUT:
                 value = fix.data if fix.data is not None else fix.value or ""
-                puts.setdefault(fix.namespace, []).append(
+                puts.setdefault((fix.namespace, fix.copy), []).append(
                     KVWrite(fix.key, value, expiration=fix.expiration, metadata=fix.metadata)
                 )
             else:
@@ -118,9 +127,9 @@ def apply_plan(
                 done += len(keys[start : start + batch_size])
                 if on_progress:
                     on_progress(done, total)
-        for namespace, items in puts.items():
+        for (namespace, copy), items in puts.items():
             write_in_batches(
-                store.kv(namespace),
+                store.kv(namespace) if copy is None else copy_of(store, namespace, copy),
                 items,
                 batch_size=batch_size,
                 on_batch=functools.partial(_progress_from, on_progress, done, total) if on_progress else None,
