@@ -15,14 +15,21 @@ from dreamcli.cli.context import DEFAULT_STORE, app_context, parse_store_spec, s
 def dev(
     ctx: typer.Context,
     project: Annotated[Path, typer.Argument(help="The folder holding the three workers.")] = Path("."),
-    separate: Annotated[
-        bool,
+    state: Annotated[
+        str,
         typer.Option(
-            "--separate",
-            help="Each worker keeps its own local state (as `npm run dev` in each folder does): the guide's "
-            '"Invalid API key". Default: one shared --persist-to folder, .wrangler-shared.',
+            "--state",
+            help="How the workers keep local state: shared (one --persist-to folder, .wrangler-shared), separate "
+            '(each its own, as `npm run dev` in each folder), or api-multi-apart (the guide\'s "Invalid API key" '
+            "at the last call: front-auth-api and oauth-api share one, api-multi keeps its own).",
         ),
-    ] = False,
+    ] = "shared",
+    api_port: Annotated[int, typer.Option("--api-port", help="api-multi's port.")] = 8787,
+    front_port: Annotated[int, typer.Option("--front-port", help="front-auth-api's port.")] = 8788,
+    oauth_port: Annotated[int, typer.Option("--oauth-port", help="oauth-api's port.")] = 8789,
+    vendor_port: Annotated[int, typer.Option("--vendor-port", help="The vendors' helpers (checkout pages).")] = 8790,
+    stripe_port: Annotated[int, typer.Option("--stripe-port", help="Stripe's API.")] = 8791,
+    clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API.")] = 8792,
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1.0, help="Stop after this many seconds (for scripts).")
     ] = None,
@@ -36,11 +43,18 @@ def dev(
 
     Example: dream dev fixtures/workers   (npm install there first: the workers use stripe and @clerk/backend)
     """
-    from dreamcli.platform.devserver import DevPlatform
+    from dreamcli.platform.devserver import WORKER_PORTS, DevPlatform
 
     kind, where = parse_store_spec(app_context(ctx).store_spec)
     vendor_store = Path(where if kind == "emulator" else DEFAULT_STORE.partition(":")[2])
-    platform = DevPlatform(project.expanduser().resolve(), vendor_store, shared=not separate, log=status)
+    platform = DevPlatform(
+        project.expanduser().resolve(),
+        vendor_store,
+        layout=state,
+        ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port},
+        vendor_ports={"vendors": vendor_port, "stripe": stripe_port, "clerk": clerk_port},
+        log=status,
+    )
     started = time.perf_counter()
     status("starting the vendors and three workers (wrangler dev)...")
     try:
@@ -48,7 +62,12 @@ def dev(
         for name in ("front-auth-api", "oauth-api", "api-multi", "stripe", "clerk", "vendors"):
             typer.echo(f"{name:<15} {urls[name]}  ready")
         status(f"all ready in {time.perf_counter() - started:.1f} s; state: --store {platform.store_spec()}")
-        status(f"next: dream flow run --workers --store {platform.store_spec()}   (Ctrl-C here stops everything)")
+        urls_flag = (
+            ""
+            if platform.ports == WORKER_PORTS
+            else " --urls " + ",".join(f"{role}={urls[role]}" for role in ("front-auth-api", "oauth-api", "api-multi"))
+        )
+        status(f"next: dream flow run --workers{urls_flag} --store {platform.store_spec()}   (Ctrl-C here stops all)")
         wait_until_stopped(threading.Event(), timeout)
     finally:
         platform.stop()

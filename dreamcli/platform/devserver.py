@@ -24,6 +24,15 @@ from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
 
 WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
 SHARED_STATE = ".wrangler-shared"
+PLATFORM_STATE = ".wrangler-platform"
+# How the workers keep their local state: one folder for all; each its own (as `npm run dev` in each folder);
+# or front-auth-api and oauth-api sharing one while api-multi keeps its own, where the guide's flow gets all the
+# way to its last call and that call answers "Invalid API key".
+LAYOUTS = {
+    "shared": {role: SHARED_STATE for role in WORKER_PORTS},
+    "separate": {},
+    "api-multi-apart": {"front-auth-api": PLATFORM_STATE, "oauth-api": PLATFORM_STATE},
+}
 READY_TIMEOUT = 90.0
 FRONTEND_URL = "http://localhost:5173"
 
@@ -67,7 +76,7 @@ class DevPlatform:
 
     root: Path
     vendor_store: Path
-    shared: bool = True
+    layout: str = "shared"
     ports: dict[str, int] = field(default_factory=lambda: dict(WORKER_PORTS))
     vendor_ports: dict[str, int] = field(default_factory=lambda: {"vendors": 8790, "stripe": 8791, "clerk": 8792})
     log: Callable[[str], None] = print
@@ -77,12 +86,12 @@ class DevPlatform:
     _serving: object | None = None
     _private: Path | None = None
 
-    def persist_to(self) -> Path | None:
-        return (self.root / SHARED_STATE).resolve() if self.shared else None
-
     def store_spec(self) -> str:
         """The `--store` that reads the state the workers use."""
-        return f"wrangler:{self.root}" + (f",persist-to={SHARED_STATE}" if self.shared else "")
+        folders = LAYOUTS[self.layout]
+        if self.layout == "shared":
+            return f"wrangler:{self.root},persist-to={SHARED_STATE}"
+        return f"wrangler:{self.root}" + "".join(f",{role}.persist-to={folder}" for role, folder in folders.items())
 
     def start(self) -> dict[str, str]:
         """Vendors first, then the workers; returns every service's URL once all answer. Stops what it started if
@@ -96,9 +105,12 @@ class DevPlatform:
     def _start(self) -> dict[str, str]:
         from emulator.serve import Serving
 
-        if self.shared:
-            (self.root / SHARED_STATE).mkdir(exist_ok=True)
-        self.project = open_project(self.root, persist_to=Path(SHARED_STATE) if self.shared else None)
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"unknown state layout {self.layout!r} (known: {', '.join(LAYOUTS)})")
+        folders = LAYOUTS[self.layout]
+        for folder in set(folders.values()):
+            (self.root / folder).mkdir(exist_ok=True)
+        self.project = open_project(self.root, worker_persist_to={role: Path(f) for role, f in folders.items()})
         missing = [role for role in GUIDE_WORKERS if role not in self.project.roles]
         if missing:
             raise UsageError(f"{self.root} lacks {', '.join(missing)}: `dream dev` runs the guide's three workers")
@@ -126,8 +138,8 @@ class DevPlatform:
                 str(env_file),
             ]
             command += ["--inspector-port", "0", "--show-interactive-dev-session=false"]
-            if self.shared:
-                command += ["--persist-to", os.path.relpath(self.root / SHARED_STATE, worker_folder)]
+            if role in folders:
+                command += ["--persist-to", os.path.relpath(self.root / folders[role], worker_folder)]
             worker.process = subprocess.Popen(
                 command,
                 cwd=worker_folder,

@@ -1,0 +1,188 @@
+"""The whole platform on real code: `dream dev` brings the reference workers up under `wrangler dev` over dream's
+vendors, `dream flow run --workers` drives the guide's onboarding through their routes, the guide's bug is
+reproduced with api-multi on its own state and repaired, and nothing is left running afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import WORKERS, copy_workers
+from tests.interop.test_wrangler import WRANGLER
+
+pytestmark = [
+    pytest.mark.socket,
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
+    pytest.mark.skipif(not WRANGLER.exists(), reason="wrangler is not in .cache/wrangler (bash .ci/run installs it)"),
+    pytest.mark.skipif(
+        not (WORKERS / "node_modules" / "stripe").is_dir(),
+        reason="the reference workers' npm dependencies are not installed (bash .ci/run runs npm install in fixtures/workers)",
+    ),
+]
+
+DREAM = str(Path(sys.executable).with_name("dream"))
+# As a user runs them: no DREAM_STORE, so `dream dev` and `dream flow run --store wrangler:...` share the vendors'
+# default state file, .dream/emulator.db in the folder they run from.
+ENV = {name: value for name, value in os.environ.items() if name != "DREAM_STORE"}
+NAMES = ("api", "front", "oauth", "vendor", "stripe", "clerk")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Processes whose working directory is inside `folder` (wrangler and the workerd it starts)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)):
+            found.append(int(entry.name))
+    return found
+
+
+class Dev:
+    """`dream dev` as a user runs it, in its own process."""
+
+    def __init__(self, tmp_path: Path, state: str) -> None:
+        self.project = copy_workers(tmp_path / "workers")
+        self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
+        flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [DREAM, "dev", str(self.project), "--state", state, "--timeout", "300", *flags],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        while True:
+            line = self.process.stderr.readline()
+            assert line, "dream dev exited before it was ready:\n" + "".join(self.lines[-40:])
+            self.lines.append(line)
+            if line.startswith("next: "):
+                self.next = line
+                break
+            assert time.monotonic() - self.started < 120, "".join(self.lines[-40:])
+        self.store = line.split("--store ")[1].split()[0]
+        self.urls = line.split("--urls ")[1].split()[0]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)  # as Ctrl-C would
+        self.process.wait(timeout=60)
+
+
+def flow(dev: Dev, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DREAM, "flow", "run", "--workers", "--urls", dev.urls, "--store", dev.store, "--json"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_dream_dev_then_the_flow_over_the_workers_routes(tmp_path):
+    dev = Dev(tmp_path, "shared")
+    try:
+        ready = [line for line in dev.lines if line.startswith("all ready in ")]
+        assert ready and "persist-to=.wrangler-shared" in dev.store
+        run = flow(dev, tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        report = json.loads(run.stdout)
+        assert [s["phase"] for s in report["steps"]] == [
+            "signup",
+            "pay",
+            "connect",
+            "tiers",
+            "credentials",
+            "api call",
+            "verify",
+        ]
+        assert all(step["ok"] for step in report["steps"]), report
+        # verify meets the guide's real data: the plaintext secret oauth-api stores, and nothing else
+        assert report["steps"][-1]["detail"].endswith("1 insecure")
+        api = dev.urls.split("api-multi=")[1]
+        call = httpx.post(
+            f"{api}/api/data",
+            headers={"Authorization": f"Bearer {report['secretKey']}", "X-User-Id": "u1", "X-User-Plan": "free"},
+        )
+        assert call.status_code == 200 and call.json()["usage"]["usageCount"] >= 1
+    finally:
+        dev.stop()
+    assert dev.process.returncode == 0
+    assert processes_under(dev.project) == []  # no wrangler, no workerd left
+
+
+def test_the_guides_bug_on_real_workers_found_and_repaired(tmp_path):
+    dev = Dev(tmp_path, "api-multi-apart")
+    try:
+        run = flow(dev, tmp_path)
+        assert run.returncode == 1
+        report = json.loads(run.stdout)
+        steps = {s["phase"]: s for s in report["steps"]}
+        assert all(steps[p]["ok"] for p in ("signup", "pay", "connect", "tiers", "credentials"))
+        assert not steps["api call"]["ok"] and "Invalid API key" in steps["api call"]["detail"]
+        assert not steps["verify"]["ok"] and "3 stranded" in steps["verify"]["detail"]
+        doctor = subprocess.run(
+            [DREAM, "doctor", str(dev.project), "--json"], capture_output=True, text=True, cwd=tmp_path, env=ENV
+        )
+        assert any(d["check"] == "separate local state" for d in json.loads(doctor.stdout)["findings"])
+        repaired = subprocess.run(
+            [DREAM, "--store", dev.store, "kv", "repair", "--yes"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=ENV,
+        )
+        # the three stranded keys copied; what is left is the guide's plaintext secret (--remove-plaintext-secrets)
+        assert "applied 3 action(s); verify now finds 1" in repaired.stderr, repaired.stderr
+        api = dev.urls.split("api-multi=")[1]
+        call = httpx.post(
+            f"{api}/api/data",
+            headers={"Authorization": f"Bearer {report['secretKey']}", "X-User-Id": "u1", "X-User-Plan": "free"},
+        )
+        assert call.status_code == 200, call.text  # the same running api-multi
+    finally:
+        dev.stop()
+    assert processes_under(dev.project) == []
+
+
+@pytest.mark.parametrize("worker", ["front-auth-api", "oauth-api", "api-multi"])
+def test_wrangler_deploy_dry_run_accepts_the_reference_workers(tmp_path, worker):
+    project = copy_workers(tmp_path / "workers")
+    built = subprocess.run(
+        [str(WRANGLER), "deploy", "--dry-run", "--outdir", str(tmp_path / "out")],
+        cwd=project / worker,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**ENV, "WRANGLER_SEND_METRICS": "false", "CI": "1"},
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "--dry-run: exiting now." in built.stdout
