@@ -168,7 +168,7 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
     if not wrangler.exists():
         return "wrangler is not installed in .cache/wrangler (bash .ci/run installs it)"
     project = folder / "workers"
-    shutil.copytree(ROOT / "fixtures" / "workers", project)
+    shutil.copytree(ROOT / "fixtures" / "workers", project, ignore=shutil.ignore_patterns("node_modules", ".wrangler*"))
     run = json.loads(
         subprocess.run(
             [dream, "--store", f"wrangler:{project}", "flow", "run", "--json"],
@@ -273,7 +273,11 @@ def main() -> None:
     if isinstance(anchor, str):
         print(f"anchor: none ({anchor})")
     else:
-        report("anchor: fixtures/workers/api-multi/src/index.js under wrangler dev 4.86, same state, same load", *anchor, None)
+        report(
+            "anchor: fixtures/workers/api-multi/src/index.js under wrangler dev 4.86, same state, same load",
+            *anchor,
+            None,
+        )
     report("dream emulator serve", results, usage, anchor[0] if not isinstance(anchor, str) else None)
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -47,7 +47,7 @@ def main() -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="dream-wrangler-"))
     project = folder / "workers"
-    shutil.copytree(ROOT / "fixtures" / "workers", project)
+    shutil.copytree(ROOT / "fixtures" / "workers", project, ignore=shutil.ignore_patterns("node_modules", ".wrangler*"))
 
     store = open_wrangler_store(str(project))
     store.kv("platform-tokens").put("user:user_bench:platformId", "plt_bench")
