@@ -169,6 +169,10 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
         return "wrangler is not installed in .cache/wrangler (bash .ci/run installs it)"
     project = folder / "workers"
     shutil.copytree(ROOT / "fixtures" / "workers", project, ignore=shutil.ignore_patterns("node_modules", ".wrangler*"))
+    modules = ROOT / "fixtures" / "workers" / "node_modules"
+    if not modules.is_dir():
+        return "the reference workers' npm dependencies are not installed (npm ci --prefix fixtures/workers)"
+    (project / "node_modules").symlink_to(modules, target_is_directory=True)
     run = json.loads(
         subprocess.run(
             [dream, "--store", f"wrangler:{project}", "flow", "run", "--json"],

@@ -114,6 +114,7 @@ class DevPlatform:
         missing = [role for role in GUIDE_WORKERS if role not in self.project.roles]
         if missing:
             raise UsageError(f"{self.root} lacks {', '.join(missing)}: `dream dev` runs the guide's three workers")
+        self._migrate()
         wrangler = self.wrangler or find_wrangler(self.root)
         serving = Serving(self.vendor_store, ports=self.vendor_ports, platform=False, log=lambda line: None)
         self._serving = serving
@@ -156,6 +157,25 @@ class DevPlatform:
             # One at a time: workerds starting together over one --persist-to folder fail on SQLITE_BUSY.
             self._wait_ready()
         return {**{role: w.url for role, w in self.workers.items()}, **urls}
+
+    def _migrate(self) -> None:
+        """The D1 schema api-multi writes into (its binding's migrations_dir, else dream's own migrations), applied
+        to the database api-multi will use, as `wrangler d1 migrations apply --local` would."""
+        from dreamcli.stores.d1_migrations import apply_migrations
+        from dreamcli.stores.wrangler import open_wrangler_store
+
+        assert self.project is not None
+        worker = self.project.roles["api-multi"][0]
+        folder = (worker.folder / worker.d1[0].migrations_dir) if worker.d1 else None
+        if folder is None or not folder.is_dir():
+            folder = Path(__file__).resolve().parents[2] / "migrations"
+        store = open_wrangler_store(self.store_spec().partition(":")[2])
+        try:
+            applied = apply_migrations(store.database, folder)
+        finally:
+            store.close()
+        if applied:
+            self.log(f"{'d1':<15} applied {', '.join(m.name for m in applied)} from {folder}")
 
     def _worker_env(self, serving: object, urls: dict[str, str]) -> dict[str, dict[str, str]]:
         """Each worker's vars: the emulated vendors' base URLs and test keys; Stripe's webhooks to the workers."""

@@ -173,6 +173,15 @@ class HttpFlow:
             _expect(answer, 200)
             return [], "api-multi: 200, the guide's curl"
 
+        def customer() -> tuple[list[str], str]:
+            auth_sk = {"Authorization": f"Bearer {report.secret_key}"}
+            body = {"email": f"customer-{secrets.token_hex(3)}@example.com", "name": "Cee", "plan": "free"}
+            made = _expect(self.http.post(f"{self.workers['api-multi']}/customers", headers=auth_sk, json=body), 201)
+            listed = _expect(self.http.get(f"{self.workers['api-multi']}/customers", headers=auth_sk), 200)
+            if made.json()["id"] not in [c["id"] for c in listed.json()["customers"]]:
+                raise StepFailed(f"GET /customers does not list {made.json()['id']}")
+            return [f"api-multi: clerk end-user-api {made.json()['id']}, D1 customers row"], "POST and GET /customers"
+
         def verify() -> tuple[list[str], str]:
             from dreamcli.platform import replication
 
@@ -191,11 +200,12 @@ class HttpFlow:
             ("tiers", configure),
             ("credentials", credentials),
             ("api call", call),
+            ("customer", customer),
         ]
         if self.store is not None:
             phases.append(("verify", verify))
         for phase, action in phases:
-            if not step(phase, action) and phase != "api call":
+            if not step(phase, action) and phase not in ("api call", "customer"):
                 break
         return report
 

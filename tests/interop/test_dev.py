@@ -122,6 +122,7 @@ def test_dream_dev_then_the_flow_over_the_workers_routes(tmp_path):
             "tiers",
             "credentials",
             "api call",
+            "customer",
             "verify",
         ]
         assert all(step["ok"] for step in report["steps"]), report

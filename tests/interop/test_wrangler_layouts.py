@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import copy_workers
+from tests.conftest import WORKERS, copy_workers
 from tests.interop.test_wrangler import WRANGLER, wrangler
 
 pytestmark = [
@@ -25,6 +25,10 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
     pytest.mark.skipif(
         not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
+    ),
+    pytest.mark.skipif(
+        not (WORKERS / "node_modules" / "@clerk" / "backend").is_dir(),
+        reason="the reference workers' npm dependencies are not installed (bash .ci/run runs npm ci in fixtures/workers)",
     ),
 ]
 
