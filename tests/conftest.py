@@ -112,6 +112,14 @@ def dream() -> Dream:
     return Dream()
 
 
+@pytest.fixture
+def empty_store(tmp_path: Path) -> Path:
+    """The CLI's store (DREAM_STORE), made and empty: reading a store that does not exist is "not found"."""
+    path = tmp_path / "store.db"
+    open_emulator_store(path).close()
+    return path
+
+
 @dataclass
 class Platform:
     store: Store

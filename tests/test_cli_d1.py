@@ -38,7 +38,7 @@ def test_failed_batch_rolls_back(dream):
     assert dream.json("d1", "execute", "-c", "SELECT count(*) AS n FROM a", "--json")[0]["results"] == [{"n": 0}]
 
 
-def test_d1_errors(dream):
+def test_d1_errors(dream, empty_store):
     cases = [
         (["d1", "execute"], ExitCode.USAGE, "error: give exactly one of --command or --file\n"),
         (["d1", "execute", "-c", "  ;; "], ExitCode.USAGE, "error: no SQL statement to run\n"),
@@ -63,7 +63,7 @@ def test_d1_errors(dream):
         assert "Traceback" not in result.stderr
 
 
-def test_migrations_apply_like_wrangler(dream, tmp_path):
+def test_migrations_apply_like_wrangler(dream, tmp_path, empty_store):
     folder = tmp_path / "migrations"
     folder.mkdir()
     (folder / "0001_first.sql").write_text("CREATE TABLE one (x);")

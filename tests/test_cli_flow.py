@@ -133,6 +133,6 @@ def test_unknown_fault_is_a_usage_error(dream):
     assert result.exit_code == ExitCode.USAGE and "unknown fault 'everything'" in result.stderr
 
 
-def test_status_of_an_empty_store(dream):
+def test_status_of_an_empty_store(dream, empty_store):
     result = dream("flow", "status")
     assert result.exit_code == 0 and "no developers yet" in result.stderr

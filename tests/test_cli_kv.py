@@ -100,7 +100,7 @@ def test_list_pages_and_all(dream, tmp_path):
     assert as_json == [{"name": f"k{i:03}"} for i in range(20, 25)]
 
 
-def test_list_all_json_of_nothing_is_an_empty_array(dream):
+def test_list_all_json_of_nothing_is_an_empty_array(dream, empty_store):
     assert dream.json("kv", "list", "--ns", "api-tokens", "--all", "--json") == []
 
 
@@ -157,7 +157,7 @@ def test_explain_follows_pointers(dream):
     assert "publishable-key-platform" in table.stdout and "MISSING" in table.stdout
 
 
-def test_explain_unknown_and_secret_keys(dream):
+def test_explain_unknown_and_secret_keys(dream, empty_store):
     unknown = dream.json("kv", "explain", "whatever:this:is", "--json")
     assert unknown["kind"] == "unknown" and unknown["note"] == "not a key of the guide's schema"
     dream("kv", "put", "user:u:secretKey", "sk_live_plain", "--ns", "platform-tokens")
@@ -239,7 +239,7 @@ def test_explain_unknown_and_secret_keys(dream):
         ),
     ],
 )
-def test_bad_input_is_one_line_with_its_exit_code(dream, args, code, message):
+def test_bad_input_is_one_line_with_its_exit_code(dream, empty_store, args, code, message):
     result = dream(*args)
     assert result.exit_code == code
     assert result.stderr.startswith(message), result.stderr
@@ -314,3 +314,33 @@ def test_store_option_takes_emulator_prefix(dream, tmp_path):
     target = tmp_path / "elsewhere" / "e.db"
     assert dream("--store", f"emulator:{target}", "kv", "put", "k", "v", "--ns", "api-tokens").exit_code == 0
     assert target.exists()
+
+
+def test_reading_a_store_that_does_not_exist_is_not_found_and_makes_nothing(dream, tmp_path):
+    """A CI gate with a typo in --store must fail, not pass on an empty store it made."""
+    typo = tmp_path / "typo" / "store.db"
+    for args in (
+        ["kv", "verify"],
+        ["kv", "list", "--ns", "api-tokens"],
+        ["customers", "list", "-p", "plt_abc"],
+        ["d1", "execute", "--command", "SELECT 1"],
+        ["flow", "status"],
+    ):
+        result = dream("--store", f"emulator:{typo}", *args)
+        assert result.exit_code == ExitCode.NOT_FOUND, (args, result.stderr)
+        assert f"no store at {typo}" in result.stderr
+    assert not (tmp_path / "typo").exists()
+    made = dream("--store", f"emulator:{typo}", "kv", "put", "k", "v", "--ns", "api-usage")  # a write makes it
+    assert made.exit_code == 0 and typo.exists()
+
+
+def test_unknown_platform_ids_are_not_found_everywhere(dream):
+    dream.json("flow", "run", "--json")
+    for args in (
+        ["kv", "verify", "--platform", "plt_typo"],
+        ["customers", "list", "-p", "plt_typo"],
+        ["dashboard", "-p", "plt_typo"],
+        ["usage", "show", "-p", "plt_typo"],
+    ):
+        result = dream(*args)
+        assert result.exit_code == ExitCode.NOT_FOUND, (args, result.stdout, result.stderr)

@@ -57,8 +57,8 @@ def test_verify_of_a_clean_flow_and_filters(dream):
     dream("kv", "delete", f"publishablekey:{data['publishableKey']}:platformId", "--ns", "api-tokens")
     only = json.loads(dream("kv", "verify", "--class", "stale", "--json").stdout)
     assert only["findings"] == [] and only["clean"] is True
-    other = json.loads(dream("kv", "verify", "--platform", "plt_other", "--json").stdout)
-    assert other["findings"] == []
+    other = dream("kv", "verify", "--platform", "plt_other", "--json")  # a typo is not "clean"
+    assert other.exit_code == ExitCode.NOT_FOUND and "no platform plt_other" in other.stderr
     mine = dream("kv", "verify", "--platform", data["platformId"])
     assert mine.exit_code == ExitCode.FAILED and data["platformId"] in mine.stdout and "missing" in mine.stdout
     bad = dream("kv", "verify", "--class", "weird")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dreamcli.errors import UsageError
+from dreamcli.errors import NotFound, UsageError
 from dreamcli.stores.ports import Store
 
 STORE_KINDS = ("emulator", "wrangler", "cloudflare")
@@ -103,7 +103,10 @@ class AppContext:
     _vendors: Any = field(default=None, repr=False)
     _emulator: Any = field(default=None, repr=False)
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = False) -> Store:
+        """The store chosen by --store. Reading never creates one: an emulator file that does not exist is "not
+        found" (exit 3; a typo must not pass a CI gate as an empty, clean store) unless the command writes
+        (`create=True`: `flow`, `kv put`, `d1 migrations apply` ...)."""
         if self._store is None:
             kind, where = parse_store_spec(self.store_spec)
             # Imported here: only commands that touch data pay for opening a store.
@@ -121,9 +124,13 @@ class AppContext:
             else:
                 from emulator.store import open_emulator_store
 
-                self._store = open_emulator_store(
-                    Path(where), clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms()
-                )
+                clock, busy = clock_from_env(), busy_timeout_ms()  # bad settings are said before a missing store
+                if not create and not Path(where).exists():
+                    raise NotFound(
+                        f"no store at {where}: nothing has been written there yet (a typo? `dream flow run` or any "
+                        "command that writes makes one)"
+                    )
+                self._store = open_emulator_store(Path(where), clock=clock, busy_timeout_ms=busy)
         return self._store
 
     def vendors(self) -> Any:

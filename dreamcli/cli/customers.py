@@ -32,7 +32,10 @@ def customers_list(ctx: typer.Context, platform: PlatformOption, json_flag: Json
     """The platform's customers. Example: dream customers list -p plt_abc --json"""
     from rich.table import Table
 
-    rows = customers_core.list_customers(_prepared(ctx), platform)
+    from dreamcli.platform.developers import require_platform
+
+    store = _prepared(ctx)
+    rows = customers_core.list_customers(store, require_platform(store, platform))
     if app_context(ctx).wants_json(json_flag):
         print_json(rows)
         return

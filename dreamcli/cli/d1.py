@@ -69,7 +69,10 @@ def d1_execute(
     if bound and len(statements) != 1:
         raise UsageError(f"--param binds one statement; got {len(statements)} statements")
     run = app_context(ctx)
-    results = run.store().database.batch([Statement(sql, tuple(bound)) for sql in statements])
+    from dreamcli.stores.sqlite_d1 import writes
+
+    batch = [Statement(sql, tuple(bound)) for sql in statements]
+    results = run.store(create=writes(batch)).database.batch(batch)
     if run.wants_json(json_flag):
         print_json([result.as_dict() for result in results])
         return
@@ -115,7 +118,9 @@ def d1_migrations_apply(ctx: typer.Context, directory: DirOption = None, json_fl
     """
     run = app_context(ctx)
     folder = directory or default_migrations_dir()
-    applied = apply_migrations(run.store().database, folder, on_applied=lambda m: status(f"applied {m.name}"))
+    applied = apply_migrations(
+        run.store(create=True).database, folder, on_applied=lambda m: status(f"applied {m.name}")
+    )
     if run.wants_json(json_flag):
         print_json({"applied": [m.name for m in applied]})
     elif not applied:

@@ -45,7 +45,7 @@ def flow_signup(
     Running it again returns the same platform id. Example: dream flow signup --email dev@example.com
     """
     run = app_context(ctx)
-    result = onboarding.signup(run.store(), run.vendors(), email=email, user_id=user)
+    result = onboarding.signup(run.store(create=True), run.vendors(), email=email, user_id=user)
     if run.wants_json(json_flag):
         print_json(
             {
@@ -69,7 +69,7 @@ def flow_pay(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False
     run = app_context(ctx)
     vendors = run.vendors()
     user_id = developers.user_id_of(vendors, user)
-    checkout = onboarding.start_payment(run.store(), vendors, user_id)
+    checkout = onboarding.start_payment(run.store(create=True), vendors, user_id)
     if not _emulated(vendors):
         status("pay at this URL, then check with `dream flow status`:")
         typer.echo(checkout.url)
@@ -97,7 +97,7 @@ def flow_connect(
     """
     run = app_context(ctx)
     vendors = run.vendors()
-    store = run.store()
+    store = run.store(create=True)
     if code is not None or state is not None:
         result = onboarding.connect_callback(store, vendors, code=code, state=state)
     else:
@@ -155,7 +155,7 @@ def flow_tiers(
     run = app_context(ctx)
     vendors = run.vendors()
     result = onboarding.configure_tiers(
-        run.store(),
+        run.store(create=True),
         vendors,
         developers.user_id_of(vendors, user),
         tiers,
@@ -286,7 +286,7 @@ def flow_run(
                 "`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one"
             )
         report = flow_runner.run_flow(
-            run.store(),
+            run.store(create=True),
             vendors,
             tiers,
             email=email,

@@ -132,7 +132,7 @@ def kv_put(
     """
     data = _read_value(value, file)
     meta = _parse_metadata(metadata)
-    namespace = app_context(ctx).store().kv(ns)
+    namespace = app_context(ctx).store(create=True).kv(ns)
     namespace.put(key, data, expiration=expiration, expiration_ttl=ttl, metadata=meta)
     status(f"wrote {key!r} to {ns} ({len(data)} bytes)")
 
@@ -236,7 +236,7 @@ def kv_bulk_put(
     from dreamcli.stores.bulk import check_all, parse_bulk_items, write_in_batches
 
     items = parse_bulk_items(_load_json_file(source, "bulk file"), what="bulk file")
-    store = app_context(ctx).store()
+    store = app_context(ctx).store(create=True)
     check_all(items, now=store.clock())
     namespace = store.kv(ns)
 
@@ -369,6 +369,10 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
             raise UsageError(f"unknown class {name!r} (known: {', '.join(CLASS_NAMES)})")
     run = app_context(ctx)
     store = run.store()
+    if platform is not None:
+        from dreamcli.platform.developers import require_platform
+
+        require_platform(store, platform)
     check = None
     if stripe:
         vendors = run.vendors()

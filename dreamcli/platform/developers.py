@@ -42,3 +42,15 @@ def owner_of(store: Store, platform_id: str) -> str:
     if raw is None:
         raise UnknownPlatform(f"platform {platform_id} is unknown (no platform:{platform_id}:userId)")
     return raw.decode("utf-8", errors="replace")
+
+
+def require_platform(store: Store, platform_id: str) -> str:
+    """`platform_id` if any key of either token namespace belongs to it (a half-broken platform still counts, so
+    verify can say what is wrong with it); NotFound otherwise: a typo is never answered as an empty, clean platform."""
+    from dreamcli.topology import API_TOKENS
+
+    if layout.is_valid_id(platform_id):
+        for namespace in (PLATFORM_TOKENS, API_TOKENS):
+            if store.kv(namespace).list(prefix=f"platform:{platform_id}:", limit=10).keys:
+                return platform_id
+    raise NotFound(f"no platform {platform_id} in {store.kind} store {store.location}")

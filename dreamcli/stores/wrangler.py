@@ -38,7 +38,7 @@ from dreamcli.stores.ports import (
     ReadModifyWrite,
     Store,
 )
-from dreamcli.stores.sqlite_d1 import SQLiteD1Database
+from dreamcli.stores.sqlite_d1 import SQLiteD1Database, writes
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
 
 KV_OBJECT = "miniflare-KVNamespaceObject"
@@ -333,36 +333,6 @@ def parse_spec(where: str) -> Spec:
                 "(known: persist-to=DIR, WORKER.persist-to=DIR, env=NAME, production)"
             )
     return Spec(Path(parts[0] or ".").expanduser(), persist, env, production, per_worker)
-
-
-# What SQLite's authorizer says a statement writes (a D1 file that does not exist yet is created only for these).
-_WRITES = frozenset(
-    getattr(sqlite3, name)
-    for name in dir(sqlite3)
-    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_"))
-    or name in ("SQLITE_INSERT", "SQLITE_UPDATE", "SQLITE_DELETE", "SQLITE_ALTER_TABLE", "SQLITE_REINDEX")
-)
-
-
-def writes(statements: Sequence[Any]) -> bool:
-    """Whether any statement would write, as SQLite prepares it on an empty database (nothing is run)."""
-    seen: list[int] = []
-
-    def record(action: int, *_: Any) -> int:
-        seen.append(action)
-        return sqlite3.SQLITE_OK
-
-    probe = sqlite3.connect(":memory:")
-    try:
-        probe.set_authorizer(record)
-        for statement in statements:
-            try:
-                probe.execute("EXPLAIN " + statement.sql, tuple(statement.params))
-            except sqlite3.Error:
-                pass  # a table that does not exist yet: what was authorized so far still counts
-    finally:
-        probe.close()
-    return any(action in _WRITES for action in seen)
 
 
 class LocalD1:
