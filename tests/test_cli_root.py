@@ -92,3 +92,31 @@ def test_cli_constants_agree_with_the_core():
     from dreamcli.platform.replication import FindingClass
 
     assert FAULTS == CORE_FAULTS and CLASS_NAMES == tuple(str(c) for c in FindingClass)
+
+
+def test_one_meaning_per_short_option_and_p_is_always_platform():
+    """A short option means the same in every command (`-p` was --platform in most and --prefix in `kv list`), and
+    every --platform takes -p."""
+    import click
+    import typer.main
+
+    meanings: dict[str, set[str]] = {}
+    platforms_without_p = []
+
+    def walk(command: click.Command, path: str) -> None:
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            longs = tuple(sorted(o for o in param.opts if o.startswith("--")))
+            for short in (o for o in param.opts if not o.startswith("--")):
+                meanings.setdefault(short, set()).add(longs[0] if longs else short)
+            if "--platform" in param.opts and "-p" not in param.opts:
+                platforms_without_p.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    from dreamcli.cli.app import app
+
+    walk(typer.main.get_command(app), "dream")
+    assert {short: sorted(longs) for short, longs in meanings.items() if len(longs) > 1} == {}
+    assert platforms_without_p == []

@@ -25,7 +25,20 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_TIERS = Path(__file__).resolve().parents[2] / "fixtures" / "tiers" / "guide.toml"
+
+def default_tiers() -> Path:
+    """The guide's three tiers: inside the package when installed (a wheel), from the source tree otherwise."""
+    here = Path(__file__).resolve().parents[1]
+    packaged = here / "data" / "guide-tiers.toml"
+    return packaged if packaged.is_file() else here.parent / "fixtures" / "tiers" / "guide.toml"
+
+
+TiersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tiers", "--file", "-f", help="Tier config (TOML).", show_default="the guide's free, pro and enterprise"
+    ),
+]
 UserOption = Annotated[str, typer.Option("--user", "-u", help="The developer: Clerk user id or email.")]
 
 
@@ -131,7 +144,7 @@ def flow_connect(
 def flow_tiers(
     ctx: typer.Context,
     user: UserOption,
-    file: Annotated[Path, typer.Option("--file", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
+    file: TiersOption = None,
     force: Annotated[bool, typer.Option("--force", help="Remove tiers even while customers are on them.")] = False,
     mimic_plaintext_secret: Annotated[
         bool,
@@ -151,7 +164,7 @@ def flow_tiers(
 
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
-    tiers = tiers_file.parse_tiers(file)
+    tiers = tiers_file.parse_tiers(file or default_tiers())
     run = app_context(ctx)
     vendors = run.vendors()
     result = onboarding.configure_tiers(
@@ -237,7 +250,7 @@ def flow_status(ctx: typer.Context, json_flag: JsonOption = False) -> None:
 def flow_run(
     ctx: typer.Context,
     email: Annotated[str | None, typer.Option("--email", help="The developer (default: a fresh one).")] = None,
-    file: Annotated[Path, typer.Option("--tiers", "-f", help="Tier config (TOML).")] = DEFAULT_TIERS,
+    file: TiersOption = None,
     fault: Annotated[str | None, typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
     mimic_plaintext_secret: Annotated[
         bool, typer.Option("--mimic-plaintext-secret", help="Write the plaintext secret as the guide does.")
@@ -273,7 +286,7 @@ def flow_run(
 
     if fault is not None and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
-    tiers = tiers_file.parse_tiers(file)
+    tiers = tiers_file.parse_tiers(file or default_tiers())
     run = app_context(ctx)
     if workers or urls:
         if fault or mimic_plaintext_secret:

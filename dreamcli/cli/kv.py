@@ -166,7 +166,7 @@ def _listed_json(entry: Any) -> dict[str, Any]:
 def kv_list(
     ctx: typer.Context,
     ns: NsOption,
-    prefix: Annotated[str, typer.Option("--prefix", "-p", help="Only keys starting with this.")] = "",
+    prefix: Annotated[str, typer.Option("--prefix", help="Only keys starting with this.")] = "",
     limit: Annotated[int, typer.Option("--limit", help="Keys per page, 10..1000.")] = 1000,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page.")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Follow cursors to the end (streamed).")] = False,
@@ -389,7 +389,9 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
 @app.command("verify")
 def kv_verify(
     ctx: typer.Context,
-    platform: Annotated[str | None, typer.Option("--platform", help="Only findings about this platform id.")] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", "-p", help="Only findings about this platform id.")
+    ] = None,
     classes: Annotated[
         list[str] | None, typer.Option("--class", help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.")
     ] = None,
@@ -430,7 +432,7 @@ def kv_repair(
     remove_plaintext_secrets: Annotated[
         bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
     ] = False,
-    platform: Annotated[str | None, typer.Option("--platform", help="Only repair this platform id.")] = None,
+    platform: Annotated[str | None, typer.Option("--platform", "-p", help="Only repair this platform id.")] = None,
     merge_into: Annotated[
         Path | None,
         typer.Option(

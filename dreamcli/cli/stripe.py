@@ -114,10 +114,10 @@ def _last(emulator: Any, seq: int) -> str:
 def stripe_listen(
     ctx: typer.Context,
     forward_to: Annotated[
-        str | None, typer.Option("--forward-to", "-f", help="The URL to POST events to, e.g. a worker's /webhook.")
+        str | None, typer.Option("--forward-to", help="The URL to POST events to, e.g. a worker's /webhook.")
     ] = None,
     events: Annotated[
-        str, typer.Option("--events", "-e", help="Comma-separated event types to forward (default: all).")
+        str, typer.Option("--events", help="Comma-separated event types to forward (default: all).")
     ] = "*",
     print_secret: Annotated[
         bool, typer.Option("--print-secret", help="Print the signing secret and exit (for scripts).")

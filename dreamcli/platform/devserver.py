@@ -161,14 +161,14 @@ class DevPlatform:
     def _migrate(self) -> None:
         """The D1 schema api-multi writes into (its binding's migrations_dir, else dream's own migrations), applied
         to the database api-multi will use, as `wrangler d1 migrations apply --local` would."""
-        from dreamcli.stores.d1_migrations import apply_migrations
+        from dreamcli.stores.d1_migrations import apply_migrations, default_migrations_dir
         from dreamcli.stores.wrangler import open_wrangler_store
 
         assert self.project is not None
         worker = self.project.roles["api-multi"][0]
         folder = (worker.folder / worker.d1[0].migrations_dir) if worker.d1 else None
         if folder is None or not folder.is_dir():
-            folder = Path(__file__).resolve().parents[2] / "migrations"
+            folder = default_migrations_dir()
         store = open_wrangler_store(self.store_spec().partition(":")[2])
         try:
             applied = apply_migrations(store.database, folder)
