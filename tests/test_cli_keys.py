@@ -59,20 +59,22 @@ def test_rotation_with_grace_has_zero_failed_calls_then_revoke(dream):
 
 def test_revoke_takes_effect_at_once_and_refuses_the_last_pair(dream):
     plt, pk, secret = onboarded(dream)
-    last = dream("keys", "revoke", "--platform", plt, "--key", pk, env=at(5))
+    last = dream("keys", "revoke", "--platform", plt, "--key", pk, "--yes", env=at(5))
     assert last.exit_code == ExitCode.USAGE and "is the last active pair" in last.stderr
     assert call(dream, secret, 6)
     other = dream.json("keys", "create", "--platform", plt, "--env", "test", "--json", env=at(7))
-    revoked = dream("keys", "revoke", "--platform", plt, "--key", pk, env=at(8))
+    revoked = dream("keys", "revoke", "--platform", plt, "--key", pk, "--yes", env=at(8))
     assert revoked.exit_code == 0 and revoked.stderr == f"revoked {pk}\n"
     assert not call(dream, secret, 8) and call(dream, other["secretKey"], 8)
     statuses = {
         k["publishableKey"]: k["status"] for k in dream.json("keys", "list", "-p", plt, "--json", env=at(9))["keys"]
     }
     assert statuses == {pk: "revoked", other["publishableKey"]: "active"}
-    again = dream("keys", "revoke", "--platform", plt, "--key", pk, env=at(10))
+    again = dream("keys", "revoke", "--platform", plt, "--key", pk, "--yes", env=at(10))
     assert again.exit_code == ExitCode.USAGE and "revoked already" in again.stderr
-    forced = dream("keys", "revoke", "--platform", plt, "--key", other["publishableKey"], "--force", env=at(11))
+    forced = dream(
+        "keys", "revoke", "--platform", plt, "--key", other["publishableKey"], "--force", "--yes", env=at(11)
+    )
     assert forced.exit_code == 0 and not call(dream, other["secretKey"], 11)
     assert dream("kv", "verify", env=at(12)).exit_code == 0
 
@@ -113,7 +115,7 @@ def test_keys_made_before_the_index_are_found(dream):
         False,
         None,
     )
-    assert dream("keys", "revoke", "-p", plt, "-k", legacy_pk, env=at(2)).exit_code == 0
+    assert dream("keys", "revoke", "-p", plt, "-k", legacy_pk, "--yes", env=at(2)).exit_code == 0
     assert (
         dream("kv", "get", f"secretkey:{digest}:publishableKey", "--ns", "api-tokens").exit_code == ExitCode.NOT_FOUND
     )
@@ -133,7 +135,11 @@ def test_refusals(dream):
             "--grace must be at least 60 s",
         ),
         (["keys", "rotate", "-p", plt, "--env", "staging"], ExitCode.NOT_FOUND, "has no live staging key"),
-        (["keys", "revoke", "-p", plt, "-k", "pk_live_unknown"], ExitCode.NOT_FOUND, "pk_live_unknown is not a key of"),
+        (
+            ["keys", "revoke", "-p", plt, "-k", "pk_live_unknown", "--yes"],
+            ExitCode.NOT_FOUND,
+            "pk_live_unknown is not a key of",
+        ),
         (
             ["keys", "list", "--user", "nobody@example.com"],
             ExitCode.NOT_FOUND,
@@ -150,3 +156,52 @@ def test_create_needs_a_tier_config(dream):
     dream("flow", "signup", "--email", "early@example.com")
     result = dream("keys", "create", "--user", "early@example.com", "--env", "test")
     assert result.exit_code == ExitCode.USAGE and "has no tier config in api-tokens" in result.stderr
+
+
+def test_revoke_plans_refuses_without_yes_and_asks_on_a_terminal(dream, tmp_path):
+    data = dream.json("flow", "run", "--json")
+    plt, pk = data["platformId"], data["publishableKey"]
+    created = dream.json("keys", "create", "-p", plt, "--env", "production", "--json")  # a second pair, so revoking the first is allowed
+    planned = dream.json("keys", "revoke", "-p", plt, "-k", pk, "--plan", "--json")
+    assert planned["schemaVersion"] == 1 and len(planned["deletes"]) == 4
+    refused = dream("keys", "revoke", "-p", plt, "-k", pk)
+    assert refused.exit_code == ExitCode.USAGE and "refused without --yes" in refused.stderr
+    assert dream("flow", "call", input=data["secretKey"]).exit_code == 0  # nothing was revoked
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dream_exe = str(Path(sys.executable).with_name("dream"))
+
+    def under_a_terminal(answer: bytes) -> tuple[int, bytes]:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [dream_exe, "keys", "revoke", "-p", plt, "-k", pk],
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            cwd=tmp_path,
+            env=os.environ.copy(),
+        )
+        os.close(follower)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(leader, 1024)
+        os.write(leader, answer)
+        process.wait(timeout=30)
+        try:
+            while chunk := os.read(leader, 1024):
+                seen += chunk
+        except OSError:
+            pass
+        os.close(leader)
+        return process.returncode, seen
+
+    code, shown = under_a_terminal(b"n\n")
+    assert code == ExitCode.FAILED and b"nothing changed" in shown
+    code, shown = under_a_terminal(b"y\n")
+    assert code == 0 and b"revoked " + pk.encode() in shown
+    assert dream("flow", "call", input=data["secretKey"]).exit_code == ExitCode.FAILED
+    assert created["publishableKey"] != pk

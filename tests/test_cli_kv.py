@@ -133,10 +133,10 @@ def test_bulk_put_from_stdin_and_over_10000_pairs(dream):
 
 def test_bulk_delete_from_args_and_file(dream, tmp_path):
     _put_many(dream, 5, tmp_path)
-    assert dream("kv", "bulk-delete", "k000", "k001", "--ns", "api-tokens").exit_code == 0
+    assert dream("kv", "bulk-delete", "k000", "k001", "--ns", "api-tokens", "--yes").exit_code == 0
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps(["k002", "nope"]))
-    result = dream("kv", "bulk-delete", "--file", str(keys), "--ns", "api-tokens")
+    result = dream("kv", "bulk-delete", "--file", str(keys), "--ns", "api-tokens", "--yes")
     assert (result.exit_code, result.stderr) == (0, "deleted 2 keys from api-tokens\n")
     assert dream("kv", "list", "--ns", "api-tokens").stdout.splitlines() == ["k003", "k004"]
 

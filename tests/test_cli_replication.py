@@ -30,8 +30,10 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
     }
     assert all(f["platform"] == plt for f in findings) and secret not in verify.stdout
 
-    dry = dream("kv", "repair")
-    assert dry.exit_code == ExitCode.FAILED and "re-run with --yes" in dry.stderr
+    refused = dream("kv", "repair")  # no terminal, no --yes: a script never changes data by accident
+    assert refused.exit_code == ExitCode.USAGE and "refused without --yes" in refused.stderr
+    plan = dream("kv", "repair", "--plan", "--json")  # the plan only: exit 0, on stdout
+    assert plan.exit_code == 0 and len(json.loads(plan.stdout)["plan"]["actions"]) == 3
     assert dream("kv", "verify").exit_code == ExitCode.FAILED  # nothing applied
     repaired = dream("kv", "repair", "--yes")
     assert repaired.exit_code == 0, repaired.stderr

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dreamcli.errors import NotFound, UsageError
+from dreamcli.errors import ExitCode, NotFound, UsageError
 from dreamcli.stores.ports import Store
 
 STORE_KINDS = ("emulator", "wrangler", "cloudflare")
@@ -230,6 +230,25 @@ def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
                 return
     except KeyboardInterrupt:
         pass
+
+
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+PlanOption = Annotated[bool, typer.Option("--plan", help="Only show what would change (exit 0); change nothing.")]
+
+
+def confirm_change(question: str, yes: bool) -> None:
+    """A change that cannot be undone goes ahead with --yes, or a yes typed on a terminal. Without a terminal and
+    without --yes it is refused (exit 2): a script never changes data by accident; a "no" typed is exit 1."""
+    if yes:
+        return
+    if stdin_is_tty() and sys.stderr.isatty():
+        if typer.confirm(question, err=True):
+            return
+        status("nothing changed")
+        raise typer.Exit(int(ExitCode.FAILED))
+    raise UsageError(
+        f"{question.rstrip('?')}: refused without --yes (no terminal to ask; --plan shows what it would do)"
+    )
 
 
 def stdin_is_tty() -> bool:

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, status, stdout_console
+from dreamcli.cli.context import (
+    JsonOption,
+    LazyModule,
+    PlanOption,
+    YesOption,
+    app_context,
+    confirm_change,
+    print_json,
+    status,
+    stdout_console,
+)
 from dreamcli.errors import UsageError
 
 key_ops = LazyModule("dreamcli.platform.keys")
@@ -150,15 +160,28 @@ def keys_revoke(
     platform: PlatformOption = None,
     user: UserOption = None,
     force: Annotated[bool, typer.Option("--force", help="Revoke even the platform's last active pair.")] = False,
+    yes: YesOption = False,
+    plan: PlanOption = False,
     json_flag: JsonOption = False,
 ) -> None:
     """Remove the pair's mappings from both namespaces at once (its secret stops authenticating first).
 
-    Refuses the platform's last active pair without --force. Example: dream keys revoke -u dev@example.com -k pk_live_...
+    It cannot be undone: asks on a terminal, refuses without one unless --yes; --plan shows the keys it would delete.
+    Refuses the platform's last active pair without --force. Example: dream keys revoke -u dev@example.com -k pk_live_... --yes
     """
     run = app_context(ctx)
     now = run.store().clock()
-    revoked = key_ops.revoke_key(run.store(), _platform(ctx, platform, user), key, force=force, now=now)
+    platform_id = _platform(ctx, platform, user)
+    doomed = key_ops.revocation_keys(run.store(), platform_id, key)
+    if plan:
+        if run.wants_json(json_flag):
+            print_json({"schemaVersion": 1, "action": "revoke", "publishableKey": key, "deletes": doomed})
+        else:
+            for namespace, name in doomed:
+                typer.echo(f"delete\t{namespace}\t{name}")
+        return
+    confirm_change(f"revoke {key} of {platform_id} (its secret key stops working at once)?", yes)
+    revoked = key_ops.revoke_key(run.store(), platform_id, key, force=force, now=now)
     if run.wants_json(json_flag):
         print_json(revoked.as_json(now))
         return

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dreamcli import layout
-from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, print_json_lines, status, stdin_is_tty
+from dreamcli.cli.context import (
+    JsonOption,
+    LazyModule,
+    PlanOption,
+    YesOption,
+    app_context,
+    confirm_change,
+    print_json,
+    print_json_lines,
+    status,
+    stdin_is_tty,
+)
 from dreamcli.errors import ExitCode, KeyNotFound, UsageError
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVValue, iter_keys, iter_pages
@@ -301,15 +312,26 @@ def kv_bulk_delete(
     ns: NsOption,
     keys: Annotated[list[str] | None, typer.Argument(help="Keys to delete.")] = None,
     file: Annotated[str | None, typer.Option("--file", "-f", help="JSON array of keys ('-' for stdin).")] = None,
+    yes: YesOption = False,
+    plan: PlanOption = False,
 ) -> None:
     """Delete many keys (10,000 per transaction); missing keys are fine.
 
-    Example: dream kv bulk-delete --file stale-keys.json --ns api-tokens
+    It cannot be undone: asks on a terminal, refuses without one unless --yes; --plan lists the keys present that
+    it would delete. Example: dream kv bulk-delete --file stale-keys.json --ns api-tokens --yes
     """
     wanted = _keys_from(keys or [], file)
     for key in wanted:
         kv_rules.validate_key(key)
     namespace = app_context(ctx).store().kv(ns)
+    if plan:
+        for start in range(0, len(wanted), kv_rules.MAX_BULK_GET):
+            found = namespace.bulk_get(wanted[start : start + kv_rules.MAX_BULK_GET])
+            for key in wanted[start : start + kv_rules.MAX_BULK_GET]:
+                if found.get(key) is not None:
+                    typer.echo(key)
+        return
+    confirm_change(f"delete {len(wanted)} key(s) from {ns}?", yes)
     for start in range(0, len(wanted), kv_rules.MAX_BULK_DELETE):
         namespace.bulk_delete(wanted[start : start + kv_rules.MAX_BULK_DELETE])
     status(f"deleted {len(wanted)} keys from {ns}")
@@ -433,6 +455,9 @@ def kv_repair(
         bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
     ] = False,
     platform: Annotated[str | None, typer.Option("--platform", "-p", help="Only repair this platform id.")] = None,
+    plan_only: Annotated[
+        bool, typer.Option("--plan", help="Only show the plan (on stdout; --json too) and exit 0; change nothing.")
+    ] = False,
     merge_into: Annotated[
         Path | None,
         typer.Option(
@@ -461,7 +486,6 @@ def kv_repair(
 
     Example: dream kv repair --yes
     """
-    import sys
 
     run = app_context(ctx)
     store = run.store()
@@ -488,10 +512,10 @@ def kv_repair(
             from dreamcli.cli.render import render_plan
 
             render_plan(plan)
-        if yes:
-            return True
-        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
-        return interactive and typer.confirm(f"apply {len(plan.fixes)} action(s)?", err=True)
+        if plan_only:
+            return False
+        confirm_change(f"apply {len(plan.fixes)} action(s)?", yes)
+        return True
 
     def tier_config_builder() -> Any:
         vendors = run.vendors()
@@ -516,7 +540,8 @@ def kv_repair(
         remaining = len(report.before.findings)
         status("nothing to repair" + (f"; {remaining} finding(s) need a decision (see above)" if remaining else ""))
     elif report.declined:
-        status("nothing applied: re-run with --yes to apply this plan")
+        status("the plan only: nothing applied (--yes applies it)")
+        return
     else:
         for fix, why in report.failed:
             status(f"not repaired: {fix.namespace}: {fix.key}: {why}")

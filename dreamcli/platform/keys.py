@@ -270,6 +270,17 @@ def _move_primary(store: Store, platform_id: str, old_pk: str, new_pk: str | Non
             platform.put(layout.user_publishable_key(user), new_pk)
 
 
+def revocation_keys(store: Store, platform_id: str, publishable_key: str) -> list[tuple[str, str]]:
+    """(namespace, key) of every mapping `revoke_key` would delete (its plan); NotFound for a key not the platform's."""
+    target = next((info for info in list_keys(store, platform_id) if info.publishable_key == publishable_key), None)
+    if target is None:
+        raise KeyNotFoundError(f"{publishable_key} is not a key of {platform_id}")
+    doomed = []
+    if target.secret_hash:
+        doomed += [(ns, layout.secret_key_publishable(target.secret_hash)) for ns in (API_TOKENS, PLATFORM_TOKENS)]
+    return doomed + [(ns, layout.publishable_key_platform(publishable_key)) for ns in (API_TOKENS, PLATFORM_TOKENS)]
+
+
 def revoke_key(store: Store, platform_id: str, publishable_key: str, *, force: bool = False, now: float) -> KeyInfo:
     """Remove the pair's mappings from both namespaces: the index says revoked, then the api-tokens secret goes."""
     keys = list_keys(store, platform_id)
