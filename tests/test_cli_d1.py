@@ -20,7 +20,7 @@ def test_execute_with_params_and_json(dream):
     assert rows[0]["results"] == [{"name": "ann", "n": 42}]
     table = dream("d1", "execute", "-c", "SELECT name, n FROM t")
     assert "ann" in table.stdout and "42" in table.stdout
-    assert table.stderr.startswith("1 rows, 0 changes")
+    assert table.stderr.startswith("1 row, 0 changes")
 
 
 def test_execute_file_runs_a_batch(dream, tmp_path):

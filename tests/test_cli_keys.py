@@ -161,7 +161,9 @@ def test_create_needs_a_tier_config(dream):
 def test_revoke_plans_refuses_without_yes_and_asks_on_a_terminal(dream, tmp_path):
     data = dream.json("flow", "run", "--json")
     plt, pk = data["platformId"], data["publishableKey"]
-    created = dream.json("keys", "create", "-p", plt, "--env", "production", "--json")  # a second pair, so revoking the first is allowed
+    created = dream.json(
+        "keys", "create", "-p", plt, "--env", "production", "--json"
+    )  # a second pair, so revoking the first is allowed
     planned = dream.json("keys", "revoke", "-p", plt, "-k", pk, "--plan", "--json")
     assert planned["schemaVersion"] == 1 and len(planned["deletes"]) == 4
     refused = dream("keys", "revoke", "-p", plt, "-k", pk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,49 @@ def test_one_meaning_per_short_option_and_p_is_always_platform():
     walk(typer.main.get_command(app), "dream")
     assert {short: sorted(longs) for short, longs in meanings.items() if len(longs) > 1} == {}
     assert platforms_without_p == []
+
+
+def test_piped_tables_are_plain_records_never_cut(dream):
+    data = dream.json("flow", "run", "--json")
+    piped = dream("flow", "status")  # CliRunner's stdout is no terminal
+    lines = piped.stdout.splitlines()
+    assert lines[0].split("\t")[:2] == ["developer", "platform"]
+    assert lines[1].split("\t")[:2] == [data["userId"], data["platformId"]]  # whole ids, one record per line
+    assert "\x1b[" not in piped.stdout and "…" not in piped.stdout
+    as_csv = dream("flow", "status", "--format", "csv")  # --format after the subcommand, as --json
+    assert as_csv.stdout.splitlines()[1].startswith(f"{data['userId']},{data['platformId']},")
+    long = "x" * 300
+    d1 = dream("d1", "execute", "--command", f"SELECT '{long}' AS v")
+    assert d1.stdout.splitlines() == ["v", long] and "1 row, 0 changes" in d1.stderr
+    wrote = dream("kv", "put", "k", "v", "--ns", "api-usage")
+    assert "(1 byte)" in wrote.stderr
+    assert dream("--format", "fancy", "flow", "status").exit_code == 2
+
+
+def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no_codes(tmp_path):
+    import os
+    import pty
+    import re as regex
+
+    dream_exe = str(Path(sys.executable).with_name("dream"))
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    subprocess.run([dream_exe, "flow", "run"], env=env, cwd=tmp_path, capture_output=True, check=True)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([dream_exe, "flow", "status"], stdout=follower, stderr=follower, env=env, cwd=tmp_path)
+    os.close(follower)
+    seen = b""
+    try:
+        while chunk := os.read(leader, 4096):
+            seen += chunk
+    except OSError:
+        pass
+    process.wait(timeout=30)
+    os.close(leader)
+    text = seen.decode()
+    assert "…" not in text and "\x1b[1m" not in text  # NO_COLOR: no bold either
+    shown = json.loads(
+        subprocess.run(
+            [dream_exe, "flow", "status", "--json"], env=env, cwd=tmp_path, capture_output=True, check=True
+        ).stdout
+    )
+    assert shown[0]["userId"] in text and regex.search(r"^developer\tplatform", text, regex.M)  # too wide: records

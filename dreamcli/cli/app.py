@@ -34,19 +34,19 @@ def _is_cli_framework(exc: Exception) -> bool:
 
 
 def hoist_root_options(args: list[str]) -> list[str]:
-    """`--store X` (or `--store=X`) may follow the subcommand, as `--json` may: `dream kv verify --store
-    wrangler:.` is `dream --store wrangler:. kv verify`. Moved to the front; nothing after a `--` is touched."""
+    """`--store X` and `--format F` (or `--store=X`) may follow the subcommand, as `--json` may: `dream kv verify
+    --store wrangler:.` is `dream --store wrangler:. kv verify`. Moved to the front; nothing after `--` is touched."""
     end = args.index("--") if "--" in args else len(args)
     hoisted: list[str] = []
     rest: list[str] = []
     index = 0
     while index < end:
         arg = args[index]
-        if index > 0 and arg == "--store" and index + 1 < end:
+        if index > 0 and arg in ("--store", "--format") and index + 1 < end:
             hoisted += [arg, args[index + 1]]
             index += 2
             continue
-        if index > 0 and arg.startswith("--store="):
+        if index > 0 and arg.startswith(("--store=", "--format=")):
             hoisted.append(arg)
         else:
             rest.append(arg)
@@ -138,12 +138,26 @@ def root(
         ),
     ] = DEFAULT_STORE,
     json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout for every read or list command.")] = False,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            envvar="DREAM_FORMAT",
+            help="Tables: auto (drawn on a terminal, tsv in a pipe), table, tsv or csv (one record per line, a "
+            "header first, nothing cut). --json for JSON.",
+        ),
+    ] = "auto",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """Operator console and local emulator for the dream-api platform."""
+    from dreamcli.cli.context import FORMATS, choose_format
+
+    if output not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    choose_format(output)  # read where tables are printed (stdout_console)
     context = AppContext(store_spec=store, json=json_output, verbose=verbose)
     ctx.obj = context
     ctx.call_on_close(context.close)

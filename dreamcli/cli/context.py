@@ -40,11 +40,94 @@ class LazyModule:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (stable keys) instead of tables.")]
 
 
-def stdout_console() -> Any:
-    from rich.console import Console  # loaded only by commands that draw tables: it costs every start otherwise
+FORMATS = ("auto", "table", "tsv", "csv")
+_chosen_format = ["auto"]  # set by the root command on every invocation (--format / DREAM_FORMAT)
 
-    # Piped output is read by people in CI logs too: wide enough that keys are not folded.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+def choose_format(chosen: str) -> None:
+    if chosen not in FORMATS:
+        raise UsageError(f"--format {chosen!r}: use one of {', '.join(FORMATS)} (or --json)")
+    _chosen_format[0] = chosen
+
+
+def output_format() -> str:
+    """table on a terminal, tsv off it (`auto`); or what --format / DREAM_FORMAT says."""
+    chosen = _chosen_format[0]
+    if chosen == "auto":
+        return "table" if sys.stdout.isatty() else "tsv"
+    return chosen
+
+
+class PlainConsole:
+    """What a pipe gets: every table one record per line (a header line first), tab- or comma-separated, nothing
+    cut or wrapped, no styles; anything else as plain text."""
+
+    def __init__(self, separator: str) -> None:
+        self.separator = separator
+
+    def print(self, *objects: Any, **_: Any) -> None:
+        import csv
+
+        from rich.table import Table
+        from rich.text import Text
+
+        def plain(cell: Any) -> str:
+            text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+            return text.replace("\n", " ").replace("\t", " ") if self.separator == "\t" else text
+
+        for obj in objects:
+            if isinstance(obj, Table):
+                rows = [[plain(c.header) for c in obj.columns]]
+                rows += [
+                    list(row) for row in zip(*([plain(cell) for cell in c.cells] for c in obj.columns), strict=True)
+                ]
+                if self.separator == ",":
+                    writer = csv.writer(sys.stdout, lineterminator="\n")
+                    writer.writerows(rows)
+                else:
+                    sys.stdout.write("".join(self.separator.join(row) + "\n" for row in rows))
+            else:
+                sys.stdout.write(plain(obj) + "\n")
+        sys.stdout.flush()
+
+
+def _natural_width(table: Any) -> int:
+    """How wide `table` is drawn with no cell cut: the widest line of each column, plus the borders and padding."""
+    from rich.text import Text
+
+    def width(cell: Any) -> int:
+        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+        return max((len(line) for line in text.splitlines()), default=0)
+
+    return sum(max([width(c.header)] + [width(cell) for cell in c.cells]) + 3 for c in table.columns) + 1
+
+
+class TerminalConsole:
+    """A terminal: Rich tables when they fit its width (COLUMNS honoured), else the same records as a pipe gets, so
+    an id is never shown as `user_F…` nor sliced over lines; no styles at all under NO_COLOR."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        no_color = "NO_COLOR" in os.environ
+        self.console = Console(highlight=False, color_system=None if no_color else "auto", no_color=no_color)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from rich.table import Table
+
+        for obj in objects:
+            if isinstance(obj, Table) and _natural_width(obj) > self.console.width:
+                PlainConsole("\t").print(obj)
+            else:
+                self.console.print(obj, **kwargs)
+
+
+def stdout_console() -> Any:
+    """Where tables go: drawn on a terminal, plain records in a pipe (see output_format)."""
+    chosen = output_format()
+    if chosen == "table":
+        return TerminalConsole()
+    return PlainConsole("," if chosen == "csv" else "\t")
 
 
 MAX_NOW = 253402300799  # 9999-12-31T23:59:59Z: the last instant dates can print
@@ -249,6 +332,11 @@ def confirm_change(question: str, yes: bool) -> None:
     raise UsageError(
         f"{question.rstrip('?')}: refused without --yes (no terminal to ask; --plan shows what it would do)"
     )
+
+
+def plural(count: int, word: str) -> str:
+    """`1 row`, `2 rows`, `1 byte`."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def stdin_is_tty() -> bool:

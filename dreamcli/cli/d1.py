@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, app_context, plural, print_json, status, stdout_console
 from dreamcli.errors import UsageError
 from dreamcli.stores.d1_migrations import apply_migrations, default_migrations_dir, list_migrations
 from dreamcli.stores.ports import Statement
@@ -85,7 +85,7 @@ def d1_execute(
             console.print(table)
         meta = result.meta
         status(
-            f"{len(result.results)} rows, {meta.changes} changes, last_row_id {meta.last_row_id}, "
+            f"{plural(len(result.results), 'row')}, {plural(meta.changes, 'change')}, last_row_id {meta.last_row_id}, "
             f"{meta.duration:.2f} ms"
         )
 

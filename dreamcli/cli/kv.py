@@ -17,6 +17,7 @@ from dreamcli.cli.context import (
     YesOption,
     app_context,
     confirm_change,
+    plural,
     print_json,
     print_json_lines,
     status,
@@ -145,7 +146,7 @@ def kv_put(
     meta = _parse_metadata(metadata)
     namespace = app_context(ctx).store(create=True).kv(ns)
     namespace.put(key, data, expiration=expiration, expiration_ttl=ttl, metadata=meta)
-    status(f"wrote {key!r} to {ns} ({len(data)} bytes)")
+    status(f"wrote {key!r} to {ns} ({plural(len(data), 'byte')})")
 
 
 @app.command("delete")
