@@ -79,3 +79,22 @@ def test_daily_usage_flush_writes_every_row_in_chunks(tmp_path):
     rows = store.database.execute("SELECT customer_id, calls FROM usage_daily ORDER BY customer_id").results
     store.close()
     assert len(rows) == 60 and all(row["calls"] == 3 for row in rows)
+
+
+def test_the_chart_catches_up_without_another_call(tmp_path):
+    """Calls within `interval` of a flush reach D1 when it ends, not at the next call (4 calls showed as 1)."""
+    import time
+
+    store = open_emulator_store(tmp_path / "lag.db")
+    core.ensure_schema(store)
+    daily = core.DailyUsageBuffer(store, interval=0.2)
+    for _ in range(4):
+        daily.add("plt_x", "u1", 1_800_000_000)
+    counted = lambda: store.database.execute("SELECT sum(calls) AS n FROM usage_daily").results[0]["n"]  # noqa: E731
+    assert counted() == 1  # the first call flushed at once, the next three wait for the interval
+    deadline = time.monotonic() + 5
+    while counted() != 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert counted() == 4
+    daily.flush()
+    store.close()

@@ -18,6 +18,7 @@ from dreamcli.cli import events as events_cli
 from dreamcli.cli import flow as flow_cli
 from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
+from dreamcli.cli import seed as seed_cli
 from dreamcli.cli import stripe as stripe_cli
 from dreamcli.cli import topology as topology_cli
 from dreamcli.cli.context import DEFAULT_STORE, AppContext
@@ -115,6 +116,7 @@ app.add_typer(events_cli.app, name="events")
 app.command("doctor")(doctor_cli.doctor)
 app.command("topology")(topology_cli.topology)
 app.command("dev")(dev_cli.dev)
+app.command("seed")(seed_cli.seed)
 
 
 def _version(value: bool) -> None:
