@@ -43,11 +43,11 @@ def hoist_root_options(args: list[str]) -> list[str]:
     index = 0
     while index < end:
         arg = args[index]
-        if index > 0 and arg in ("--store", "--format") and index + 1 < end:
+        if index > 0 and arg in ("--store", "--format", "--profile") and index + 1 < end:
             hoisted += [arg, args[index + 1]]
             index += 2
             continue
-        if index > 0 and arg.startswith(("--store=", "--format=")):
+        if index > 0 and arg.startswith(("--store=", "--format=", "--profile=")):
             hoisted.append(arg)
         else:
             rest.append(arg)
@@ -150,6 +150,14 @@ def root(
         ),
     ] = "auto",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="DREAM_PROFILE",
+            help="A profile of the nearest dream.toml: its store and vendor variables (--store still wins).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -161,6 +169,14 @@ def root(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     choose_format(output)  # read where tables are printed (stdout_console)
     context = AppContext(store_spec=store, json=json_output, verbose=verbose)
+    if profile is not None:
+        from dreamcli.cli.profiles import load_profile
+
+        chosen = load_profile(profile)
+        given = getattr(ctx.get_parameter_source("store"), "name", "")  # typer's own click or click's: by name
+        if chosen.store and given != "COMMANDLINE":
+            context.store_spec = chosen.store
+        context.environ = chosen.environ(context.environ)
     ctx.obj = context
     ctx.call_on_close(context.close)
 

@@ -182,6 +182,7 @@ class AppContext:
     store_spec: str = DEFAULT_STORE
     json: bool = False
     verbose: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))  # with a profile's variables
     _store: Store | None = field(default=None, repr=False)
     _vendors: Any = field(default=None, repr=False)
     _emulator: Any = field(default=None, repr=False)
@@ -199,7 +200,7 @@ class AppContext:
                 from dreamcli.topology import GUIDE_TOPOLOGY
 
                 topology = topology_of(discover(Path(where))) if where else GUIDE_TOPOLOGY
-                self._store = open_cloudflare_store(os.environ, topology=topology)
+                self._store = open_cloudflare_store(self.environ, topology=topology)
             elif kind == "wrangler":
                 from dreamcli.stores.wrangler import open_wrangler_store
 
@@ -224,7 +225,7 @@ class AppContext:
 
             from dreamcli.vendors.settings import Vendors, settings_from_emulator, settings_from_env
 
-            settings = settings_from_env(os.environ)
+            settings = settings_from_env(self.environ)
             if settings is not None:
                 self._vendors = Vendors(settings, httpx.Client(timeout=30.0), clock=clock_from_env())
             else:

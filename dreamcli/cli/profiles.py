@@ -1,0 +1,99 @@
+"""`dream.toml` profiles: named places (a local emulator, a wrangler project, a production account), each with its
+store and its vendor settings, so a CI job and an operator type the same short commands (`dream --profile prod kv
+verify`). Secrets are never written in the file: a profile's `env` table maps the variable dream reads to the name
+of the environment variable that holds the value.
+
+    [profiles.local]
+    store = "emulator:.dream/emulator.db"
+
+    [profiles.dev]
+    store = "wrangler:workers,persist-to=.wrangler-shared"
+
+    [profiles.prod]
+    store = "cloudflare:workers"
+    env = { CLOUDFLARE_API_TOKEN = "PROD_CF_TOKEN", CLOUDFLARE_ACCOUNT_ID = "PROD_CF_ACCOUNT" }
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dreamcli.errors import NotFound, UsageError
+
+FILE = "dream.toml"
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: Path
+    store: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # variable dream reads -> the variable holding its value
+
+    def environ(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with the profile's variables filled from the ones it names; a named one that is unset is refused."""
+        merged = dict(base)
+        for wanted, holder in self.env.items():
+            if holder not in base:
+                raise UsageError(f"profile {self.name} ({self.source}) takes {wanted} from ${holder}, which is not set")
+            merged[wanted] = base[holder]
+        return merged
+
+
+def find_file(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        if (folder / FILE).is_file():
+            return folder / FILE
+    return None
+
+
+def load_profile(name: str, start: Path | None = None) -> Profile:
+    """Profile `name` from the nearest dream.toml (this folder or a parent); store paths are relative to its folder."""
+    path = find_file((start or Path.cwd()).resolve())
+    if path is None:
+        raise NotFound(f"--profile {name}: no {FILE} in {start or Path.cwd()} or its parents")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    profiles = data.get("profiles")
+    if not isinstance(profiles, dict) or not isinstance(profiles.get(name), dict):
+        known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) else "none"
+        raise NotFound(f"no profile {name!r} in {path} (its profiles: {known})")
+    entry = profiles[name]
+    unknown = set(entry) - {"store", "env"}
+    if unknown:
+        raise UsageError(
+            f"{path}: profile {name} has unknown settings {', '.join(sorted(unknown))} (known: store, env)"
+        )
+    store = entry.get("store")
+    if store is not None and not isinstance(store, str):
+        raise UsageError(f"{path}: profile {name}: store must be a string")
+    env = entry.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise UsageError(f"{path}: profile {name}: env maps variable names to the names of variables that hold them")
+    for holder in env.values():
+        if not _ENV_NAME.match(holder):
+            raise UsageError(
+                f"{path}: profile {name}: env values name environment variables (got {holder[:12]!r}...): secrets "
+                "never go in the file"
+            )
+    if store is not None:
+        store = _relative_to(store, path.parent)
+    return Profile(name, path, store, dict(env))
+
+
+def _relative_to(spec: str, folder: Path) -> str:
+    """A store spec whose path is relative to the profile file's folder, made absolute."""
+    kind, sep, where = spec.partition(":")
+    if not sep:
+        return str(folder / os.path.expanduser(spec)) if spec not in ("emulator", "wrangler", "cloudflare") else spec
+    if not where:
+        return spec
+    head, comma, rest = where.partition(",")
+    return f"{kind}:{folder / os.path.expanduser(head)}{comma}{rest}"

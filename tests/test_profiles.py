@@ -1,0 +1,67 @@
+"""dream.toml profiles: a CI job and an operator type the same short commands; secrets only by variable name."""
+
+from __future__ import annotations
+
+import pytest
+
+from dreamcli.errors import ExitCode
+from emulator.app import Emulator
+from emulator.server import LoopbackServer
+
+TOML = """
+[profiles.local]
+store = "emulator:data/store.db"
+
+[profiles.prod]
+store = "cloudflare"
+env = { CLOUDFLARE_API_TOKEN = "PROD_CF_TOKEN", CLOUDFLARE_ACCOUNT_ID = "PROD_CF_ACCOUNT", CLOUDFLARE_BASE_URL = "PROD_CF_BASE" }
+
+[profiles.leaky]
+store = "cloudflare"
+env = { CLOUDFLARE_API_TOKEN = "cf-token-in-the-file" }
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "dream.toml").write_text(TOML)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.delenv("DREAM_STORE", raising=False)
+    monkeypatch.chdir(tmp_path / "deep" / "er")  # the nearest dream.toml is two folders up
+    return tmp_path
+
+
+def test_a_profile_names_the_store_relative_to_its_file(dream, project):
+    assert dream("--profile", "local", "flow", "run").exit_code == 0
+    assert (project / "data" / "store.db").exists()
+    assert dream("kv", "verify", "--profile", "local").exit_code == 0  # after the subcommand too
+    other = project / "other.db"
+    assert dream("--profile", "local", "--store", f"emulator:{other}", "flow", "run").exit_code == 0
+    assert other.exists()  # --store on the command line wins
+
+
+def test_production_settings_come_from_the_variables_the_profile_names(dream, project, tmp_path, monkeypatch):
+    emulator = Emulator(tmp_path / "cloudflare.db")
+    server = LoopbackServer(emulator.app)
+    base = server.start()
+    try:
+        config = emulator.config(base)["cloudflare"]
+        monkeypatch.setenv("PROD_CF_TOKEN", config["api_token"])
+        monkeypatch.setenv("PROD_CF_ACCOUNT", config["account_id"])
+        monkeypatch.setenv("PROD_CF_BASE", config["base_url"])
+        assert dream("--profile", "prod", "kv", "put", "k", "v", "--ns", "api-usage").exit_code == 0
+        assert dream("--profile", "prod", "kv", "get", "k", "--ns", "api-usage").stdout == "v"
+        monkeypatch.delenv("PROD_CF_TOKEN")
+        unset = dream("--profile", "prod", "kv", "list", "--ns", "api-usage")
+        assert unset.exit_code == ExitCode.USAGE and "$PROD_CF_TOKEN, which is not set" in unset.stderr
+    finally:
+        server.stop()
+        emulator.close()
+
+
+def test_bad_profiles_are_refused(dream, project):
+    unknown = dream("--profile", "staging", "kv", "verify")
+    assert unknown.exit_code == ExitCode.NOT_FOUND and "its profiles: leaky, local, prod" in unknown.stderr
+    leaky = dream("--profile", "leaky", "kv", "verify")
+    assert leaky.exit_code == ExitCode.USAGE and "secrets never go in the file" in leaky.stderr
+    assert "cf-token-in-the-file" not in leaky.stderr
