@@ -45,7 +45,14 @@ def test_get_json_has_metadata_and_expiration(dream):
         == 0
     )
     data = dream.json("kv", "get", "k", "--ns", "api-tokens", "--json", env=env)
-    assert data == {"key": "k", "namespace": "api-tokens", "value": "v", "metadata": {"a": 1}, "expiration": 1800000120}
+    assert data == {
+        "schemaVersion": 1,
+        "key": "k",
+        "namespace": "api-tokens",
+        "value": "v",
+        "metadata": {"a": 1},
+        "expiration": 1800000120,
+    }
     # the global --json works too
     assert dream.json("--json", "kv", "get", "k", "--ns", "api-tokens", env=env)["value"] == "v"
 

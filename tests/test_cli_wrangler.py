@@ -290,3 +290,16 @@ def test_reading_never_creates(dream, project, tmp_path, monkeypatch):
         == 0
     )
     assert list(project.rglob("*.sqlite"))  # a write makes the file, as `wrangler d1 execute --local` does
+
+
+def test_doctor_json_summary_and_what_fails(dream, project):
+    for worker in ("front-auth-api", "oauth-api", "api-multi"):  # one shared state: only warnings are left
+        (project / worker / "package.json").write_text(
+            json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}})
+        )
+    (project / ".wrangler-shared").mkdir()
+    warned = dream("doctor", str(project), "--json")
+    report = json.loads(warned.stdout)
+    assert report["schemaVersion"] == 1 and report["summary"]["errors"] == 0 and report["summary"]["warnings"] == 3
+    assert warned.exit_code == 0  # warnings alone break nothing
+    assert dream("doctor", str(project), "--strict").exit_code == ExitCode.FAILED

@@ -273,7 +273,13 @@ def app_context(ctx: typer.Context) -> AppContext:
     return ctx.obj
 
 
+JSON_SCHEMA_VERSION = 1  # every JSON object dream prints says which contract it follows (README: JSON contracts)
+
+
 def print_json(data: Any) -> None:
+    """JSON on stdout; an object carries `schemaVersion` first (arrays are the items of a listing, version 1)."""
+    if isinstance(data, dict) and "schemaVersion" not in data:
+        data = {"schemaVersion": JSON_SCHEMA_VERSION, **data}
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
 
 

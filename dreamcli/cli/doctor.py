@@ -23,12 +23,14 @@ def doctor(
     env: Annotated[
         str | None, typer.Option("--env", help="The workers run with `wrangler dev --env NAME` ([env.NAME]).")
     ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
     json_flag: JsonOption = False,
 ) -> None:
     """Check the three workers' wrangler files: namespace and preview ids that must agree, workers that share a
     namespace but keep separate local state (the guide's "Invalid API key"), .dev.vars names, D1 bindings.
 
-    Exit 1 when anything is found. Example: dream doctor ~/dream-api
+    Severities: an error breaks the platform (exit 1); a warning is worth fixing but breaks nothing by itself (exit
+    0, or 1 with --strict). Example: dream doctor ~/dream-api
     """
     from rich.table import Table
 
@@ -38,6 +40,13 @@ def doctor(
     if app_context(ctx).wants_json(json_flag):
         print_json(
             {
+                "summary": {
+                    "workers": len(workers),
+                    "findings": len(found),
+                    "errors": sum(1 for d in found if d.severity == "error"),
+                    "warnings": sum(1 for d in found if d.severity == "warning"),
+                    "clean": not found,
+                },
                 "workers": [{"name": w.name, "config": str(w.config)} for w in workers],
                 "findings": [d.as_json() for d in found],
             }
@@ -49,6 +58,8 @@ def doctor(
         stdout_console().print(table)
     else:
         typer.echo(f"{len(workers)} workers, no findings")
+    errors = sum(1 for d in found if d.severity == "error")
     if found:
-        status(f"{len(found)} finding(s)")
+        status(f"{len(found)} finding(s): {errors} error(s), {len(found) - errors} warning(s)")
+    if errors or (strict and found):
         raise typer.Exit(int(ExitCode.FAILED))
