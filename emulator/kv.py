@@ -103,6 +103,14 @@ class EmulatorKVNamespace(PutAsBulkPut):
                 return
             after = rows[-1][0]
 
+    def count(self) -> int:
+        """How many keys (expired ones not yet removed included): a progress total, not a listing."""
+        return int(
+            self.file.read(
+                lambda conn: conn.execute("SELECT count(*) FROM _dream_kv WHERE ns = ?", (self.seq,)).fetchone()[0]
+            )
+        )
+
     def sql_source(self, now: int) -> SQLSource:
         return SQLSource(
             str(self.file.path),

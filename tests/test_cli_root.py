@@ -167,3 +167,26 @@ def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no
         ).stdout
     )
     assert shown[0]["userId"] in text and regex.search(r"^developer\tplatform", text, regex.M)  # too wide: records
+
+
+def test_shell_completion_offers_namespaces_and_finding_classes(tmp_path):
+    import os
+
+    from dreamcli.cli.kv import CLASS_NAMES, NAMESPACE_NAMES
+    from dreamcli.topology import GUIDE_TOPOLOGY
+
+    assert list(NAMESPACE_NAMES) == GUIDE_TOPOLOGY.names()
+    dream_exe = str(Path(sys.executable).with_name("dream"))
+
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_DREAM_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        return subprocess.run([dream_exe], env=env, capture_output=True, text=True, cwd=tmp_path).stdout.split()
+
+    assert complete("dream kv list --ns api") == ["api-tokens", "api-usage"]
+    assert complete("dream kv verify --class st") == ["stale", "stranded"]
+    assert set(CLASS_NAMES) >= {"stale", "stranded"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,9 +41,26 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+NAMESPACE_NAMES = ("platform-tokens", "platform-usage", "api-tokens", "api-usage")
+
+
+def _complete(values: tuple[str, ...]) -> Any:
+    """Shell completion of an option's values (`dream --install-completion`)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [value for value in values if value.startswith(incomplete)]
+
+    return complete
+
+
 NsOption = Annotated[
     str,
-    typer.Option("--ns", "-n", help="Namespace: logical name (platform-tokens, api-tokens, ...) or namespace id."),
+    typer.Option(
+        "--ns",
+        "-n",
+        help="Namespace: logical name (platform-tokens, api-tokens, ...) or namespace id.",
+        autocompletion=_complete(NAMESPACE_NAMES),
+    ),
 ]
 RevealOption = Annotated[
     bool, typer.Option("--reveal", help="Print values the schema marks as secret (plaintext keys, Stripe tokens).")
@@ -372,18 +390,35 @@ CLASS_NAMES = (
 )  # replication.FindingClass (tested to agree)
 
 
-def _progress(label: str):
-    """A progress line on stderr while a long scan runs (only on a terminal)."""
+def _progress(label: str, total: int | None = None, unit: str = "keys"):
+    """A progress line on stderr while long work runs, with the total and an ETA when known (only on a terminal)."""
     import sys
+    import time
 
     if not sys.stderr.isatty():
         return None
+    started = time.monotonic()
 
     def report(count: int) -> None:
-        sys.stderr.write(f"\r{label}: {count:,} keys")
+        line = f"{label}: {count:,}"
+        if total:
+            elapsed = time.monotonic() - started
+            eta = elapsed / count * (total - count) if count else 0
+            line += f"/{total:,} {unit} ({min(100, count * 100 // total)}%), ETA {eta:.0f} s"
+        else:
+            line += f" {unit}"
+        sys.stderr.write(f"\r{line}   ")
         sys.stderr.flush()
 
     return report
+
+
+def _key_total(store: Any) -> int | None:
+    """The keys verify will read (the two token namespaces), when the store can count them cheaply."""
+    from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
+
+    counts = [getattr(store.kv(name), "count", None) for name in (PLATFORM_TOKENS, API_TOKENS)]
+    return sum(count() for count in counts) if all(counts) else None  # type: ignore[misc]
 
 
 def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool) -> VerifyResult:
@@ -402,7 +437,7 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
         check = replication.stripe_agreement(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
-    progress = _progress("verifying")
+    progress = _progress("verifying", _key_total(store))
     result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:
         typer.echo("", err=True)
@@ -416,7 +451,12 @@ def kv_verify(
         str | None, typer.Option("--platform", "-p", help="Only findings about this platform id.")
     ] = None,
     classes: Annotated[
-        list[str] | None, typer.Option("--class", help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--class",
+            help=f"Only these classes ({', '.join(CLASS_NAMES)}); repeatable.",
+            autocompletion=_complete(CLASS_NAMES),
+        ),
     ] = None,
     stripe: Annotated[
         bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")
@@ -522,15 +562,35 @@ def kv_repair(
         vendors = run.vendors()
         return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
 
-    report = replication.run(
-        store,
-        lambda: _verify(ctx, platform, None, False),
-        prune=prune,
-        remove_plaintext=remove_plaintext_secrets,
-        confirm=confirm,
-        tier_config_builder=tier_config_builder,
-        on_progress=lambda n, total: status(f"applied {n}/{total}") if total > 20_000 else None,
-    )
+    applied = [0, 0]  # actions done, actions planned: what an interruption reports
+    shown: list[Any] = [None]
+
+    def on_progress(done: int, total: int) -> None:
+        applied[:] = [done, total]
+        if shown[0] is None:
+            shown[0] = _progress("applying", total, "actions") or (lambda n: None)
+        shown[0](done)
+
+    try:
+        report = replication.run(
+            store,
+            lambda: _verify(ctx, platform, None, False),
+            prune=prune,
+            remove_plaintext=remove_plaintext_secrets,
+            confirm=confirm,
+            tier_config_builder=tier_config_builder,
+            on_progress=on_progress,
+        )
+    except KeyboardInterrupt:
+        done, total = applied
+        typer.echo("", err=True)
+        status(
+            f"interrupted after {done} of {total} action(s): what is applied is consistent; "
+            "`dream kv repair` again re-verifies and finishes the job"
+        )
+        raise
+    if shown[0] is not None and sys.stderr.isatty():
+        typer.echo("", err=True)
     if as_json:
         print_json(report.as_json())
     elif not report.plan.fixes:

@@ -1,0 +1,65 @@
+"""The CLI under a pseudo-terminal, as an operator sees it: progress with a total and an ETA, and Ctrl-C during a
+repair saying how much was applied and that running it again finishes the job."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DREAM = str(Path(sys.executable).with_name("dream"))
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, until: bytes | None = None, then=None):
+    """Run dream with a pty for its stdin/stdout/stderr; optionally act (`then(process)`) once `until` is shown."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([DREAM, *args], stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd)
+    os.close(follower)
+    seen = b""
+    acted = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if until and not acted and until in seen:
+            then(process)
+            acted = True
+    process.wait(timeout=60)
+    os.close(leader)
+    return process.returncode, seen.decode(errors="replace")
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    store = tmp_path / "big.db"
+    env = {**os.environ, "DREAM_STORE": f"emulator:{store}"}
+    subprocess.run([DREAM, "seed", "--platforms", "30000", "--drift", "1.0"], env=env, check=True, capture_output=True)
+    return env
+
+
+def test_verify_shows_a_total_and_an_eta(seeded, tmp_path):
+    code, shown = on_a_terminal(["kv", "verify"], seeded, tmp_path)
+    assert code == 1  # the drifted platforms
+    assert "/" in shown and "keys (" in shown and "ETA" in shown, shown[-500:]
+
+
+def test_ctrl_c_during_repair_says_what_was_applied_and_a_rerun_finishes(seeded, tmp_path):
+    code, shown = on_a_terminal(
+        ["kv", "repair", "--yes"], seeded, tmp_path, until=b"applying: ", then=lambda p: p.send_signal(signal.SIGINT)
+    )
+    assert code == 130, shown[-800:]
+    assert "interrupted after " in shown and "again re-verifies and finishes the job" in shown
+    finish = subprocess.run([DREAM, "kv", "repair", "--yes"], env=seeded, cwd=tmp_path, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr[-500:]
+    assert subprocess.run([DREAM, "kv", "verify"], env=seeded, cwd=tmp_path).returncode == 0
