@@ -18,6 +18,7 @@ from dreamcli.cli import events as events_cli
 from dreamcli.cli import flow as flow_cli
 from dreamcli.cli import keys as keys_cli
 from dreamcli.cli import kv as kv_cli
+from dreamcli.cli import overview as overview_cli
 from dreamcli.cli import seed as seed_cli
 from dreamcli.cli import stripe as stripe_cli
 from dreamcli.cli import topology as topology_cli
@@ -117,6 +118,7 @@ app.command("doctor")(doctor_cli.doctor)
 app.command("topology")(topology_cli.topology)
 app.command("dev")(dev_cli.dev)
 app.command("seed")(seed_cli.seed)
+app.command("overview")(overview_cli.overview)
 
 
 def _version(value: bool) -> None:

@@ -201,6 +201,11 @@ class StripeGateway:
     def update_subscription(self, account: str | None, subscription_id: str, **params: Any) -> Any:
         return self._call(self.client.v1.subscriptions.update, subscription_id, params, self._options(account))
 
+    def list_subscriptions(self, account: str | None, status: str = "active") -> list[dict[str, Any]]:
+        """Every subscription of the account in `status` (all pages), as plain dicts."""
+        found = self._call(self.client.v1.subscriptions.list, {"status": status, "limit": 100}, self._options(account))
+        return self._call(lambda: [subscription.to_dict() for subscription in found.auto_paging_iter()])
+
     def cancel_subscription(self, account: str | None, subscription_id: str) -> Any:
         return self._call(self.client.v1.subscriptions.cancel, subscription_id, None, self._options(account))
 
