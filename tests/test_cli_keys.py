@@ -207,3 +207,24 @@ def test_revoke_plans_refuses_without_yes_and_asks_on_a_terminal(dream, tmp_path
     assert code == 0 and b"revoked " + pk.encode() in shown
     assert dream("flow", "call", input=data["secretKey"]).exit_code == ExitCode.FAILED
     assert created["publishableKey"] != pk
+
+
+def test_rotate_and_bulk_put_plan_without_changing_anything(dream, tmp_path):
+    data = dream.json("flow", "run", "--json", env={"DREAM_NOW": "1800000000"})
+    plt, pk = data["platformId"], data["publishableKey"]
+    planned = dream.json(
+        "keys", "rotate", "-p", plt, "-k", pk, "--grace", "24h", "--plan", "--json", env={"DREAM_NOW": "1800000000"}
+    )
+    assert planned == {
+        "schemaVersion": 1,
+        "action": "rotate",
+        "old": pk,
+        "newPairEnv": "production",
+        "oldExpiresAt": 1800000000 + 86400,
+    }
+    assert len(dream.json("keys", "list", "-p", plt, "--json")["keys"]) == 1  # nothing created
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps([{"key": f"platform:{plt}:userId", "value": "x"}, {"key": "fresh", "value": "y"}]))
+    shown = dream("kv", "bulk-put", str(pairs), "--ns", "platform-tokens", "--plan")
+    assert shown.stdout == f"replace\tplatform:{plt}:userId\nnew\tfresh\n"
+    assert dream("kv", "get", "fresh", "--ns", "platform-tokens").exit_code == ExitCode.NOT_FOUND

@@ -119,22 +119,32 @@ def keys_rotate(
     grace: Annotated[
         str | None, typer.Option("--grace", help="Keep the old pair working this long (24h, 30m, 7d).")
     ] = None,
+    plan: PlanOption = False,
     json_flag: JsonOption = False,
 ) -> None:
     """A new pair for the same platform and env. The old pair keeps working until revoked, or for --grace
-    (KV expiration on its mappings in both namespaces; never past its own expiry).
+    (KV expiration on its mappings in both namespaces; never past its own expiry). --plan says which pair and until
+    when, creating nothing.
 
     Example: dream keys rotate --user dev@example.com --env production --grace 24h
     """
     run = app_context(ctx)
-    rotated = key_ops.rotate_key(
-        run.store(),
-        _platform(ctx, platform, user),
-        publishable_key=key,
-        env=env,
-        grace_seconds=None if grace is None else key_ops.parse_duration(grace),
-        now=run.store().clock(),
-    )
+    options = {
+        "publishable_key": key,
+        "env": env,
+        "grace_seconds": None if grace is None else key_ops.parse_duration(grace),
+        "now": run.store().clock(),
+    }
+    platform_id = _platform(ctx, platform, user)
+    if plan:
+        planned = key_ops.plan_rotation(run.store(), platform_id, **options)
+        if run.wants_json(json_flag):
+            print_json(planned.as_json())
+        else:
+            until = _when(planned.expires_at) if planned.expires_at else "until revoked"
+            typer.echo(f"new pair\t{planned.env}\nold pair\t{planned.old.publishable_key}\tworks {until}")
+        return
+    rotated = key_ops.rotate_key(run.store(), platform_id, **options)
     if run.wants_json(json_flag):
         print_json(
             {

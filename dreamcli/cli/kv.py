@@ -255,8 +255,10 @@ def kv_bulk_put(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="JSON file in Cloudflare's bulk format, or '-' for stdin.")],
     ns: NsOption,
+    plan: PlanOption = False,
 ) -> None:
-    """Write many pairs; the whole file is checked before anything is written.
+    """Write many pairs; the whole file is checked before anything is written. --plan checks it and lists each key
+    as `new` or `replace` (a value already there), writing nothing.
 
     The file is Cloudflare's bulk format: [{"key", "value", "expiration"?, "expiration_ttl"?, "metadata"?,
     "base64"?}]. Files over 10,000 pairs are written in 10,000-pair transactions.
@@ -266,9 +268,16 @@ def kv_bulk_put(
     from dreamcli.stores.bulk import check_all, parse_bulk_items, write_in_batches
 
     items = parse_bulk_items(_load_json_file(source, "bulk file"), what="bulk file")
-    store = app_context(ctx).store(create=True)
+    store = app_context(ctx).store(create=not plan)
     check_all(items, now=store.clock())
     namespace = store.kv(ns)
+    if plan:
+        keys = [item.key for item in items]
+        for start in range(0, len(keys), kv_rules.MAX_BULK_GET):
+            found = namespace.bulk_get(keys[start : start + kv_rules.MAX_BULK_GET])
+            for key in keys[start : start + kv_rules.MAX_BULK_GET]:
+                typer.echo(f"{'replace' if found.get(key) is not None else 'new'}\t{key}")
+        return
 
     def progress(done: int, total: int) -> None:
         if total > kv_rules.MAX_BULK_WRITE:

@@ -205,7 +205,24 @@ class Rotated:
     old_expires_at: int | None
 
 
-def rotate_key(
+@dataclass(frozen=True)
+class RotationPlan:
+    """What a rotation will do: a new pair in `env`; `old` kept working until `expires_at` (None: until revoked)."""
+
+    old: KeyInfo
+    env: str
+    expires_at: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": "rotate",
+            "old": self.old.publishable_key,
+            "newPairEnv": self.env,
+            "oldExpiresAt": self.expires_at,
+        }
+
+
+def plan_rotation(
     store: Store,
     platform_id: str,
     *,
@@ -213,9 +230,8 @@ def rotate_key(
     env: str | None = None,
     grace_seconds: int | None = None,
     now: float,
-) -> Rotated:
-    """A new pair for the same platform and env; the old pair works until revoked, or for `grace_seconds`
-    (KV expiration on its mappings in both namespaces), never past its own expiry."""
+) -> RotationPlan:
+    """The rotation `rotate_key` would make, decided before anything is written (from the store's clock)."""
     if (publishable_key is None) == (env is None):
         raise UsageError("rotate needs --key PK or --env ENV")
     old = (
@@ -233,7 +249,25 @@ def rotate_key(
     if grace_seconds is not None:
         wanted = int(now) + grace_seconds
         expires_at = wanted if old.expires_at is None else min(old.expires_at, wanted)
-    created = create_key(store, platform_id, old.env if old.env != "legacy" else "production", now=now)
+    return RotationPlan(old, old.env if old.env != "legacy" else "production", expires_at)
+
+
+def rotate_key(
+    store: Store,
+    platform_id: str,
+    *,
+    publishable_key: str | None = None,
+    env: str | None = None,
+    grace_seconds: int | None = None,
+    now: float,
+) -> Rotated:
+    """A new pair for the same platform and env; the old pair works until revoked, or for `grace_seconds`
+    (KV expiration on its mappings in both namespaces), never past its own expiry."""
+    plan = plan_rotation(
+        store, platform_id, publishable_key=publishable_key, env=env, grace_seconds=grace_seconds, now=now
+    )
+    old, expires_at = plan.old, plan.expires_at
+    created = create_key(store, platform_id, plan.env, now=now)
     if expires_at is not None and expires_at != old.expires_at:
         _expire_pair(store, platform_id, old, expires_at)
     _move_primary(store, platform_id, old.publishable_key, created.pair.publishable_key)
