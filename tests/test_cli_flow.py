@@ -136,3 +136,19 @@ def test_unknown_fault_is_a_usage_error(dream):
 def test_status_of_an_empty_store(dream, empty_store):
     result = dream("flow", "status")
     assert result.exit_code == 0 and "no developers yet" in result.stderr
+
+
+def test_tiers_plan_says_what_would_change_and_changes_nothing(dream, tmp_path):
+    data = dream.json("flow", "run", "--json")
+    raised = tmp_path / "raised.toml"
+    raised.write_text(
+        'currency = "usd"\n[[tiers]]\nname = "free"\nprice = 0\nlimit = 100\n'
+        '[[tiers]]\nname = "pro"\nprice = 39\nlimit = 10000\n[[tiers]]\nname = "team"\nprice = 59\nlimit = 50000\n'
+    )
+    planned = dream.json("flow", "tiers", "-u", data["userId"], "-f", str(raised), "--plan", "--json")
+    actions = {step["tier"]: step["action"] for step in planned["actions"]}
+    assert actions == {"free": "keep", "pro": "reprice", "team": "create", "enterprise": "retire"}
+    pro = next(step for step in planned["actions"] if step["tier"] == "pro")
+    assert pro["was"]["unitAmount"] == 2900 and pro["unitAmount"] == 3900
+    after = dream.json("flow", "credentials", "-u", data["userId"], "--json")
+    assert sorted(p["tier"] for p in after["products"]) == ["enterprise", "free", "pro"]  # nothing changed

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from dreamcli.cli.context import JsonOption, LazyModule, app_context, clock_from_env, print_json, status, stdout_console
+from dreamcli.cli.context import (
+    JsonOption,
+    LazyModule,
+    PlanOption,
+    app_context,
+    clock_from_env,
+    print_json,
+    status,
+    stdout_console,
+)
 from dreamcli.errors import UsageError
 from dreamcli.vendors.settings import Vendors
 
@@ -153,9 +162,12 @@ def flow_tiers(
         ),
     ] = False,
     fault: Annotated[str | None, typer.Option("--fault", help="Inject a known fault: skip-api-replication.")] = None,
+    plan: PlanOption = False,
     json_flag: JsonOption = False,
 ) -> None:
     """Phase 4: products + monthly prices on the connected account, keys, and the guide's KV writes.
+
+    --plan says, tier by tier, what it would do (create, reprice, keep, retire, a new key pair), changing nothing.
 
     Re-running with a changed file updates products, prices and tierConfig and keeps the keys.
     The secret key is printed once, here, when it is created. Example: dream flow tiers -u dev@example.com -f fixtures/tiers/guide.toml
@@ -167,6 +179,15 @@ def flow_tiers(
     tiers = tiers_file.parse_tiers(file or default_tiers())
     run = app_context(ctx)
     vendors = run.vendors()
+    if plan:
+        steps = onboarding.plan_tiers(run.store(), vendors, developers.user_id_of(vendors, user), tiers)
+        if run.wants_json(json_flag):
+            print_json({"actions": steps})
+            return
+        for step in steps:
+            amount = f"\t{step['unitAmount']} {step['currency']}" if "unitAmount" in step else ""
+            typer.echo(f"{step['action']}\t{step['tier'] or '-'}{amount}")
+        return
     result = onboarding.configure_tiers(
         run.store(create=True),
         vendors,

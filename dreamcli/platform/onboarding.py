@@ -300,6 +300,43 @@ def _new_monthly_price(
     )
 
 
+def plan_tiers(store: Store, vendors: Vendors, user_id: str, tiers: list[Tier]) -> list[dict[str, Any]]:
+    """What `configure_tiers` would do, tier by tier, with only reads (Stripe's current prices included): `create`
+    (a product and a monthly price), `reprice` (a new price, the old one retired: Stripe prices are immutable),
+    `keep`, or `retire` (a tier no longer listed, with the customers on it); and whether a key pair is made."""
+    platform_id = platform_of(store, user_id)
+    token = _json(store, PLATFORM_TOKENS, layout.platform_stripe_token(platform_id))
+    if not token or not token.get("stripeUserId"):
+        raise OutOfOrder(f"developer {user_id} has not connected Stripe: run `dream flow connect` first")
+    existing = {p["tier"]: p for p in (_json(store, PLATFORM_TOKENS, layout.user_products(user_id)) or [])}
+    plan: list[dict[str, Any]] = []
+    for tier in tiers:
+        previous = existing.get(tier.name)
+        if previous is None:
+            plan.append(
+                {"tier": tier.name, "action": "create", "unitAmount": tier.unit_amount, "currency": tier.currency}
+            )
+            continue
+        price = vendors.stripe.retrieve_price(token["stripeUserId"], previous["priceId"])
+        changed = price.unit_amount != tier.unit_amount or price.currency != tier.currency
+        plan.append(
+            {
+                "tier": tier.name,
+                "action": "reprice" if changed else "keep",
+                "unitAmount": tier.unit_amount,
+                "currency": tier.currency,
+                "was": {"unitAmount": price.unit_amount, "currency": price.currency, "priceId": price.id},
+            }
+        )
+    names = {tier.name for tier in tiers}
+    for name in existing:
+        if name not in names:
+            plan.append({"tier": name, "action": "retire", "customers": customers_on_tier(store, platform_id, name)})
+    if _text(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id)) is None:
+        plan.append({"tier": None, "action": "new key pair"})
+    return plan
+
+
 def configure_tiers(
     store: Store,
     vendors: Vendors,
