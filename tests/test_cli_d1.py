@@ -68,14 +68,14 @@ def test_migrations_apply_like_wrangler(dream, tmp_path, empty_store):
     folder.mkdir()
     (folder / "0001_first.sql").write_text("CREATE TABLE one (x);")
     (folder / "0002_second.sql").write_text("CREATE TABLE two (x); INSERT INTO two VALUES (1);")
-    pending = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")
+    pending = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")["migrations"]
     assert pending == [{"name": "0001_first.sql", "applied_at": None}, {"name": "0002_second.sql", "applied_at": None}]
     applied = dream("d1", "migrations", "apply", "--dir", str(folder))
     assert applied.stderr == "applied 0001_first.sql\napplied 0002_second.sql\n"
     assert applied.stdout == "2 migration(s) applied\n"
     again = dream("d1", "migrations", "apply", "--dir", str(folder))
     assert again.stderr == "no migrations to apply\n"
-    listed = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")
+    listed = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")["migrations"]
     assert all(entry["applied_at"] for entry in listed)
     from dreamcli.topology import GUIDE_TOPOLOGY
     from emulator.schema import d1_path
@@ -96,7 +96,9 @@ def test_failed_migration_leaves_no_trace(dream, tmp_path):
     tables = dream.json("d1", "execute", "-c", "SELECT name FROM sqlite_master WHERE name IN ('ok', 'half')", "--json")
     assert tables[0]["results"] == [{"name": "ok"}]
     assert [
-        m["name"] for m in dream.json("d1", "migrations", "list", "--dir", str(folder), "--json") if m["applied_at"]
+        m["name"]
+        for m in dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")["migrations"]
+        if m["applied_at"]
     ] == ["0001_ok.sql"]
 
 

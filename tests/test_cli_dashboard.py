@@ -28,13 +28,13 @@ def test_customers_usage_and_dashboard(dream, tmp_path):
     daily.flush()
     store.close()
     plt = run["platformId"]
-    listed = dream.json("customers", "list", "-p", plt, "--json")
+    listed = dream.json("customers", "list", "-p", plt, "--json")["customers"]
     assert [(c["id"], c["plan"]) for c in listed] == [("c1", "pro")]
     assert dream.json("customers", "show", "c1", "-p", plt, "--json")["email"] == "c@x.io"
     assert dream("customers", "show", "c2", "-p", plt).exit_code == ExitCode.NOT_FOUND
     csv = dream("customers", "export", "-p", plt).stdout.splitlines()
     assert csv[0].startswith("id,platform_id,publishable_key,email") and csv[1].startswith("c1,")
-    usage = dream.json("usage", "show", "-p", plt, "--json")
+    usage = dream.json("usage", "show", "-p", plt, "--json")["usage"]
     assert usage == [
         {
             "userId": "c1",
@@ -60,11 +60,11 @@ def test_usage_for_one_user_is_that_user_only(dream, tmp_path):
     for user in ("u1", "u10", "u11"):
         record_usage(store, caller, user, "free", now=1_800_000_000)
     store.close()
-    one = dream.json("usage", "show", "-p", run["platformId"], "--user", "u1", "--json")
+    one = dream.json("usage", "show", "-p", run["platformId"], "--user", "u1", "--json")["usage"]
     assert [row["userId"] for row in one] == ["u1"]
-    every = dream.json("usage", "show", "-p", run["platformId"], "--json")
+    every = dream.json("usage", "show", "-p", run["platformId"], "--json")["usage"]
     assert sorted(row["userId"] for row in every) == ["u1", "u10", "u11"]
-    assert dream.json("usage", "show", "-p", run["platformId"], "--user", "nobody", "--json") == []
+    assert dream.json("usage", "show", "-p", run["platformId"], "--user", "nobody", "--json")["usage"] == []
 
 
 def test_daily_usage_flush_writes_every_row_in_chunks(tmp_path):

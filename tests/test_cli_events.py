@@ -41,7 +41,9 @@ def test_trigger_on_a_platforms_connected_account_reaches_api_multi(dream, platf
     # api-multi's Connect endpoint takes subscription events: delivered, and answered (no dream metadata: ignored)
     assert [(d["state"], d["last"]) for d in created["deliveries"]] == [("delivered", "200")]
     assert all(e["deliveries"] == [] for e in result["events"] if e["type"].startswith("invoice."))
-    listed = dream.json("events", "list", "--vendor", "stripe", "--type", "customer.subscription.created", "--json")
+    listed = dream.json("events", "list", "--vendor", "stripe", "--type", "customer.subscription.created", "--json")[
+        "events"
+    ]
     assert listed[0]["id"] == created["id"] and listed[0]["state"] == "delivered" and listed[0]["attempts"] == 1
 
 
@@ -64,10 +66,10 @@ def test_trigger_refusals(dream, platform_id):
 
 def test_resend(dream, platform_id):
     dream.json("stripe", "trigger", "customer.subscription.deleted", "-p", platform_id, "--json")
-    deleted = dream.json("events", "list", "--type", "customer.subscription.deleted", "--json")[0]
-    again = dream.json("events", "resend", deleted["id"], "--json")
+    deleted = dream.json("events", "list", "--type", "customer.subscription.deleted", "--json")["events"][0]
+    again = dream.json("events", "resend", deleted["id"], "--json")["events"]
     assert [(r["id"], r["state"], r["lastStatus"]) for r in again] == [(deleted["id"], "delivered", 200)]
-    assert len(dream.json("events", "list", "--type", "customer.subscription.deleted", "--json")) == 2
+    assert len(dream.json("events", "list", "--type", "customer.subscription.deleted", "--json")["events"]) == 2
     missing = dream("events", "resend", "evt_" + "x" * 24)
     assert missing.exit_code == ExitCode.NOT_FOUND
     nonsense = dream("events", "resend", "bogus")
@@ -86,7 +88,7 @@ def test_resend_to_a_receiver_that_is_down_exits_1_and_stays_queued(dream, platf
         emulator.stripe.create_webhook_endpoint(emulator.stripe._platform["id"], {"url": url, "enabled_events": ["*"]})
         emulator.close()
         dream.json("stripe", "trigger", "customer.created", "--json")
-        event = dream.json("events", "list", "--type", "customer.created", "--json")[0]
+        event = dream.json("events", "list", "--type", "customer.created", "--json")["events"][0]
         assert event["state"] == "pending" and event["lastStatus"] == 500
         result = dream("events", "resend", event["id"])
         assert result.exit_code == ExitCode.FAILED and "retried" in result.stderr

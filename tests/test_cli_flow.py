@@ -17,7 +17,7 @@ def test_run_passes_and_shows_the_secret_once(dream):
     for phase in ("signup", "pay", "connect", "tiers", "credentials", "api call"):
         assert phase in result.stdout
     secret = re.search(r"secret key \(shown once\): (sk_live_[0-9a-f]{64})", result.stdout).group(1)
-    report = dream.json("flow", "status", "--json")
+    report = dream.json("flow", "status", "--json")["developers"]
     assert len(report) == 1 and report[0]["next"] is None
     creds = dream.json("flow", "credentials", "--user", report[0]["userId"], "--json")
     assert creds["secretKey"] is None and secret not in json.dumps(creds)

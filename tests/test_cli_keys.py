@@ -50,7 +50,9 @@ def test_rotation_with_grace_has_zero_failed_calls_then_revoke(dream):
         assert call(dream, old_secret, moment) and call(dream, new_secret, moment)
     listed = dream.json("keys", "list", "--platform", plt, "--json", env=at(200))
     assert [k["status"] for k in listed["keys"]] == ["expiring", "active"]
-    creds = dream.json("flow", "credentials", "--user", dream.json("flow", "status", "--json")[0]["userId"], "--json")
+    creds = dream.json(
+        "flow", "credentials", "--user", dream.json("flow", "status", "--json")["developers"][0]["userId"], "--json"
+    )
     assert creds["publishableKey"] == rotated["publishableKey"]  # the developer's primary key follows the rotation
     assert not call(dream, old_secret, 3700) and call(dream, new_secret, 3700)  # after it, only the new one
     assert dream.json("keys", "list", "--platform", plt, "--json", env=at(3700))["keys"][0]["status"] == "expired"

@@ -166,7 +166,9 @@ def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no
             [dream_exe, "flow", "status", "--json"], env=env, cwd=tmp_path, capture_output=True, check=True
         ).stdout
     )
-    assert shown[0]["userId"] in text and regex.search(r"^developer\tplatform", text, regex.M)  # too wide: records
+    assert shown["developers"][0]["userId"] in text and regex.search(
+        r"^developer\tplatform", text, regex.M
+    )  # too wide: records
 
 
 def test_shell_completion_offers_namespaces_and_finding_classes(tmp_path):

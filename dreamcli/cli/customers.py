@@ -37,7 +37,7 @@ def customers_list(ctx: typer.Context, platform: PlatformOption, json_flag: Json
     store = _prepared(ctx)
     rows = customers_core.list_customers(store, require_platform(store, platform))
     if app_context(ctx).wants_json(json_flag):
-        print_json(rows)
+        print_json({"customers": rows})
         return
     table = Table("id", "email", "plan", "created")
     for row in rows:
@@ -82,7 +82,7 @@ def usage_show(
 
     rows = dashboard_core.usage(app_context(ctx).store(), platform, user)
     if app_context(ctx).wants_json(json_flag):
-        print_json(rows)
+        print_json({"usage": rows})
         return
     table = Table("end-user", "plan", "calls", "limit")
     for row in rows:

@@ -102,7 +102,7 @@ def d1_migrations_list(ctx: typer.Context, directory: DirOption = None, json_fla
     folder = directory or default_migrations_dir()
     migrations = list_migrations(run.store().database, folder)
     if run.wants_json(json_flag):
-        print_json([{"name": m.name, "applied_at": m.applied_at} for m in migrations])
+        print_json({"migrations": [{"name": m.name, "applied_at": m.applied_at} for m in migrations]})
         return
     table = Table("name", "applied at")
     for migration in migrations:

@@ -70,7 +70,7 @@ def events_list(
     messages = emulator.outbox.messages(vendor, limit=10_000 if state else limit, event_type=event_type)
     rows = [_row(emulator, m) for m in messages if state is None or m.state == state][:limit]
     if run.wants_json(json_flag):
-        print_json(rows)
+        print_json({"events": rows})
         return
     table = Table("when", "id", "type", "url", "state", "tries", "last", "next")
     now = time.time()
@@ -113,7 +113,7 @@ def events_resend(
     emulator.settle(20.0)
     rows = [_row(emulator, emulator.outbox.get(m.seq)) for m in queued]
     if run.wants_json(json_flag):
-        print_json(rows)
+        print_json({"events": rows})
     else:
         for row in rows:
             typer.echo(f"{row['id']}\t{row['url']}\t{row['lastStatus'] or row['lastError'] or row['state']}")

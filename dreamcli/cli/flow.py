@@ -256,7 +256,7 @@ def flow_status(ctx: typer.Context, json_flag: JsonOption = False) -> None:
     run = app_context(ctx)
     rows = onboarding.status(run.store(), run.vendors())
     if run.wants_json(json_flag):
-        print_json(rows)
+        print_json({"developers": rows})
         return
     table = Table("developer", "platform", *onboarding.PHASES, "next")
     for row in rows:
