@@ -303,3 +303,15 @@ def test_doctor_json_summary_and_what_fails(dream, project):
     assert report["schemaVersion"] == 1 and report["summary"]["errors"] == 0 and report["summary"]["warnings"] == 3
     assert warned.exit_code == 0  # warnings alone break nothing
     assert dream("doctor", str(project), "--strict").exit_code == ExitCode.FAILED
+
+
+def test_topology_of_the_emulator_store_names_its_files(dream):
+    dream.json("flow", "run", "--json")
+    report = dream.json("topology", "--json")
+    assert report["store"] == "emulator" and [n["name"] for n in report["namespaces"]] == [
+        "platform-tokens",
+        "platform-usage",
+        "api-tokens",
+        "api-usage",
+    ]
+    assert report["d1"][0]["file"].endswith(".sqlite")

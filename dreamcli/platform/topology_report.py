@@ -21,7 +21,8 @@ def describe(store: Store) -> dict[str, Any]:
                     "copies": [{"bindings": list(ref.bindings), "file": store.location, "live": True}],
                 }
             )
-        report["d1"].append({"id": store.topology.database.id, "file": getattr(store.database, "path", None)})
+        file = getattr(getattr(store.database, "file", None), "path", None)  # the emulator's D1 file; none over REST
+        report["d1"].append({"id": store.topology.database.id, "file": file or f"{store.kind} D1 (no local file)"})
         return _jsonable(report)
     from dreamcli.stores.wrangler import WranglerKVNamespace, d1_path
 
