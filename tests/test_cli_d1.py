@@ -72,7 +72,7 @@ def test_migrations_apply_like_wrangler(dream, tmp_path, empty_store):
     assert pending == [{"name": "0001_first.sql", "applied_at": None}, {"name": "0002_second.sql", "applied_at": None}]
     applied = dream("d1", "migrations", "apply", "--dir", str(folder))
     assert applied.stderr == "applied 0001_first.sql\napplied 0002_second.sql\n"
-    assert applied.stdout == "2 migration(s) applied\n"
+    assert applied.stdout == "2 migrations applied\n"
     again = dream("d1", "migrations", "apply", "--dir", str(folder))
     assert again.stderr == "no migrations to apply\n"
     listed = dream.json("d1", "migrations", "list", "--dir", str(folder), "--json")["migrations"]

@@ -37,7 +37,7 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
     assert dream("kv", "verify").exit_code == ExitCode.FAILED  # nothing applied
     repaired = dream("kv", "repair", "--yes")
     assert repaired.exit_code == 0, repaired.stderr
-    assert "applied 3 action(s); verify now finds 0" in repaired.stderr
+    assert "applied 3 actions; verify now finds 0" in repaired.stderr
     assert dream("kv", "verify").exit_code == 0
     ok = dream("flow", "call", input=secret)
     assert ok.exit_code == 0 and ok.stdout == f"ok\t{pk}\t{plt}\tfree,pro,enterprise\n"

@@ -126,4 +126,4 @@ def d1_migrations_apply(ctx: typer.Context, directory: DirOption = None, json_fl
     elif not applied:
         status("no migrations to apply")
     else:
-        typer.echo(f"{len(applied)} migration(s) applied")
+        typer.echo(f"{plural(len(applied), 'migration')} applied")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status, stdout_console
+from dreamcli.cli.context import JsonOption, app_context, plural, print_json, status, stdout_console
 from dreamcli.errors import ExitCode
 
 
@@ -60,6 +60,6 @@ def doctor(
         typer.echo(f"{len(workers)} workers, no findings")
     errors = sum(1 for d in found if d.severity == "error")
     if found:
-        status(f"{len(found)} finding(s): {errors} error(s), {len(found) - errors} warning(s)")
+        status(f"{plural(len(found), 'finding')}: {plural(errors, 'error')}, {plural(len(found) - errors, 'warning')}")
     if errors or (strict and found):
         raise typer.Exit(int(ExitCode.FAILED))

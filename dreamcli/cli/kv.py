@@ -359,7 +359,7 @@ def kv_bulk_delete(
                 if found.get(key) is not None:
                     typer.echo(key)
         return
-    confirm_change(f"delete {len(wanted)} key(s) from {ns}?", yes)
+    confirm_change(f"delete {plural(len(wanted), 'key')} from {ns}?", yes)
     for start in range(0, len(wanted), kv_rules.MAX_BULK_DELETE):
         namespace.bulk_delete(wanted[start : start + kv_rules.MAX_BULK_DELETE])
     status(f"deleted {len(wanted)} keys from {ns}")
@@ -564,7 +564,7 @@ def kv_repair(
             render_plan(plan)
         if plan_only:
             return False
-        confirm_change(f"apply {len(plan.fixes)} action(s)?", yes)
+        confirm_change(f"apply {plural(len(plan.fixes), 'action')}?", yes)
         return True
 
     def tier_config_builder() -> Any:
@@ -594,7 +594,7 @@ def kv_repair(
         done, total = applied
         typer.echo("", err=True)
         status(
-            f"interrupted after {done} of {total} action(s): what is applied is consistent; "
+            f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
             "`dream kv repair` again re-verifies and finishes the job"
         )
         raise
@@ -608,13 +608,15 @@ def kv_repair(
         render_plan(report.plan)
     if not report.plan.fixes:
         remaining = len(report.before.findings)
-        status("nothing to repair" + (f"; {remaining} finding(s) need a decision (see above)" if remaining else ""))
+        status(
+            "nothing to repair" + (f"; {plural(remaining, 'finding')} need a decision (see above)" if remaining else "")
+        )
     elif report.declined:
         status("the plan only: nothing applied (--yes applies it)")
         return
     else:
         for fix, why in report.failed:
             status(f"not repaired: {fix.namespace}: {fix.key}: {why}")
-        status(f"applied {report.applied} action(s); verify now finds {len(report.remaining.findings)}")
+        status(f"applied {plural(report.applied, 'action')}; verify now finds {len(report.remaining.findings)}")
     if not report.clean:
         raise typer.Exit(int(ExitCode.FAILED))

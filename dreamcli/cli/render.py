@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamcli.cli.context import stdout_console
+from dreamcli.cli.context import plural, stdout_console
 
 
 def render_explain(report: dict[str, Any]) -> None:
@@ -66,7 +66,7 @@ def render_findings(result: Any) -> None:
         console.print(table)
     counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
     console.print(
-        f"{len(result.findings)} finding(s) in {len(by_platform)} platform(s): {counts} "
+        f"{plural(len(result.findings), 'finding')} in {plural(len(by_platform), 'platform')}: {counts} "
         f"({result.keys_scanned:,} keys checked)"
     )
 
@@ -89,6 +89,6 @@ def render_plan(plan: Any) -> None:
             )
         console.print(table)
         if len(plan.fixes) > 200:
-            console.print(f"... and {len(plan.fixes) - 200} more action(s)")
+            console.print(f"... and {plural(len(plan.fixes) - 200, 'more action')}")
     for finding, why in plan.skipped[:200]:
         console.print(f"[yellow]left as is[/yellow] {finding.namespace}: {finding.key} ({finding.cls}): {why}")

@@ -162,7 +162,7 @@ def test_the_guides_bug_on_real_workers_found_and_repaired(tmp_path):
             env=ENV,
         )
         # the three stranded keys copied; what is left is the guide's plaintext secret (--remove-plaintext-secrets)
-        assert "applied 3 action(s); verify now finds 1" in repaired.stderr, repaired.stderr
+        assert "applied 3 actions; verify now finds 1" in repaired.stderr, repaired.stderr
         api = dev.urls.split("api-multi=")[1]
         call = httpx.post(
             f"{api}/api/data",
