@@ -204,7 +204,7 @@ class Outbox:
         now = self.clock()
         if status is not None and 200 <= status < 300:
             state, next_at = "delivered", None
-        elif attempt > len(waits) or error == "aborted":
+        elif attempt > len(waits):
             state, next_at = "failed", None
         else:
             state, next_at = "pending", now + waits[attempt - 1] * hour / 3600
