@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,9 +27,10 @@ class CloudflareKnobs:
     """Test knobs: latency added to every request, and a fixed-window rate limit."""
 
     latency_ms: float = 0.0
-    rate_limit: int | None = None  # requests per window
+    rate_limit: int | None = None  # requests per window (Cloudflare's: 1,200 per 300 s per token)
     window_s: float = 1.0
     requests: int = 0
+    rejected: int = 0  # answered 429
     _window_start: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,8 +45,22 @@ class CloudflareKnobs:
                 self._window_start, self._count = now, 0
             self._count = getattr(self, "_count", 0) + 1
             if self._count > self.rate_limit:
+                self.rejected += 1
                 return max(0.0, self.window_s - (now - self._window_start))
             return None
+
+    def headers(self) -> dict[str, str]:
+        """Cloudflare's rate-limit headers (IETF draft): the remaining quota and the seconds to the window's reset,
+        and the policy (quota per window), on every answer while a limit is set."""
+        if self.rate_limit is None:
+            return {}
+        with self._lock:
+            remaining = max(0, self.rate_limit - getattr(self, "_count", 0))
+            reset = max(0, math.ceil(self.window_s - (time.monotonic() - self._window_start)))
+        return {
+            "Ratelimit": f'"default";r={remaining};t={reset}',
+            "Ratelimit-Policy": f'"default";q={self.rate_limit};w={math.ceil(self.window_s)}',
+        }
 
 
 def envelope(result: Any, *, info: dict[str, Any] | None = None, status: int = 200) -> JSONResponse:
@@ -132,13 +148,18 @@ def guarded(
     async def endpoint(request: Request) -> Response:
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
+        response = await answer(request)
+        response.headers.update(knobs.headers())
+        return response
+
+    async def answer(request: Request) -> Response:
         wait = knobs.admit()
         if wait is not None:
             return failure(
                 429,
                 971,
                 "Please wait and consider throttling your request speed",
-                {"Retry-After": str(max(1, round(wait)))},
+                {"Retry-After": str(max(1, math.ceil(wait)))},
             )
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):

@@ -30,6 +30,7 @@ from dreamcli.stores.ports import (
     Statement,
     Store,
 )
+from dreamcli.stores.ratelimit import Pacer
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 
 DEFAULT_BASE = "https://api.cloudflare.com/client/v4"
@@ -45,12 +46,15 @@ class CloudflareAPI:
         *,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self._token = token
         self.account_id = account_id
         self.base = base_url.rstrip("/") + f"/accounts/{account_id}"
         self.http = http or httpx.Client(timeout=30.0)
         self.sleep = sleep
+        # Below Cloudflare's 1,200 requests / 5 minutes, corrected by its Ratelimit headers (see ratelimit.py).
+        self.pacer = pacer or Pacer(sleep=sleep)
         self.requests = 0
         self._offset: float | None = None  # Cloudflare's clock minus ours, from the Date of its answers
 
@@ -61,6 +65,7 @@ class CloudflareAPI:
         headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
         for attempt in range(MAX_ATTEMPTS):
             self.requests += 1
+            self.pacer.before()
             try:
                 response = self.http.request(method, self.base + path, headers=headers, **kwargs)
             except httpx.HTTPError as exc:
@@ -69,6 +74,7 @@ class CloudflareAPI:
                 self.sleep(min(8.0, 0.5 * 2**attempt))
                 continue
             self._note_date(response)
+            self.pacer.after(response.headers)
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt + 1 < MAX_ATTEMPTS:
                     retry_after = response.headers.get("retry-after")

@@ -1,0 +1,74 @@
+"""The cloudflare store stays under Cloudflare's API rate limit (1,200 requests / 5 minutes per token; past it every
+call is refused for 5 minutes) instead of running into it, and follows the Ratelimit headers."""
+
+from __future__ import annotations
+
+import time
+
+from dreamcli.stores.cloudflare import open_cloudflare_store
+from dreamcli.stores.ratelimit import Pacer, parse_items
+from emulator.app import Emulator
+from emulator.server import LoopbackServer
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_no_window_ever_holds_more_than_the_budget():
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    sends = []
+    for _ in range(3000):  # as fast as the caller can: 100 requests a second
+        pacer.before()
+        sends.append(fake.now)
+        fake.now += 0.01
+    for index, start in enumerate(sends):
+        in_window = sum(1 for t in sends[index : index + 1300] if t < start + 300)
+        assert in_window <= 1150  # the documented 1,200 less 50 for the token's other users
+    assert sends[-1] >= 2 * 300  # 3,000 requests take over two windows, not 30 s into a 5-minute block
+
+
+def test_the_headers_correct_the_pacer():
+    assert parse_items('"default";r=50;t=30') == {"r": 50, "t": 30}
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    pacer.after({"ratelimit-policy": '"burst";q=100;w=60'})
+    assert (pacer.quota, pacer.window_s, pacer.budget) == (100, 60.0, 90)
+    pacer.before()
+    pacer.after({"ratelimit": '"default";r=3;t=17', "ratelimit-policy": '"burst";q=100;w=60'})
+    pacer.before()  # the quota is all but spent: wait for the reset Cloudflare named
+    assert fake.now == 17 and pacer.waited == 17
+
+
+def test_the_store_never_meets_a_429_from_the_emulated_limit(tmp_path):
+    emulator = Emulator(tmp_path / "cf.db")
+    emulator.cloudflare_knobs.rate_limit, emulator.cloudflare_knobs.window_s = 40, 2.0
+    server = LoopbackServer(emulator.app)
+    base = server.start()
+    try:
+        config = emulator.config(base)["cloudflare"]
+        env = {
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
+        store = open_cloudflare_store(env)  # real sleeps: the pacer learns the policy from the first answer
+        namespace = store.kv("api-usage")
+        started = time.monotonic()
+        for _ in range(100):
+            namespace.list(limit=10)
+        elapsed = time.monotonic() - started
+        store.close()
+        assert emulator.cloudflare_knobs.rejected == 0  # paced under the limit, never refused
+        assert elapsed >= 2 * 2.0 * 0.9  # 100 requests at 36 a window need more than two windows
+    finally:
+        server.stop()
+        emulator.close()
