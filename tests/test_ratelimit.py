@@ -72,3 +72,45 @@ def test_the_store_never_meets_a_429_from_the_emulated_limit(tmp_path):
     finally:
         server.stop()
         emulator.close()
+
+
+def test_a_rest_scan_lists_first_says_its_size_and_costs_no_more_requests(tmp_path, dream):
+    from dreamcli.platform import synthetic
+
+    emulator = Emulator(tmp_path / "cf.db")
+    server = LoopbackServer(emulator.app)
+    base = server.start()
+    try:
+        config = emulator.config(base)["cloudflare"]
+        env = {
+            "CLOUDFLARE_API_TOKEN": config["api_token"],
+            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+            "CLOUDFLARE_BASE_URL": config["base_url"],
+        }
+        store = open_cloudflare_store(env)
+        synthetic.seed(store, 300)  # 2,400 platform-tokens keys
+        namespace = store.kv("platform-tokens")
+        told = []
+        namespace.on_listed = lambda keys, reads: told.append((keys, reads))
+        before = namespace.api.requests
+        scanned = list(namespace.scan())
+        used = namespace.api.requests - before
+        store.close()
+        assert told == [(len(scanned), -(-len(scanned) // 100))] and len(scanned) == 2400
+        assert used == -(-2400 // 1000) + 2400 // 100  # 3 list pages + 24 bulk gets: the lower bound
+        shown = dream("--store", "cloudflare", "kv", "verify", env=env)
+        assert shown.exit_code == 0, shown.stderr
+        assert (
+            "platform-tokens: 2,400 keys: 24 bulk reads, within the rate limit's window at Cloudflare's 1,200 requests per 5 minutes"
+            in shown.stderr
+        )
+        assert "api-tokens: " in shown.stderr
+    finally:
+        server.stop()
+        emulator.close()
+
+
+def test_the_estimate_of_a_large_scan():
+    pacer = Pacer()
+    assert pacer.seconds_for(1000) == 0  # within one window's budget
+    assert round(pacer.seconds_for(12_000) / 60) == 47  # 1.2M keys: 12,000 bulk reads, ~47 min at the limit

@@ -422,6 +422,30 @@ def _progress(label: str, total: int | None = None, unit: str = "keys"):
     return report
 
 
+def _announce_rest_scans(store: Any) -> None:
+    """Before the long part of each REST scan: its size, the requests it needs and how long they take at
+    Cloudflare's rate limit (1,200 per 5 minutes, during which the token can do little else)."""
+    from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
+
+    for name in (PLATFORM_TOKENS, API_TOKENS):
+        namespace = store.kv(name)
+
+        def announce(keys: int, reads: int, name: str = name, pacer: Any = namespace.api.pacer) -> None:
+            seconds = pacer.seconds_for(reads)
+            if seconds < 1:
+                at_limit = "within the rate limit's window"
+            elif seconds < 120:
+                at_limit = f"about {seconds:.0f} s"
+            else:
+                at_limit = f"about {seconds / 60:.0f} min"
+            status(
+                f"{name}: {keys:,} keys: {reads:,} bulk reads, {at_limit} at Cloudflare's "
+                f"{pacer.quota:,} requests per {pacer.window_s / 60:.0f} minutes"
+            )
+
+        namespace.on_listed = announce
+
+
 def _key_total(store: Any) -> int | None:
     """The keys verify will read (the two token namespaces), when the store can count them cheaply."""
     from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
@@ -446,6 +470,8 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
         check = replication.stripe_agreement(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
+    if store.kind == "cloudflare":
+        _announce_rest_scans(store)
     progress = _progress("verifying", _key_total(store))
     result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:

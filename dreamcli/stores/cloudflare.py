@@ -143,6 +143,7 @@ class CloudflareKVNamespace(ReadModifyWrite):
         self.api = api
         self.id = namespace_id
         self.path = f"/storage/kv/namespaces/{namespace_id}"
+        self.on_listed: Callable[[int, int], None] | None = None  # scan: (keys, bulk gets) before its long part
 
     def _value(self, key: str) -> httpx.Response | None:
         """The raw value response, or None for Cloudflare's 10009 "key not found"."""
@@ -202,23 +203,34 @@ class CloudflareKVNamespace(ReadModifyWrite):
         return None  # values live outside SQL: verify copies them with `scan`
 
     def scan(self, *, prefix: str = "", workers: int = 8) -> Iterator[tuple[str, bytes]]:
-        """(key, value) in key order: each list page's values in 100-key bulk gets, up to `workers` at once."""
+        """(key, value) in key order. The names come first, 1,000 a list request, spilled to a temporary file (memory
+        stays flat), so the scan knows its size before its long part and tells `on_listed(keys, bulk_gets)`; then the
+        values, 100 keys a bulk get, up to `workers` at once. The same requests as reading page by page."""
+        import json
+        import tempfile
         from concurrent.futures import ThreadPoolExecutor
 
-        cursor: str | None = None
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as spill:
+            listed = 0
+            cursor: str | None = None
             while True:
                 page = self.list(prefix=prefix, cursor=cursor, limit=1000)
-                names = [entry.name for entry in page.keys]
-                chunks = [names[i : i + 100] for i in range(0, len(names), 100)]
-                for chunk, values in zip(chunks, pool.map(self.bulk_get, chunks), strict=True):
-                    for name in chunk:
-                        found = values.get(name)
-                        if found is not None:
-                            yield name, found.value
+                spill.writelines(json.dumps(entry.name) + "\n" for entry in page.keys)  # a key may hold a newline
+                listed += len(page.keys)
                 if page.list_complete or not page.cursor:
-                    return
+                    break
                 cursor = page.cursor
+            if self.on_listed is not None:
+                self.on_listed(listed, -(-listed // 100))
+            spill.seek(0)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                while names := [json.loads(line) for _, line in zip(range(100 * workers), spill, strict=False)]:
+                    chunks = [names[i : i + 100] for i in range(0, len(names), 100)]
+                    for chunk, values in zip(chunks, pool.map(self.bulk_get, chunks), strict=True):
+                        for name in chunk:
+                            found = values.get(name)
+                            if found is not None:
+                                yield name, found.value
 
     def _now_for(self, items: Sequence[KVWrite]) -> float:
         """The clock the rules check `items` against: Cloudflare's only when an absolute expiration is to be
