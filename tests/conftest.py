@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +18,7 @@ from dreamcli.stores.ports import Store
 from dreamcli.stores.wrangler import open_wrangler_store
 from dreamcli.vendors.settings import Vendors, settings_from_emulator
 from emulator.app import Emulator
+from emulator.server import LoopbackServer
 from emulator.store import open_emulator_store
 
 
@@ -64,23 +67,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
     """The same suite runs on every store adapter (cloudflare: over real HTTP to the emulator's REST API)."""
     if request.param == "cloudflare":
         from dreamcli.stores.cloudflare import open_cloudflare_store
-        from emulator.app import Emulator
-        from emulator.server import LoopbackServer
 
-        emulator = Emulator(tmp_path / "cloudflare.db", clock=clock)
-        server = LoopbackServer(emulator.app)
-        base = server.start()
-        config = emulator.config(base)["cloudflare"]
-        env = {
-            "CLOUDFLARE_API_TOKEN": config["api_token"],
-            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-            "CLOUDFLARE_BASE_URL": config["base_url"],
-        }
-        opened = open_cloudflare_store(env, sleep=lambda seconds: None)
-        yield opened
-        opened.close()
-        server.stop()
-        emulator.close()
+        with served_cloudflare(tmp_path / "cloudflare.db", clock) as (_, env):
+            opened = open_cloudflare_store(env, sleep=lambda seconds: None)
+            yield opened
+            opened.close()
         return
     if request.param == "wrangler":
         project = tmp_path / "workers"
@@ -110,6 +101,28 @@ class Dream:
 @pytest.fixture
 def dream() -> Dream:
     return Dream()
+
+
+@contextmanager
+def served_cloudflare(path: Path, clock: Any = None) -> Iterator[tuple[Emulator, dict[str, str]]]:
+    """An emulator serving its Cloudflare REST API on loopback, and the environment that points the cloudflare
+    store (or the CLI) at it."""
+    emulator = Emulator(path, clock=clock) if clock is not None else Emulator(path)
+    server = LoopbackServer(emulator.app)
+    base = server.start()
+    try:
+        config = emulator.config(base)["cloudflare"]
+        yield (
+            emulator,
+            {
+                "CLOUDFLARE_API_TOKEN": config["api_token"],
+                "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
+                "CLOUDFLARE_BASE_URL": config["base_url"],
+            },
+        )
+    finally:
+        server.stop()
+        emulator.close()
 
 
 @pytest.fixture

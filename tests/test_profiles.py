@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dreamcli.errors import ExitCode
-from emulator.app import Emulator
-from emulator.server import LoopbackServer
+from tests.conftest import served_cloudflare
 
 TOML = """
 [profiles.local]
@@ -41,22 +40,15 @@ def test_a_profile_names_the_store_relative_to_its_file(dream, project):
 
 
 def test_production_settings_come_from_the_variables_the_profile_names(dream, project, tmp_path, monkeypatch):
-    emulator = Emulator(tmp_path / "cloudflare.db")
-    server = LoopbackServer(emulator.app)
-    base = server.start()
-    try:
-        config = emulator.config(base)["cloudflare"]
-        monkeypatch.setenv("PROD_CF_TOKEN", config["api_token"])
-        monkeypatch.setenv("PROD_CF_ACCOUNT", config["account_id"])
-        monkeypatch.setenv("PROD_CF_BASE", config["base_url"])
+    with served_cloudflare(tmp_path / "cloudflare.db") as (_, env):
+        monkeypatch.setenv("PROD_CF_TOKEN", env["CLOUDFLARE_API_TOKEN"])
+        monkeypatch.setenv("PROD_CF_ACCOUNT", env["CLOUDFLARE_ACCOUNT_ID"])
+        monkeypatch.setenv("PROD_CF_BASE", env["CLOUDFLARE_BASE_URL"])
         assert dream("--profile", "prod", "kv", "put", "k", "v", "--ns", "api-usage").exit_code == 0
         assert dream("--profile", "prod", "kv", "get", "k", "--ns", "api-usage").stdout == "v"
         monkeypatch.delenv("PROD_CF_TOKEN")
         unset = dream("--profile", "prod", "kv", "list", "--ns", "api-usage")
         assert unset.exit_code == ExitCode.USAGE and "$PROD_CF_TOKEN, which is not set" in unset.stderr
-    finally:
-        server.stop()
-        emulator.close()
 
 
 def test_bad_profiles_are_refused(dream, project):

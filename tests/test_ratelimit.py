@@ -7,8 +7,7 @@ import time
 
 from dreamcli.stores.cloudflare import open_cloudflare_store
 from dreamcli.stores.ratelimit import Pacer, parse_items
-from emulator.app import Emulator
-from emulator.server import LoopbackServer
+from tests.conftest import served_cloudflare
 
 
 class FakeTime:
@@ -49,17 +48,8 @@ def test_the_headers_correct_the_pacer():
 
 
 def test_the_store_never_meets_a_429_from_the_emulated_limit(tmp_path):
-    emulator = Emulator(tmp_path / "cf.db")
-    emulator.cloudflare_knobs.rate_limit, emulator.cloudflare_knobs.window_s = 40, 2.0
-    server = LoopbackServer(emulator.app)
-    base = server.start()
-    try:
-        config = emulator.config(base)["cloudflare"]
-        env = {
-            "CLOUDFLARE_API_TOKEN": config["api_token"],
-            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-            "CLOUDFLARE_BASE_URL": config["base_url"],
-        }
+    with served_cloudflare(tmp_path / "cf.db") as (emulator, env):
+        emulator.cloudflare_knobs.rate_limit, emulator.cloudflare_knobs.window_s = 40, 2.0
         store = open_cloudflare_store(env)  # real sleeps: the pacer learns the policy from the first answer
         namespace = store.kv("api-usage")
         started = time.monotonic()
@@ -69,24 +59,12 @@ def test_the_store_never_meets_a_429_from_the_emulated_limit(tmp_path):
         store.close()
         assert emulator.cloudflare_knobs.rejected == 0  # paced under the limit, never refused
         assert elapsed >= 2 * 2.0 * 0.9  # 100 requests at 36 a window need more than two windows
-    finally:
-        server.stop()
-        emulator.close()
 
 
 def test_a_rest_scan_lists_first_says_its_size_and_costs_no_more_requests(tmp_path, dream):
     from dreamcli.platform import synthetic
 
-    emulator = Emulator(tmp_path / "cf.db")
-    server = LoopbackServer(emulator.app)
-    base = server.start()
-    try:
-        config = emulator.config(base)["cloudflare"]
-        env = {
-            "CLOUDFLARE_API_TOKEN": config["api_token"],
-            "CLOUDFLARE_ACCOUNT_ID": config["account_id"],
-            "CLOUDFLARE_BASE_URL": config["base_url"],
-        }
+    with served_cloudflare(tmp_path / "cf.db") as (_, env):
         store = open_cloudflare_store(env)
         synthetic.seed(store, 300)  # 2,400 platform-tokens keys
         namespace = store.kv("platform-tokens")
@@ -105,9 +83,6 @@ def test_a_rest_scan_lists_first_says_its_size_and_costs_no_more_requests(tmp_pa
             in shown.stderr
         )
         assert "api-tokens: " in shown.stderr
-    finally:
-        server.stop()
-        emulator.close()
 
 
 def test_the_estimate_of_a_large_scan():
