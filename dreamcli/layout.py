@@ -413,6 +413,12 @@ def platform_key_index(platform_id: str, publishable_key: str) -> str:
     return build(KeyKind.PLATFORM_KEY_INDEX, platformId=platform_id, publishableKey=publishable_key)
 
 
+def platform_keys_prefix(platform_id: str) -> str:
+    """Where every `platform:{platformId}:...` key of one platform starts (its user id, Stripe token, tier config,
+    key index), in whichever namespace holds them."""
+    return platform_user_id(platform_id).rsplit(":", 1)[0] + ":"
+
+
 def platform_key_index_prefix(platform_id: str) -> str:
     """Where one platform's index entries start (for `list --prefix`)."""
     return prefix(KeyKind.PLATFORM_KEY_INDEX, platformId=platform_id)

@@ -69,19 +69,16 @@ def test_a_rest_scan_lists_first_says_its_size_and_costs_no_more_requests(tmp_pa
         synthetic.seed(store, 300)  # 2,400 platform-tokens keys
         namespace = store.kv("platform-tokens")
         told = []
-        namespace.on_listed = lambda keys, reads: told.append((keys, reads))
+        namespace.on_listed = lambda keys, reads, seconds: told.append((keys, reads, seconds))
         before = namespace.api.requests
         scanned = list(namespace.scan())
         used = namespace.api.requests - before
         store.close()
-        assert told == [(len(scanned), -(-len(scanned) // 100))] and len(scanned) == 2400
+        assert told == [(len(scanned), -(-len(scanned) // 100), 0)] and len(scanned) == 2400
         assert used == -(-2400 // 1000) + 2400 // 100  # 3 list pages + 24 bulk gets: the lower bound
         shown = dream("--store", "cloudflare", "kv", "verify", env=env)
         assert shown.exit_code == 0, shown.stderr
-        assert (
-            "platform-tokens: 2,400 keys: 24 bulk reads, within the rate limit's window at Cloudflare's 1,200 requests per 5 minutes"
-            in shown.stderr
-        )
+        assert "platform-tokens: 2,400 keys: 24 bulk reads, within the rate limit's window" in shown.stderr
         assert "api-tokens: " in shown.stderr
 
 

@@ -422,26 +422,24 @@ def _progress(label: str, total: int | None = None, unit: str = "keys"):
     return report
 
 
-def _announce_rest_scans(store: Any) -> None:
-    """Before the long part of each REST scan: its size, the requests it needs and how long they take at
-    Cloudflare's rate limit (1,200 per 5 minutes, during which the token can do little else)."""
+def _announce_long_scans(store: Any) -> None:
+    """Before the long part of each scan of a store that can tell (a REST API under a rate limit): its size, the
+    requests it needs and how long they take at the limit, during which the token can do little else."""
     from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
     for name in (PLATFORM_TOKENS, API_TOKENS):
         namespace = store.kv(name)
+        if not hasattr(namespace, "on_listed"):
+            continue
 
-        def announce(keys: int, reads: int, name: str = name, pacer: Any = namespace.api.pacer) -> None:
-            seconds = pacer.seconds_for(reads)
+        def announce(keys: int, reads: int, seconds: float, name: str = name) -> None:
             if seconds < 1:
                 at_limit = "within the rate limit's window"
             elif seconds < 120:
-                at_limit = f"about {seconds:.0f} s"
+                at_limit = f"about {seconds:.0f} s at the rate limit"
             else:
-                at_limit = f"about {seconds / 60:.0f} min"
-            status(
-                f"{name}: {keys:,} keys: {reads:,} bulk reads, {at_limit} at Cloudflare's "
-                f"{pacer.quota:,} requests per {pacer.window_s / 60:.0f} minutes"
-            )
+                at_limit = f"about {seconds / 60:.0f} min at the rate limit"
+            status(f"{name}: {keys:,} keys: {reads:,} bulk reads, {at_limit}")
 
         namespace.on_listed = announce
 
@@ -470,8 +468,7 @@ def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None,
         check = replication.stripe_agreement(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
-    if store.kind == "cloudflare":
-        _announce_rest_scans(store)
+    _announce_long_scans(store)
     progress = _progress("verifying", _key_total(store))
     result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:

@@ -51,6 +51,6 @@ def require_platform(store: Store, platform_id: str) -> str:
 
     if layout.is_valid_id(platform_id):
         for namespace in (PLATFORM_TOKENS, API_TOKENS):
-            if store.kv(namespace).list(prefix=f"platform:{platform_id}:", limit=10).keys:
+            if store.kv(namespace).list(prefix=layout.platform_keys_prefix(platform_id), limit=10).keys:
                 return platform_id
     raise NotFound(f"no platform {platform_id} in {store.kind} store {store.location}")

@@ -143,7 +143,8 @@ class CloudflareKVNamespace(ReadModifyWrite):
         self.api = api
         self.id = namespace_id
         self.path = f"/storage/kv/namespaces/{namespace_id}"
-        self.on_listed: Callable[[int, int], None] | None = None  # scan: (keys, bulk gets) before its long part
+        # scan: told (keys, requests still to make, seconds they take at the rate limit) before its long part
+        self.on_listed: Callable[[int, int, float], None] | None = None
 
     def _value(self, key: str) -> httpx.Response | None:
         """The raw value response, or None for Cloudflare's 10009 "key not found"."""
@@ -204,7 +205,7 @@ class CloudflareKVNamespace(ReadModifyWrite):
 
     def scan(self, *, prefix: str = "", workers: int = 8) -> Iterator[tuple[str, bytes]]:
         """(key, value) in key order. The names come first, 1,000 a list request, spilled to a temporary file (memory
-        stays flat), so the scan knows its size before its long part and tells `on_listed(keys, bulk_gets)`; then the
+        stays flat), so the scan knows its size before its long part and tells `on_listed(keys, bulk_gets, seconds)`; the
         values, 100 keys a bulk get, up to `workers` at once. The same requests as reading page by page."""
         import json
         import tempfile
@@ -221,7 +222,8 @@ class CloudflareKVNamespace(ReadModifyWrite):
                     break
                 cursor = page.cursor
             if self.on_listed is not None:
-                self.on_listed(listed, -(-listed // 100))
+                reads = -(-listed // 100)
+                self.on_listed(listed, reads, self.api.pacer.seconds_for(reads))
             spill.seek(0)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 while names := [json.loads(line) for _, line in zip(range(100 * workers), spill, strict=False)]:
