@@ -443,3 +443,55 @@ def platform_rate_limit(platform_id: str, user_id: str, minute: int) -> str:
 
 def rate_limit(user_id: str, minute: int) -> str:
     return build(KeyKind.RATE_LIMIT, userId=user_id, minute=minute)
+
+
+# What leaves a verifier Worker in place of a secret value (see dreamcli/stores/verifier.py): this, then the
+# SHA-256 (hex) of the value, or of each field of a JSON object but the clear ones.
+SEAL = "sealed:sha256:"
+CLEAR_FIELDS = ("stripeUserId",)  # a Stripe token's account id is no secret (reports show it)
+
+
+def sealing_rules() -> list[tuple[str, str, str]]:
+    """(prefix, suffix, mode) of every kind the schema marks secret, for the verifier Worker: a key that starts
+    with `prefix` and ends with `suffix` leaves it sealed, as one digest ("digest") or field by field ("fields",
+    JSON values, so their shape and equality can still be checked)."""
+    rules = []
+    for spec in SPECS:
+        if spec.secret:
+            suffix = spec.pattern.rsplit("}", 1)[1]
+            rules.append((spec.prefix, suffix, "fields" if spec.json else "digest"))
+    return rules
+
+
+def unsealed_digest(value: str) -> str | None:
+    """The SHA-256 hex a "digest" seal carries, or None when `value` is no seal."""
+    if value.startswith(SEAL) and is_digest(value[len(SEAL) :]):
+        return value[len(SEAL) :]
+    return None
+
+
+# The ids under each family of keys, as the platform makes them: Clerk user ids (`user_` + 27 base62 characters of a
+# KSUID, whose first character is the time: this decade's "2" and "3" are split one character further), platform
+# ids and publishable keys (`plt_`, `pk_live_` + hex), secret key hashes (hex).
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_HEX = "0123456789abcdef"
+_USERS = SPEC_BY_KIND[KeyKind.USER_PLATFORM_ID].prefix + "user_"
+_SHARDED_FAMILIES = (
+    (_USERS, [c for c in _BASE62 if c not in "23"] + [a + b for a in "23" for b in _BASE62]),
+    (PLATFORM_PREFIX + "plt_", list(_HEX)),
+    (PUBLISHABLE_KEY_PREFIX + "pk_live_", list(_HEX)),
+    (SECRET_KEY_PREFIX, list(_HEX)),
+)
+
+
+def shard_prefixes(namespace: str) -> list[str]:
+    """Prefixes that split the keys the platform writes into `namespace` into parts of similar size, none a prefix
+    of another, in key order, so a scan can read them in parallel. The rest (other id shapes, unknown keys) is read
+    by a scan of everything that skips these."""
+    families = {spec.prefix for spec in SPECS if namespace in spec.namespaces}
+    return sorted(
+        family + part
+        for family, parts in _SHARDED_FAMILIES
+        if any(family.startswith(prefix) for prefix in families)
+        for part in parts
+    )

@@ -341,9 +341,9 @@ def confirm_change(question: str, yes: bool) -> None:
     )
 
 
-def plural(count: int, word: str) -> str:
-    """`1 row`, `2 rows`, `1 byte`."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 row`, `2 rows`, `1 byte`; `words` for a plural that is not `word` + "s" (`retries`)."""
+    return f"{count} {word}" if count == 1 else f"{count} {words or word + 's'}"
 
 
 def stdin_is_tty() -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -422,6 +424,25 @@ def _progress(label: str, total: int | None = None, unit: str = "keys"):
     return report
 
 
+LONG_SCAN_S = 180  # a REST scan longer than this at the rate limit suggests --via-worker
+
+
+def _shard_progress(name: str) -> Any:
+    """The verifier Worker's shards of one namespace as they finish (only on a terminal)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done: int, shards: int, keys: int) -> None:
+        sys.stderr.write(f"\r{name}: {done}/{shards} shards, {keys:,} keys   ")
+        if done == shards:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report
+
+
 def _announce_long_scans(store: Any) -> None:
     """Before the long part of each scan of a store that can tell (a REST API under a rate limit): its size, the
     requests it needs and how long they take at the limit, during which the token can do little else."""
@@ -429,6 +450,8 @@ def _announce_long_scans(store: Any) -> None:
 
     for name in (PLATFORM_TOKENS, API_TOKENS):
         namespace = store.kv(name)
+        if hasattr(namespace, "on_shards"):
+            namespace.on_shards = _shard_progress(name)
         if not hasattr(namespace, "on_listed"):
             continue
 
@@ -440,6 +463,11 @@ def _announce_long_scans(store: Any) -> None:
             else:
                 at_limit = f"about {seconds / 60:.0f} min at the rate limit"
             status(f"{name}: {keys:,} keys: {reads:,} bulk reads, {at_limit}")
+            if seconds > LONG_SCAN_S:
+                status(
+                    "  --via-worker reads it inside Cloudflare instead (a Worker deployed for the run, deleted after): "
+                    "minutes fewer, and the token's rate limit left alone"
+                )
 
         namespace.on_listed = announce
 
@@ -452,12 +480,64 @@ def _key_total(store: Any) -> int | None:
     return sum(count() for count in counts) if all(counts) else None  # type: ignore[misc]
 
 
-def _verify(ctx: typer.Context, platform: str | None, classes: list[str] | None, stripe: bool) -> VerifyResult:
+def _check_classes(classes: list[str] | None) -> None:
     for name in classes or []:
         if name not in CLASS_NAMES:
             raise UsageError(f"unknown class {name!r} (known: {', '.join(CLASS_NAMES)})")
+
+
+@contextmanager
+def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, parallel: int | None) -> Iterator[Any]:
+    """The store verify reads: the chosen one, or with --via-worker the same one read through dream's verifier
+    Worker (deployed for the run and deleted after on Cloudflare; under `wrangler dev` on wrangler's state)."""
     run = app_context(ctx)
     store = run.store()
+    if not via_worker:
+        if keep_worker or parallel is not None:
+            raise UsageError("--keep-worker and --parallel go with --via-worker")
+        yield store
+        return
+    from dreamcli.stores.verifier import through_worker, verifier_for
+
+    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status)
+    how = "deploying" if store.kind == "cloudflare" else "starting (wrangler dev)"
+    status(f"{how} the verifier worker {verifier.name}")
+    client = verifier.start()
+    try:
+        # Locally one workerd serves every shard in turn: more at once only queue.
+        yield through_worker(store, client, parallel=parallel or (8 if store.kind == "cloudflare" else 2))
+    finally:
+        verifier.stop()
+        counts = client.counts
+        kept = f"; kept at {client.url} (`wrangler delete --name {verifier.name}` removes it)" if keep_worker else ""
+        status(
+            f"verifier worker: {plural(counts.invocations, 'invocation')}, {counts.ops:,} KV operations (at most "
+            f"{counts.max_ops} in one), {plural(counts.retries, 'retry', 'retries')}{kept}"
+        )
+
+
+ViaWorkerOption = Annotated[
+    bool,
+    typer.Option(
+        "--via-worker",
+        help="Read the token namespaces inside Cloudflare through a verifier Worker deployed for this run (deleted "
+        "after): hundreds of Worker invocations instead of thousands of rate-limited REST requests. On wrangler's "
+        "state it runs under `wrangler dev` over the same folder.",
+    ),
+]
+KeepWorkerOption = Annotated[
+    bool, typer.Option("--keep-worker", help="With --via-worker: leave the deployed verifier Worker in place.")
+]
+ParallelOption = Annotated[
+    int | None,
+    typer.Option("--parallel", min=1, max=64, help="With --via-worker: shards read at once (8 deployed, 2 locally)."),
+]
+
+
+def _verify(
+    ctx: typer.Context, store: Any, platform: str | None, classes: list[str] | None, stripe: bool
+) -> VerifyResult:
+    run = app_context(ctx)
     if platform is not None:
         from dreamcli.platform.developers import require_platform
 
@@ -493,6 +573,9 @@ def kv_verify(
     stripe: Annotated[
         bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")
     ] = False,
+    via_worker: ViaWorkerOption = False,
+    keep_worker: KeepWorkerOption = False,
+    parallel: ParallelOption = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Check the replication between platform-tokens and api-tokens; exit 1 when anything is found.
@@ -505,10 +588,17 @@ def kv_verify(
     JSON: {"clean", "summary": {"keys_scanned", "findings", "by_class"}, "findings": [{"class", "namespace",
     "key", "platform", "message", "expected", "actual", "repair": {"action", "needs"} | null}]}.
 
+    Through a Worker (--via-worker), values the key schema marks secret never leave Cloudflare: their digests do,
+    and the findings and JSON are the same.
+
     Example: dream kv verify --class missing --json
+
+    Example: dream --store cloudflare kv verify --via-worker --json
     """
     run = app_context(ctx)
-    result = _verify(ctx, platform, classes, stripe)
+    _check_classes(classes)
+    with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:
+        result = _verify(ctx, store, platform, classes, stripe)
     if run.wants_json(json_flag):
         print_json(result.as_json())
     else:
@@ -539,6 +629,9 @@ def kv_repair(
             "the project) and print the dev scripts to run them all with it.",
         ),
     ] = None,
+    via_worker: ViaWorkerOption = False,
+    keep_worker: KeepWorkerOption = False,
+    parallel: ParallelOption = None,
     json_flag: JsonOption = False,
 ) -> None:
     """Plan the fixes for what verify finds, show the plan, and apply it with --yes (or after asking on a terminal).
@@ -557,13 +650,20 @@ def kv_repair(
     mappings, and the api-tokens secret key mappings last, so that at no point does a key authenticate without its
     tier config. Safe to re-run after a crash: it re-verifies and plans what is left.
 
+    With --via-worker, verify reads through the verifier Worker and the plan is written through its bindings, in
+    the same phases; a Stripe token is copied inside the Worker, only if it still is what verify saw.
+
     Example: dream kv repair --yes
+
+    Example: dream --store cloudflare kv repair --via-worker --yes
     """
 
     run = app_context(ctx)
-    store = run.store()
     as_json = run.wants_json(json_flag)
     if merge_into is not None:
+        if via_worker:
+            raise UsageError("--merge-into works on the local files; it goes without --via-worker")
+        store = run.store()
         from dreamcli.platform.replication.copies import merge_into as merge
 
         merged = merge(store, merge_into)
@@ -590,10 +690,6 @@ def kv_repair(
         confirm_change(f"apply {plural(len(plan.fixes), 'action')}?", yes)
         return True
 
-    def tier_config_builder() -> Any:
-        vendors = run.vendors()
-        return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
-
     applied = [0, 0]  # actions done, actions planned: what an interruption reports
     shown: list[Any] = [None]
 
@@ -603,24 +699,30 @@ def kv_repair(
             shown[0] = _progress("applying", total, "actions") or (lambda n: None)
         shown[0](done)
 
-    try:
-        report = replication.run(
-            store,
-            lambda: _verify(ctx, platform, None, False),
-            prune=prune,
-            remove_plaintext=remove_plaintext_secrets,
-            confirm=confirm,
-            tier_config_builder=tier_config_builder,
-            on_progress=on_progress,
-        )
-    except KeyboardInterrupt:
-        done, total = applied
-        typer.echo("", err=True)
-        status(
-            f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
-            "`dream kv repair` again re-verifies and finishes the job"
-        )
-        raise
+    with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:
+
+        def tier_config_builder() -> Any:
+            vendors = run.vendors()
+            return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
+
+        try:
+            report = replication.run(
+                store,
+                lambda: _verify(ctx, store, platform, None, False),
+                prune=prune,
+                remove_plaintext=remove_plaintext_secrets,
+                confirm=confirm,
+                tier_config_builder=tier_config_builder,
+                on_progress=on_progress,
+            )
+        except KeyboardInterrupt:
+            done, total = applied
+            typer.echo("", err=True)
+            status(
+                f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
+                "`dream kv repair` again re-verifies and finishes the job"
+            )
+            raise
     if shown[0] is not None and sys.stderr.isatty():
         typer.echo("", err=True)
     if as_json:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from dreamcli.errors import DreamError, NotFound, UsageError
+from dreamcli.errors import DreamError, UsageError
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
+from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
 
 WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
 SHARED_STATE = ".wrangler-shared"
@@ -39,21 +39,6 @@ FRONTEND_URL = "http://localhost:5173"
 
 class DevError(DreamError):
     """The platform could not be brought up."""
-
-
-def find_wrangler(project: Path) -> Path:
-    """wrangler as the project has it (node_modules/.bin, up from the project), else dream's cache, else PATH."""
-    here = Path(__file__).resolve().parents[2] / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
-    for folder in [project, *project.parents]:
-        candidate = folder / "node_modules" / ".bin" / "wrangler"
-        if candidate.exists():
-            return candidate
-    if here.exists():
-        return here
-    found = shutil.which("wrangler")
-    if found:
-        return Path(found)
-    raise NotFound("wrangler is not installed: `npm install wrangler@4.86.0` in the project (or `bash .ci/run`)")
 
 
 @dataclass
@@ -144,7 +129,7 @@ class DevPlatform:
             worker.process = subprocess.Popen(
                 command,
                 cwd=worker_folder,
-                env={**os.environ, "WRANGLER_SEND_METRICS": "false", "NO_COLOR": "1", "CI": "1"},
+                env=wrangler_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -265,29 +250,12 @@ class DevPlatform:
 
     def stop(self) -> None:
         for worker in self.workers.values():
-            process = worker.process
-            if process is None or process.poll() is not None:
-                continue
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
+            if worker.process is not None:
+                signal_group(worker.process)
         for worker in self.workers.values():
-            process = worker.process
-            if process is None:
+            if worker.process is None:
                 continue
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
-            try:  # whatever of its group outlived wrangler (a workerd)
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            reap_group(worker.process)
             if worker.log_thread is not None:
                 worker.log_thread.join(timeout=5)
         if self._serving is not None:

@@ -8,6 +8,7 @@ mapping, disagreeing Stripe tokens).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -28,8 +29,21 @@ class Seeded:
     drifted: int
 
 
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _user_id(i: int) -> str:
+    """A Clerk-shaped user id (`user_` + 27 base62 characters, this decade's "2" first), the same for the same `i`."""
+    number = int.from_bytes(hashlib.blake2b(i.to_bytes(8, "big"), digest_size=20).digest(), "big")
+    chars = []
+    for _ in range(26):
+        number, digit = divmod(number, 62)
+        chars.append(_BASE62[digit])
+    return "user_2" + "".join(chars)
+
+
 def _platform(i: int, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
-    user = f"user_{i:010d}"
+    user = _user_id(i)
     plt = f"plt_{rng.getrandbits(128):032x}"
     pk = f"pk_live_{rng.getrandbits(128):032x}"
     digest = hash_secret(f"sk_live_{rng.getrandbits(256):064x}")

@@ -231,6 +231,9 @@ class Store:
     # Where more than one local copy of a namespace exists (wrangler's state, one per worker folder unless they
     # share --persist-to): the project and its copies (dreamcli.stores.discovery.Project); None elsewhere.
     project: Any = None
+    # Values the key schema marks secret arrive sealed (dreamcli.layout.SEAL: digests, never the secrets), as the
+    # verifier Worker sends them; its token namespaces then copy such values inside the Worker (`copy_sealed`).
+    sealed: bool = False
 
     def kv(self, name_or_id: str) -> KVNamespace:
         """The namespace named by its logical name (`api-tokens`) or its namespace id."""

@@ -204,9 +204,11 @@ class _Checker:
         expected: str | None = None,
         actual: str | None = None,
         expiration: int | None = None,
+        source: str | None = None,
     ) -> None:
-        """A finding repair puts right by writing `value` at `key` (what the finding expects, unless it says)."""
-        fix = Fix(Action.PUT, namespace, key, phase, value, expiration=expiration)
+        """A finding repair puts right by writing `value` at `key` (what the finding expects, unless it says), the
+        value of `source` when it is copied from that key."""
+        fix = Fix(Action.PUT, namespace, key, phase, value, expiration=expiration, source=source)
         shown_expected = value if expected is None else expected
         self.add(cls, namespace, key, platform, message, expected=shown_expected, actual=actual, fix=fix)
 
@@ -497,6 +499,7 @@ class _Checker:
                 f"user:{user_id}:stripeToken has it",
                 user_token,
                 Phase.PLATFORM_TOKENS,
+                source=user_key,
             )
         elif user_token is None and platform_token is not None:
             self.put(
@@ -507,6 +510,7 @@ class _Checker:
                 f"platform:{plt}:stripeToken has it",
                 platform_token,
                 Phase.PLATFORM_TOKENS,
+                source=platform_key,
             )
         elif (
             user_token is not None
@@ -522,6 +526,7 @@ class _Checker:
                 platform_token,
                 Phase.PLATFORM_TOKENS,
                 actual=user_token,
+                source=platform_key,
             )
 
     def _user_products(self, user_id: str, plt: str | None, row: sqlite3.Row) -> None:
@@ -612,7 +617,8 @@ class _Checker:
         )
         if pk is None:
             return
-        digest = hash_secret(plaintext)
+        # Through the verifier Worker the plaintext never arrives, its SHA-256 does: the very hash wanted here.
+        digest = (layout.unsealed_digest(plaintext) if self.store.sealed else None) or hash_secret(plaintext)
         found = self.snap.one(SECRET_KNOWN, (digest,))
         known = (
             found is not None

@@ -60,6 +60,8 @@ class Fix:
     data: bytes | None = None  # the exact bytes to put (a stranded value, copied as it is), else `value`
     metadata: Any = None  # the metadata to put with it
     copy: str | None = None  # wrangler's local state: put into this worker's own copy, not the live one
+    # the key (same namespace) whose value this put copies: a store whose secrets arrive sealed copies it there
+    source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ def apply_plan(
     for phase in sorted(phase_groups):
         puts: dict[tuple[str, str | None], list[KVWrite]] = {}
         deletes: dict[str, list[str]] = {}
+        copies: dict[str, list[tuple[Fix, tuple[str, str, str]]]] = {}
         for fix, finding in phase_groups[phase]:
             if fix.action is Action.REBUILD_TIER_CONFIG:
                 try:
@@ -114,6 +115,8 @@ def apply_plan(
                 failed.append(
                     (fix, f"skipped: {finding.platform} has no tier config yet (it would authenticate without one)")
                 )
+            elif fix.action is Action.PUT and store.sealed and fix.source is not None:
+                copies.setdefault(fix.namespace, []).append((fix, (fix.key, fix.source, fix.value or "")))
             elif fix.action is Action.PUT:
                 value = fix.data if fix.data is not None else fix.value or ""
                 puts.setdefault((fix.namespace, fix.copy), []).append(
@@ -135,6 +138,14 @@ def apply_plan(
                 on_batch=functools.partial(_progress_from, on_progress, done, total) if on_progress else None,
             )
             done += len(items)
+        for namespace, pairs in copies.items():
+            # A sealed value (a secret the Worker sent as a digest) is copied inside the Worker, never written here.
+            sealed_namespace: Any = store.kv(namespace)
+            refused = dict(sealed_namespace.copy_sealed([copy for _, copy in pairs]))
+            failed += [(fix, refused[fix.key]) for fix, _ in pairs if fix.key in refused]
+            done += len(pairs) - len(refused)
+            if on_progress:
+                on_progress(done, total)
     return done, failed
 
 

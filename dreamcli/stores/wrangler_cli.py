@@ -1,0 +1,65 @@
+"""Running wrangler itself: finding it, its environment, and stopping what it started (`wrangler dev` and its
+workerd run in a process group of their own, stopped together)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from dreamcli.errors import NotFound
+
+
+def find_wrangler(project: Path) -> Path:
+    """wrangler as the project has it (node_modules/.bin, up from the project), else dream's cache, else PATH."""
+    here = Path(__file__).resolve().parents[2] / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
+    for folder in [project, *project.parents]:
+        candidate = folder / "node_modules" / ".bin" / "wrangler"
+        if candidate.exists():
+            return candidate
+    if here.exists():
+        return here
+    found = shutil.which("wrangler")
+    if found:
+        return Path(found)
+    raise NotFound("wrangler is not installed: `npm install wrangler@4.86.0` in the project (or `bash .ci/run`)")
+
+
+def wrangler_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment wrangler runs in: no metrics, no colour, no prompts."""
+    return {
+        **(os.environ if environ is None else environ),
+        "WRANGLER_SEND_METRICS": "false",
+        "NO_COLOR": "1",
+        "CI": "1",
+    }
+
+
+def signal_group(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """`sig` to the process group `process` leads (started with start_new_session), if it still runs."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def reap_group(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    """Wait for `process` (already signalled), killing its group if it outlives `timeout`, then whatever of its
+    group outlived it (a workerd)."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
