@@ -86,3 +86,20 @@ def test_the_estimate_of_a_large_scan():
     pacer = Pacer()
     assert pacer.seconds_for(1000) == 0  # within one window's budget
     assert round(pacer.seconds_for(12_000) / 60) == 47  # 1.2M keys: 12,000 bulk reads, ~47 min at the limit
+
+
+def test_a_scan_longer_than_a_few_minutes_suggests_the_worker(tmp_path, capsys):
+    from dreamcli.cli.kv import _announce_long_scans
+
+    with served_cloudflare(tmp_path / "cf.db") as (_, env):
+        store = open_cloudflare_store(env)
+        _announce_long_scans(store)
+        namespace = store.kv("platform-tokens")
+        namespace.on_listed(90_000, 900, 0)  # within the window's budget: nothing to suggest
+        assert "--via-worker" not in capsys.readouterr().err
+        pacer = namespace.api.pacer
+        namespace.on_listed(1_200_000, 12_000, pacer.seconds_for(12_000))
+        told = capsys.readouterr().err
+        store.close()
+    assert "platform-tokens: 1,200,000 keys: 12,000 bulk reads, about 47 min at the rate limit" in told
+    assert "--via-worker reads it inside Cloudflare instead" in told

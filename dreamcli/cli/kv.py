@@ -490,11 +490,11 @@ def _check_classes(classes: list[str] | None) -> None:
 def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, parallel: int | None) -> Iterator[Any]:
     """The store verify reads: the chosen one, or with --via-worker the same one read through dream's verifier
     Worker (deployed for the run and deleted after on Cloudflare; under `wrangler dev` on wrangler's state)."""
+    if not via_worker and (keep_worker or parallel is not None):
+        raise UsageError("--keep-worker and --parallel go with --via-worker")
     run = app_context(ctx)
     store = run.store()
     if not via_worker:
-        if keep_worker or parallel is not None:
-            raise UsageError("--keep-worker and --parallel go with --via-worker")
         yield store
         return
     from dreamcli.stores.verifier import through_worker, verifier_for

@@ -398,6 +398,7 @@ class Verifier:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     keep: bool = False
     wrangler: Path | None = None
+    ready_timeout: float = READY_TIMEOUT
     log: Callable[[str], None] = lambda line: None
     name: str = field(default_factory=lambda: f"dream-verify-{secrets.token_hex(4)}")
     url: str = ""
@@ -415,10 +416,18 @@ class Verifier:
             self.stop()
             raise
 
+    def write_project(self) -> Path:
+        """The Worker's project in a private folder (0700): its source and its wrangler.json."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="dream-verifier-"))
+            shutil.copyfile(WORKER_SOURCE, self._folder / "index.js")
+            config = worker_config(self.name, self.namespace_ids)
+            (self._folder / "wrangler.json").write_text(json.dumps(config, indent=2))
+        return self._folder
+
     def _start(self) -> VerifierClient:
-        self._folder = Path(tempfile.mkdtemp(prefix="dream-verifier-"))
-        shutil.copyfile(WORKER_SOURCE, self._folder / "index.js")
-        (self._folder / "wrangler.json").write_text(json.dumps(worker_config(self.name, self.namespace_ids), indent=2))
+        self.write_project()
+        assert self._folder is not None
         wrangler = self.wrangler or find_wrangler(Path.cwd())
         if self.state is None:
             secrets_file = self._folder / "secrets.json"
@@ -480,7 +489,7 @@ class Verifier:
 
     def _wait(self, client: VerifierClient) -> None:
         """Until the Worker answers this run's secret (a new deployment takes seconds to reach every edge)."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + self.ready_timeout
         while True:
             if self._process is not None and self._process.poll() is not None:
                 tail = " | ".join(line for line in self._output[-6:] if line.strip())
@@ -490,7 +499,7 @@ class Verifier:
                 return
             except (httpx.TransportError, VerifierError) as exc:
                 if time.monotonic() > deadline:
-                    raise VerifierError(f"the verifier did not answer within {READY_TIMEOUT:.0f} s: {exc}") from None
+                    raise VerifierError(f"the verifier did not answer within {self.ready_timeout:g} s: {exc}") from None
             time.sleep(0.2)
 
     def stop(self) -> None:

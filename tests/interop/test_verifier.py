@@ -1,0 +1,303 @@
+"""The verifier Worker (dreamcli/data/verifier/index.js) under real `wrangler dev`, over wrangler state dream seeded,
+driven by the CLI exactly as a deployed one: the same findings and JSON as verify reading the files itself, secret
+values never in clear on the wire, its secret required, its refusals, repair through its bindings. The deployed path
+(`wrangler deploy`, then `wrangler delete`) with a stand-in wrangler, and the project it deploys with wrangler's own
+dry run. `bench/verifier_bench.py` runs the same at 100,000 platforms."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dreamcli import layout
+from dreamcli.platform import synthetic
+from dreamcli.platform.replication import verify
+from dreamcli.stores.ports import KVWrite
+from dreamcli.stores.verifier import (
+    SCANNED,
+    Verifier,
+    VerifierClient,
+    VerifierError,
+    through_worker,
+    verifier_for,
+)
+from dreamcli.stores.wrangler import open_wrangler_store
+from tests.conftest import copy_workers
+from tests.interop.test_wrangler import WRANGLER
+
+pytestmark = [
+    pytest.mark.socket,
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
+    pytest.mark.skipif(
+        not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
+    ),
+]
+
+PLATFORMS = int(os.environ.get("DREAM_TEST_VERIFIER_PLATFORMS", "1500"))
+PLAINTEXT = "sk_live_" + "ab" * 32
+ACCESS_TOKEN = "sk_test_" + "cd" * 16
+
+
+def seeded(tmp_path: Path, platforms: int = PLATFORMS) -> str:
+    """A copy of the guide's project whose workers share one state folder, seeded with `platforms` developers (2% of
+    them broken), and keys of every sort a scan must carry: the guide's plaintext secret, a stale Stripe token, ids of
+    other shapes (outside every shard), a key with a newline, values in other scripts."""
+    project = copy_workers(tmp_path / "workers")
+    (project / ".state").mkdir()
+    spec = f"{project},persist-to=.state"
+    store = open_wrangler_store(spec)
+    try:
+        synthetic.seed(store, platforms, drift=0.02)
+        user = "user_2legacyPlaintextHolder000000"
+        plt = next(synthetic.platform_ids(store))
+        pt = store.kv("platform-tokens")
+        owner = pt.get(layout.platform_user_id(plt)).decode()
+        pairs = [
+            (layout.user_platform_id(user), "plt_legacy"),
+            (layout.platform_user_id("plt_legacy"), user),
+            (layout.user_secret_key(user), PLAINTEXT),
+            (layout.user_publishable_key(user), "pk_live_legacy"),
+            (layout.publishable_key_platform("pk_live_legacy"), "plt_legacy"),
+            (layout.user_stripe_token(owner), json.dumps({"accessToken": ACCESS_TOKEN, "stripeUserId": "acct_x"})),
+            ("user:legacy-id:platformId", "plt_nothex!"),
+            ("misc:a\nb", "ünïcødé ✓"),
+        ]
+        pt.bulk_put([KVWrite(key, value) for key, value in pairs])
+    finally:
+        store.close()
+    return spec
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return seeded(tmp_path_factory.mktemp("verifier"))
+
+
+@pytest.fixture(scope="module")
+def running(project: str):
+    """One verifier under wrangler dev over the module's state, and its client."""
+    store = open_wrangler_store(project)
+    verifier = verifier_for(store)
+    client = verifier.start()
+    try:
+        yield store, client
+    finally:
+        verifier.stop()
+        store.close()
+
+
+def test_findings_are_identical_through_the_worker(project, dream):
+    plain = dream("--store", f"wrangler:{project}", "kv", "verify", "--json")
+    through = dream("--store", f"wrangler:{project}", "kv", "verify", "--via-worker", "--json")
+    assert plain.exit_code == through.exit_code == 1, through.stderr
+    assert through.stdout == plain.stdout  # byte for byte: findings, order, messages, counts
+    found = json.loads(through.stdout)
+    assert found["summary"]["keys_scanned"] > 10 * PLATFORMS
+    assert found["summary"]["by_class"]["insecure"] == 1  # the plaintext secret, known by its digest alone
+    keys = {f["key"] for f in found["findings"]}
+    digest = hashlib.sha256(PLAINTEXT.encode()).hexdigest()
+    assert layout.secret_key_publishable(digest) in keys  # its missing hash mapping, derived from the digest
+    assert "starting (wrangler dev) the verifier worker dream-verify-" in through.stderr
+    assert "verifier worker: " in through.stderr and " invocations, " in through.stderr
+
+
+def test_secret_values_never_leave_in_clear(running):
+    _, client = running
+    out = io.StringIO()
+    client.scan_shard("platform-tokens", "", [], out)
+    wire = out.getvalue()
+    assert PLAINTEXT not in wire and ACCESS_TOKEN not in wire and '"accessToken":"sk_test_' not in wire
+    values = dict(json.loads(line) for line in wire.splitlines())
+    secret = values[layout.user_secret_key("user_2legacyPlaintextHolder000000")]
+    assert secret == layout.SEAL + hashlib.sha256(PLAINTEXT.encode()).hexdigest()
+    tokens = [json.loads(v) for k, v in values.items() if k.endswith(":stripeToken")]
+    assert tokens and all(t["accessToken"].startswith(layout.SEAL) for t in tokens)
+    assert all(t["stripeUserId"].startswith("acct_") for t in tokens)  # the account is no secret: reports show it
+    assert values["misc:a\nb"] == "ünïcødé ✓"  # other values as they are
+
+
+def test_the_worker_wants_its_secret_and_refuses_what_it_does_not_know(running):
+    _, client = running
+    url = client.url
+    with httpx.Client() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + "x" * 43}):
+            answer = http.post(url + "/scan", json={"namespace": "platform-tokens"}, headers=headers)
+            assert answer.status_code == 401 and answer.json() == {"error": "unauthorized"}
+        auth = client._headers()
+        for namespace in ("DREAM_VERIFY_TOKEN", "PLATFORM_TOKENS", "__proto__", "api-usage", 7):
+            answer = http.post(url + "/scan", json={"namespace": namespace}, headers=auth)
+            assert answer.status_code == 400 and "unknown namespace" in answer.json()["error"]
+        for body in (b"[]", b"not json", b'"text"'):
+            answer = http.post(url + "/scan", content=body, headers=auth)
+            assert answer.status_code == 400 and answer.json() == {"error": "the body must be a JSON object"}
+        answer = http.post(url + "/scan", json={"namespace": "api-tokens", "skip": "user:"}, headers=auth)
+        assert answer.status_code == 400 and "skip must be a list of strings" in answer.json()["error"]
+        assert http.get(url + "/keys", headers=auth).status_code == 404
+        too_many = {"namespace": "api-tokens", "deletes": [f"k{i}" for i in range(901)]}
+        assert http.post(url + "/write", json=too_many, headers=auth).status_code == 413
+        # A sealed value is never written: it could only come from a scan, and it is no token.
+        sealed = json.dumps({"accessToken": layout.SEAL + "0" * 64, "stripeUserId": "acct_x"})
+        put = {"namespace": "platform-tokens", "puts": [{"key": layout.user_stripe_token("user_2x"), "value": sealed}]}
+        answer = http.post(url + "/write", json=put, headers=auth).json()
+        assert answer["written"] == 0 and "never written" in answer["refused"][0]["why"]
+
+
+def test_repair_through_the_worker(tmp_path, dream):
+    spec = seeded(tmp_path, 400)
+    before = json.loads(dream("--store", f"wrangler:{spec}", "kv", "verify", "--json").stdout)
+    assert before["summary"]["by_class"]["stale"] >= 2  # among them the Stripe tokens, copied inside the Worker
+    assert any(f["key"].endswith(":stripeToken") and f["class"] == "stale" for f in before["findings"])
+    repaired = dream("--store", f"wrangler:{spec}", "kv", "repair", "--via-worker", "--yes", "--json")
+    result = json.loads(repaired.stdout)
+    after = json.loads(dream("--store", f"wrangler:{spec}", "kv", "verify", "--json").stdout)
+    # Everything is repaired but what needs Stripe (the hand-made plt_legacy has no products, so its keys wait for a
+    # tier config), a decision (its plaintext secret) or a person (the corrupt legacy-id mapping).
+    left = {(f["class"], f["key"]) for f in after["findings"]}
+    assert all("legacy" in f["key"] or f["platform"] == "plt_legacy" for f in after["findings"]), left
+    assert result["applied"] == before["summary"]["findings"] - len(left) and result["applied"] > 5
+    assert {f["key"] for f in result["failed"]} <= {key for _, key in left}
+    store = open_wrangler_store(spec)
+    try:
+        tokens = [v for k, v in store.kv("platform-tokens").scan(prefix="user:") if k.endswith(":stripeToken")]
+        assert tokens and not any(layout.SEAL.encode() in token for token in tokens)  # real tokens were copied
+    finally:
+        store.close()
+
+
+def test_a_copy_is_refused_when_its_source_changed_since_verify(running):
+    store, client = running
+    namespace = through_worker(store, client).kv("platform-tokens")
+    plt = next(synthetic.platform_ids(store))
+    source = layout.platform_stripe_token(plt)
+    target = layout.user_stripe_token("user_2copyTarget")
+    out = io.StringIO()
+    client.scan_shard("platform-tokens", source, [], out)
+    (_, seal), *_ = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert namespace.copy_sealed([(target, source, layout.SEAL + "f" * 64)]) == [
+        (target, f"{source} changed since verify read it")
+    ]
+    assert namespace.copy_sealed([(target, "platform:plt_gone:stripeToken", seal)])[0][1].endswith("no longer exists")
+    assert namespace.copy_sealed([(target, source, seal)]) == []
+    assert store.kv("platform-tokens").get(target) == store.kv("platform-tokens").get(source)
+    namespace.bulk_delete([target])
+    assert store.kv("platform-tokens").get(target) is None
+
+
+def test_via_worker_refusals(tmp_path, dream):
+    assert dream("kv", "verify", "--keep-worker").exit_code == 2
+    dream("kv", "put", "k", "v", "--ns", "api-usage")
+    refused = dream("kv", "verify", "--via-worker")
+    assert refused.exit_code == 2 and "the emulator store is read in place" in refused.stderr
+    project = copy_workers(tmp_path / "apart")  # every worker its own state: the live copies are apart
+    apart = dream("--store", f"wrangler:{project}", "kv", "verify", "--via-worker")
+    assert apart.exit_code == 2 and "--merge-into" in apart.stderr
+
+
+# The client's retries, over a transport that misbehaves on purpose (no Worker needed).
+
+
+def test_an_invocation_cut_short_is_asked_again_and_its_lines_dropped():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append(body["cursor"])
+        lines = [json.dumps(["a", "1"]), json.dumps(["b", "2"])]
+        if body["cursor"] is None and calls.count(None) == 1:
+            return httpx.Response(200, text="\n".join(lines) + "\n")  # no end line: the stream was cut
+        if body["cursor"] is None:
+            return httpx.Response(200, text="\n".join([*lines, json.dumps({"end": True, "cursor": "c2", "ops": 2})]))
+        end = json.dumps({"end": True, "cursor": None, "ops": 1})
+        return httpx.Response(200, text=json.dumps(["c", "3"]) + "\n" + end + "\n")
+
+    client = VerifierClient("http://verifier", "t" * 43, http=httpx.Client(transport=httpx.MockTransport(handler)))
+    client.sleep = lambda seconds: None
+    out = io.StringIO()
+    assert client.scan_shard("api-tokens", "", [], out) == 3
+    assert [json.loads(line)[0] for line in out.getvalue().splitlines()] == ["a", "b", "c"]  # nothing twice
+    assert calls == [None, None, "c2"]
+    assert (client.counts.invocations, client.counts.retries, client.counts.ops, client.counts.max_ops) == (2, 1, 3, 2)
+
+
+def test_a_refusal_is_not_retried_and_never_shows_the_secret():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers["authorization"])
+        return httpx.Response(401, json={"error": "unauthorized"})
+
+    token = "s" * 43
+    client = VerifierClient("http://verifier", token, http=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(VerifierError) as failed:
+        client.scan_shard("api-tokens", "", [], io.StringIO())
+    assert len(calls) == 1 and "refused this run's secret (401)" in str(failed.value)
+    assert token not in str(failed.value) and token not in repr(client)
+
+
+# The deployed path.
+
+
+def test_the_deployed_project_passes_wranglers_dry_run(tmp_path):
+    verifier = Verifier({name: f"{i:032x}" for i, name in enumerate(SCANNED, 1)})
+    folder = verifier.write_project()
+    try:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        done = subprocess.run(
+            [str(WRANGLER), "deploy", "--dry-run", "--config", "wrangler.json", "--outdir", str(tmp_path / "out")],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1", "NO_COLOR": "1"},
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        output = done.stdout + done.stderr
+        assert "env.PLATFORM_TOKENS (00000000000000000000000000000001)" in output
+        assert "env.API_TOKENS (00000000000000000000000000000002)" in output
+        assert "DREAM_VERIFY_TOKEN" not in output  # the secret is no var: it goes up with the deployment only
+    finally:
+        verifier.stop()
+
+
+STAND_IN = """#!/usr/bin/env python3
+import json, os, stat, sys
+log = os.environ["STAND_IN_LOG"]
+args = sys.argv[1:]
+entry = {"args": args, "cwd": os.getcwd()}
+if "--secrets-file" in args:
+    path = args[args.index("--secrets-file") + 1]
+    entry["mode"] = oct(stat.S_IMODE(os.stat(path).st_mode))
+    entry["secret_keys"] = sorted(json.load(open(path)))
+with open(log, "a") as out:
+    out.write(json.dumps(entry) + "\\n")
+if args[0] == "deploy":
+    print("Uploaded dream-verify (1.2 sec)")
+    print("Deployed dream-verify triggers (0.3 sec)")
+    print("  https://dream-verify.example-subdomain.workers.dev")
+"""
+
+
+def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
+    stand_in = tmp_path / "wrangler"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    environ = {**os.environ, "STAND_IN_LOG": str(log), "CLOUDFLARE_API_TOKEN": "cf-token"}
+    verifier = Verifier(dict.fromkeys(SCANNED, "0" * 32), None, environ, wrangler=stand_in, ready_timeout=0.5)
+    with pytest.raises(VerifierError, match="did not answer within 0.5 s"):
+        verifier.start()  # workers.dev cannot be reached from here
+    deploy, delete = [json.loads(line) for line in log.read_text().splitlines()]
+    assert deploy["args"][:3] == ["deploy", "--config", "wrangler.json"]
+    assert deploy["mode"] == "0o600" and deploy["secret_keys"] == ["DREAM_VERIFY_TOKEN"]
+    assert verifier._token not in " ".join(deploy["args"])  # never on a command line
+    assert delete["args"] == ["delete", "--config", "wrangler.json", "--force"] and delete["cwd"] == deploy["cwd"]
+    assert not Path(deploy["cwd"]).exists()  # the private folder, its secret file with it, removed
