@@ -20,7 +20,6 @@ import pytest
 
 from dreamcli import layout
 from dreamcli.platform import synthetic
-from dreamcli.platform.replication import verify
 from dreamcli.stores.ports import KVWrite
 from dreamcli.stores.verifier import (
     SCANNED,
