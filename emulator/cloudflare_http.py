@@ -9,6 +9,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,15 +25,23 @@ from dreamcli.stores.ports import Statement, Store
 
 @dataclass
 class CloudflareKnobs:
-    """Test knobs: latency added to every request, and a fixed-window rate limit."""
+    """Test knobs: latency added to every request, and Cloudflare's API rate limit as Cloudflare applies it:
+    `rate_limit` requests in any `window_s` seconds (Cloudflare's: 1,200 per 300 s per token); past it every request
+    is refused (429, code 971) until a whole window has passed ("blocked for the next five minutes")."""
 
     latency_ms: float = 0.0
-    rate_limit: int | None = None  # requests per window (Cloudflare's: 1,200 per 300 s per token)
+    rate_limit: int | None = None  # requests per window; None: no limit
     window_s: float = 1.0
+    clock: Callable[[], float] = time.monotonic
     requests: int = 0
     rejected: int = 0  # answered 429
-    _window_start: float = field(default_factory=time.monotonic)
+    _sent: deque[float] = field(default_factory=deque)  # admitted requests within the window
+    _blocked_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - self.window_s:
+            self._sent.popleft()
 
     def admit(self) -> float | None:
         """None to serve, or the seconds to wait (429)."""
@@ -40,25 +49,33 @@ class CloudflareKnobs:
             self.requests += 1
             if self.rate_limit is None:
                 return None
-            now = time.monotonic()
-            if now - self._window_start >= self.window_s:
-                self._window_start, self._count = now, 0
-            self._count = getattr(self, "_count", 0) + 1
-            if self._count > self.rate_limit:
+            now = self.clock()
+            if now < self._blocked_until:
                 self.rejected += 1
-                return max(0.0, self.window_s - (now - self._window_start))
+                return self._blocked_until - now
+            self._expire(now)
+            if len(self._sent) >= self.rate_limit:
+                self._blocked_until = now + self.window_s
+                self.rejected += 1
+                return self.window_s
+            self._sent.append(now)
             return None
 
     def headers(self) -> dict[str, str]:
-        """Cloudflare's rate-limit headers (IETF draft): the remaining quota and the seconds to the window's reset,
-        and the policy (quota per window), on every answer while a limit is set."""
+        """Cloudflare's rate-limit headers (IETF draft): the remaining quota and the seconds until it grows again
+        (or the block ends), and the policy (quota per window), on every answer while a limit is set."""
         if self.rate_limit is None:
             return {}
         with self._lock:
-            remaining = max(0, self.rate_limit - getattr(self, "_count", 0))
-            reset = max(0, math.ceil(self.window_s - (time.monotonic() - self._window_start)))
+            now = self.clock()
+            self._expire(now)
+            remaining = 0 if now < self._blocked_until else max(0, self.rate_limit - len(self._sent))
+            if now < self._blocked_until:
+                reset = self._blocked_until - now
+            else:
+                reset = self._sent[0] + self.window_s - now if self._sent else 0.0
         return {
-            "Ratelimit": f'"default";r={remaining};t={reset}',
+            "Ratelimit": f'"default";r={remaining};t={max(0, math.ceil(reset))}',
             "Ratelimit-Policy": f'"default";q={self.rate_limit};w={math.ceil(self.window_s)}',
         }
 

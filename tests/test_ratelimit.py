@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from dreamcli.stores.cloudflare import open_cloudflare_store
 from dreamcli.stores.ratelimit import Pacer, parse_items
+from dreamcli.topology import GUIDE_TOPOLOGY
 from tests.conftest import served_cloudflare
 
 
@@ -103,3 +106,50 @@ def test_a_scan_longer_than_a_few_minutes_suggests_the_worker(tmp_path, capsys):
         store.close()
     assert "platform-tokens: 1,200,000 keys: 12,000 bulk reads, about 47 min at the rate limit" in told
     assert "--via-worker reads it inside Cloudflare instead" in told
+
+
+def test_at_cloudflares_own_limit_the_scan_is_never_blocked_and_takes_what_was_estimated(tmp_path):
+    """1,200 requests in any 5 minutes, then every call refused for 5 minutes: enforced by the emulated REST API on
+    a clock shared with the pacer (its waits move the clock, so 3,000 requests take no real minutes)."""
+    from dreamcli.stores.cloudflare import CloudflareAPI, CloudflareKVNamespace
+
+    fake = FakeTime()
+    with served_cloudflare(tmp_path / "cf.db") as (emulator, env):
+        knobs = emulator.cloudflare_knobs
+        knobs.rate_limit, knobs.window_s, knobs.clock = 1200, 300.0, fake.clock
+        pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+        api = CloudflareAPI(
+            env["CLOUDFLARE_API_TOKEN"],
+            env["CLOUDFLARE_ACCOUNT_ID"],
+            env["CLOUDFLARE_BASE_URL"],
+            sleep=fake.sleep,
+            pacer=pacer,
+        )
+        namespace = CloudflareKVNamespace(api, GUIDE_TOPOLOGY.namespace("api-usage").id)
+        estimate = pacer.seconds_for(3000)
+        for _ in range(3000):
+            namespace.list(limit=10)
+            fake.now += 0.001
+        api.http.close()
+        assert knobs.rejected == 0 and api.requests == 3000  # never blocked, nothing retried
+        assert 2 * 300 <= fake.now < 2 * 300 + 5  # 1,150 a window: three windows' worth, two waits
+        assert abs(fake.now - estimate) < 300  # the estimate verify prints is within one window of it
+        # Unpaced, the same limit blocks the token: the 1,201st call and every one for 5 minutes after it.
+        fake.now += 1000
+        url = f"{env['CLOUDFLARE_BASE_URL']}/accounts/{env['CLOUDFLARE_ACCOUNT_ID']}{namespace.path}/keys"
+        with httpx.Client(headers={"Authorization": f"Bearer {env['CLOUDFLARE_API_TOKEN']}"}) as http:
+            statuses = [http.get(url).status_code for _ in range(1202)]
+            fake.now += 299
+            still = http.get(url)
+            fake.now += 2
+            after = http.get(url)
+    assert statuses[:1200] == [200] * 1200 and statuses[1200:] == [429, 429]
+    assert still.status_code == 429 and still.json()["errors"][0]["code"] == 971
+    assert still.headers["ratelimit"] == '"default";r=0;t=1' and still.headers["retry-after"] == "1"
+    assert after.status_code == 200
+
+
+def test_the_served_limit_is_asked_for_in_cloudflares_terms(dream):
+    for bad in ("1200", "1200/0", "x/300", "0/300"):
+        refused = dream("emulator", "serve", "--cloudflare-rate-limit", bad)
+        assert refused.exit_code == 2 and "expected REQUESTS/SECONDS, e.g. 1200/300" in refused.stderr

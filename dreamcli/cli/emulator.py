@@ -42,6 +42,18 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
+def _rate_limit(text: str) -> tuple[int, float]:
+    """REQUESTS/SECONDS, e.g. Cloudflare's 1200/300."""
+    requests, _, seconds = text.partition("/")
+    try:
+        limit, window = int(requests), float(seconds)
+    except ValueError:
+        limit, window = 0, 0.0
+    if not (1 <= limit <= 1_000_000 and 0 < window <= 86_400):
+        raise UsageError(f"--cloudflare-rate-limit {text!r}: expected REQUESTS/SECONDS, e.g. 1200/300 (Cloudflare's)")
+    return limit, window
+
+
 app = typer.Typer(help="Run the local emulator.\n\nExample: dream emulator serve", no_args_is_help=True)
 
 
@@ -82,6 +94,15 @@ def emulator_serve(
             help="Seconds one hour of the vendors' webhook retry schedules lasts here (3600 = real time).",
         ),
     ] = 1.0,
+    cloudflare_rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--cloudflare-rate-limit",
+            metavar="REQUESTS/SECONDS",
+            help="Limit the Cloudflare REST API as Cloudflare does (1200/300: 1,200 requests in any 5 minutes, then "
+            "every call refused for 5 minutes), with its Ratelimit headers. Off by default.",
+        ),
+    ] = None,
 ) -> None:
     """Serve api-multi, front-auth-api and oauth-api on the guide's ports, the vendors on one more (and Stripe
     and Clerk each at the root of a port of its own, where their official SDKs take a bare base URL), over the
@@ -105,6 +126,7 @@ def emulator_serve(
         if not allow_remote:
             raise UsageError(f"--host {host} is not a loopback address: add --allow-remote to serve other machines")
         status(f"warning: serving on {host}: every machine that reaches it can use the platform routes and vendors")
+    limit = _rate_limit(cloudflare_rate_limit) if cloudflare_rate_limit is not None else None
     store_path = Path(where or DEFAULT_STORE.partition(":")[2])
     serving = Serving(
         store_path,
@@ -120,6 +142,9 @@ def emulator_serve(
             "clerk": clerk_port,
         },
     )
+    if limit is not None:
+        knobs = serving.emulator.cloudflare_knobs
+        knobs.rate_limit, knobs.window_s = limit
     try:
         urls = serving.start()
     except OSError as exc:
