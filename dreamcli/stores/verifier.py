@@ -133,12 +133,16 @@ class VerifierClient:
                 self.sleep(min(8.0, 0.5 * 2 ** (tries - 1)))
         raise AssertionError("unreachable")
 
-    def scan_shard(self, namespace: str, prefix: str, skip: Sequence[str], out: IO[str]) -> int:
+    def scan_shard(
+        self, namespace: str, prefix: str, skip: Sequence[str], out: IO[str], stop: threading.Event | None = None
+    ) -> int:
         """Every (key, value) under `prefix` (but under `skip`), in key order, as JSON lines into `out`; the
-        number of keys. One invocation after another, each from where the last ended."""
+        number of keys. One invocation after another, each from where the last ended, until `stop` is set."""
         cursor: str | None = None
         keys = 0
         while True:
+            if stop is not None and stop.is_set():
+                raise VerifierError(f"verifier worker: scan of {namespace} under {prefix!r} stopped")
             start = out.tell()
             request: dict[str, Any] = {"namespace": namespace, "prefix": prefix, "skip": list(skip)}
             request |= {"cursor": cursor, "budget": self.budget}
@@ -242,20 +246,28 @@ class WorkerKVNamespace:
             ]
             rest = Path(folder) / "rest.ndjson"
             jobs.insert(0, (rest, prefix, tuple(shards)))  # the longest: started first
-            done, keys, lock = 0, 0, threading.Lock()
+            done, keys, lock, stop = 0, 0, threading.Lock(), threading.Event()
 
             def run(job: tuple[Path, str, tuple[str, ...]]) -> None:
                 nonlocal done, keys
                 path, shard, skip = job
                 with path.open("w+", encoding="utf-8") as out:
-                    count = self.client.scan_shard(self.name, shard, skip, out)
+                    count = self.client.scan_shard(self.name, shard, skip, out, stop)
                 with lock:
                     done, keys = done + 1, keys + count
                     if self.on_shards is not None:
                         self.on_shards(done, len(jobs), keys)
 
-            with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            pool = ThreadPoolExecutor(max_workers=self.parallel)
+            try:
                 list(pool.map(run, jobs))
+            except BaseException:
+                # A failed shard or Ctrl-C: the queued shards are dropped and the running ones end after their
+                # current invocation, not after the whole scan.
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown()
             # Shards are disjoint ranges in key order; the rest falls between them.
             ordered = itertools.chain.from_iterable(_lines(path) for path, _, _ in jobs[1:])
             for key, value in heapq.merge(_lines(rest), ordered):
