@@ -477,7 +477,6 @@ class Verifier:
     def _deploy(self, wrangler: Path, secrets_file: Path) -> str:
         """`wrangler deploy` with the secret uploaded in the same deployment; the workers.dev URL it prints."""
         assert self._folder is not None
-        self.log(f"deploying {self.name} with wrangler")
         done = subprocess.run(
             [str(wrangler), "deploy", "--config", "wrangler.json", "--secrets-file", str(secrets_file)],
             cwd=self._folder,
@@ -544,8 +543,13 @@ def verifier_for(store: Store, **options: Any) -> Verifier:
     folder of a wrangler store whose token namespaces' live copies share one."""
     ids = {name: store.kv(name).id for name in SCANNED}
     if store.kind == "cloudflare":
-        return Verifier(ids, None, **options)
+        environ = dict(options.pop("environ", os.environ))
+        if environ.get("CLOUDFLARE_BASE_URL"):  # dream's API base (as the official SDK names it), wrangler's name for it
+            environ.setdefault("CLOUDFLARE_API_BASE_URL", environ["CLOUDFLARE_BASE_URL"])
+        return Verifier(ids, None, environ, **options)
     if store.kind == "wrangler" and store.project is not None:
+        if options.get("wrangler") is None:
+            options["wrangler"] = find_wrangler(store.project.root)
         copies = {name: store.project.live(name) for name in SCANNED}
         roots = {copy.state_root.resolve() for copy in copies.values()}
         if len(roots) > 1:

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from dreamcli.stores.verifier import (
     verifier_for,
 )
 from dreamcli.stores.wrangler import open_wrangler_store
-from tests.conftest import copy_workers
+from tests.conftest import copy_workers, served_cloudflare
 from tests.interop.test_wrangler import WRANGLER
 
 pytestmark = [
@@ -223,6 +224,18 @@ def test_the_deployed_project_passes_wranglers_dry_run(tmp_path):
         assert "DREAM_VERIFY_TOKEN" not in output  # the secret is no var: it goes up with the deployment only
     finally:
         verifier.stop()
+
+
+def test_the_deploy_goes_where_the_store_points(tmp_path, dream):
+    """dream's CLOUDFLARE_BASE_URL is handed to wrangler as its CLOUDFLARE_API_BASE_URL: pointed at the emulated REST
+    API (which has no Workers scripts), real wrangler's deploy reaches it, not Cloudflare, and fails cleanly."""
+    before = set(Path(tempfile.gettempdir()).glob("dream-verifier-*"))
+    with served_cloudflare(tmp_path / "cf.db") as (_, env):
+        failed = dream("--store", "cloudflare", "kv", "verify", "--via-worker", env=env)
+    assert failed.exit_code == 4, failed.stderr
+    assert "wrangler deploy of the verifier failed" in failed.stderr and "is not a route here" in failed.stderr
+    assert env["CLOUDFLARE_API_TOKEN"] not in failed.stderr
+    assert set(Path(tempfile.gettempdir()).glob("dream-verifier-*")) == before  # its private folder removed
 
 
 STAND_IN = """#!/usr/bin/env python3
