@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 
 from dreamcli import layout  # noqa: E402
 from dreamcli.platform import replication, synthetic  # noqa: E402
-from dreamcli.stores.ports import iter_keys  # noqa: E402
 from dreamcli.stores.ratelimit import Pacer  # noqa: E402
 from dreamcli.stores.verifier import BUDGET, SCANNED, through_worker, verifier_for  # noqa: E402
 from dreamcli.stores.wrangler import open_wrangler_store  # noqa: E402
@@ -126,7 +125,9 @@ def model(sizes: list[int]) -> None:
         keys = sum(len(v) for v in names.values())
         requests = rest_requests(names)
         invocations, ops, most = worker_plan(names)
-        print(f"{platforms:>9,} platforms: {keys:,} keys in the token namespaces (modelled in {time.perf_counter() - started:.0f} s)")
+        print(
+            f"{platforms:>9,} platforms: {keys:,} keys in the token namespaces (modelled in {time.perf_counter() - started:.0f} s)"
+        )
         print(f"  REST:   {requests:,} requests, {minutes(pacer.seconds_for(requests))} at 1,200 / 5 min")
         print(
             f"  Worker: {invocations:,} invocations, {ops:,} KV operations, at most {most} in one (limit 1,000), "
@@ -145,8 +146,10 @@ def measured(platforms: int, parallel: int, expected_plan: tuple[int, int, int] 
         store = open_wrangler_store(f"{project},persist-to=.state")
         started = time.perf_counter()
         seeded = synthetic.seed(store, platforms, drift=0.01)
-        print(f"measured at {platforms:,} platforms: seeded {seeded.keys:,} keys into wrangler's state in "
-              f"{time.perf_counter() - started:.0f} s")
+        print(
+            f"measured at {platforms:,} platforms: seeded {seeded.keys:,} keys into wrangler's state in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         started = time.perf_counter()
         anchor = replication.verify(store)
         anchor_s = time.perf_counter() - started
@@ -173,8 +176,10 @@ def measured(platforms: int, parallel: int, expected_plan: tuple[int, int, int] 
             f"in one, {counts.retries} retries"
         )
         if expected_plan is not None:
-            print(f"  model for the same keys: {expected_plan[0]:,} invocations, {expected_plan[1]:,} operations, "
-                  f"at most {expected_plan[2]} in one")
+            print(
+                f"  model for the same keys: {expected_plan[0]:,} invocations, {expected_plan[1]:,} operations, "
+                f"at most {expected_plan[2]} in one"
+            )
         if not same:
             raise SystemExit("the findings through the Worker differ from the anchor's")
     finally:

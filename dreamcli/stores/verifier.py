@@ -544,7 +544,9 @@ def verifier_for(store: Store, **options: Any) -> Verifier:
     ids = {name: store.kv(name).id for name in SCANNED}
     if store.kind == "cloudflare":
         environ = dict(options.pop("environ", os.environ))
-        if environ.get("CLOUDFLARE_BASE_URL"):  # dream's API base (as the official SDK names it), wrangler's name for it
+        if environ.get(
+            "CLOUDFLARE_BASE_URL"
+        ):  # dream's API base (as the official SDK names it), wrangler's name for it
             environ.setdefault("CLOUDFLARE_API_BASE_URL", environ["CLOUDFLARE_BASE_URL"])
         return Verifier(ids, None, environ, **options)
     if store.kind == "wrangler" and store.project is not None:
