@@ -1,5 +1,5 @@
-"""dream as an installed tool: the wheel carries what its commands need (the guide's tiers, the D1 migrations), so
-`dream flow run` works from any folder, and `--help` shows no install path."""
+"""dream as an installed tool: the wheel carries what its commands need (the guide's tiers, the D1 migrations, the
+verifier Worker), so `dream flow run` works from any folder, and `--help` shows no install path."""
 
 from __future__ import annotations
 
@@ -60,3 +60,15 @@ def test_help_shows_no_install_path(installed, tmp_path):
     assert shown.returncode == 0
     assert str(installed) not in shown.stdout and "guide.toml" not in shown.stdout
     assert "the guide's free, pro and enterprise" in " ".join(shown.stdout.split())
+
+
+def test_the_wheel_carries_the_verifier_worker(installed, tmp_path):
+    """`--via-worker` deploys dreamcli/data/verifier/index.js: the installed copy has it, where the code looks."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(installed)!r}); from dreamcli.stores import verifier; "
+        "print(verifier.WORKER_SOURCE); print(verifier.WORKER_SOURCE.read_text()[:40])"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    path, head = shown.stdout.splitlines()[:2]
+    assert path.startswith(str(installed)) and head.startswith("// dream's verifier Worker")
