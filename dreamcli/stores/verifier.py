@@ -295,7 +295,7 @@ class WorkerKVNamespace:
     def bulk_delete(self, keys: Sequence[str]) -> None:
         kv_rules.check_keys(keys, kv_rules.MAX_BULK_DELETE, "Bulk delete")
         for start in range(0, len(keys), WRITES_PER_CALL):
-            self.client.write(self.name, deletes=keys[start : start + WRITES_PER_CALL])
+            self._refusals(self.client.write(self.name, deletes=keys[start : start + WRITES_PER_CALL]))
 
     def copy_sealed(self, copies: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
         """Put each `source`'s value into `key` inside the Worker, if it still seals to `seal` (what verify saw):

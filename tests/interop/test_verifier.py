@@ -148,6 +148,12 @@ def test_the_worker_wants_its_secret_and_refuses_what_it_does_not_know(running):
         put = {"namespace": "platform-tokens", "puts": [{"key": layout.user_stripe_token("user_2x"), "value": sealed}]}
         answer = http.post(url + "/write", json=put, headers=auth).json()
         assert answer["written"] == 0 and "never written" in answer["refused"][0]["why"]
+        # What KV itself refuses is said per key, in the envelope, not a 500 (which dream would retry).
+        bad = {"namespace": "api-tokens", "puts": [{"key": "k" * 600, "value": "v"}, {"key": "ok", "value": "v"}]}
+        answer = http.post(url + "/write", json=bad, headers=auth)
+        assert answer.status_code == 200 and answer.json()["written"] == 1
+        assert answer.json()["refused"][0]["key"] == "k" * 600 and "512" in answer.json()["refused"][0]["why"]
+        http.post(url + "/write", json={"namespace": "api-tokens", "deletes": ["ok"]}, headers=auth)
 
 
 def test_repair_through_the_worker(tmp_path, dream):

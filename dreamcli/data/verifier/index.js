@@ -212,9 +212,13 @@ async function write(request, env) {
       refused.push({ key: put.key, why: "a sealed value is never written: copy it from its source" });
       continue;
     }
-    const value = put.base64 === true ? Uint8Array.from(atob(put.value), (c) => c.charCodeAt(0)) : put.value;
-    await ns.put(put.key, value, options);
-    written += 1;
+    try {
+      const value = put.base64 === true ? Uint8Array.from(atob(put.value), (c) => c.charCodeAt(0)) : put.value;
+      await ns.put(put.key, value, options);
+      written += 1;
+    } catch (err) {
+      refused.push({ key: put.key, why: String((err && err.message) || err) }); // KV's own refusal (size, expiration)
+    }
   }
   for (const copy of copies) {
     if (!copy || typeof copy.key !== "string" || typeof copy.from !== "string" || typeof copy.seal !== "string") {
@@ -231,9 +235,21 @@ async function write(request, env) {
       refused.push({ key: copy.key, why: `${copy.from} changed since verify read it` });
       continue;
     }
-    await ns.put(copy.key, value);
-    copied += 1;
+    try {
+      await ns.put(copy.key, value);
+      copied += 1;
+    } catch (err) {
+      refused.push({ key: copy.key, why: String((err && err.message) || err) });
+    }
   }
-  for (const key of deletes) await ns.delete(key);
-  return { written, copied, deleted: deletes.length, refused };
+  let deleted = 0;
+  for (const key of deletes) {
+    try {
+      await ns.delete(key);
+      deleted += 1;
+    } catch (err) {
+      refused.push({ key, why: String((err && err.message) || err) });
+    }
+  }
+  return { written, copied, deleted, refused };
 }
