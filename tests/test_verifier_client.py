@@ -69,3 +69,22 @@ def test_a_failing_shard_stops_the_others_instead_of_finishing_the_scan():
     with pytest.raises(VerifierError, match="unknown namespace"):
         list(namespace.scan())
     assert len(calls) < 10  # of 233 shards: the queued ones were dropped
+
+
+def test_a_retry_asks_for_half_the_operations():
+    """An invocation that breaks off may have hit its plan's CPU limit: the retry, and the rest of the shard, ask the
+    Worker for half as many operations, down to one page and its reads."""
+    budgets = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        budgets.append(body["budget"])
+        if len(budgets) <= 2:
+            return httpx.Response(503, json={"error": "exceeded CPU"})
+        cursor = None if len(budgets) == 4 else "next"
+        return httpx.Response(200, text=json.dumps({"end": True, "cursor": cursor, "ops": 1}) + "\n")
+
+    client = VerifierClient("http://verifier", "t" * 43, http=httpx.Client(transport=httpx.MockTransport(handler)))
+    client.sleep = lambda seconds: None
+    client.scan_shard("api-tokens", "", [], io.StringIO())
+    assert budgets == [950, 475, 237, 237]

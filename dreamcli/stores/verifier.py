@@ -47,6 +47,7 @@ WORKER_SOURCE = Path(__file__).resolve().parents[1] / "data" / "verifier" / "ind
 COMPATIBILITY_DATE = "2025-12-01"
 SCANNED = (PLATFORM_TOKENS, API_TOKENS)  # the namespaces verify reads: the Worker binds these only
 BUDGET = 950  # KV operations an invocation may make (Workers allow 1,000)
+LIST, BULK = 1000, 100  # keys a list returns, values a bulk get reads
 WRITES_PER_CALL = 900  # puts and deletes a /write carries (a copy counts two)
 ATTEMPTS = 4
 READY_TIMEOUT = 90.0
@@ -140,17 +141,24 @@ class VerifierClient:
         number of keys. One invocation after another, each from where the last ended, until `stop` is set."""
         cursor: str | None = None
         keys = 0
+        budget = self.budget
         while True:
             if stop is not None and stop.is_set():
                 raise VerifierError(f"verifier worker: scan of {namespace} under {prefix!r} stopped")
             start = out.tell()
-            request: dict[str, Any] = {"namespace": namespace, "prefix": prefix, "skip": list(skip)}
-            request |= {"cursor": cursor, "budget": self.budget}
+            tries = 0
 
-            def attempt(request: dict[str, Any] = request, start: int = start) -> tuple[int, dict[str, Any]]:
+            def attempt(start: int = start, cursor: str | None = cursor) -> tuple[int, dict[str, Any]]:
+                # An invocation that broke off may have run out of CPU time (a plan's limit): each retry, and the
+                # rest of the shard, asks for half as many operations (at least one page and its reads).
+                nonlocal budget, tries
+                if tries:
+                    budget = max(1 + LIST // BULK, budget // 2)
+                tries += 1
                 out.seek(start)
                 out.truncate()
-                return self._scan_once(request, out)
+                request = {"namespace": namespace, "prefix": prefix, "skip": list(skip), "cursor": cursor}
+                return self._scan_once({**request, "budget": budget}, out)
 
             count, end = self._retrying(f"scan of {namespace} under {prefix!r}", attempt)
             keys += count

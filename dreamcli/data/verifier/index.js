@@ -145,7 +145,8 @@ async function scan(request, env) {
     return false;
   };
   let cursor = typeof request.cursor === "string" && request.cursor ? request.cursor : undefined;
-  const budget = Math.min(MAX_OPS, Math.max(2, Number.isInteger(request.budget) ? request.budget : MAX_OPS));
+  // At least one page and its reads, so every invocation moves on.
+  const budget = Math.min(MAX_OPS, Math.max(1 + LIST_LIMIT / BULK_GET, Number.isInteger(request.budget) ? request.budget : MAX_OPS));
   const ruleOf = sealing(env);
   const clear = new Set(JSON.parse(env.DREAM_CLEAR || "[]"));
   const encoder = new TextEncoder();
