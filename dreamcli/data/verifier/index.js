@@ -156,19 +156,28 @@ async function scan(request, env) {
     let ops = 0;
     let listed = 0;
     try {
-      // Room for one more list and the bulk gets of its page.
-      while (ops + 1 + LIST_LIMIT / BULK_GET <= budget) {
-        const page = await ns.list({ prefix, cursor, limit: LIST_LIMIT });
-        ops += 1;
+      // A page is listed while the one before it is read, if there is room for it and its bulk gets.
+      let pending = ns.list({ prefix, cursor, limit: LIST_LIMIT });
+      ops += 1;
+      while (pending) {
+        const page = await pending;
+        pending = null;
         listed += page.keys.length;
         const names = page.keys.map((k) => k.name).filter((name) => !skipped(name));
-        const lines = [];
-        for (let i = 0; i < names.length; i += BULK_GET) {
-          const chunk = names.slice(i, i + BULK_GET);
-          const values = await ns.get(chunk, "text");
+        const chunks = [];
+        for (let i = 0; i < names.length; i += BULK_GET) chunks.push(names.slice(i, i + BULK_GET));
+        cursor = page.list_complete ? undefined : page.cursor;
+        if (cursor && ops + chunks.length + 1 + LIST_LIMIT / BULK_GET <= budget) {
+          pending = ns.list({ prefix, cursor, limit: LIST_LIMIT });
           ops += 1;
+        }
+        // A page's bulk gets at once: they wait on storage, not on each other.
+        const read = await Promise.all(chunks.map((chunk) => ns.get(chunk, "text")));
+        ops += chunks.length;
+        const lines = [];
+        for (const [c, chunk] of chunks.entries()) {
           for (const name of chunk) {
-            let value = values.get(name);
+            let value = read[c].get(name);
             if (value === null || value === undefined) continue; // deleted since the list
             const mode = ruleOf(name);
             if (mode) value = await seal(value, mode, clear);
@@ -176,8 +185,6 @@ async function scan(request, env) {
           }
         }
         if (lines.length) await writer.write(encoder.encode(lines.join("")));
-        cursor = page.list_complete ? undefined : page.cursor;
-        if (!cursor) break;
       }
       await writer.write(encoder.encode(JSON.stringify({ end: true, cursor: cursor || null, ops, listed }) + "\n"));
       await writer.close();
