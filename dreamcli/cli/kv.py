@@ -499,6 +499,8 @@ def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, par
         return
     from dreamcli.stores.verifier import through_worker, verifier_for
 
+    if keep_worker and store.kind != "cloudflare":
+        raise UsageError("--keep-worker keeps a deployed verifier; on local state its wrangler dev stops with the run")
     verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status)
     how = "deploying" if store.kind == "cloudflare" else "starting (wrangler dev)"
     status(f"{how} the verifier worker {verifier.name}")

@@ -415,7 +415,7 @@ class Verifier:
 
     namespace_ids: Mapping[str, str]
     state: Path | None = None
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)  # holds the API token
     keep: bool = False
     wrangler: Path | None = None
     ready_timeout: float = READY_TIMEOUT
@@ -426,6 +426,7 @@ class Verifier:
     _folder: Path | None = field(default=None, repr=False)
     _process: subprocess.Popen[str] | None = field(default=None, repr=False)
     _output: list[str] = field(default_factory=list, repr=False)
+    _deployed: bool = field(default=False, repr=False)
 
     def start(self) -> VerifierClient:
         """Write the project, run it, and wait until it answers with this run's secret. Stops what it started if
@@ -433,7 +434,7 @@ class Verifier:
         try:
             return self._start()
         except BaseException:
-            self.stop()
+            self.stop(keep=False)  # a verifier that never served is no use to keep
             raise
 
     def write_project(self) -> Path:
@@ -485,24 +486,29 @@ class Verifier:
     def _deploy(self, wrangler: Path, secrets_file: Path) -> str:
         """`wrangler deploy` with the secret uploaded in the same deployment; the workers.dev URL it prints."""
         assert self._folder is not None
-        done = subprocess.run(
-            [str(wrangler), "deploy", "--config", "wrangler.json", "--secrets-file", str(secrets_file)],
-            cwd=self._folder,
-            env=wrangler_env(self.environ),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        try:
+            done = subprocess.run(
+                [str(wrangler), "deploy", "--config", "wrangler.json", "--secrets-file", str(secrets_file)],
+                cwd=self._folder,
+                env=wrangler_env(self.environ),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            self._deployed = True  # it may have got as far as the upload: deleted to be sure
+            raise VerifierError("wrangler deploy of the verifier took over 5 minutes") from None
         output = done.stdout + done.stderr
         if done.returncode != 0:
             tail = " | ".join(line for line in output.splitlines()[-6:] if line.strip())
             raise VerifierError(f"wrangler deploy of the verifier failed ({done.returncode}): {tail}")
+        self._deployed = True
         found = WORKERS_DEV_URL.search(output)
         if found is None:
             raise VerifierError(
                 "the verifier was deployed but wrangler printed no workers.dev URL: enable the account's workers.dev "
-                f"subdomain (dashboard: Workers & Pages), then run again; {self.name} is deleted now"
+                f"subdomain (dashboard: Workers & Pages), then run again ({self.name} is deleted)"
             )
         return found.group(0)
 
@@ -521,26 +527,33 @@ class Verifier:
                     raise VerifierError(f"the verifier did not answer within {self.ready_timeout:g} s: {exc}") from None
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        """Stop the local run, or delete the deployed Worker unless `keep`; remove the private folder."""
+    def stop(self, *, keep: bool | None = None) -> None:
+        """Stop the local run, or delete the deployed Worker unless `keep` (else the verifier's own); remove the
+        private folder."""
         if self._process is not None:
             signal_group(self._process)
             reap_group(self._process)
             self._process = None
-        elif self.url and not self.keep and self._folder is not None:
+        elif self._deployed and not (self.keep if keep is None else keep) and self._folder is not None:
             wrangler = self.wrangler or find_wrangler(Path.cwd())
-            done = subprocess.run(
-                [str(wrangler), "delete", "--config", "wrangler.json", "--force"],
-                cwd=self._folder,
-                env=wrangler_env(self.environ),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            if done.returncode != 0:
+            try:
+                deleted = (
+                    subprocess.run(
+                        [str(wrangler), "delete", "--config", "wrangler.json", "--force"],
+                        cwd=self._folder,
+                        env=wrangler_env(self.environ),
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                    ).returncode
+                    == 0
+                )
+            except subprocess.TimeoutExpired:
+                deleted = False
+            if not deleted:
                 self.log(f"could not delete {self.name}: run `wrangler delete --name {self.name}`")
-            self.url = ""
+            self._deployed = False
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None

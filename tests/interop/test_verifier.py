@@ -203,6 +203,8 @@ def test_via_worker_refusals(tmp_path, dream):
     refused = dream("kv", "verify", "--via-worker")
     assert refused.exit_code == 2 and "the emulator store is read in place" in refused.stderr
     project = copy_workers(tmp_path / "apart")  # every worker its own state: the live copies are apart
+    kept = dream("--store", f"wrangler:{project}", "kv", "verify", "--via-worker", "--keep-worker")
+    assert kept.exit_code == 2 and "keeps a deployed verifier" in kept.stderr
     apart = dream("--store", f"wrangler:{project}", "kv", "verify", "--via-worker")
     assert apart.exit_code == 2 and "--merge-into" in apart.stderr
 
@@ -258,7 +260,8 @@ with open(log, "a") as out:
 if args[0] == "deploy":
     print("Uploaded dream-verify (1.2 sec)")
     print("Deployed dream-verify triggers (0.3 sec)")
-    print("  https://dream-verify.example-subdomain.workers.dev")
+    if os.environ.get("STAND_IN_SUBDOMAIN") != "off":
+        print("  https://dream-verify.example-subdomain.workers.dev")
 """
 
 
@@ -277,3 +280,17 @@ def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
     assert verifier._token not in " ".join(deploy["args"])  # never on a command line
     assert delete["args"] == ["delete", "--config", "wrangler.json", "--force"] and delete["cwd"] == deploy["cwd"]
     assert not Path(deploy["cwd"]).exists()  # the private folder, its secret file with it, removed
+
+
+def test_a_deployment_without_workers_dev_says_so_and_is_deleted(tmp_path):
+    stand_in = tmp_path / "wrangler"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    environ = {**os.environ, "STAND_IN_LOG": str(log), "STAND_IN_SUBDOMAIN": "off"}
+    verifier = Verifier(dict.fromkeys(SCANNED, "0" * 32), None, environ, keep=True, wrangler=stand_in)
+    with pytest.raises(VerifierError, match="enable the account's workers.dev subdomain"):
+        verifier.start()
+    calls = [json.loads(line)["args"][0] for line in log.read_text().splitlines()]
+    assert calls == ["deploy", "delete"]  # --keep-worker keeps a verifier that served, not one that never could
+    assert "CLOUDFLARE" not in repr(verifier) and verifier._token not in repr(verifier)
