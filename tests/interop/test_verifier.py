@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -57,10 +58,28 @@ def seeded(tmp_path: Path, platforms: int = PLATFORMS) -> str:
     try:
         synthetic.seed(store, platforms, drift=0.02)
         user = "user_2legacyPlaintextHolder000000"
-        plt = next(synthetic.platform_ids(store))
+        plt, *others = itertools.islice(synthetic.platform_ids(store), 4)
         pt = store.kv("platform-tokens")
-        owner = pt.get(layout.platform_user_id(plt)).decode()
+        owner, *owners = [pt.get(layout.platform_user_id(p)).decode() for p in (plt, *others)]
+        # Tokens sealed field by field must compare as Python compares them: equal whatever the order of their keys
+        # at any depth, unequal when a nested value differs, corrupt when the access token is no string.
+        nested = {"accessToken": "sk_test_n", "stripeUserId": "acct_n", "extra": {"a": 1, "b": [1, {"c": 2}]}}
+        reordered = {"extra": {"b": [1, {"c": 2}], "a": 1.0}, "stripeUserId": "acct_n", "accessToken": "sk_test_n"}
+        changed = {**nested, "extra": {"a": 1, "b": [1, {"c": 3}]}}
+        tricky = [
+            (nested, reordered),
+            (nested, changed),
+            ({"accessToken": 12345, "stripeUserId": "acct_n"}, {"accessToken": 12345, "stripeUserId": "acct_n"}),
+        ]
         pairs = [
+            pair
+            for (platform_token, user_token), p, o in zip(tricky, others, owners, strict=True)
+            for pair in (
+                (layout.platform_stripe_token(p), json.dumps(platform_token)),
+                (layout.user_stripe_token(o), json.dumps(user_token)),
+            )
+        ]
+        pairs += [
             (layout.user_platform_id(user), "plt_legacy"),
             (layout.platform_user_id("plt_legacy"), user),
             (layout.user_secret_key(user), PLAINTEXT),
@@ -105,6 +124,9 @@ def test_findings_are_identical_through_the_worker(project, dream):
     keys = {f["key"] for f in found["findings"]}
     digest = hashlib.sha256(PLAINTEXT.encode()).hexdigest()
     assert layout.secret_key_publishable(digest) in keys  # its missing hash mapping, derived from the digest
+    token_findings = [(f["class"], f["message"]) for f in found["findings"] if f["key"].endswith(":stripeToken")]
+    assert ("corrupt", "value is not {accessToken, stripeUserId}") in token_findings  # the numeric access token
+    assert sum(1 for cls, _ in token_findings if cls == "stale") >= 2  # the nested change and the hand-made one
     assert "starting (wrangler dev) the verifier worker dream-verify-" in through.stderr
     assert "verifier worker: " in through.stderr and " invocations, " in through.stderr
 
@@ -119,7 +141,9 @@ def test_secret_values_never_leave_in_clear(running):
     secret = values[layout.user_secret_key("user_2legacyPlaintextHolder000000")]
     assert secret == layout.SEAL + hashlib.sha256(PLAINTEXT.encode()).hexdigest()
     tokens = [json.loads(v) for k, v in values.items() if k.endswith(":stripeToken")]
-    assert tokens and all(t["accessToken"].startswith(layout.SEAL) for t in tokens)
+    sealed = [t["accessToken"] if isinstance(t["accessToken"], str) else t["accessToken"]["sealed"] for t in tokens]
+    assert tokens and all(text.startswith(layout.SEAL) for text in sealed)
+    assert '"accessToken":12345' not in wire and any(isinstance(t["accessToken"], dict) for t in tokens)
     assert all(t["stripeUserId"].startswith("acct_") for t in tokens)  # the account is no secret: reports show it
     assert values["misc:a\nb"] == "ünïcødé ✓"  # other values as they are
 
@@ -165,9 +189,9 @@ def test_repair_through_the_worker(tmp_path, dream):
     result = json.loads(repaired.stdout)
     after = json.loads(dream("--store", f"wrangler:{spec}", "kv", "verify", "--json").stdout)
     # Everything is repaired but what needs Stripe (the hand-made plt_legacy has no products, so its keys wait for a
-    # tier config), a decision (its plaintext secret) or a person (the corrupt legacy-id mapping).
+    # tier config), a decision (its plaintext secret) or a person (the corrupt values: never guessed at).
     left = {(f["class"], f["key"]) for f in after["findings"]}
-    assert all("legacy" in f["key"] or f["platform"] == "plt_legacy" for f in after["findings"]), left
+    assert all(f["class"] == "corrupt" or f["platform"] == "plt_legacy" for f in after["findings"]), left
     assert result["applied"] == before["summary"]["findings"] - len(left) and result["applied"] > 5
     assert {f["key"] for f in result["failed"]} <= {key for _, key in left}
     store = open_wrangler_store(spec)
@@ -234,16 +258,18 @@ def test_the_deployed_project_passes_wranglers_dry_run(tmp_path):
         verifier.stop()
 
 
-def test_the_deploy_goes_where_the_store_points(tmp_path, dream):
+def test_the_deploy_goes_where_the_store_points(tmp_path, dream, monkeypatch):
     """dream's CLOUDFLARE_BASE_URL is handed to wrangler as its CLOUDFLARE_API_BASE_URL: pointed at the emulated REST
     API (which has no Workers scripts), real wrangler's deploy reaches it, not Cloudflare, and fails cleanly."""
-    before = set(Path(tempfile.gettempdir()).glob("dream-verifier-*"))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     with served_cloudflare(tmp_path / "cf.db") as (_, env):
         failed = dream("--store", "cloudflare", "kv", "verify", "--via-worker", env=env)
     assert failed.exit_code == 4, failed.stderr
     assert "wrangler deploy of the verifier failed" in failed.stderr and "is not a route here" in failed.stderr
     assert env["CLOUDFLARE_API_TOKEN"] not in failed.stderr
-    assert set(Path(tempfile.gettempdir()).glob("dream-verifier-*")) == before  # its private folder removed
+    assert not list(private.glob("dream-verifier-*"))  # its private folder removed
 
 
 STAND_IN = """#!/usr/bin/env python3

@@ -109,8 +109,19 @@ function sealing(env) {
   };
 }
 
+// JSON with object keys sorted at every depth: equal values (as Python compares them) give equal text.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 // What leaves the Worker of a secret value: its SHA-256 (of the whole text), or for a JSON object each field sealed
-// on its own (the clear ones kept), so its shape and its equality with another are still there to check.
+// on its own (the clear ones kept), so its shape and its equality with another are still there to check: a string
+// becomes the seal of its text, null stays null, anything else {"sealed": the seal of its canonical JSON} (never a
+// string, as it was not one).
 async function seal(value, mode, clear) {
   if (mode === "fields") {
     let parsed;
@@ -120,9 +131,9 @@ async function seal(value, mode, clear) {
     if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
       const out = {};
       for (const [field, v] of Object.entries(parsed)) {
-        if (v === null || typeof v === "number" || typeof v === "boolean") out[field] = v;
+        if (v === null) out[field] = null;
         else if (typeof v === "string") out[field] = clear.has(field) ? v : SEAL + hex(await sha256(v));
-        else out[field] = SEAL + hex(await sha256(JSON.stringify(v)));
+        else out[field] = { sealed: SEAL + hex(await sha256(canonical(v))) };
       }
       return JSON.stringify(out);
     }
