@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import typer
 
 from dreamcli import layout
 from dreamcli.cli.context import (
+    DEFAULT_STORE,
     JsonOption,
     LazyModule,
     PlanOption,
@@ -501,7 +503,11 @@ def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, par
 
     if keep_worker and store.kind != "cloudflare":
         raise UsageError("--keep-worker keeps a deployed verifier; on local state its wrangler dev stops with the run")
-    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status)
+    kept = None
+    if store.kind == "cloudflare":  # a kept verifier waits for the next run beside the default store (0600)
+        account = re.sub(r"[^A-Za-z0-9_-]", "_", run.environ.get("CLOUDFLARE_ACCOUNT_ID", ""))
+        kept = Path(DEFAULT_STORE.partition(":")[2]).parent / f"verifier-{account}.json"
+    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status, kept=kept)
     how = "deploying" if store.kind == "cloudflare" else "starting (wrangler dev)"
     status(f"{how} the verifier worker {verifier.name}")
     client = verifier.start()
@@ -511,10 +517,15 @@ def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, par
     finally:
         verifier.stop()
         counts = client.counts
-        kept = f"; kept at {client.url} (`wrangler delete --name {verifier.name}` removes it)" if keep_worker else ""
+        kept_at = (
+            f"; {verifier.name} kept for the next --via-worker run (`wrangler delete --name {verifier.name}` "
+            "removes it)"
+            if keep_worker
+            else ""
+        )
         status(
             f"verifier worker: {plural(counts.invocations, 'invocation')}, {counts.ops:,} KV operations (at most "
-            f"{counts.max_ops} in one), {plural(counts.retries, 'retry', 'retries')}{kept}"
+            f"{counts.max_ops} in one), {plural(counts.retries, 'retry', 'retries')}{kept_at}"
         )
 
 
@@ -528,7 +539,12 @@ ViaWorkerOption = Annotated[
     ),
 ]
 KeepWorkerOption = Annotated[
-    bool, typer.Option("--keep-worker", help="With --via-worker: leave the deployed verifier Worker in place.")
+    bool,
+    typer.Option(
+        "--keep-worker",
+        help="With --via-worker: leave the deployed verifier in place for the next --via-worker run, which reuses "
+        "it (its address and secret in .dream/, 0600) and deletes it unless kept again.",
+    ),
 ]
 ParallelOption = Annotated[
     int | None,

@@ -16,6 +16,7 @@ minutes; a Worker invocation makes up to 950 such operations.
 from __future__ import annotations
 
 import base64
+import hashlib
 import heapq
 import itertools
 import json
@@ -427,6 +428,8 @@ class Verifier:
     _process: subprocess.Popen[str] | None = field(default=None, repr=False)
     _output: list[str] = field(default_factory=list, repr=False)
     _deployed: bool = field(default=False, repr=False)
+    # Where a kept verifier's name, address and secret wait for the next run (0600); None: nothing is kept.
+    kept: Path | None = None
 
     def start(self) -> VerifierClient:
         """Write the project, run it, and wait until it answers with this run's secret. Stops what it started if
@@ -447,6 +450,10 @@ class Verifier:
         return self._folder
 
     def _start(self) -> VerifierClient:
+        if self.state is None and self.kept is not None:
+            reused = self._reuse()
+            if reused is not None:
+                return reused
         self.write_project()
         assert self._folder is not None
         wrangler = self.wrangler or find_wrangler(Path.cwd())
@@ -476,6 +483,75 @@ class Verifier:
         client = VerifierClient(self.url, self._token)
         self._wait(client)
         return client
+
+    def _delete(self) -> None:
+        """`wrangler delete` of this run's Worker (by name, from an empty folder of dream's: no config of the user's
+        is read); said, with the command to run, when it cannot be done."""
+        wrangler = self.wrangler or find_wrangler(Path.cwd())
+        try:
+            with tempfile.TemporaryDirectory(prefix="dream-verifier-") as aside:
+                deleted = (
+                    subprocess.run(
+                        [str(wrangler), "delete", "--name", self.name, "--force"],
+                        cwd=aside,
+                        env=wrangler_env(self.environ),
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                    ).returncode
+                    == 0
+                )
+        except subprocess.TimeoutExpired:
+            deleted = False
+        if not deleted:
+            self.log(f"could not delete {self.name}: run `wrangler delete --name {self.name}`")
+        if self.kept is not None:
+            self.kept.unlink(missing_ok=True)  # it named this one, now gone (or to be deleted by hand)
+        self._deployed = False
+
+    def _identity(self) -> dict[str, Any]:
+        """What a kept verifier must match to serve this run: the account, the namespaces, the Worker's source."""
+        return {
+            "account": self.environ.get("CLOUDFLARE_ACCOUNT_ID", ""),
+            "namespaces": dict(self.namespace_ids),
+            "source": hashlib.sha256(WORKER_SOURCE.read_bytes()).hexdigest(),
+        }
+
+    def _reuse(self) -> VerifierClient | None:
+        """The verifier a `--keep-worker` run left, if it is this run's kind and still answers its secret; else
+        None, and the one left (if any) is deleted."""
+        assert self.kept is not None
+        try:
+            record = json.loads(self.kept.read_text())
+            name, url, token = record["name"], record["url"], record["token"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        self.name, self._deployed = name, True  # from here on it is this run's to keep or delete
+        if record.get("identity") == self._identity():
+            client = VerifierClient(url, token)
+            try:
+                client.info()
+            except (httpx.HTTPError, VerifierError):
+                client.close()
+            else:
+                self.url, self._token = url, token
+                self.log(f"reusing the kept verifier {name}")
+                return client
+        self.log(f"the kept verifier {name} cannot serve this run: deleting it and deploying another")
+        self._delete()
+        self.name = f"dream-verify-{secrets.token_hex(4)}"
+        return None
+
+    def _keep(self) -> None:
+        """Write down the kept verifier for the next run (0600, replacing what was there)."""
+        assert self.kept is not None
+        self.kept.parent.mkdir(parents=True, exist_ok=True)
+        record = {"name": self.name, "url": self.url, "token": self._token, "identity": self._identity()}
+        partial = self.kept.with_name(self.kept.name + ".tmp")
+        partial.unlink(missing_ok=True)
+        _private_file(partial, json.dumps(record))
+        partial.replace(self.kept)
 
     def _collect(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -534,26 +610,11 @@ class Verifier:
             signal_group(self._process)
             reap_group(self._process)
             self._process = None
-        elif self._deployed and not (self.keep if keep is None else keep) and self._folder is not None:
-            wrangler = self.wrangler or find_wrangler(Path.cwd())
-            try:
-                deleted = (
-                    subprocess.run(
-                        [str(wrangler), "delete", "--config", "wrangler.json", "--force"],
-                        cwd=self._folder,
-                        env=wrangler_env(self.environ),
-                        stdin=subprocess.DEVNULL,
-                        capture_output=True,
-                        text=True,
-                        timeout=120,
-                    ).returncode
-                    == 0
-                )
-            except subprocess.TimeoutExpired:
-                deleted = False
-            if not deleted:
-                self.log(f"could not delete {self.name}: run `wrangler delete --name {self.name}`")
-            self._deployed = False
+        elif self._deployed and (self.keep if keep is None else keep):
+            if self.kept is not None and self.url:
+                self._keep()
+        elif self._deployed:
+            self._delete()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None

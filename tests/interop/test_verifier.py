@@ -31,6 +31,7 @@ from dreamcli.stores.verifier import (
     verifier_for,
 )
 from dreamcli.stores.wrangler import open_wrangler_store
+from dreamcli.topology import GUIDE_TOPOLOGY
 from tests.conftest import copy_workers, served_cloudflare
 from tests.interop.test_wrangler import WRANGLER
 
@@ -202,6 +203,32 @@ def test_repair_through_the_worker(tmp_path, dream):
         store.close()
 
 
+def test_a_kept_verifier_serves_the_next_run(running, project, dream):
+    """`--keep-worker` leaves the verifier and its address and secret (0600) for the next run, which reuses it instead
+    of deploying. The running local verifier stands in for a deployed one: dream reads through it as it would, and as
+    any deploy or delete here goes to the emulated REST API (which has no Workers scripts), reaching it at all
+    proves the reuse."""
+    _, client = running
+    with served_cloudflare(Path("cf.db")) as (_, env):
+        ids = {name: GUIDE_TOPOLOGY.namespace(name).id for name in SCANNED}
+        identity = Verifier(ids, None, env)._identity()
+        kept = Path(".dream") / f"verifier-{env['CLOUDFLARE_ACCOUNT_ID']}.json"
+        kept.parent.mkdir()
+        record = {"name": "dream-verify-kept0001", "url": client.url, "token": client._token, "identity": identity}
+        kept.write_text(json.dumps(record))
+        plain = dream("--store", f"wrangler:{project}", "kv", "verify", "--json")
+        again = dream("--store", "cloudflare", "kv", "verify", "--via-worker", "--keep-worker", "--json", env=env)
+        assert again.exit_code == 1 and again.stdout == plain.stdout, again.stderr
+        assert "reusing the kept verifier dream-verify-kept0001" in again.stderr
+        assert "dream-verify-kept0001 kept for the next --via-worker run" in again.stderr
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and json.loads(kept.read_text())["token"] == client._token
+        last = dream("--store", "cloudflare", "kv", "verify", "--via-worker", "--json", env=env)
+    assert last.exit_code == 1 and last.stdout == plain.stdout
+    # Not kept this time: deleted (here wrangler's delete reaches the emulator, which cannot, and dream says so).
+    assert "could not delete dream-verify-kept0001: run `wrangler delete --name dream-verify-kept0001`" in last.stderr
+    assert not kept.exists()
+
+
 def test_a_copy_is_refused_when_its_source_changed_since_verify(running):
     store, client = running
     namespace = through_worker(store, client).kv("platform-tokens")
@@ -304,8 +331,8 @@ def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
     assert deploy["args"][:3] == ["deploy", "--config", "wrangler.json"]
     assert deploy["mode"] == "0o600" and deploy["secret_keys"] == ["DREAM_VERIFY_TOKEN"]
     assert verifier._token not in " ".join(deploy["args"])  # never on a command line
-    assert delete["args"] == ["delete", "--config", "wrangler.json", "--force"] and delete["cwd"] == deploy["cwd"]
-    assert not Path(deploy["cwd"]).exists()  # the private folder, its secret file with it, removed
+    assert delete["args"] == ["delete", "--name", verifier.name, "--force"]
+    assert not Path(deploy["cwd"]).exists() and not Path(delete["cwd"]).exists()  # the secret file with them
 
 
 def test_a_deployment_without_workers_dev_says_so_and_is_deleted(tmp_path):
@@ -320,3 +347,23 @@ def test_a_deployment_without_workers_dev_says_so_and_is_deleted(tmp_path):
     calls = [json.loads(line)["args"][0] for line in log.read_text().splitlines()]
     assert calls == ["deploy", "delete"]  # --keep-worker keeps a verifier that served, not one that never could
     assert "CLOUDFLARE" not in repr(verifier) and verifier._token not in repr(verifier)
+
+
+def test_a_kept_verifier_of_another_kind_is_deleted_not_used(tmp_path):
+    stand_in = tmp_path / "wrangler"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    kept = tmp_path / "verifier-acct.json"
+    stale = {"account": "acct", "namespaces": {}, "source": "an older verifier"}
+    kept.write_text(json.dumps({"name": "dream-verify-old00001", "url": "https://x", "token": "t", "identity": stale}))
+    environ = {**os.environ, "STAND_IN_LOG": str(log), "CLOUDFLARE_ACCOUNT_ID": "acct"}
+    verifier = Verifier(
+        dict.fromkeys(SCANNED, "0" * 32), None, environ, wrangler=stand_in, ready_timeout=0.5, kept=kept
+    )
+    with pytest.raises(VerifierError, match="did not answer"):
+        verifier.start()
+    calls = [json.loads(line)["args"] for line in log.read_text().splitlines()]
+    assert calls[0] == ["delete", "--name", "dream-verify-old00001", "--force"]  # the old one, never asked anything
+    assert calls[1][0] == "deploy" and calls[2] == ["delete", "--name", verifier.name, "--force"]
+    assert verifier.name != "dream-verify-old00001" and not kept.exists()
