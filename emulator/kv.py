@@ -9,7 +9,7 @@ from typing import Any
 
 from dreamcli.stores import kv_rules
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
-from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, PutAsBulkPut, SQLSource
+from dreamcli.stores.ports import KVValue, KVWrite, ListedKey, ListPage, PutAsBulkPut, ScanObserver, SQLSource
 from dreamcli.stores.sqlite_file import SQLiteFile
 
 _listed_key = functools.partial(tuple.__new__, ListedKey)
@@ -24,6 +24,7 @@ class EmulatorKVNamespace(PutAsBulkPut):
         self.id = namespace_id
         self.seq = seq
         self.clock = clock
+        self.scan_observer: ScanObserver | None = None  # its scans are read in place: never long
 
     def _now(self) -> int:
         return int(self.clock())

@@ -72,7 +72,12 @@ def test_a_rest_scan_lists_first_says_its_size_and_costs_no_more_requests(tmp_pa
         synthetic.seed(store, 300)  # 2,400 platform-tokens keys
         namespace = store.kv("platform-tokens")
         told = []
-        namespace.on_listed = lambda keys, reads, seconds: told.append((keys, reads, seconds))
+
+        class Told:
+            def listed(self, keys, reads, seconds):
+                told.append((keys, reads, seconds))
+
+        namespace.scan_observer = Told()
         before = namespace.api.requests
         scanned = list(namespace.scan())
         used = namespace.api.requests - before
@@ -92,16 +97,16 @@ def test_the_estimate_of_a_large_scan():
 
 
 def test_a_scan_longer_than_a_few_minutes_suggests_the_worker(tmp_path, capsys):
-    from dreamcli.cli.kv import _announce_long_scans
+    from dreamcli.cli.kv import _report_long_scans
 
     with served_cloudflare(tmp_path / "cf.db") as (_, env):
         store = open_cloudflare_store(env)
-        _announce_long_scans(store)
+        _report_long_scans(store)
         namespace = store.kv("platform-tokens")
-        namespace.on_listed(90_000, 900, 0)  # within the window's budget: nothing to suggest
+        namespace.scan_observer.listed(90_000, 900, 0)  # within the window's budget: nothing to suggest
         assert "--via-worker" not in capsys.readouterr().err
         pacer = namespace.api.pacer
-        namespace.on_listed(1_200_000, 12_000, pacer.seconds_for(12_000))
+        namespace.scan_observer.listed(1_200_000, 12_000, pacer.seconds_for(12_000))
         told = capsys.readouterr().err
         store.close()
     assert "platform-tokens: 1,200,000 keys: 12,000 bulk reads, about 47 min at the rate limit" in told

@@ -429,49 +429,43 @@ def _progress(label: str, total: int | None = None, unit: str = "keys"):
 LONG_SCAN_S = 180  # a REST scan longer than this at the rate limit suggests --via-worker
 
 
-def _shard_progress(name: str) -> Any:
-    """The verifier Worker's shards of one namespace as they finish (only on a terminal)."""
-    import sys
+class _ScanReport:
+    """What a long scan of one namespace tells (dreamcli.stores.ports.ScanObserver), on stderr: before a REST scan's
+    long part its size, the requests it needs and how long they take at the rate limit (the token can do little else
+    meanwhile), and the Worker when that is minutes; the verifier Worker's shards as they finish (on a terminal)."""
 
-    if not sys.stderr.isatty():
-        return None
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-    def report(done: int, shards: int, keys: int) -> None:
-        sys.stderr.write(f"\r{name}: {done}/{shards} shards, {keys:,} keys   ")
-        if done == shards:
+    def listed(self, keys: int, reads: int, seconds: float) -> None:
+        if seconds < 1:
+            at_limit = "within the rate limit's window"
+        elif seconds < 120:
+            at_limit = f"about {seconds:.0f} s at the rate limit"
+        else:
+            at_limit = f"about {seconds / 60:.0f} min at the rate limit"
+        status(f"{self.name}: {keys:,} keys: {reads:,} bulk reads, {at_limit}")
+        if seconds > LONG_SCAN_S:
+            status(
+                "  --via-worker reads it inside Cloudflare instead (a Worker deployed for the run, deleted after): "
+                "minutes fewer, and the token's rate limit left alone"
+            )
+
+    def shards(self, done: int, total: int, keys: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        sys.stderr.write(f"\r{self.name}: {done}/{total} shards, {keys:,} keys   ")
+        if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
-    return report
 
-
-def _announce_long_scans(store: Any) -> None:
-    """Before the long part of each scan of a store that can tell (a REST API under a rate limit): its size, the
-    requests it needs and how long they take at the limit, during which the token can do little else."""
+def _report_long_scans(store: Any) -> None:
+    """Every token namespace's scan tells how it goes, where its store's scans are long enough to say anything."""
     from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
     for name in (PLATFORM_TOKENS, API_TOKENS):
-        namespace = store.kv(name)
-        if hasattr(namespace, "on_shards"):
-            namespace.on_shards = _shard_progress(name)
-        if not hasattr(namespace, "on_listed"):
-            continue
-
-        def announce(keys: int, reads: int, seconds: float, name: str = name) -> None:
-            if seconds < 1:
-                at_limit = "within the rate limit's window"
-            elif seconds < 120:
-                at_limit = f"about {seconds:.0f} s at the rate limit"
-            else:
-                at_limit = f"about {seconds / 60:.0f} min at the rate limit"
-            status(f"{name}: {keys:,} keys: {reads:,} bulk reads, {at_limit}")
-            if seconds > LONG_SCAN_S:
-                status(
-                    "  --via-worker reads it inside Cloudflare instead (a Worker deployed for the run, deleted after): "
-                    "minutes fewer, and the token's rate limit left alone"
-                )
-
-        namespace.on_listed = announce
+        store.kv(name).scan_observer = _ScanReport(name)
 
 
 def _key_total(store: Any) -> int | None:
@@ -566,7 +560,7 @@ def _verify(
         check = replication.stripe_agreement(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
-    _announce_long_scans(store)
+    _report_long_scans(store)
     progress = _progress("verifying", _key_total(store))
     result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:

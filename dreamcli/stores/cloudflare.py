@@ -27,6 +27,7 @@ from dreamcli.stores.ports import (
     ListedKey,
     ListPage,
     ReadModifyWrite,
+    ScanObserver,
     Statement,
     Store,
 )
@@ -144,7 +145,7 @@ class CloudflareKVNamespace(ReadModifyWrite):
         self.id = namespace_id
         self.path = f"/storage/kv/namespaces/{namespace_id}"
         # scan: told (keys, requests still to make, seconds they take at the rate limit) before its long part
-        self.on_listed: Callable[[int, int, float], None] | None = None
+        self.scan_observer: ScanObserver | None = None
 
     def _value(self, key: str) -> httpx.Response | None:
         """The raw value response, or None for Cloudflare's 10009 "key not found"."""
@@ -205,7 +206,7 @@ class CloudflareKVNamespace(ReadModifyWrite):
 
     def scan(self, *, prefix: str = "", workers: int = 8) -> Iterator[tuple[str, bytes]]:
         """(key, value) in key order. The names come first, 1,000 a list request, spilled to a temporary file (memory
-        stays flat), so the scan knows its size before its long part and tells `on_listed(keys, bulk_gets, seconds)`; the
+        stays flat), so the scan knows its size before its long part and tells `scan_observer.listed`; the
         values, 100 keys a bulk get, up to `workers` at once. The same requests as reading page by page."""
         import json
         import tempfile
@@ -221,9 +222,9 @@ class CloudflareKVNamespace(ReadModifyWrite):
                 if page.list_complete or not page.cursor:
                     break
                 cursor = page.cursor
-            if self.on_listed is not None:
+            if self.scan_observer is not None:
                 reads = -(-listed // 100)
-                self.on_listed(listed, reads, self.api.pacer.seconds_for(reads))
+                self.scan_observer.listed(listed, reads, self.api.pacer.seconds_for(reads))
             spill.seek(0)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 while names := [json.loads(line) for _, line in zip(range(100 * workers), spill, strict=False)]:

@@ -63,11 +63,25 @@ class SQLSource:
     select: str
 
 
+class ScanObserver(Protocol):
+    """Told how a long scan goes, by the stores whose scans are long: Cloudflare's REST API (under its rate limit) and
+    the verifier Worker (in shards). The others never call it."""
+
+    def listed(self, keys: int, reads: int, seconds: float) -> None:
+        """The names are listed: `keys` of them, `reads` bulk reads to go, `seconds` of them at the rate limit."""
+        ...
+
+    def shards(self, done: int, total: int, keys: int) -> None:
+        """`done` of `total` shards read, `keys` keys so far."""
+        ...
+
+
 @runtime_checkable
 class KVNamespace(Protocol):
     """A Workers KV namespace with Cloudflare's semantics and limits."""
 
     id: str
+    scan_observer: ScanObserver | None  # None: nobody is told (every adapter starts so)
 
     def get(self, key: str) -> bytes | None: ...
 

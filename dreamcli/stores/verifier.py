@@ -40,7 +40,7 @@ import httpx
 from dreamcli import layout
 from dreamcli.errors import RemoteError, UsageError
 from dreamcli.stores import kv_rules
-from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, Store
+from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, ScanObserver, Store
 from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
@@ -242,8 +242,7 @@ class WorkerKVNamespace:
         self.name = name
         self.id = base.id
         self.parallel = parallel
-        # told (shards done, shards, keys so far) as shards finish
-        self.on_shards: Callable[[int, int, int], None] | None = None
+        self.scan_observer: ScanObserver | None = None  # told as shards finish
 
     def scan(self, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """(key, value) in key order: the shards under `prefix` read `parallel` at a time into files of their own,
@@ -264,8 +263,8 @@ class WorkerKVNamespace:
                     count = self.client.scan_shard(self.name, shard, skip, out, stop)
                 with lock:
                     done, keys = done + 1, keys + count
-                    if self.on_shards is not None:
-                        self.on_shards(done, len(jobs), keys)
+                    if self.scan_observer is not None:
+                        self.scan_observer.shards(done, len(jobs), keys)
 
             pool = ThreadPoolExecutor(max_workers=self.parallel)
             try:

@@ -36,6 +36,7 @@ from dreamcli.stores.ports import (
     ListPage,
     PutAsBulkPut,
     ReadModifyWrite,
+    ScanObserver,
     Store,
 )
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database, writes
@@ -91,6 +92,7 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         self.id = namespace_id
         self.clock = clock
         self.state_root = state_root
+        self.scan_observer: ScanObserver | None = None  # its scans read local files: never long
         # The other local copies of this namespace (other workers' states): a delete happens in them too, so a key
         # revoked here is not found "stranded" in a writer's copy and copied back (see replication.copies); and
         # dream's writes go to those a worker reads too (`readers`), so every worker sees what the operator wrote.

@@ -13,6 +13,12 @@ def ns(store) -> KVNamespace:
     return store.kv("api-tokens")
 
 
+def test_every_adapter_is_a_namespace_whose_scans_tell_nobody_until_asked(store):
+    for name in store.namespaces:
+        namespace = store.kv(name)
+        assert isinstance(namespace, KVNamespace) and namespace.scan_observer is None
+
+
 def test_put_get_text_and_binary(ns):
     ns.put("text", "héllo")
     ns.put("binary", bytes(range(256)))
