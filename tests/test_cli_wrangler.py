@@ -315,3 +315,28 @@ def test_topology_of_the_emulator_store_names_its_files(dream):
         "api-usage",
     ]
     assert report["d1"][0]["file"].endswith(".sqlite")
+
+
+def test_doctor_warns_of_a_verifier_kept_deployed(dream, project):
+    for worker, names in {
+        "front-auth-api": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY CLERK_WEBHOOK_SECRET STRIPE_SECRET_KEY STRIPE_PRICE_ID STRIPE_WEBHOOK_SECRET FRONTEND_URL",
+        "oauth-api": "STRIPE_CLIENT_ID STRIPE_CLIENT_SECRET CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
+        "api-multi": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
+    }.items():
+        (project / worker / ".dev.vars").write_text("".join(f"{n}=v\n" for n in names.split()))
+        (project / worker / "package.json").write_text(
+            json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}})
+        )
+    kept = Path(".dream") / "verifier-acct.json"
+    kept.parent.mkdir()
+    kept.write_text(json.dumps({"name": "dream-verify-0a1b2c3d", "url": "https://x", "token": "the-secret-token"}))
+    shown = dream("doctor", str(project), "--json")
+    assert shown.exit_code == 0  # a warning: it breaks nothing by itself
+    (finding,) = json.loads(shown.stdout)["findings"]
+    assert (finding["check"], finding["worker"], finding["severity"]) == (
+        "verifier",
+        "dream-verify-0a1b2c3d",
+        "warning",
+    )
+    assert "wrangler delete --name dream-verify-0a1b2c3d" in finding["fix"] and "the-secret-token" not in shown.stdout
+    assert dream("doctor", str(project), "--strict").exit_code == ExitCode.FAILED

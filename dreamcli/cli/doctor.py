@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, plural, print_json, status, stdout_console
+from dreamcli.cli.context import (
+    DEFAULT_STORE,
+    JsonOption,
+    app_context,
+    plural,
+    print_json,
+    status,
+    stdout_console,
+)
 from dreamcli.errors import ExitCode
 
 
@@ -27,16 +35,18 @@ def doctor(
     json_flag: JsonOption = False,
 ) -> None:
     """Check the three workers' wrangler files: namespace and preview ids that must agree, workers that share a
-    namespace but keep separate local state (the guide's "Invalid API key"), .dev.vars names, D1 bindings.
+    namespace but keep separate local state (the guide's "Invalid API key"), .dev.vars names, D1 bindings; and the
+    verifier Workers `kv verify --via-worker --keep-worker` left deployed.
 
     Severities: an error breaks the platform (exit 1); a warning is worth fixing but breaks nothing by itself (exit
     0, or 1 with --strict). Example: dream doctor ~/dream-api
     """
     from rich.table import Table
 
-    from dreamcli.platform.doctor import diagnose
+    from dreamcli.platform.doctor import diagnose, kept_verifiers
 
     workers, found = diagnose(path.expanduser(), persist_to=persist_to, env=env)
+    found += kept_verifiers(Path(DEFAULT_STORE.partition(":")[2]).parent)
     if app_context(ctx).wants_json(json_flag):
         print_json(
             {

@@ -48,6 +48,32 @@ class Diagnosis:
         }
 
 
+def kept_verifiers(folder: Path) -> list[Diagnosis]:
+    """The verifier Workers `kv verify --via-worker --keep-worker` left deployed (their records in `folder`): each
+    holds bindings to the token namespaces behind a secret, until the next --via-worker run reuses and deletes it."""
+    import json
+    import time
+
+    found = []
+    for record in sorted(folder.glob("verifier-*.json")):
+        try:
+            name = str(json.loads(record.read_text())["name"])
+            since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.stat().st_mtime))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append(
+            Diagnosis(
+                "verifier",
+                name,
+                f"a verifier Worker kept deployed since {since}, bound to the token namespaces ({record})",
+                f"the next `dream --store cloudflare kv verify --via-worker` reuses and deletes it; or `wrangler "
+                f"delete --name {name}` and remove {record.name}",
+                "warning",
+            )
+        )
+    return found
+
+
 def _dev_vars(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     try:
