@@ -59,7 +59,8 @@ def test_doctor_finds_what_the_guide_checks_by_hand(dream, project):
     assert ("dev vars", "oauth-api") in checks
 
 
-def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
+def make_healthy(project: Path) -> None:
+    """Every .dev.vars name the guide lists (each `NAME=value-of-NAME`), and one shared --persist-to for all."""
     for worker, names in {
         "front-auth-api": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY CLERK_WEBHOOK_SECRET STRIPE_SECRET_KEY STRIPE_PRICE_ID STRIPE_WEBHOOK_SECRET FRONTEND_URL",
         "oauth-api": "STRIPE_CLIENT_ID STRIPE_CLIENT_SECRET CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
@@ -69,6 +70,10 @@ def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
         (project / worker / "package.json").write_text(
             json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}})
         )
+
+
+def test_doctor_on_a_healthy_project_and_its_fixes(dream, project):
+    make_healthy(project)
     healthy = dream("doctor", str(project))
     assert healthy.exit_code == 0 and healthy.stdout == "3 workers, no findings\n"
     (project / "oauth-api" / ".dev.vars").write_text(
@@ -318,15 +323,7 @@ def test_topology_of_the_emulator_store_names_its_files(dream):
 
 
 def test_doctor_warns_of_a_verifier_kept_deployed(dream, project):
-    for worker, names in {
-        "front-auth-api": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY CLERK_WEBHOOK_SECRET STRIPE_SECRET_KEY STRIPE_PRICE_ID STRIPE_WEBHOOK_SECRET FRONTEND_URL",
-        "oauth-api": "STRIPE_CLIENT_ID STRIPE_CLIENT_SECRET CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
-        "api-multi": "CLERK_SECRET_KEY CLERK_PUBLISHABLE_KEY FRONTEND_URL",
-    }.items():
-        (project / worker / ".dev.vars").write_text("".join(f"{n}=v\n" for n in names.split()))
-        (project / worker / "package.json").write_text(
-            json.dumps({"scripts": {"dev": "wrangler dev --persist-to ../.wrangler-shared"}})
-        )
+    make_healthy(project)
     kept = Path(".dream") / "verifier-acct.json"
     kept.parent.mkdir()
     kept.write_text(json.dumps({"name": "dream-verify-0a1b2c3d", "url": "https://x", "token": "the-secret-token"}))

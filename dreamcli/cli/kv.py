@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -495,19 +494,14 @@ def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, par
         return
     from dreamcli.stores.verifier import through_worker, verifier_for
 
-    if keep_worker and store.kind != "cloudflare":
-        raise UsageError("--keep-worker keeps a deployed verifier; on local state its wrangler dev stops with the run")
-    kept = None
-    if store.kind == "cloudflare":  # a kept verifier waits for the next run beside the default store (0600)
-        account = re.sub(r"[^A-Za-z0-9_-]", "_", run.environ.get("CLOUDFLARE_ACCOUNT_ID", ""))
-        kept = Path(DEFAULT_STORE.partition(":")[2]).parent / f"verifier-{account}.json"
-    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status, kept=kept)
-    how = "deploying" if store.kind == "cloudflare" else "starting (wrangler dev)"
+    # A kept verifier waits for the next run beside the default store (0600).
+    kept_in = Path(DEFAULT_STORE.partition(":")[2]).parent
+    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status, kept_in=kept_in)
+    how = "deploying" if verifier.deployed else "starting (wrangler dev)"
     status(f"{how} the verifier worker {verifier.name}")
     client = verifier.start()
     try:
-        # Locally one workerd serves every shard in turn: more at once only queue.
-        yield through_worker(store, client, parallel=parallel or (8 if store.kind == "cloudflare" else 2))
+        yield through_worker(store, client, parallel=parallel or verifier.parallel)
     finally:
         verifier.stop()
         counts = client.counts

@@ -40,7 +40,7 @@ import httpx
 from dreamcli import layout
 from dreamcli.errors import RemoteError, UsageError
 from dreamcli.stores import kv_rules
-from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, ScanObserver, Store
+from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, PutAsBulkPut, ScanObserver, Store
 from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
@@ -232,7 +232,7 @@ def _lines(path: Path) -> Iterator[tuple[str, str]]:
             yield key, value
 
 
-class WorkerKVNamespace:
+class WorkerKVNamespace(PutAsBulkPut):
     """A token namespace read (`scan`) and bulk written through the verifier Worker; every other operation goes to
     the store's own adapter, `base`."""
 
@@ -333,17 +333,6 @@ class WorkerKVNamespace:
     def get_with_metadata(self, key: str) -> KVValue | None:
         return self.base.get_with_metadata(key)
 
-    def put(
-        self,
-        key: str,
-        value: bytes | str,
-        *,
-        expiration: int | None = None,
-        expiration_ttl: int | None = None,
-        metadata: Any = None,
-    ) -> None:
-        self.bulk_put([KVWrite(key, value, expiration, expiration_ttl, metadata)])
-
     def delete(self, key: str) -> None:
         self.bulk_delete([key])
 
@@ -429,6 +418,16 @@ class Verifier:
     _deployed: bool = field(default=False, repr=False)
     # Where a kept verifier's name, address and secret wait for the next run (0600); None: nothing is kept.
     kept: Path | None = None
+
+    @property
+    def deployed(self) -> bool:
+        """Deployed to the account, as opposed to run under `wrangler dev` over local state."""
+        return self.state is None
+
+    @property
+    def parallel(self) -> int:
+        """Shards read at once by default: deployed, 8; locally one workerd serves them in turn, and more only queue."""
+        return 8 if self.deployed else 2
 
     def start(self) -> VerifierClient:
         """Write the project, run it, and wait until it answers with this run's secret. Stops what it started if
@@ -619,17 +618,21 @@ class Verifier:
             self._folder = None
 
 
-def verifier_for(store: Store, **options: Any) -> Verifier:
-    """The verifier Worker for `store`: deployed for the cloudflare store; under `wrangler dev` over the state
-    folder of a wrangler store whose token namespaces' live copies share one."""
+def verifier_for(store: Store, *, kept_in: Path | None = None, **options: Any) -> Verifier:
+    """The verifier Worker for `store`: deployed for the cloudflare store (a kept one recorded in `kept_in`, per
+    account); under `wrangler dev` over the state folder of a wrangler store whose token namespaces' live copies
+    share one (where nothing outlives the run: `keep` is refused)."""
     ids = {name: store.kv(name).id for name in SCANNED}
     if store.kind == "cloudflare":
         environ = dict(options.pop("environ", os.environ))
-        if environ.get(
-            "CLOUDFLARE_BASE_URL"
-        ):  # dream's API base (as the official SDK names it), wrangler's name for it
+        if environ.get("CLOUDFLARE_BASE_URL"):  # dream's API base (as the official SDK names it), wrangler's name
             environ.setdefault("CLOUDFLARE_API_BASE_URL", environ["CLOUDFLARE_BASE_URL"])
+        if kept_in is not None:
+            account = re.sub(r"[^A-Za-z0-9_-]", "_", environ.get("CLOUDFLARE_ACCOUNT_ID", ""))
+            options["kept"] = kept_in / f"verifier-{account}.json"
         return Verifier(ids, None, environ, **options)
+    if options.get("keep"):
+        raise UsageError("--keep-worker keeps a deployed verifier; on local state its wrangler dev stops with the run")
     if store.kind == "wrangler" and store.project is not None:
         if options.get("wrangler") is None:
             options["wrangler"] = find_wrangler(store.project.root)

@@ -318,11 +318,16 @@ if args[0] == "deploy":
 """
 
 
-def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
-    stand_in = tmp_path / "wrangler"
+def stand_in_wrangler(folder: Path) -> tuple[Path, Path]:
+    """A wrangler that logs its calls (and what it sees of the secrets file) to the returned log, and deploys nothing."""
+    stand_in = folder / "wrangler"
     stand_in.write_text(STAND_IN)
     stand_in.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
+    return stand_in, folder / "calls.jsonl"
+
+
+def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
+    stand_in, log = stand_in_wrangler(tmp_path)
     environ = {**os.environ, "STAND_IN_LOG": str(log), "CLOUDFLARE_API_TOKEN": "cf-token"}
     verifier = Verifier(dict.fromkeys(SCANNED, "0" * 32), None, environ, wrangler=stand_in, ready_timeout=0.5)
     with pytest.raises(VerifierError, match="did not answer within 0.5 s"):
@@ -336,10 +341,7 @@ def test_a_deployed_verifier_is_deleted_even_when_it_never_answers(tmp_path):
 
 
 def test_a_deployment_without_workers_dev_says_so_and_is_deleted(tmp_path):
-    stand_in = tmp_path / "wrangler"
-    stand_in.write_text(STAND_IN)
-    stand_in.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
+    stand_in, log = stand_in_wrangler(tmp_path)
     environ = {**os.environ, "STAND_IN_LOG": str(log), "STAND_IN_SUBDOMAIN": "off"}
     verifier = Verifier(dict.fromkeys(SCANNED, "0" * 32), None, environ, keep=True, wrangler=stand_in)
     with pytest.raises(VerifierError, match="enable the account's workers.dev subdomain"):
@@ -350,10 +352,7 @@ def test_a_deployment_without_workers_dev_says_so_and_is_deleted(tmp_path):
 
 
 def test_a_kept_verifier_of_another_kind_is_deleted_not_used(tmp_path):
-    stand_in = tmp_path / "wrangler"
-    stand_in.write_text(STAND_IN)
-    stand_in.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
+    stand_in, log = stand_in_wrangler(tmp_path)
     kept = tmp_path / "verifier-acct.json"
     stale = {"account": "acct", "namespaces": {}, "source": "an older verifier"}
     kept.write_text(json.dumps({"name": "dream-verify-old00001", "url": "https://x", "token": "t", "identity": stale}))
