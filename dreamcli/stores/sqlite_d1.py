@@ -21,6 +21,7 @@ from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 _DDL_VERBS = ("CREATE", "DROP", "ALTER")
 _D1_LIMIT_PARAMS = 100
 QUERY_TIME_LIMIT_S = 30.0  # D1's "maximum SQL query duration"
+_RESERVED_PREFIX = "_cf_"  # the names Miniflare's D1 files keep for themselves (D1 refuses them too)
 
 _REFUSED_ACTIONS = frozenset(
     {sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
@@ -53,32 +54,19 @@ _REFUSED_TABLES = frozenset({"dbstat", "sqlite_dbpage", "sqlite_stmt"})
 _ALLOWED_MODULES = frozenset({"fts5"})
 
 
-class SQLiteD1Database:
-    """User tables in a SQLite file, reached through a guarded connection."""
+class D1Guard:
+    """What user SQL may do on one D1 file, shared by every user of the process's one connection to it (see
+    `SQLiteFile`): the authorizer and the time limit look at whether user SQL is running now, whoever runs it."""
 
-    def __init__(
-        self,
-        path: Path,
-        database_id: str,
-        *,
-        reserved_prefix: str = "_cf_",
-        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-        private: bool = False,
-        time_limit_s: float = QUERY_TIME_LIMIT_S,
-    ) -> None:
-        self.id = database_id
-        self.reserved_prefix = reserved_prefix
-        self.time_limit_s = time_limit_s
-        self._guarded = False  # True only while user SQL is being prepared and run
-        self._deadline = 0.0
-        self.file = SQLiteFile(
-            path, authorizer=self._authorize, busy_timeout_ms=busy_timeout_ms, foreign_keys=True, private=private
-        )
-        self.file.conn.set_progress_handler(self._over_time, 10_000)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.guarded = False  # True only while user SQL is being prepared and run (under the file's lock)
+        self.deadline = 0.0
+        conn.set_authorizer(self.authorize)
+        conn.set_progress_handler(self.over_time, 10_000)
 
-    def _authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
         """What user SQL may do: D1's surface, within this one database (see the module docstring)."""
-        if not self._guarded:
+        if not self.guarded:
             return sqlite3.SQLITE_OK
         if action in _REFUSED_ACTIONS:
             return sqlite3.SQLITE_DENY
@@ -92,13 +80,35 @@ class SQLiteD1Database:
         if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _REFUSED_TABLES:
             return sqlite3.SQLITE_DENY
         for name in (arg1, arg2):
-            if name and name.lower().startswith(self.reserved_prefix):
+            if name and name.lower().startswith(_RESERVED_PREFIX):
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
-    def _over_time(self) -> int:
+    def over_time(self) -> int:
         """SQLite calls this every few thousand steps; non-zero interrupts the statement (D1's time limit)."""
-        return 1 if self._guarded and time.monotonic() > self._deadline else 0
+        return 1 if self.guarded and time.monotonic() > self.deadline else 0
+
+
+class SQLiteD1Database:
+    """User tables in a SQLite file, reached through a guarded connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        database_id: str,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        private: bool = False,
+        time_limit_s: float = QUERY_TIME_LIMIT_S,
+    ) -> None:
+        self.id = database_id
+        self.time_limit_s = time_limit_s
+        self.file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms, foreign_keys=True, private=private)
+        try:
+            self.guard = self.file.attachment("d1-guard", D1Guard)
+        except BaseException:
+            self.file.close()
+            raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> D1Result:
         statements = split_statements(sql)
@@ -120,8 +130,8 @@ class SQLiteD1Database:
     def _run(self, conn: sqlite3.Connection, index: int, statement: Statement, total: int) -> D1Result:
         started = time.perf_counter()
         before = conn.total_changes
-        self._guarded = True
-        self._deadline = time.monotonic() + self.time_limit_s
+        self.guard.guarded = True
+        self.guard.deadline = time.monotonic() + self.time_limit_s
         try:
             cursor = conn.execute(statement.sql, tuple(statement.params))
             columns = [column[0] for column in cursor.description or ()]
@@ -130,7 +140,7 @@ class SQLiteD1Database:
             where = f" (statement {index + 1} of {total})" if total > 1 else ""
             raise D1Error(f"{_d1_message(exc)}{where}") from None
         finally:
-            self._guarded = False
+            self.guard.guarded = False
         changes = conn.total_changes - before
         verb = statement.sql.lstrip().split(None, 1)[0].upper() if statement.sql.strip() else ""
         meta = D1Meta(
