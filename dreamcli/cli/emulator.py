@@ -32,13 +32,16 @@ def is_loopback(host: str) -> bool:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write `text` to a file only its owner can read (created 0600, never widened)."""
+    """Write `text` to a file only its owner can read: a new file (0600 from its first byte) renamed over the old,
+    so a reader sees the whole old text or the whole new one, never an empty file."""
     import os
 
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)
         out.write(text + "\n")
+    os.replace(temporary, path)
     return path
 
 
@@ -145,6 +148,11 @@ def emulator_serve(
     if limit is not None:
         knobs = serving.emulator.cloudflare_knobs
         knobs.rate_limit, knobs.window_s = limit
+    # The admin token is a secret: shown once, the first time it is written down; afterwards only where it is.
+    # Written before any port answers: a script that waits for the server then reads the file finds it.
+    token_file = store_path.with_name(store_path.name + ".admin-token")
+    first = not token_file.exists()
+    write_private(token_file, serving.emulator.admin_token)
     try:
         urls = serving.start()
     except OSError as exc:
@@ -153,10 +161,6 @@ def emulator_serve(
         typer.echo(f"{name:<15} {url}")
     for line in client_settings(urls):
         status(line)
-    # The admin token is a secret: shown once, the first time it is written down; afterwards only where it is.
-    token_file = store_path.with_name(store_path.name + ".admin-token")
-    first = not token_file.exists()
-    write_private(token_file, serving.emulator.admin_token)
     shown = (
         f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600)"
         if first

@@ -302,6 +302,10 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
     )
     try:
         urls = dict(server.stdout.readline().split() for _ in range(4))
+        # Its admin token is on disk before any port answers: the first request may already use it.
+        token_file = tmp_path / "store.db.admin-token"  # beside DREAM_STORE
+        early = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        assert httpx.get(f"{urls['vendors']}/_emulator/config", headers=early).status_code == 200
         auth = {"Authorization": f"Bearer {run['secretKey']}"}
         data = httpx.post(
             f"{urls['api-multi']}/api/data", headers={**auth, "X-User-Id": "test_user_123", "X-User-Plan": "free"}
@@ -319,6 +323,22 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0 and "stopped" in err and "api-multi       POST   /api/data 200" in err
-    token_file = tmp_path / "store.db.admin-token"  # beside DREAM_STORE
     token = token_file.read_text().strip()
     assert f"{token} (shown once" in err and oct(token_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_serve_writes_its_admin_token_before_any_port_answers(tmp_path, dream, monkeypatch):
+    """A script that waits for the server, then reads STORE.admin-token, always finds it (0600, whole)."""
+    from emulator.serve import Serving as Served
+
+    token_file = tmp_path / "store.db.admin-token"
+    seen: list[tuple[bool, int]] = []
+
+    def start(self):
+        seen.append((token_file.read_text().strip() == self.emulator.admin_token, token_file.stat().st_mode & 0o777))
+        raise OSError("stop here: the ports would open now")
+
+    monkeypatch.setattr(Served, "start", start)
+    refused = dream("emulator", "serve", *port_flags())
+    assert seen == [(True, 0o600)]
+    assert refused.exit_code == 1 and "stop here" in refused.stderr
