@@ -176,8 +176,9 @@ class Emulator:
             "clerk": WebhookVendor(self.clerk.sign, SVIX_RETRY_WAITS),
         }
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        return self.outbound.post(url, content=body, headers=headers, timeout=timeout).status_code
+    def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]:
+        answer = self.outbound.post(url, content=body, headers=headers, timeout=timeout)
+        return answer.status_code, answer.text if answer.status_code >= 300 else ""
 
     def listen(
         self, url: str, events: list[str], report: Callable[[Message, int | None, str | None, str], None]

@@ -34,7 +34,9 @@ TIMEOUT = 15.0  # a receiver that has not answered 2xx by then failed this attem
 POLL = 0.2  # how often the loop looks for messages other processes queued
 
 Signer = Callable[["Message", int], "dict[str, str] | None"]
-Poster = Callable[[str, bytes, dict[str, str], float], int]
+# Posts (url, body, headers, timeout) and says the receiver's status and the start of its answer.
+Poster = Callable[[str, bytes, dict[str, str], float], "tuple[int, str]"]
+ANSWER_KEPT = 300  # characters of a failing receiver's answer kept in the attempt log, as Stripe's dashboard shows it
 
 
 @dataclass(frozen=True)
@@ -340,9 +342,9 @@ class Deliveries:
             status: int | None = None
             error: str | None = None
             try:
-                status = self.post(message.url, message.body, headers, TIMEOUT)
+                status, answer = self.post(message.url, message.body, headers, TIMEOUT)
                 if not 200 <= status < 300:
-                    error = f"HTTP {status}"
+                    error = f"HTTP {status}: {answer[:ANSWER_KEPT]}" if answer else f"HTTP {status}"
             except (
                 Exception
             ) as exc:  # a receiver that is down or hangs is an attempt that failed, as the vendors log it

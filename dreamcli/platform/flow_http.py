@@ -105,7 +105,7 @@ class HttpFlow:
                 if time.monotonic() > deadline:
                     raise StepFailed(
                         f"checkout {checkout['sessionId']} paid, but after {PLAN_WAIT:.0f} s the plan is {plan!r}: "
-                        "Stripe's webhook did not reach front-auth-api's /webhook/stripe (`dream events list`)"
+                        + self._webhook_fate("checkout.session.completed", checkout["sessionId"])
                     )
                 time.sleep(0.1)
             return [
@@ -208,6 +208,24 @@ class HttpFlow:
             if not step(phase, action) and phase not in ("api call", "customer"):
                 break
         return report
+
+    def _webhook_fate(self, event_type: str, object_id: str) -> str:
+        """What became of the vendor's webhook about `object_id`: each endpoint's last attempt, its status and the
+        start of the answer, as the outbox logged them (never a guess at the cause)."""
+        fates = []
+        for message in self.emulator.outbox.messages("stripe", event_type=event_type, limit=200):
+            if object_id.encode() not in message.body:
+                continue
+            attempts = self.emulator.outbox.attempts(message.seq)
+            if not attempts:
+                fates.append(f"{message.url} not attempted yet ({message.state})")
+                continue
+            last = attempts[-1]
+            answer = last["error"] or f"HTTP {last['status']}"
+            fates.append(f"{message.url} answered {answer} (attempt {last['attempt']}, {message.state})")
+        if not fates:
+            return f"Stripe made no {event_type} event for {object_id} (`dream events list`)"
+        return f"Stripe's {event_type}: " + "; ".join(fates) + " (`dream events list`)"
 
     def _plan(self, user_id: str) -> str:
         user = self.emulator.clerk.get_user("dream-api", user_id)

@@ -171,3 +171,31 @@ def test_two_processes_over_one_store_deliver_each_attempt_once(tmp_path):
         server.stop()
         first.close()
         second.close()
+
+
+def test_a_failing_receivers_status_and_answer_are_logged_and_named_by_the_flow(tmp_path):
+    """`flow run --workers` says which request failed with which status and body, never a guess at the cause."""
+    import httpx
+
+    from dreamcli.platform.flow_http import HttpFlow
+
+    receiver, server, url = served_receiver(answers=[500, 500, 500, 500])
+    emulator = Emulator(tmp_path / "hooks.db", webhook_hour=3600)  # real hours: the retry waits an hour
+    try:
+        stripe_endpoint(emulator, url)
+        customer = emulator.stripe.create_customer(emulator.stripe._platform["id"], {"email": "c@example.com"})
+        assert wait_until(lambda: emulator.outbox.attempts(emulator.outbox.messages("stripe")[0].seq))
+        attempt = emulator.outbox.attempts(emulator.outbox.messages("stripe")[0].seq)[0]
+        assert attempt["status"] == 500 and attempt["error"] == 'HTTP 500: {"received":false}'
+        with httpx.Client() as http:
+            fate = HttpFlow({}, emulator, None, http)._webhook_fate("customer.created", customer["id"])
+        assert fate == (
+            f'Stripe\'s customer.created: {url} answered HTTP 500: {{"received":false}} (attempt 1, pending) '
+            "(`dream events list`)"
+        )
+        with httpx.Client() as http:
+            none = HttpFlow({}, emulator, None, http)._webhook_fate("customer.created", "cus_nobody")
+        assert none == "Stripe made no customer.created event for cus_nobody (`dream events list`)"
+    finally:
+        server.stop()
+        emulator.close()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import WORKERS, copy_workers
+from tests.processes import deleted_while_open
 from tests.interop.test_wrangler import WRANGLER
 
 pytestmark = [
@@ -138,6 +139,29 @@ def test_dream_dev_then_the_flow_over_the_workers_routes(tmp_path):
         dev.stop()
     assert dev.process.returncode == 0
     assert processes_under(dev.project) == []  # no wrangler, no workerd left
+
+
+def test_three_flows_in_a_row_over_one_dream_dev_and_every_file_intact(tmp_path):
+    """The vendors' store is shared by `dream dev` (serving the workers' Stripe and Clerk calls) and each `dream flow
+    run` process: the second and third flows used to fail at pay once the first had corrupted it."""
+    import sqlite3
+
+    dev = Dev(tmp_path, "shared")
+    try:
+        for attempt in range(3):
+            run = flow(dev, tmp_path)
+            assert run.returncode == 0, f"flow {attempt + 1}: {run.stdout}{run.stderr}"
+            assert all(step["ok"] for step in json.loads(run.stdout)["steps"])
+        files = [*tmp_path.glob(".dream/**/*.db"), *tmp_path.rglob("*.sqlite")]
+        assert len(files) >= 4  # the vendors' store, its D1 file, wrangler's KV and D1 files
+        for file in files:
+            conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",), file
+            conn.close()
+        assert deleted_while_open(dev.process.pid, tmp_path) == []
+    finally:
+        dev.stop()
+    assert dev.process.returncode == 0
 
 
 def test_the_guides_bug_on_real_workers_found_and_repaired(tmp_path):
