@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import WORKERS, copy_workers
-from tests.processes import deleted_while_open
 from tests.interop.test_wrangler import WRANGLER
+from tests.processes import deleted_while_open
 
 pytestmark = [
     pytest.mark.socket,
