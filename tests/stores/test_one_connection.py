@@ -17,10 +17,16 @@ import pytest
 
 from dreamcli.errors import StoreError
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
-from dreamcli.stores.sqlite_file import SQLiteFile, open_connections
+from dreamcli.stores.sqlite_file import SQLiteFile
+from dreamcli.stores.sqlite_file import open_connections as connections
 from emulator.app import Emulator
 from emulator.store import open_emulator_store
 from tests.processes import deleted_while_open, open_files
+
+
+def open_connections(folder: Path) -> dict[str, int]:
+    """This process's store connections on files under `folder` (other tests' leftovers aside)."""
+    return {path: users for path, users in connections().items() if path.startswith(str(folder))}
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,15 +73,15 @@ def test_handles_share_one_connection_closed_with_the_last(tmp_path):
     os.link(path, link)
     third = SQLiteFile(link)
     assert first.conn is second.conn is third.conn
-    assert open_connections() == {str(path): 3}
+    assert open_connections(tmp_path) == {str(path): 3}
     first.close()
     first.close()  # twice: still one user less, not two
-    assert open_connections() == {str(path): 2}
+    assert open_connections(tmp_path) == {str(path): 2}
     with second.write() as conn:  # the others keep working
         conn.execute("CREATE TABLE t (x)")
     second.close()
     third.close()
-    assert open_connections() == {}
+    assert open_connections(tmp_path) == {}
     with pytest.raises(sqlite3.ProgrammingError):
         first.conn.execute("SELECT 1")  # really closed
 
@@ -86,7 +92,7 @@ def test_a_kv_file_and_a_d1_file_are_not_confused(tmp_path):
     with pytest.raises(StoreError, match="open in this process as another kind of file"):
         SQLiteD1Database(path, "db")
     kv.close()
-    assert open_connections() == {}
+    assert open_connections(tmp_path) == {}
 
 
 def test_two_d1_handles_share_one_guard(tmp_path):
@@ -111,7 +117,7 @@ def test_the_emulator_and_its_platform_store_share_the_connections(tmp_path):
     emulator = Emulator(path)
     try:
         emulator.platform()
-        users = open_connections()
+        users = open_connections(tmp_path)
         assert users[str(path)] == 2  # the emulator's and its platform store's, on one connection
         assert len(users) == 2  # and the D1 file's
         store = open_emulator_store(path)  # a third open (a CLI command in the same process) ...
@@ -123,7 +129,7 @@ def test_the_emulator_and_its_platform_store_share_the_connections(tmp_path):
         assert other_process_reads(path, "SELECT count(*) FROM _dream_kv") == "2"
     finally:
         emulator.close()
-    assert open_connections() == {}
+    assert open_connections(tmp_path) == {}
 
 
 def test_another_process_closing_its_connection_never_deletes_our_wal(tmp_path):
