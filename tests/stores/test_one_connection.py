@@ -28,6 +28,7 @@ def open_connections(folder: Path) -> dict[str, int]:
     """This process's store connections on files under `folder` (other tests' leftovers aside)."""
     return {path: users for path, users in connections().items() if path.startswith(str(folder))}
 
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Another process reading the file and closing its connection: the last connection it knows of checkpoints and
