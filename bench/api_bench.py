@@ -166,7 +166,7 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
     the guide's project on the wrangler store. A reason string when wrangler is not installed."""
     wrangler = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
     if not wrangler.exists():
-        return "wrangler is not installed in .cache/wrangler (bash .ci/run installs it)"
+        return "wrangler is not installed in .cache/wrangler (.venv/bin/python -m tests.peers installs it)"
     project = folder / "workers"
     shutil.copytree(ROOT / "fixtures" / "workers", project, ignore=shutil.ignore_patterns("node_modules", ".wrangler*"))
     modules = ROOT / "fixtures" / "workers" / "node_modules"

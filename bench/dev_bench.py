@@ -126,7 +126,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     if not WRANGLER.exists() or not (ROOT / "fixtures" / "workers" / "node_modules" / "stripe").is_dir():
-        raise SystemExit("needs wrangler in .cache/wrangler and `npm ci --prefix fixtures/workers` (bash .ci/run)")
+        raise SystemExit(
+            "needs wrangler in .cache/wrangler and `npm ci --prefix fixtures/workers` (.venv/bin/python -m tests.peers installs both)"
+        )
     bare, ready, flows, models = [], [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="dream-dev-bench-") as tmp:

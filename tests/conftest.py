@@ -22,6 +22,43 @@ from emulator.server import LoopbackServer
 from emulator.store import open_emulator_store
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "peer(name): needs an interop peer of tests/peers.py (installed by the run)")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Install the peers the selected tests need (cached): the README's test command brings what CI brings."""
+    from tests import peers
+
+    needed = {name for item in items for mark in item.iter_markers("peer") for name in mark.args}
+    if not needed or all(peers.PEERS[name].present for name in needed):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    failed = peers.install_missing(say)
+    if failed and peers.in_ci():
+        pytest.exit("CI cannot run the interop tests:\n" + "\n".join(failed), returncode=1)
+    for line in failed:
+        say(f"warning: {line}; the tests that need it will be skipped")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test whose peer is missing is skipped, saying why; under CI=true it fails instead."""
+    from tests import peers
+
+    for mark in item.iter_markers("peer"):
+        for name in mark.args:
+            peer = peers.PEERS[name]
+            if not peer.present:
+                if peers.in_ci():
+                    pytest.fail(f"CI must run this test, but {peer.why_missing()}", pytrace=False)
+                pytest.skip(peer.why_missing())
+
+
 class FakeClock:
     """A clock tests move by hand (Unix seconds)."""
 

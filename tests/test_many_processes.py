@@ -4,12 +4,8 @@ process, no 500, revocations and rotations seen by the running server at once.""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.conftest import WORKERS
-from tests.interop.test_wrangler import WRANGLER
 from tests.torture import torture_emulator, torture_wrangler
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow]
@@ -32,12 +28,7 @@ def test_the_emulator_store_under_every_process_at_once(tmp_path):
     assert {"emulator.db", "emulator.db.d1"} <= {name.split("/")[1] for name in figures.integrity}
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run")
-@pytest.mark.skipif(not WRANGLER.exists(), reason="wrangler is not in .cache/wrangler (bash .ci/run installs it)")
-@pytest.mark.skipif(
-    not (WORKERS / "node_modules" / "stripe").is_dir(),
-    reason="the reference workers' npm dependencies are not installed (npm ci --prefix fixtures/workers)",
-)
+@pytest.mark.peer("wrangler", "workers")
 def test_the_wrangler_store_under_workerd_and_every_command_at_once(tmp_path):
     figures = torture_wrangler(tmp_path, 15.0, connections=4, kill_chance=0.4, seed=7)
     held(figures)

@@ -25,7 +25,9 @@ def find_wrangler(project: Path) -> Path:
     found = shutil.which("wrangler")
     if found:
         return Path(found)
-    raise NotFound("wrangler is not installed: `npm install wrangler@4.86.0` in the project (or `bash .ci/run`)")
+    raise NotFound(
+        "wrangler is not installed: `npm install wrangler@4.86.0` in the project (or, in a clone of dream, `python -m tests.peers`)"
+    )
 
 
 def wrangler_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

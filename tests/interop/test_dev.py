@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,18 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import WORKERS, copy_workers
+from tests.conftest import copy_workers
 from tests.interop.test_wrangler import WRANGLER
 from tests.processes import deleted_while_open
 
 pytestmark = [
     pytest.mark.socket,
-    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
-    pytest.mark.skipif(not WRANGLER.exists(), reason="wrangler is not in .cache/wrangler (bash .ci/run installs it)"),
-    pytest.mark.skipif(
-        not (WORKERS / "node_modules" / "stripe").is_dir(),
-        reason="the reference workers' npm dependencies are not installed (bash .ci/run runs npm install in fixtures/workers)",
-    ),
+    pytest.mark.peer("wrangler", "workers"),
 ]
 
 DREAM = str(Path(sys.executable).with_name("dream"))

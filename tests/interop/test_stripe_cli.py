@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from emulator.serve import DEFAULT_PORTS, Serving
-from tests.interop.test_vendor_sdks import NODE_PEERS
+from tests.peers import NODE_PEERS
 
-pytestmark = pytest.mark.socket
+pytestmark = [pytest.mark.socket, pytest.mark.peer("npm-peers")]
 
 STRIPE_CLI = NODE_PEERS / ".bin" / "stripe"
 
@@ -41,8 +41,6 @@ TRIGGERS = [
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    if not STRIPE_CLI.exists():
-        pytest.skip("the Stripe CLI is not in .cache/npm-peers (bash .ci/run installs @stripe/cli)")
     folder = tmp_path_factory.mktemp("stripe-cli")
     serving = Serving(folder / "emulator.db", ports={name: 0 for name in DEFAULT_PORTS}, log=lambda line: None)
     urls = serving.start()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import stripe
 
 from emulator.serve import DEFAULT_PORTS, Serving, client_settings
+from tests.peers import NODE_PEERS
 
 pytestmark = pytest.mark.socket
 
@@ -102,22 +102,9 @@ def test_clerk_at_the_root_and_the_printed_settings(served):
     assert any(f"apiUrl: '{urls['clerk']}'" in line for line in lines)
 
 
-NODE_PEERS = Path(__file__).resolve().parents[2] / ".cache" / "npm-peers" / "node_modules"
-
-
 def run_node(script: str, *args: str) -> dict[str, object]:
-    """Run a conformance script of tests/interop/node with the npm peers; its {passed, total, failures}."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    package = {
-        "stripe_root.cjs": "stripe",
-        "clerk_backend.cjs": "@clerk/backend",
-        "clerk_tokens.cjs": "@clerk/backend",
-        "webhook_receivers.cjs": "svix",
-    }[script]
-    for needed in {package, "stripe", "@clerk/backend"} if script == "webhook_receivers.cjs" else {package}:
-        if not (NODE_PEERS / needed).is_dir():
-            pytest.skip(f"{needed} is not in .cache/npm-peers (bash .ci/run installs it)")
+    """Run a conformance script of tests/interop/node with the npm peers (the test marks itself
+    `peer("npm-peers")`); its {passed, total, failures}."""
     out = subprocess.run(
         ["node", str(Path(__file__).with_name("node") / script), *args],
         capture_output=True,
@@ -130,6 +117,7 @@ def run_node(script: str, *args: str) -> dict[str, object]:
     return report
 
 
+@pytest.mark.peer("npm-peers")
 def test_stripe_node_unchanged_at_the_root(served):
     """stripe-node 23 with nothing but host, port and protocol: no wrapped HTTP client, no proxy."""
     serving, urls = served
@@ -138,6 +126,7 @@ def test_stripe_node_unchanged_at_the_root(served):
     assert report["failures"] == [] and report["passed"] == report["total"] == 24, report
 
 
+@pytest.mark.peer("npm-peers")
 def test_clerk_backend_unchanged_at_the_root(served):
     """@clerk/backend 3 with nothing but apiUrl: create, get, list (with its count), metadata, update, delete."""
     serving, urls = served
@@ -146,6 +135,7 @@ def test_clerk_backend_unchanged_at_the_root(served):
     assert report["failures"] == [] and report["passed"] == report["total"], report
 
 
+@pytest.mark.peer("npm-peers")
 def test_clerk_session_tokens_pass_clerk_backends_own_checks(served):
     """verifyToken and authenticateRequest of @clerk/backend, with the instance's Clerk-format publishable key."""
     serving, urls = served

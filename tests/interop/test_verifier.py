@@ -11,7 +11,6 @@ import io
 import itertools
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -35,13 +34,10 @@ from dreamcli.topology import GUIDE_TOPOLOGY
 from tests.conftest import copy_workers, served_cloudflare
 from tests.interop.test_wrangler import WRANGLER
 
-pytestmark = [
-    pytest.mark.socket,
-    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
-    pytest.mark.skipif(
-        not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
-    ),
-]
+# Tests that run the Worker under real wrangler carry `needs_wrangler`; the ones with a Python stand-in for
+# wrangler need nothing.
+pytestmark = [pytest.mark.socket]
+needs_wrangler = pytest.mark.peer("wrangler")
 
 PLATFORMS = int(os.environ.get("DREAM_TEST_VERIFIER_PLATFORMS", "1500"))
 PLAINTEXT = "sk_live_" + "ab" * 32
@@ -114,6 +110,7 @@ def running(project: str):
         store.close()
 
 
+@needs_wrangler
 def test_findings_are_identical_through_the_worker(project, dream):
     plain = dream("--store", f"wrangler:{project}", "kv", "verify", "--json")
     through = dream("--store", f"wrangler:{project}", "kv", "verify", "--via-worker", "--json")
@@ -132,6 +129,7 @@ def test_findings_are_identical_through_the_worker(project, dream):
     assert "verifier worker: " in through.stderr and " invocations, " in through.stderr
 
 
+@needs_wrangler
 def test_secret_values_never_leave_in_clear(running):
     _, client = running
     out = io.StringIO()
@@ -149,6 +147,7 @@ def test_secret_values_never_leave_in_clear(running):
     assert values["misc:a\nb"] == "ünïcødé ✓"  # other values as they are
 
 
+@needs_wrangler
 def test_the_worker_wants_its_secret_and_refuses_what_it_does_not_know(running):
     _, client = running
     url = client.url
@@ -181,6 +180,7 @@ def test_the_worker_wants_its_secret_and_refuses_what_it_does_not_know(running):
         http.post(url + "/write", json={"namespace": "api-tokens", "deletes": ["ok"]}, headers=auth)
 
 
+@needs_wrangler
 def test_repair_through_the_worker(tmp_path, dream):
     spec = seeded(tmp_path, 400)
     before = json.loads(dream("--store", f"wrangler:{spec}", "kv", "verify", "--json").stdout)
@@ -203,6 +203,7 @@ def test_repair_through_the_worker(tmp_path, dream):
         store.close()
 
 
+@needs_wrangler
 def test_a_kept_verifier_serves_the_next_run(running, project, dream):
     """`--keep-worker` leaves the verifier and its address and secret (0600) for the next run, which reuses it instead
     of deploying. The running local verifier stands in for a deployed one: dream reads through it as it would, and as
@@ -229,6 +230,7 @@ def test_a_kept_verifier_serves_the_next_run(running, project, dream):
     assert not kept.exists()
 
 
+@needs_wrangler
 def test_a_copy_is_refused_when_its_source_changed_since_verify(running):
     store, client = running
     namespace = through_worker(store, client).kv("platform-tokens")
@@ -263,6 +265,7 @@ def test_via_worker_refusals(tmp_path, dream):
 # The deployed path.
 
 
+@needs_wrangler
 def test_the_deployed_project_passes_wranglers_dry_run(tmp_path):
     verifier = Verifier({name: f"{i:032x}" for i, name in enumerate(SCANNED, 1)})
     folder = verifier.write_project()
@@ -285,6 +288,7 @@ def test_the_deployed_project_passes_wranglers_dry_run(tmp_path):
         verifier.stop()
 
 
+@needs_wrangler
 def test_the_deploy_goes_where_the_store_points(tmp_path, dream, monkeypatch):
     """dream's CLOUDFLARE_BASE_URL is handed to wrangler as its CLOUDFLARE_API_BASE_URL: pointed at the emulated REST
     API (which has no Workers scripts), real wrangler's deploy reaches it, not Cloudflare, and fails cleanly."""

@@ -71,6 +71,7 @@ def test_svix_python_and_stripe_python_verify_every_delivery(delivered):
         assert event.type == "customer.created" and event.request.id.startswith("req_")
 
 
+@pytest.mark.peer("npm-peers")
 def test_svix_node_clerk_backend_and_stripe_node_verify_every_delivery(delivered, tmp_path):
     path = tmp_path / "deliveries.json"
     path.write_text(json.dumps(delivered))

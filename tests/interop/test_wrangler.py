@@ -6,22 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from dreamcli.stores.wrangler import open_wrangler_store
 from tests.conftest import copy_workers
+from tests.peers import ROOT, WRANGLER
 
-ROOT = Path(__file__).resolve().parents[2]
-WRANGLER = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
-    pytest.mark.skipif(
-        not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
-    ),
-]
+pytestmark = [pytest.mark.peer("wrangler", "workers")]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,19 +16,12 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import WORKERS, copy_workers
+from tests.conftest import copy_workers
 from tests.interop.test_wrangler import WRANGLER, wrangler
 
 pytestmark = [
     pytest.mark.socket,
-    pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed: wrangler cannot run"),
-    pytest.mark.skipif(
-        not WRANGLER.exists(), reason="wrangler is not installed in .cache/wrangler (.ci/run installs it)"
-    ),
-    pytest.mark.skipif(
-        not (WORKERS / "node_modules" / "@clerk" / "backend").is_dir(),
-        reason="the reference workers' npm dependencies are not installed (bash .ci/run runs npm ci in fixtures/workers)",
-    ),
+    pytest.mark.peer("wrangler", "workers"),
 ]
 
 API_TOKENS_ID = "a9f3331b0c8b48d58c32896482484208"

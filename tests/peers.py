@@ -1,0 +1,93 @@
+"""The clients nobody here wrote that the interop tests drive (wrangler, stripe-node, @clerk/backend, the Stripe
+CLI, svix, the reference workers' own dependencies): where each is installed, and installing the missing ones.
+
+The test command installs them itself, cached in `.cache/` (and `fixtures/workers/node_modules`), at the start of
+the session (`pytest_sessionstart` in conftest), so `python -m pytest` on a fresh clone runs what CI runs. A test
+needing one marks itself `@pytest.mark.peer("NAME")`: without it the test is skipped, saying why, or under CI=true
+fails, since CI must prove what the suite claims.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    marker: Path  # present once installed
+    command: tuple[str, ...]  # what installs it (npm, from the registry, versions pinned)
+
+    @property
+    def present(self) -> bool:
+        return shutil.which("node") is not None and self.marker.exists()
+
+    def why_missing(self) -> str:
+        if shutil.which("node") is None:
+            return f"{self.name} needs Node, which is not installed"
+        return f"{self.name} is not installed ({self.marker.relative_to(ROOT)} missing; `{' '.join(self.command)}`)"
+
+
+NPM = ("npm", "--no-audit", "--no-fund", "--loglevel=error")
+NPM_PEERS = ("stripe@23.1.0", "@clerk/backend@3.25.0", "@stripe/cli@1.52.0", "svix@1.84.1")
+PEERS = {
+    # wrangler 4.86.0: the newest that runs on Node 20
+    "wrangler": Peer(
+        "wrangler",
+        CACHE / "wrangler" / "node_modules" / ".bin" / "wrangler",
+        (*NPM, "install", "--prefix", str(CACHE / "wrangler"), "wrangler@4.86.0"),
+    ),
+    "npm-peers": Peer(
+        "the official npm clients (stripe-node, @clerk/backend, the Stripe CLI, svix)",
+        # a marker naming the versions: a cache of other versions is completed, not trusted
+        CACHE / "npm-peers" / "node_modules" / (".dream-" + "-".join(NPM_PEERS).replace("/", "_")),
+        (*NPM, "install", "--prefix", str(CACHE / "npm-peers"), *NPM_PEERS),
+    ),
+    "workers": Peer(
+        "the reference workers' dependencies (stripe, @clerk/backend)",
+        ROOT / "fixtures" / "workers" / "node_modules" / "@clerk" / "backend" / "package.json",
+        (*NPM, "ci", "--prefix", str(ROOT / "fixtures" / "workers")),
+    ),
+}
+WRANGLER = PEERS["wrangler"].marker
+NODE_PEERS = CACHE / "npm-peers" / "node_modules"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def install_missing(say=print) -> list[str]:
+    """Install every missing peer; what could not be installed, one line each (empty: all present)."""
+    failed = []
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return [f"{peer.name}: Node and npm are not installed" for peer in PEERS.values() if not peer.present]
+    for peer in PEERS.values():
+        if peer.present:
+            continue
+        say(f"installing {peer.name} (cached for the next runs): {' '.join(peer.command)}")
+        done = subprocess.run(peer.command, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            failed.append(f"{peer.name}: {' '.join(peer.command)} failed: {done.stderr.strip()[-500:]}")
+            continue
+        if peer is PEERS["npm-peers"]:
+            peer.marker.touch()  # all of them installed, at these versions
+        if not peer.present:
+            failed.append(f"{peer.name}: installed, but {peer.marker} is still missing")
+    return failed
+
+
+if __name__ == "__main__":  # `python -m tests.peers`: install them now (the benches need them too)
+    import sys
+
+    problems = install_missing()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    sys.exit(1 if problems else 0)
