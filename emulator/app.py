@@ -39,7 +39,7 @@ from emulator.schema import migrate
 from emulator.store import open_emulator_store
 from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.stripe_http import stripe_routes
-from emulator.webhooks import STRIPE_RETRY_WAITS, SVIX_RETRY_WAITS, Deliveries, Message, Outbox
+from emulator.webhooks import STRIPE_RETRY_WAITS, SVIX_RETRY_WAITS, Deliveries, Message, Outbox, ReceiverUnreachable
 from emulator.webhooks import Vendor as WebhookVendor
 
 IN_PROCESS_BASE = "http://emulator.dream.test"
@@ -177,7 +177,10 @@ class Emulator:
         }
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]:
-        answer = self.outbound.post(url, content=body, headers=headers, timeout=timeout)
+        try:
+            answer = self.outbound.post(url, content=body, headers=headers, timeout=timeout)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ReceiverUnreachable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
         return answer.status_code, answer.text if answer.status_code >= 300 else ""
 
     def listen(
@@ -236,7 +239,7 @@ class Emulator:
         # the next emulator that runs (`dream emulator serve`), as `dream events list` shows.
         self.deliveries.stop(settle=5.0)
         if self._platform is not None:
-            self._platform.daily.flush()
+            self._platform.daily.close()
             self._platform.vendors.http.close()
             self._platform.store.close()
         self.outbound.close()

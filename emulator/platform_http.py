@@ -26,6 +26,7 @@ from dreamcli.vendors.settings import DREAM_API, END_USER_API, Vendors
 from emulator.edge import GUIDE, Edge, Surface
 
 security_log = logging.getLogger("dream.security")
+vendor_log = logging.getLogger("dream.vendors")
 
 MAX_JSON_DEPTH = 32
 MAX_HEADER_ID_BYTES = 256
@@ -88,6 +89,8 @@ def answer(exc: Exception) -> JSONResponse:
         return error(status, "Conflict" if status == 409 else "Unprocessable entity", str(exc))
     if isinstance(exc, (VendorError, RemoteError)):
         return error(502, "Upstream error", str(exc))
+    if isinstance(exc, customers.PlanUnavailable):  # Clerk failed: the call is not counted, worth a retry
+        return error(503, "Service unavailable", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, StoreError):  # e.g. the store is locked by another process a while: worth a retry
         return error(503, "Service unavailable", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, DreamError):  # the platform is not in a state to do this (e.g. Stripe not connected yet)
@@ -244,7 +247,11 @@ async def api_data(request: Request, s: PlatformServices) -> Response:
         # An end-user's own token: their plan is what their record says, whatever the request claims.
         user_id = token_user
         claimed = request.headers.get("x-user-plan")
-        plan = await run_in_threadpool(customers.plan_of, s.store, s.vendors, caller, user_id)
+        try:
+            plan = await run_in_threadpool(customers.plan_of, s.store, s.vendors, caller, user_id)
+        except customers.PlanUnavailable as exc:
+            vendor_log.warning("%s: %s", request.scope.get("dream.request_id", "-"), exc)
+            raise
         if claimed is not None and claimed != plan:
             s.refuse("end-user-plan", f"{user_id} on {plan} claimed X-User-Plan {claimed!r}", request)
     else:

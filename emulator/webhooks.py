@@ -14,6 +14,7 @@ default, so Svix's 27-hour schedule runs in about 30 s and Stripe's test-mode re
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from dreamcli.errors import StoreError
 from dreamcli.stores.sqlite_file import SQLiteFile
+
+delivery_log = logging.getLogger("dream.webhooks")
 
 # Seconds to wait after each failed attempt; one attempt more than there are waits.
 # Svix (Clerk's webhooks): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (docs.svix.com/retries; clerk-objects.md §4).
@@ -34,7 +38,15 @@ TIMEOUT = 15.0  # a receiver that has not answered 2xx by then failed this attem
 POLL = 0.2  # how often the loop looks for messages other processes queued
 
 Signer = Callable[["Message", int], "dict[str, str] | None"]
-# Posts (url, body, headers, timeout) and says the receiver's status and the start of its answer.
+
+
+class ReceiverUnreachable(Exception):
+    """A receiver that is down, refuses the connection or hangs past the timeout: a failed attempt, as the vendors
+    log it (the poster turns its transport's errors into this)."""
+
+
+# Posts (url, body, headers, timeout) and says the receiver's status and the start of its answer, or raises
+# ReceiverUnreachable.
 Poster = Callable[[str, bytes, dict[str, str], float], "tuple[int, str]"]
 ANSWER_KEPT = 300  # characters of a failing receiver's answer kept in the attempt log, as Stripe's dashboard shows it
 
@@ -320,13 +332,14 @@ class Deliveries:
                 busy = frozenset(self._busy)
             try:
                 claimed = self.outbox.claim(self.lane, busy)
-            except Exception:  # a locked or closing store: try again at the next tick
+            except StoreError as exc:  # locked a while by another process: nothing is lost, the messages wait
+                delivery_log.warning("webhook deliveries wait for the store (%s); trying again", exc)
                 claimed = []
             with self._lock:
                 self._in_flight += len(claimed) - 1
                 self._busy.update(message.endpoint_id for message in claimed)
             for message in claimed:
-                self._pool.submit(self._attempt, message)
+                self._pool.submit(self._attempt, message).add_done_callback(_report_crash)
             if not claimed:
                 self._wake.wait(POLL)
 
@@ -345,15 +358,17 @@ class Deliveries:
                 status, answer = self.post(message.url, message.body, headers, TIMEOUT)
                 if not 200 <= status < 300:
                     error = f"HTTP {status}: {answer[:ANSWER_KEPT]}" if answer else f"HTTP {status}"
-            except (
-                Exception
-            ) as exc:  # a receiver that is down or hangs is an attempt that failed, as the vendors log it
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except ReceiverUnreachable as exc:
+                error = str(exc)
             state = self.outbox.finish(message, status, error, vendor.waits, self.hour)
             if self.report:
                 self.report(message, status, error, state)
-        except Exception:  # the store closed under us: the lease lapses and another attempt takes the message
-            pass
+        except StoreError as exc:
+            # The attempt could not be recorded (the store locked, or closed as this process stops): its lease
+            # lapses and the message is attempted again, by this loop or the next process's; nothing is lost.
+            delivery_log.warning(
+                "webhook %s to %s not recorded (%s): it will be attempted again", message.message_id, message.url, exc
+            )
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -386,3 +401,11 @@ class Deliveries:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.wake in self.outbox.listeners:
             self.outbox.listeners.remove(self.wake)
+
+
+def _report_crash(attempt: Any) -> None:
+    """An attempt that failed in a way none of its handlers expected: said, never dropped with its future (the
+    message's lease lapses and it is attempted again)."""
+    exc = attempt.exception()
+    if exc is not None:
+        delivery_log.error("a webhook attempt failed unexpectedly", exc_info=exc)

@@ -81,20 +81,102 @@ def test_daily_usage_flush_writes_every_row_in_chunks(tmp_path):
     assert len(rows) == 60 and all(row["calls"] == 3 for row in rows)
 
 
+class Timers:
+    """The buffer's timers driven by hand: what was scheduled, run when the test says (no wall clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.due: list[tuple[float, object]] = []
+
+    def schedule(self, delay, fn):
+        entry = [delay, fn, False]
+        self.due.append(entry)
+
+        class Handle:
+            def cancel(self) -> None:
+                entry[2] = True
+
+        return Handle()
+
+    def fire(self) -> int:
+        """Run every scheduled, uncancelled flush; how many ran."""
+        ready, self.due = [e for e in self.due if not e[2]], []
+        for _, fn, _ in ready:
+            fn()
+        return len(ready)
+
+
+def buffer(tmp_path, name, **kwargs):
+    store = open_emulator_store(tmp_path / name, **kwargs)
+    core.ensure_schema(store)
+    timers = Timers()
+    daily = core.DailyUsageBuffer(store, interval=0.2, monotonic=lambda: timers.now, schedule=timers.schedule)
+    return store, daily, timers
+
+
+def counted(store) -> int:
+    return store.database.execute("SELECT coalesce(sum(calls), 0) AS n FROM usage_daily").results[0]["n"]
+
+
 def test_the_chart_catches_up_without_another_call(tmp_path):
     """Calls within `interval` of a flush reach D1 when it ends, not at the next call (4 calls showed as 1)."""
-    import time
-
-    store = open_emulator_store(tmp_path / "lag.db")
-    core.ensure_schema(store)
-    daily = core.DailyUsageBuffer(store, interval=0.2)
+    store, daily, timers = buffer(tmp_path, "lag.db")
     for _ in range(4):
         daily.add("plt_x", "u1", 1_800_000_000)
-    counted = lambda: store.database.execute("SELECT sum(calls) AS n FROM usage_daily").results[0]["n"]  # noqa: E731
-    assert counted() == 1  # the first call flushed at once, the next three wait for the interval
-    deadline = time.monotonic() + 5
-    while counted() != 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert counted() == 4
-    daily.flush()
+    assert counted(store) == 1  # the first call flushed at once, the next three wait for the interval
+    assert [entry[0] for entry in timers.due] == [0.2]  # one timer, for the rest of the interval
+    assert timers.fire() == 1
+    assert counted(store) == 4
+    daily.close()
+    store.close()
+
+
+def hold_d1(store):
+    """Another process's long statement: D1's file write-locked from another connection."""
+    import sqlite3
+
+    holder = sqlite3.connect(store.database.file.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_locked_d1_keeps_the_daily_counts_says_so_and_retries(tmp_path, caplog):
+    store, daily, timers = buffer(tmp_path, "locked.db", busy_timeout_ms=20)
+    daily.add("plt_x", "u1", 1_800_000_000)  # written at once
+    timers.now += 1
+    holder = hold_d1(store)
+    try:
+        with caplog.at_level("WARNING", logger="dream.usage"):
+            daily.add("plt_x", "u1", 1_800_000_000)
+            daily.add("plt_x", "u2", 1_800_000_000)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert daily.pending == {("plt_x", "u1", "2027-01-15"): 1, ("plt_x", "u2", "2027-01-15"): 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the dashboard's daily usage could not be written to D1 (store {store.database.file.path} is locked by "
+        "another process (waited 0.02 s); try again): kept for a retry in 0.2 s (calls waiting: 1)"
+    ]
+    assert timers.fire() == 1  # the retry, once the lock is gone
+    assert counted(store) == 3 and daily.pending == {}
+    daily.close()
+    store.close()
+
+
+def test_closing_with_d1_locked_reports_what_the_dashboard_will_not_show(tmp_path, caplog):
+    store, daily, timers = buffer(tmp_path, "closing.db", busy_timeout_ms=20)
+    daily.add("plt_x", "u1", 1_800_000_000)
+    daily.add("plt_x", "u1", 1_800_000_000)  # within the interval: pending
+    holder = hold_d1(store)
+    try:
+        with caplog.at_level("WARNING", logger="dream.usage"):
+            daily.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert caplog.records[-1].levelname == "ERROR"
+    assert caplog.records[-1].getMessage() == (
+        "the dashboard's daily usage was not written to D1 before closing (calls lost: 1)"
+    )
+    assert timers.fire() == 0  # nothing scheduled after closing
     store.close()

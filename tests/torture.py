@@ -167,7 +167,7 @@ class Run:
             while time.monotonic() < self.deadline and not self.stopping.is_set():
                 try:
                     body(n)
-                except Exception as exc:  # the harness reports what broke and carries on with the others
+                except Exception as exc:  # noqa: BLE001 - the harness reports what broke and carries on with the others
                     self.figures.failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 n += 1
 

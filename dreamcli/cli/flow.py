@@ -186,6 +186,9 @@ def flow_tiers(
             return
         for step in steps:
             amount = f"\t{step['unitAmount']} {step['currency']}" if "unitAmount" in step else ""
+            if "customers" in step:  # a retired tier: who is on it (unknown when D1 cannot say now)
+                on = step["customers"]
+                amount = f"\t{'unknown number of' if on is None else on} customers on it"
             typer.echo(f"{step['action']}\t{step['tier'] or '-'}{amount}")
         return
     result = onboarding.configure_tiers(

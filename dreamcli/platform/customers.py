@@ -8,16 +8,23 @@ import csv
 import hmac
 import io
 import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from dreamcli import layout
-from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
+from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, StoreError, UsageError
 from dreamcli.platform.runtime import Caller
 from dreamcli.stores.ports import Statement, Store
 from dreamcli.topology import API_USAGE, PLATFORM_TOKENS
 from dreamcli.vendors.errors import VendorError
 from dreamcli.vendors.settings import END_USER_API, Vendors
+
+usage_log = logging.getLogger("dream.usage")
 
 COLUMNS = ("id", "platform_id", "publishable_key", "email", "name", "plan", "created_at", "updated_at")
 
@@ -98,8 +105,10 @@ def plan_of(store: Store, vendors: Vendors, caller: Caller, customer_id: str) ->
         return str(rows[0]["plan"])
     try:
         metadata = vendors.clerk[END_USER_API].get_user(customer_id).get("public_metadata") or {}
-    except VendorError:
-        return "free"
+    except VendorError as exc:
+        # Neither the free tier (a paying end-user would get its limits) nor a guess: the call is refused
+        # uncounted, worth a retry (503), and the operator is told which Clerk request failed.
+        raise PlanUnavailable(customer_id, exc) from None
     if metadata.get("publishableKey") != caller.publishable_key:
         return "free"
     plan = metadata.get("plan")
@@ -275,54 +284,57 @@ class DailyUsageBuffer:
     coalescing its writes trades at most `interval` seconds of chart data on a crash for a quarter of
     api-multi's throughput (measured with bench/api_bench.py)."""
 
-    def __init__(self, store: Store, interval: float = 0.5) -> None:
-        import threading
-
+    def __init__(
+        self,
+        store: Store,
+        interval: float = 0.5,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        schedule: Callable[[float, Callable[[], None]], Any] | None = None,
+    ) -> None:
         self.store = store
         self.interval = interval
+        self.monotonic = monotonic
+        # (delay, fn) -> something with .cancel(): a daemon timer thread, or the tests' hand-driven stand-in
+        self.schedule = schedule or _start_timer
         self.pending: dict[tuple[str, str, str], int] = {}
         self.lock = threading.Lock()
-        self.flushed_at = 0.0
-        self._timer: threading.Timer | None = None  # the flush of calls that no later call will bring
+        self.flushed_at = -math.inf
+        self._timer: Any = None  # the flush of calls that no later call will bring
+        self.closed = False
 
     def add(self, platform_id: str, customer_id: str, now: float) -> None:
-        import time
-
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         with self.lock:
             self.pending[(platform_id, customer_id, day)] = self.pending.get((platform_id, customer_id, day), 0) + 1
-            waited = time.monotonic() - self.flushed_at
+            waited = self.monotonic() - self.flushed_at
             due = waited >= self.interval
-            if not due and self._timer is None:
+            if not due and self._timer is None and not self.closed:
                 # Within `interval` of the last flush: flush when it ends even if no other call comes (the chart
                 # showed 4 calls as 1 until the next request).
-                import threading
-
-                self._timer = threading.Timer(self.interval - waited, self._timed_flush)
-                self._timer.daemon = True
-                self._timer.start()
+                self._timer = self.schedule(self.interval - waited, self._timed_flush)
         if due:
             self.flush()
 
     def _timed_flush(self) -> None:
         with self.lock:
             self._timer = None
-        try:
-            self.flush()
-        except Exception:  # the store closed under the timer: the closer flushed what was pending
-            pass
+        self.flush()
 
-    def flush(self) -> None:
-        import time
+    def flush(self) -> bool:
+        """Write the pending counts to D1 in one batch; True when they were (or nothing was pending).
 
+        A D1 that cannot take them now (locked by a long statement from REST or `dream d1 execute`, or closed under
+        the timer) loses nothing: the counts go back into the buffer, merged with those added meanwhile, a warning
+        says how many are waiting and why, and a retry is scheduled `interval` seconds on."""
         with self.lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             pending, self.pending = self.pending, {}
-            self.flushed_at = time.monotonic()
+            self.flushed_at = self.monotonic()
         if not pending:
-            return
+            return True
         try:
             # Rows 25 to a statement: one statement per row made each flush stall api-multi's event loop for
             # tens of milliseconds (its p99), for Python's per-statement work, not SQLite's.
@@ -331,8 +343,61 @@ class DailyUsageBuffer:
             self.store.database.batch(
                 [Statement(_daily_upsert(len(chunk)), tuple(v for row in chunk for v in row)) for chunk in chunks]
             )
-        except D1Error:
-            pass
+        except (D1Error, StoreError) as exc:
+            self._keep(pending, exc)
+            return False
+        return True
+
+    def _keep(self, pending: dict[tuple[str, str, str], int], exc: Exception) -> None:
+        """Put counts that could not be written back, and retry them later."""
+        with self.lock:
+            for key, calls in pending.items():
+                self.pending[key] = self.pending.get(key, 0) + calls
+            waiting = sum(self.pending.values())
+            if self._timer is None and not self.closed:
+                self._timer = self.schedule(self.interval, self._timed_flush)
+        usage_log.warning(
+            "the dashboard's daily usage could not be written to D1 (%s): kept for a retry in %g s (calls waiting: %d)",
+            exc,
+            self.interval,
+            waiting,
+        )
+
+    def close(self, attempts: int = 3) -> None:
+        """The last flushes, before the store closes (each waits out a lock for the store's busy timeout); if D1
+        still cannot take them, an error says how many calls the dashboard will not show."""
+        with self.lock:
+            self.closed = True  # no timer from now on
+        written = False
+        for _ in range(attempts):
+            if written := self.flush():
+                break
+        with self.lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            lost = sum(self.pending.values())
+            self.pending = {}
+        if not written:
+            usage_log.error("the dashboard's daily usage was not written to D1 before closing (calls lost: %d)", lost)
+
+
+def _start_timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
+    timer = threading.Timer(delay, fn)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class PlanUnavailable(DreamError):
+    """An end-user's plan cannot be known now: no record in D1 and Clerk failed."""
+
+    exit_code = ExitCode.REMOTE
+
+    def __init__(self, customer_id: str, cause: VendorError) -> None:
+        trace = f", Clerk request {cause.request_id}" if cause.request_id else ""
+        super().__init__(f"the plan of {customer_id} is unknown: {cause}{trace}")
+        self.request_id = cause.request_id
 
 
 class Unauthorized(DreamError):

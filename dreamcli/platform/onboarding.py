@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from dreamcli import layout
-from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, UsageError
+from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, StoreError, UsageError
 from dreamcli.layout import KeyKind
 from dreamcli.platform.developers import platform_of
 from dreamcli.platform.keys import KeyIndexEntry
@@ -280,13 +280,18 @@ def _idempotency(*parts: Any) -> str:
     return "dream-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
-def customers_on_tier(store: Store, platform_id: str, tier: str) -> int:
+def customers_on_tier(store: Store, platform_id: str, tier: str) -> int | None:
+    """How many customers are on `tier`; None when D1 cannot say now (locked, unreachable): unknown, never 0."""
     try:
         rows = store.database.execute(
             "SELECT count(*) AS n FROM customers WHERE platform_id = ? AND plan = ?", [platform_id, tier]
         ).results
-    except D1Error:  # no customers table yet: nobody can be on the tier
-        return 0
+    except D1Error as exc:
+        if "no such table: customers" in str(exc):  # D1 not migrated yet: nobody can be on the tier
+            return 0
+        return None
+    except StoreError:  # the database locked by another process for longer than the busy timeout
+        return None
     return int(rows[0]["n"])
 
 
@@ -361,6 +366,10 @@ def configure_tiers(
     removed = [name for name in existing if name not in names]
     for name in removed:
         in_use = customers_on_tier(store, platform_id, name)
+        if in_use is None and not force:
+            raise TierInUse(
+                f"tier {name!r} is removed, and D1 cannot say now whether customers are on it: try again, or pass --force"
+            )
         if in_use and not force:
             raise TierInUse(f"tier {name!r} is removed but {in_use} customer(s) are on it: keep it, or pass --force")
 

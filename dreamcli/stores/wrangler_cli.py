@@ -3,6 +3,7 @@ workerd run in a process group of their own, stopped together)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,10 +45,8 @@ def signal_group(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> N
     """`sig` to the process group `process` leads (started with start_new_session), if it still runs."""
     if process.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it exited between the poll and the signal: nothing to stop
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def reap_group(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
@@ -56,12 +55,9 @@ def reap_group(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it exited just now: what follows reaps it
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()
-    try:
+    # The group's stragglers (a workerd); none left, or the group id already reused by another user's process.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

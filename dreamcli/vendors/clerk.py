@@ -50,7 +50,7 @@ class ClerkClient:
             message, code = f"HTTP {response.status_code}", None
         if response.status_code == 404:
             return VendorNotFound("clerk", message, code=code)
-        return VendorError("clerk", message, status=response.status_code, code=code)
+        return VendorError("clerk", message, status=response.status_code, code=code, request_id=_trace_id(response))
 
     def create_user(
         self,
@@ -96,3 +96,12 @@ class ClerkClient:
 
     def jwks(self) -> dict[str, Any]:
         return self._request("GET", "/jwks")
+
+
+def _trace_id(response: httpx.Response) -> str | None:
+    """Clerk's id of a failed request: `clerk_trace_id` in its error body, else Cloudflare's `cf-ray` header."""
+    try:
+        trace = response.json().get("clerk_trace_id")
+    except (ValueError, AttributeError):
+        trace = None
+    return trace if isinstance(trace, str) and trace else response.headers.get("cf-ray")

@@ -8,11 +8,20 @@ from dreamcli.errors import ExitCode, NotFound, RemoteError
 class VendorError(RemoteError):
     """A vendor API refused a request or failed."""
 
-    def __init__(self, vendor: str, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        vendor: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(f"{vendor}: {message}")
         self.vendor = vendor
         self.status = status
         self.code = code
+        self.request_id = request_id  # the vendor's id of the failed request (Clerk's trace id), for its support
 
 
 class VendorNotFound(NotFound):

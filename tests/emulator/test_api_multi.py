@@ -217,7 +217,7 @@ def test_concurrent_calls_lose_no_increment(platform, api):
                     response = curl(client, dev.secret_key, user="racer", plan="pro")
                     if response.status_code != 200 and response.json().get("code") != "RATE_LIMITED":
                         errors.append(response.text)
-        except Exception as exc:  # a thread's failure must fail the test, not vanish as a warning
+        except Exception as exc:  # noqa: BLE001 - a thread's failure must fail the test, not vanish as a warning
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=hammer) for _ in range(8)]
@@ -342,3 +342,40 @@ def test_serve_writes_its_admin_token_before_any_port_answers(tmp_path, dream, m
     refused = dream("emulator", "serve", *port_flags())
     assert seen == [(True, 0o600)]
     assert refused.exit_code == 1 and "stop here" in refused.stderr
+
+
+def test_clerk_failing_never_gives_a_paying_end_user_the_free_tier(platform, api, caplog):
+    """An end-user token with no D1 record: its plan is Clerk's to say. Clerk answering 500 is a 503 (the call not
+    counted, worth a retry), logged with the request id and Clerk's trace id; never the free tier's limits."""
+    dev = onboard(platform, "dev@example.com")
+    user = platform.vendors.clerk["end-user-api"].create_user(
+        "payer@example.com", public_metadata={"publishableKey": dev.publishable_key, "plan": "pro"}
+    )
+    token = platform.emulator.clerk.mint_token("end-user-api", user["id"], expires_in=3600)
+    call = lambda: api.post("/api/data", headers={"Authorization": f"Bearer {token}"})  # noqa: E731
+    assert call().json()["plan"] == "pro"
+    clerk = platform.emulator.platform().vendors.clerk["end-user-api"]
+    failing = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(
+                500,
+                json={
+                    "errors": [{"message": "internal", "long_message": "Internal error", "code": "internal"}],
+                    "clerk_trace_id": "trace_abc123",
+                },
+            )
+        )
+    )
+    working, clerk._http = clerk._http, failing
+    try:
+        with caplog.at_level("WARNING", logger="dream.vendors"):
+            refused = call()
+    finally:
+        clerk._http = working
+        failing.close()
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["message"] == (
+        f"the plan of {user['id']} is unknown: clerk: Internal error, Clerk request trace_abc123"
+    )
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [refused.json()["message"]]
+    assert call().json()["usage"]["usageCount"] == 2  # the refused call was not counted

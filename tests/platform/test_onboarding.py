@@ -210,6 +210,33 @@ def test_removed_tier_with_customers_needs_force(platform, tmp_path, connected):
     assert result.archived == ["enterprise"] and [p["tier"] for p in result.products] == ["free", "pro"]
 
 
+def test_a_locked_d1_is_an_unknown_count_never_zero_customers(platform, tmp_path, connected):
+    """A tier in use must not be retired because a long statement held D1 when it was counted."""
+    import sqlite3
+
+    store, vendors = platform.store, platform.vendors
+    signed = connected()
+    onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(FIXTURES / "guide.toml"))
+    two = tmp_path / "two.toml"
+    two.write_text('[[tiers]]\nname = "free"\nprice = 0\nlimit = 100\n')
+    store.database.file.conn.execute("PRAGMA busy_timeout = 50")  # wait 50 ms for the lock, not 5 s
+    holder = sqlite3.connect(store.database.file.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert onboarding.customers_on_tier(store, signed.platform_id, "pro") is None
+        planned = onboarding.plan_tiers(store, vendors, signed.user_id, parse_tiers(two))
+        assert {step["tier"]: step.get("customers", "-") for step in planned if step["action"] == "retire"} == {
+            "pro": None,
+            "enterprise": None,
+        }
+        with pytest.raises(onboarding.TierInUse, match="D1 cannot say now whether customers are on it"):
+            onboarding.configure_tiers(store, vendors, signed.user_id, parse_tiers(two))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert onboarding.customers_on_tier(store, signed.platform_id, "pro") == 0  # D1 without its tables yet: 0
+
+
 def test_stripe_error_from_the_connected_account(platform, connected):
     store, vendors = platform.store, platform.vendors
     signed = connected()

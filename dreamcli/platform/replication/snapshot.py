@@ -363,7 +363,7 @@ def _forked(path: Path, sources: dict[str, SQLSource | None], spill: Path | None
     """`_run` in a forked process: its failure is written beside its file for the parent to raise."""
     try:
         _run(path, sources, spill, job)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - a forked child: any failure is handed to the parent, which raises it
         path.with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}")
         os._exit(1)
     os._exit(0)
