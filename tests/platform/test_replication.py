@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -190,13 +189,16 @@ def test_memory_does_not_hold_values(store):
     assert peak < 8 * 1024 * 1024, peak  # 2,000 platforms, ~22,000 keys
 
 
+# `dream kv repair --yes --prune`'s core, saying after each batch how far it is ("done total"), so the test kills
+# it at a moment it has seen: mid-repair for certain, not by a guess at how long a repair takes.
 KILL_REPAIR = """
 import sys
 from dreamcli.platform import replication
 from emulator.store import open_emulator_store
 store = open_emulator_store(sys.argv[1])
 plan = replication.plan_repair(replication.verify(store), prune=True)
-replication.apply_plan(store, plan, batch_size=int(sys.argv[2]))
+progress = lambda done, total: print(done, total, flush=True)
+replication.apply_plan(store, plan, batch_size=int(sys.argv[2]), on_progress=progress)
 """
 
 
@@ -214,19 +216,25 @@ def test_sigkill_at_random_points_always_converges(tmp_path):
     rng = random.Random(5)
     env = {**os.environ, "DREAM_STORE": str(path)}
     dream = Path(sys.executable).with_name("dream")
-    kills = 0
+    kills = []
     for _ in range(6):
         proc = subprocess.Popen(
-            [str(dream), "kv", "repair", "--yes", "--prune"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, "-c", KILL_REPAIR, str(path), "100"], env=env, stdout=subprocess.PIPE, text=True
         )
-        time.sleep(rng.uniform(0.2, 0.7))  # a whole repair of this plan takes about 0.9 s here: most runs die mid-way
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
+        stop_at = rng.uniform(0.1, 0.8)  # the share of the plan after which it dies
+        seen = (0, 0)
+        for line in proc.stdout:
+            seen = tuple(map(int, line.split()))
+            if stop_at * seen[1] <= seen[0] < seen[1]:
+                proc.send_signal(signal.SIGKILL)  # after a batch it said was written, before the last one
+                kills.append(seen)
+                break
+        proc.stdout.close()
         proc.wait(timeout=60)
+        if not kills or kills[-1] is not seen:
+            assert proc.returncode == 0, seen  # what was left fitted before its stop point: it finished
+            break
+        assert proc.returncode == -signal.SIGKILL
         check = open_emulator_store(path)
         assert working_before <= working_secrets(check), "a key that authenticated stopped authenticating"
         now = len(replication.verify(check).findings)
@@ -241,8 +249,8 @@ def test_sigkill_at_random_points_always_converges(tmp_path):
     lost = {key for key, _ in source} - {key for key, _ in after}
     assert not lost, f"repair lost platform-tokens keys: {sorted(lost)[:5]}"
     assert working_before <= working_secrets(store)
-    assert kills >= 1, "no run was killed mid-way: the plan was too small to test anything"
     store.close()
+    assert len(kills) >= 3 and all(0 < done < total for done, total in kills), kills  # each kill landed mid-repair
 
 
 def working_secrets(store):

@@ -327,10 +327,10 @@ def test_slow_clients_are_cut_off(served):
     for index, sock in enumerate(idle):
         sock.sendall(b"GET /api-multi/api/whoami HTTP/1.1\r\nHost: x\r\n" if index % 2 else b"G")
     assert httpx.get(f"{served}/api-multi/api/whoami").status_code == 401
-    time.sleep(1.6)
     closed = 0
     for sock in idle:
-        sock.settimeout(2)
+        # Each is closed by the server once its header deadline passes; 30 s only guards against a hang.
+        sock.settimeout(30)
         try:
             closed += sock.recv(1) == b""
         except (ConnectionResetError, TimeoutError):

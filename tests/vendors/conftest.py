@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +30,12 @@ class Reached:
 
 class Receiver:
     """A webhook receiver on a loopback port that records what it is sent. `answers` are the statuses it replies
-    with, in turn (200 once they run out); `delay` seconds it waits before each reply (a receiver that hangs)."""
+    with, in turn (200 once they run out); `delay` seconds it waits before each reply (a receiver that hangs), or
+    until `gate` is set."""
 
-    def __init__(self, answers: list[int] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, answers: list[int] | None = None, delay: float = 0.0, gate: threading.Event | None = None
+    ) -> None:
         self.received: list[dict[str, Any]] = []
         self.answers = list(answers or [])
         self.delay = delay
@@ -42,6 +46,8 @@ class Receiver:
             self.received.append({"headers": dict(request.headers), "body": await request.body()})
             if self.delay:
                 await anyio.sleep(self.delay)
+            if gate is not None:
+                await anyio.to_thread.run_sync(gate.wait)
             status = self.answers.pop(0) if self.answers else 200
             return JSONResponse({"received": status < 300}, status_code=status)
 
