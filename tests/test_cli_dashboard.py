@@ -155,7 +155,7 @@ def test_a_locked_d1_keeps_the_daily_counts_says_so_and_retries(tmp_path, caplog
     assert daily.pending == {("plt_x", "u1", "2027-01-15"): 1, ("plt_x", "u2", "2027-01-15"): 1}
     assert [r.getMessage() for r in caplog.records] == [
         f"the dashboard's daily usage could not be written to D1 (store {store.database.file.path} is locked by "
-        "another process (waited 0.02 s); try again): kept for a retry in 0.2 s (calls waiting: 1)"
+        "another process (waited 0.02 s); try again): 1 call kept for a retry in 0.2 s"
     ]
     assert timers.fire() == 1  # the retry, once the lock is gone
     assert counted(store) == 3 and daily.pending == {}
@@ -176,7 +176,7 @@ def test_closing_with_d1_locked_reports_what_the_dashboard_will_not_show(tmp_pat
         holder.close()
     assert caplog.records[-1].levelname == "ERROR"
     assert caplog.records[-1].getMessage() == (
-        "the dashboard's daily usage was not written to D1 before closing (calls lost: 1)"
+        "the dashboard's daily usage of 1 call was not written to D1 before closing"
     )
     assert timers.fire() == 0  # nothing scheduled after closing
     store.close()

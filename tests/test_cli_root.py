@@ -192,3 +192,21 @@ def test_shell_completion_offers_namespaces_and_finding_classes(tmp_path):
     assert complete("dream kv list --ns api") == ["api-tokens", "api-usage"]
     assert complete("dream kv verify --class st") == ["stale", "stranded"]
     assert set(CLASS_NAMES) >= {"stale", "stranded"}
+
+
+def test_starting_dream_does_not_load_the_checker():
+    """`--class`'s names come from FindingClass, yet every `dream` start stays free of the replication checker."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, dreamcli.cli.app; print('dreamcli.platform.replication.checker' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"

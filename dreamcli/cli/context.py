@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from dreamcli.errors import ExitCode, NotFound, UsageError
+from dreamcli.plural import plural as plural  # re-exported: the commands' one import of it
 from dreamcli.stores.ports import Store
 
 STORE_KINDS = ("emulator", "wrangler", "cloudflare")
@@ -339,11 +340,6 @@ def confirm_change(question: str, yes: bool) -> None:
     raise UsageError(
         f"{question.rstrip('?')}: refused without --yes (no terminal to ask; --plan shows what it would do)"
     )
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """`1 row`, `2 rows`, `1 byte`; `words` for a plural that is not `word` + "s" (`retries`)."""
-    return f"{count} {word}" if count == 1 else f"{count} {words or word + 's'}"
 
 
 def stdin_is_tty() -> bool:

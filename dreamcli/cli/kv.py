@@ -28,6 +28,7 @@ from dreamcli.cli.context import (
     stdin_is_tty,
 )
 from dreamcli.errors import ExitCode, KeyNotFound, UsageError
+from dreamcli.platform.replication.findings import FindingClass
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVValue, iter_keys, iter_pages
 
@@ -268,18 +269,15 @@ def kv_bulk_put(
 
     Example: dream kv bulk-put pairs.json --ns api-tokens
     """
-    from dreamcli.stores.bulk import check_all, parse_bulk_items, write_in_batches
+    from dreamcli.stores.bulk import check_all, parse_bulk_items, presence, write_in_batches
 
     items = parse_bulk_items(_load_json_file(source, "bulk file"), what="bulk file")
     store = app_context(ctx).store(create=not plan)
     check_all(items, now=store.clock())
     namespace = store.kv(ns)
     if plan:
-        keys = [item.key for item in items]
-        for start in range(0, len(keys), kv_rules.MAX_BULK_GET):
-            found = namespace.bulk_get(keys[start : start + kv_rules.MAX_BULK_GET])
-            for key in keys[start : start + kv_rules.MAX_BULK_GET]:
-                typer.echo(f"{'replace' if found.get(key) is not None else 'new'}\t{key}")
+        for key, there in presence(namespace, [item.key for item in items]):
+            typer.echo(f"{'replace' if there else 'new'}\t{key}")
         return
 
     def progress(done: int, total: int) -> None:
@@ -356,11 +354,11 @@ def kv_bulk_delete(
         kv_rules.validate_key(key)
     namespace = app_context(ctx).store().kv(ns)
     if plan:
-        for start in range(0, len(wanted), kv_rules.MAX_BULK_GET):
-            found = namespace.bulk_get(wanted[start : start + kv_rules.MAX_BULK_GET])
-            for key in wanted[start : start + kv_rules.MAX_BULK_GET]:
-                if found.get(key) is not None:
-                    typer.echo(key)
+        from dreamcli.stores.bulk import presence
+
+        for key, there in presence(namespace, wanted):
+            if there:
+                typer.echo(key)
         return
     confirm_change(f"delete {plural(len(wanted), 'key')} from {ns}?", yes)
     for start in range(0, len(wanted), kv_rules.MAX_BULK_DELETE):
@@ -391,15 +389,7 @@ def kv_explain(
     render_explain(report)
 
 
-CLASS_NAMES = (
-    "missing",
-    "stale",
-    "orphaned",
-    "dangling",
-    "corrupt",
-    "insecure",
-    "stranded",
-)  # replication.FindingClass (tested to agree)
+CLASS_NAMES = tuple(str(kind) for kind in FindingClass)
 
 
 def _progress(label: str, total: int | None = None, unit: str = "keys"):
@@ -471,8 +461,8 @@ def _key_total(store: Any) -> int | None:
     """The keys verify will read (the two token namespaces), when the store can count them cheaply."""
     from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
-    counts = [getattr(store.kv(name), "count", None) for name in (PLATFORM_TOKENS, API_TOKENS)]
-    return sum(count() for count in counts) if all(counts) else None  # type: ignore[misc]
+    counts = [store.kv(name).count() for name in (PLATFORM_TOKENS, API_TOKENS)]
+    return None if None in counts else sum(count or 0 for count in counts)
 
 
 def _check_classes(classes: list[str] | None) -> None:
@@ -492,29 +482,14 @@ def _scanning_store(ctx: typer.Context, via_worker: bool, keep_worker: bool, par
     if not via_worker:
         yield store
         return
-    from dreamcli.stores.verifier import through_worker, verifier_for
+    from dreamcli.stores.verifier import read_through_worker
 
     # A kept verifier waits for the next run beside the default store (0600).
     kept_in = Path(DEFAULT_STORE.partition(":")[2]).parent
-    verifier = verifier_for(store, environ=run.environ, keep=keep_worker, log=status, kept_in=kept_in)
-    how = "deploying" if verifier.deployed else "starting (wrangler dev)"
-    status(f"{how} the verifier worker {verifier.name}")
-    client = verifier.start()
-    try:
-        yield through_worker(store, client, parallel=parallel or verifier.parallel)
-    finally:
-        verifier.stop()
-        counts = client.counts
-        kept_at = (
-            f"; {verifier.name} kept for the next --via-worker run (`wrangler delete --name {verifier.name}` "
-            "removes it)"
-            if keep_worker
-            else ""
-        )
-        status(
-            f"verifier worker: {plural(counts.invocations, 'invocation')}, {counts.ops:,} KV operations (at most "
-            f"{counts.max_ops} in one), {plural(counts.retries, 'retry', 'retries')}{kept_at}"
-        )
+    with read_through_worker(
+        store, environ=run.environ, keep=keep_worker, parallel=parallel, kept_in=kept_in, log=status
+    ) as through:
+        yield through
 
 
 ViaWorkerOption = Annotated[
@@ -696,11 +671,9 @@ def kv_repair(
         confirm_change(f"apply {plural(len(plan.fixes), 'action')}?", yes)
         return True
 
-    applied = [0, 0]  # actions done, actions planned: what an interruption reports
     shown: list[Any] = [None]
 
     def on_progress(done: int, total: int) -> None:
-        applied[:] = [done, total]
         if shown[0] is None:
             shown[0] = _progress("applying", total, "actions") or (lambda n: None)
         shown[0](done)
@@ -721,13 +694,9 @@ def kv_repair(
                 tier_config_builder=tier_config_builder,
                 on_progress=on_progress,
             )
-        except KeyboardInterrupt:
-            done, total = applied
-            typer.echo("", err=True)
-            status(
-                f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
-                "`dream kv repair` again re-verifies and finishes the job"
-            )
+        except replication.RepairInterrupted:
+            if shown[0] is not None:
+                typer.echo("", err=True)  # end the progress line before the message
             raise
     if shown[0] is not None and sys.stderr.isatty():
         typer.echo("", err=True)

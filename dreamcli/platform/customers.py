@@ -19,6 +19,7 @@ from typing import Any
 from dreamcli import layout
 from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, StoreError, UsageError
 from dreamcli.platform.runtime import Caller
+from dreamcli.plural import plural
 from dreamcli.stores.ports import Statement, Store
 from dreamcli.topology import API_USAGE, PLATFORM_TOKENS
 from dreamcli.vendors.errors import VendorError
@@ -357,10 +358,10 @@ class DailyUsageBuffer:
             if self._timer is None and not self.closed:
                 self._timer = self.schedule(self.interval, self._timed_flush)
         usage_log.warning(
-            "the dashboard's daily usage could not be written to D1 (%s): kept for a retry in %g s (calls waiting: %d)",
+            "the dashboard's daily usage could not be written to D1 (%s): %s kept for a retry in %g s",
             exc,
+            plural(waiting, "call"),
             self.interval,
-            waiting,
         )
 
     def close(self, attempts: int = 3) -> None:
@@ -379,7 +380,9 @@ class DailyUsageBuffer:
             lost = sum(self.pending.values())
             self.pending = {}
         if not written:
-            usage_log.error("the dashboard's daily usage was not written to D1 before closing (calls lost: %d)", lost)
+            usage_log.error(
+                "the dashboard's daily usage of %s was not written to D1 before closing", plural(lost, "call")
+            )
 
 
 def _start_timer(delay: float, fn: Callable[[], None]) -> threading.Timer:

@@ -123,6 +123,11 @@ class KVNamespace(Protocol):
         emulator); None when only `scan` can read them (wrangler's blob files, Cloudflare's API)."""
         ...
 
+    def count(self) -> int | None:
+        """How many keys, when the store can count them without reading them (a progress total, expired keys not
+        yet removed included): the local stores; None where counting costs a listing (Cloudflare's API)."""
+        ...
+
 
 class PutAsBulkPut:
     """`put` as a bulk write of one pair: for the stores whose bulk write is their one write path (the emulator,

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +40,7 @@ import httpx
 
 from dreamcli import layout
 from dreamcli.errors import RemoteError, UsageError
+from dreamcli.plural import plural
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, PutAsBulkPut, ScanObserver, Store
 from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
@@ -348,6 +350,9 @@ class WorkerKVNamespace(PutAsBulkPut):
     def sql_source(self, now: int) -> None:
         return None  # read through the Worker
 
+    def count(self) -> int | None:
+        return self.base.count()
+
 
 def through_worker(store: Store, client: VerifierClient, *, parallel: int = 8) -> Store:
     """`store` with its token namespaces read and bulk written through the verifier Worker, values the schema marks
@@ -649,3 +654,34 @@ def verifier_for(store: Store, *, kept_in: Path | None = None, **options: Any) -
         f"--via-worker reads production (--store cloudflare) or wrangler's local state (--store wrangler:...); "
         f"the {store.kind} store is read in place"
     )
+
+
+@contextmanager
+def read_through_worker(
+    store: Store,
+    *,
+    environ: Mapping[str, str],
+    keep: bool,
+    parallel: int | None,
+    kept_in: Path | None,
+    log: Callable[[str], None],
+) -> Iterator[Store]:
+    """`store` read through the verifier Worker for as long as the block runs: deployed or started first, stopped,
+    deleted or kept afterwards whatever ends the block (an error, Ctrl-C), and what the run cost told to `log`."""
+    verifier = verifier_for(store, environ=environ, keep=keep, log=log, kept_in=kept_in)
+    log(f"{'deploying' if verifier.deployed else 'starting (wrangler dev)'} the verifier worker {verifier.name}")
+    client = verifier.start()
+    try:
+        yield through_worker(store, client, parallel=parallel or verifier.parallel)
+    finally:
+        verifier.stop()
+        counts = client.counts
+        kept = (
+            f"; {verifier.name} kept for the next --via-worker run (`wrangler delete --name {verifier.name}` removes it)"
+            if keep
+            else ""
+        )
+        log(
+            f"verifier worker: {plural(counts.invocations, 'invocation')}, {counts.ops:,} KV operations (at most "
+            f"{counts.max_ops} in one), {plural(counts.retries, 'retry', 'retries')}{kept}"
+        )

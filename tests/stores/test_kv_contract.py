@@ -19,6 +19,14 @@ def test_every_adapter_is_a_namespace_whose_scans_tell_nobody_until_asked(store)
         assert isinstance(namespace, KVNamespace) and namespace.scan_observer is None
 
 
+def test_count_is_a_declared_capability(store, ns):
+    """Every adapter answers `count` (the progress total of verify): a number where counting is cheap, else None."""
+    ns.put("a", "1")
+    ns.put("b", "2")
+    counted = ns.count()
+    assert counted == (None if store.kind == "cloudflare" else 2)
+
+
 def test_put_get_text_and_binary(ns):
     ns.put("text", "héllo")
     ns.put("binary", bytes(range(256)))

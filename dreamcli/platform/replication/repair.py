@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dreamcli.errors import DreamError
+from dreamcli.errors import DreamError, ExitCode
 from dreamcli.platform.replication.findings import Action, Finding, FindingClass, Fix, Need, Phase, VerifyResult
+from dreamcli.plural import plural
 from dreamcli.stores.bulk import write_in_batches
 from dreamcli.stores.ports import KVWrite, Store
 
@@ -182,6 +183,19 @@ class RepairReport:
         }
 
 
+class RepairInterrupted(DreamError):
+    """Ctrl-C during a repair: how far it got (every batch applied is consistent; a re-run finishes the job)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(
+            f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
+            "`dream kv repair` again re-verifies and finishes the job"
+        )
+        self.done, self.total = done, total
+
+
 def run(
     store: Store,
     verify: Callable[[], VerifyResult],
@@ -203,6 +217,16 @@ def run(
         return report
     needs_stripe = any(fix.action is Action.REBUILD_TIER_CONFIG for fix, _ in report.plan.fixes)
     builder = tier_config_builder() if needs_stripe and tier_config_builder is not None else None
-    report.applied, report.failed = apply_plan(store, report.plan, build_tier_config=builder, on_progress=on_progress)
+    progress = [0, len(report.plan.fixes)]  # actions done, planned: what an interruption reports
+
+    def track(done: int, total: int) -> None:
+        progress[:] = [done, total]
+        if on_progress is not None:
+            on_progress(done, total)
+
+    try:
+        report.applied, report.failed = apply_plan(store, report.plan, build_tier_config=builder, on_progress=track)
+    except KeyboardInterrupt:
+        raise RepairInterrupted(*progress) from None
     report.after = verify()
     return report
