@@ -35,7 +35,7 @@ from emulator.platform_http import (
     front_auth_routes,
     oauth_routes,
 )
-from emulator.schema import migrate
+from emulator.schema import migrate, refuse_foreign
 from emulator.store import open_emulator_store
 from emulator.stripe_backend import StripeAPIError, StripeBackend
 from emulator.stripe_http import stripe_routes
@@ -66,6 +66,7 @@ class Emulator:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         webhook_hour: float = 1.0,
     ) -> None:
+        refuse_foreign(Path(path))
         self.file = SQLiteFile(Path(path), busy_timeout_ms=busy_timeout_ms, private=True)
         migrate(self.file)
         self.path = Path(path)

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from dreamcli.errors import StoreError
 from dreamcli.stores.sql import split_statements
-from dreamcli.stores.sqlite_file import SQLiteFile
+from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile, describe_sqlite_error, is_open
 
 # Numbered, append-only. Each runs in one transaction and is recorded in _dream_schema.
 Migration = str | Callable[[sqlite3.Connection, Path], None]  # SQL, or a step that needs Python
@@ -188,6 +188,26 @@ def move_d1_tables(conn: sqlite3.Connection, store_path: Path) -> None:
         for row_kind, name in user:
             if row_kind == kind:
                 conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
+
+
+def refuse_foreign(path: Path) -> None:
+    """Refuse a file that is not a dream store (notes, /etc/passwd, another program's database) before anything
+    touches it: not its mode, not its journal. Asked through SQLite, read-only; a store this process holds open
+    was checked when it was opened."""
+    if not path.exists() or is_open(path) or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise StoreError(f"{path} is not a dream store (not a SQLite database): refused, nothing changed") from None
+        raise describe_sqlite_error(path, exc) from None
+    if tables and "_dream_schema" not in tables:
+        raise StoreError(f"{path} is a SQLite database but not a dream store (it holds other tables): refused")
 
 
 def migrate(file: SQLiteFile) -> int:

@@ -13,7 +13,7 @@ from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 from emulator.kv import EmulatorKVNamespace
-from emulator.schema import d1_path, migrate
+from emulator.schema import d1_path, migrate, refuse_foreign
 
 DEFAULT_STORE_PATH = Path(".dream") / "emulator.db"
 
@@ -29,6 +29,7 @@ def open_emulator_store(
     path = Path(path)
     if path.is_dir():
         raise StoreError(f"store {path} is a directory; give the path of a file (e.g. {path / 'emulator.db'})")
+    refuse_foreign(path)
     file = SQLiteFile(path, busy_timeout_ms=busy_timeout_ms, private=True)
     try:
         migrate(file)

@@ -182,7 +182,8 @@ def kv_delete(
     Example: dream kv delete 'oauth:state:abc' --ns platform-tokens
     """
     namespace = app_context(ctx).store().kv(ns)
-    existed = namespace.get_with_metadata(key) is not None
+    listed = namespace.list(prefix=key, limit=10).keys  # whether it is there, without reading its value
+    existed = bool(listed) and listed[0].name == key
     namespace.delete(key)
     status(f"deleted {key!r} from {ns}" if existed else f"{key!r} was not in {ns}; nothing to delete")
 

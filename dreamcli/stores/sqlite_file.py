@@ -111,6 +111,13 @@ def open_connections() -> dict[str, int]:
         return {str(shared.path): shared.users for shared in _open.values()}
 
 
+def is_open(path: Path) -> bool:
+    """Whether this process holds the file open already (through any SQLiteFile, under any of its names)."""
+    key = _identity(path)
+    with _open_lock:
+        return key is not None and key in _open
+
+
 class SQLiteFile:
     """A user of the process's one connection to a store file: WAL, a busy timeout, one lock, write transactions.
     Open as many as needed; the connection closes with the last of them."""

@@ -71,6 +71,15 @@ def sanitise_path(name: str) -> str:
     return name[:255]
 
 
+# What Miniflare names a blob (new_blob_id): anything else in an index row (`../../etc/passwd`) would reach outside
+# the state folder, so it is refused, never read, written or deleted.
+_BLOB_ID = re.compile(r"[0-9a-f]{80}")
+
+
+class UnsafeState(StoreError):
+    """A state folder whose index names a file outside it (crafted, or corrupt)."""
+
+
 def new_blob_id(now_ms: int) -> str:
     """32 random bytes + the write time as a signed 64-bit big-endian ms count, in hex (80 characters)."""
     return (secrets.token_bytes(32) + struct.pack(">q", now_ms)).hex()
@@ -125,6 +134,11 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
             raise describe_sqlite_error(self.index, exc, self.busy_timeout_ms) from None
 
     def _blob(self, blob_id: str) -> bytes | None:
+        if not _BLOB_ID.fullmatch(blob_id):
+            raise UnsafeState(
+                f"{self.index}: a key's blob id {blob_id[:100]!r} is not one Miniflare writes and would be read from "
+                f"outside {self.blobs}: refused (a crafted or corrupt state folder; delete the key, or the folder)"
+            )
         try:
             return (self.blobs / blob_id).read_bytes()
         except FileNotFoundError:
@@ -265,7 +279,7 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
-                    for blob_id in blobs:
+                    for blob_id in blobs:  # ours (new_blob_id): inside the folder
                         (self.blobs / blob_id).unlink(missing_ok=True)
                     raise
             finally:
@@ -273,7 +287,8 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         except sqlite3.Error as exc:
             raise describe_sqlite_error(self.index, exc, self.busy_timeout_ms) from None
         for blob_id in replaced:
-            if blob_id not in blobs:
+            # A row naming a file outside the folder is replaced or deleted, its "blob" never touched.
+            if blob_id not in blobs and _BLOB_ID.fullmatch(blob_id):
                 (self.blobs / blob_id).unlink(missing_ok=True)
 
     def bulk_put(self, items: Sequence[KVWrite]) -> None:

@@ -529,3 +529,66 @@ def test_fuzz_every_surface_never_answers_500(platform, method, path, query, bod
     response = platform.emulator.client().request(method, url, headers=headers, content=body)
     assert response.status_code < 500, (method, url, body, response.text)
     assert "Traceback" not in response.text
+
+
+def test_a_crafted_state_folder_never_reads_or_deletes_outside_it(dream, tmp_path):
+    """An index row whose blob id climbs out of the state folder (`../../victim`): refused on every path, the file
+    outside never read, never deleted (a repository shipping a .wrangler/state was arbitrary file read and delete)."""
+    import sqlite3
+
+    from dreamcli.errors import ExitCode
+    from dreamcli.stores.wrangler import open_wrangler_store
+    from tests.conftest import copy_workers
+
+    project = copy_workers(tmp_path / "workers")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the victim's secret")
+    spec = f"wrangler:{project}"
+    assert dream("--store", spec, "kv", "put", "evil", "x", "--ns", "api-tokens").exit_code == 0
+    namespace = open_wrangler_store(str(project)).kv("api-tokens")
+    climb = "../" * (len(namespace.blobs.relative_to(tmp_path).parts)) + "victim.txt"
+    assert (namespace.blobs / climb).resolve() == victim.resolve()
+    conn = sqlite3.connect(namespace.index)
+    conn.execute("UPDATE _mf_entries SET blob_id = ? WHERE key = 'evil'", (climb,))
+    conn.commit()
+    conn.close()
+    for command in (["kv", "get", "evil"], ["kv", "list", "--all"], ["kv", "bulk-get", "evil", "--json"]):
+        shown = dream("--store", spec, *command, "--ns", "api-tokens")
+        assert "victim's secret" not in shown.stdout
+    read = dream("--store", spec, "kv", "get", "evil", "--ns", "api-tokens")
+    assert (
+        read.exit_code == ExitCode.FAILED and "is not one Miniflare writes" in read.stderr and "refused" in read.stderr
+    )
+    verify = dream("--store", spec, "kv", "verify")
+    assert verify.exit_code == ExitCode.FAILED and "refused" in verify.stderr  # never reported clean
+    assert dream("--store", spec, "kv", "put", "evil", "y", "--ns", "api-tokens").exit_code == 0  # replaces the row
+    assert dream("--store", spec, "kv", "get", "evil", "--ns", "api-tokens").stdout == "y"
+    conn = sqlite3.connect(namespace.index)
+    conn.execute("UPDATE _mf_entries SET blob_id = ? WHERE key = 'evil'", (climb,))
+    conn.commit()
+    conn.close()
+    assert dream("--store", spec, "kv", "delete", "evil", "--ns", "api-tokens").exit_code == 0
+    assert victim.read_text() == "the victim's secret"  # never deleted, never overwritten
+
+
+@pytest.mark.parametrize("kind", ["notes", "passwd", "foreign-sqlite"])
+def test_a_file_that_is_not_a_store_is_refused_before_anything_touches_it(dream, tmp_path, kind):
+    import sqlite3
+
+    from dreamcli.errors import ExitCode
+
+    path = tmp_path / f"{kind}.txt"
+    if kind == "foreign-sqlite":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE theirs (x)")
+        conn.commit()
+        conn.close()
+    else:
+        path.write_text("root:x:0:0:root:/root:/bin/bash\n" if kind == "passwd" else "my notes\n")
+    path.chmod(0o644)
+    before = path.read_bytes()
+    for command in (["kv", "list", "--ns", "api-tokens"], ["kv", "put", "k", "v", "--ns", "api-tokens"], ["flow", "run"]):
+        refused = dream("--store", f"emulator:{path}", *command)
+        assert refused.exit_code == ExitCode.FAILED and "not a dream store" in refused.stderr, refused.stderr
+    assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no journal, no D1 folder beside it

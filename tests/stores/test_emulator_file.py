@@ -29,9 +29,11 @@ def test_schema_is_created_by_recorded_migrations(tmp_path):
 def test_garbage_file_is_reported_corrupt(tmp_path):
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(StoreError, match=r"is corrupt \(file is not a database\)"):
+    path.chmod(0o644)
+    with pytest.raises(StoreError, match=r"is not a dream store \(not a SQLite database\): refused, nothing changed"):
         open_emulator_store(path)
     assert path.read_bytes().startswith(b"this is not sqlite")  # untouched
+    assert path.stat().st_mode & 0o777 == 0o644  # its mode too
 
 
 def test_foreign_sqlite_database_is_refused(tmp_path):
@@ -40,8 +42,10 @@ def test_foreign_sqlite_database_is_refused(tmp_path):
     conn.execute("CREATE TABLE mine (x)")
     conn.commit()
     conn.close()
+    path.chmod(0o644)
     with pytest.raises(StoreError, match="not a dream store"):
         open_emulator_store(path)
+    assert path.stat().st_mode & 0o777 == 0o644 and not path.with_name("other.db-wal").exists()
 
 
 def test_newer_schema_is_refused(tmp_path):
