@@ -587,7 +587,11 @@ def test_a_file_that_is_not_a_store_is_refused_before_anything_touches_it(dream,
         path.write_text("root:x:0:0:root:/root:/bin/bash\n" if kind == "passwd" else "my notes\n")
     path.chmod(0o644)
     before = path.read_bytes()
-    for command in (["kv", "list", "--ns", "api-tokens"], ["kv", "put", "k", "v", "--ns", "api-tokens"], ["flow", "run"]):
+    for command in (
+        ["kv", "list", "--ns", "api-tokens"],
+        ["kv", "put", "k", "v", "--ns", "api-tokens"],
+        ["flow", "run"],
+    ):
         refused = dream("--store", f"emulator:{path}", *command)
         assert refused.exit_code == ExitCode.FAILED and "not a dream store" in refused.stderr, refused.stderr
     assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o644
