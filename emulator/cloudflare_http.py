@@ -338,7 +338,10 @@ async def bulk_get(request: Request, s: Store, ns: Any) -> Response:
             values[key] = None
             continue
         text = entry.value.decode("utf-8", errors="replace")
-        value: Any = json.loads(text) if as_json else text
+        try:
+            value: Any = json.loads(text) if as_json else text
+        except ValueError:
+            raise BadRequest(f'the value of {key!r} is not JSON: ask for "type": "text"') from None
         values[key] = (
             {
                 "value": value,

@@ -27,6 +27,7 @@ from emulator.edge import GUIDE, Edge, Surface
 
 security_log = logging.getLogger("dream.security")
 vendor_log = logging.getLogger("dream.vendors")
+data_log = logging.getLogger("dream.data")  # values in the store that are not what the platform writes
 
 MAX_JSON_DEPTH = 32
 MAX_HEADER_ID_BYTES = 256
@@ -75,6 +76,9 @@ def answer(exc: Exception) -> JSONResponse:
                 "X-RateLimit-Reset": str(exc.reset),
             },
         )
+    if isinstance(exc, runtime.CorruptRecord):  # bad data already in KV: said to the caller and the operator
+        data_log.warning("%s", exc)
+        return error(409, "Corrupt record", str(exc), code=exc.code)
     if isinstance(exc, runtime.UsageExceeded):
         return error(429, "Usage limit exceeded", str(exc), code=exc.code)
     if isinstance(exc, WebhookSignatureError):

@@ -180,3 +180,15 @@ def test_closing_with_d1_locked_reports_what_the_dashboard_will_not_show(tmp_pat
     )
     assert timers.fire() == 0  # nothing scheduled after closing
     store.close()
+
+
+def test_corrupt_usage_records_are_listed_as_such_never_a_crash(dream, tmp_path):
+    run = dream.json("flow", "run", "--json")
+    plt = run["platformId"]
+    assert dream("kv", "put", f"usage:{plt}:bad", "not json", "--ns", "api-usage").exit_code == 0
+    assert dream("kv", "put", f"usage:{plt}:nan", '{"usageCount": NaN}', "--ns", "api-usage").exit_code == 0
+    rows = {row["userId"]: row for row in dream.json("usage", "show", "-p", plt, "--json")["usage"]}
+    assert rows["bad"]["corrupt"] == "not JSON" and rows["bad"]["usageCount"] is None
+    assert rows["nan"]["corrupt"] == "usageCount is NaN, not a non-negative integer"
+    shown = dream("dashboard", "-p", plt)
+    assert shown.exit_code == 0 and "corrupt: not JSON" in shown.stdout

@@ -86,6 +86,9 @@ def usage_show(
         return
     table = Table("end-user", "plan", "calls", "limit")
     for row in rows:
+        if "corrupt" in row:
+            table.add_row(row["userId"], "-", f"corrupt: {row['corrupt']}", "-")
+            continue
         table.add_row(
             row["userId"],
             row["plan"],
@@ -111,6 +114,9 @@ def dashboard(ctx: typer.Context, platform: PlatformOption, json_flag: JsonOptio
     console.print(f"[bold]{platform}[/bold]  customers: {plans}   MRR: ${data['mrrCents'] / 100:,.2f}")
     table = Table("end-user", "plan", "calls this month", "limit", "used", title="usage", title_justify="left")
     for row in data["usage"]:
+        if "corrupt" in row:
+            table.add_row(row["userId"], "-", f"corrupt: {row['corrupt']}", "-", "-")
+            continue
         limit = row["limit"]
         used = (
             "-"

@@ -18,7 +18,7 @@ from typing import Any
 
 from dreamcli import layout
 from dreamcli.errors import D1Error, DreamError, ExitCode, NotFound, StoreError, UsageError
-from dreamcli.platform.runtime import Caller
+from dreamcli.platform.runtime import Caller, CorruptRecord, usage_record
 from dreamcli.plural import plural
 from dreamcli.stores.ports import Statement, Store
 from dreamcli.topology import API_USAGE, PLATFORM_TOKENS
@@ -197,7 +197,11 @@ def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str
     key = layout.end_user_usage(platform_id, customer_id)
     raw = usage.get(key)
     if raw is not None:
-        record = json.loads(raw)
+        try:
+            record = usage_record(raw, key)
+        except CorruptRecord as exc:  # the plan is set where it is kept; the corrupt record is said, not rewritten
+            usage_log.warning("%s", exc)
+            return
         record["plan"] = plan
         usage.put(key, json.dumps(record))
 

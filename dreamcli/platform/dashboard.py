@@ -8,6 +8,7 @@ from typing import Any
 
 from dreamcli import layout
 from dreamcli.errors import NotFound
+from dreamcli.platform.runtime import CorruptRecord, usage_record
 from dreamcli.stores.ports import Store, scan_items
 from dreamcli.topology import API_TOKENS, API_USAGE
 
@@ -31,7 +32,21 @@ def usage(store: Store, platform_id: str, user_id: str | None = None) -> list[di
         records = scan_items(usage, prefix=layout.prefix(layout.KeyKind.END_USER_USAGE, owner=platform_id))
     rows = []
     for key, raw in records:
-        record = json.loads(raw)
+        try:
+            record = usage_record(raw, key)
+        except CorruptRecord as exc:  # shown as such (the API refuses its calls), never a crash of the listing
+            rows.append(
+                {
+                    "userId": layout.parse(key, API_USAGE).fields.get("userId"),
+                    "plan": None,
+                    "usageCount": None,
+                    "limit": None,
+                    "periodStart": None,
+                    "periodEnd": None,
+                    "corrupt": exc.problem,
+                }
+            )
+            continue
         plan = record.get("plan", "free")
         rows.append(
             {

@@ -139,6 +139,44 @@ class RateWindow:
     reset: int
 
 
+class CorruptRecord(DreamError):
+    """A value the platform counts with is not what it writes: reported, never guessed at or reset."""
+
+    code = "CORRUPT_RECORD"
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(
+            f"api-usage {key!r} is corrupt ({problem}): the call is refused and not counted; "
+            f"`dream kv delete {key!r} --ns api-usage` starts it afresh"
+        )
+        self.key, self.problem = key, problem
+
+
+def _counter(raw: bytes | None, key: str) -> int:
+    """A minute's call count as api-multi writes it: the digits of a non-negative integer."""
+    if raw is None:
+        return 0
+    if not raw.isdigit() or len(raw) > 18:
+        raise CorruptRecord(key, f"a count must be a non-negative integer, not {raw[:40]!r}")
+    return int(raw)
+
+
+def usage_record(raw: bytes | None, key: str) -> dict[str, Any]:
+    """An end-user's month as api-multi writes it: a JSON object whose usageCount is a non-negative integer."""
+    if raw is None:
+        return {}
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        raise CorruptRecord(key, "not JSON") from None
+    if not isinstance(record, dict):
+        raise CorruptRecord(key, f"a JSON {type(record).__name__}, not an object")
+    count = record.get("usageCount")
+    if type(count) is not int or count < 0:
+        raise CorruptRecord(key, f"usageCount is {json.dumps(count)[:40]}, not a non-negative integer")
+    return record
+
+
 def check_rate(
     store: Store, caller: Caller, user_id: str, *, now: float, limit: int = RATE_LIMIT_PER_MINUTE
 ) -> RateWindow:
@@ -150,7 +188,7 @@ def check_rate(
     counted: list[int] = []
 
     def bump(raw: bytes | None) -> bytes:
-        count = int(raw or b"0")
+        count = _counter(raw, key)
         if count >= limit:
             return str(count).encode()
         counted.append(count + 1)
@@ -175,8 +213,10 @@ def record_usage(store: Store, caller: Caller, user_id: str, plan: str, *, now: 
     limit = tier.get("limit")
     refused: list[int] = []
 
+    usage_key = layout.end_user_usage(caller.platform_id, user_id)
+
     def count(raw: bytes | None) -> bytes:
-        record = json.loads(raw) if raw else {}
+        record = usage_record(raw, usage_key)
         if record.get("periodStart") != start:
             record = {"usageCount": 0, "periodStart": start, "periodEnd": end}
         if limit is not None and record["usageCount"] >= limit:
@@ -185,7 +225,7 @@ def record_usage(store: Store, caller: Caller, user_id: str, plan: str, *, now: 
         record.update(usageCount=record["usageCount"] + 1, plan=plan, lastUpdated=int(now), periodEnd=end)
         return json.dumps(record).encode()
 
-    record = json.loads(store.kv(API_USAGE).update(layout.end_user_usage(caller.platform_id, user_id), count))
+    record = json.loads(store.kv(API_USAGE).update(usage_key, count))
     if refused:
         raise UsageExceeded(f"{user_id} used {refused[0]} of {limit} calls this month")
     record["limit"] = limit

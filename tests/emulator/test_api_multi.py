@@ -379,3 +379,52 @@ def test_clerk_failing_never_gives_a_paying_end_user_the_free_tier(platform, api
     )
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [refused.json()["message"]]
     assert call().json()["usage"]["usageCount"] == 2  # the refused call was not counted
+
+
+@pytest.mark.parametrize(
+    ("what", "value", "problem"),
+    [
+        ("usage", b'{"usageCount": "7", "periodStart": 0}', 'usageCount is "7"'),
+        ("usage", b'{"usageCount": null}', "usageCount is null"),
+        ("usage", b'{"usageCount": NaN}', "usageCount is NaN"),
+        ("usage", b"not json", "not JSON"),
+        ("usage", b"[1, 2]", "a JSON list, not an object"),
+        ("rate", b"abc", "a count must be a non-negative integer, not b'abc'"),
+    ],
+)
+def test_hostile_values_already_in_kv_are_refused_and_reported_never_a_500(platform, api, what, value, problem):
+    from dreamcli import layout
+
+    dev = onboard(platform, "dev@example.com")
+    assert curl(api, dev.secret_key, user="victim").status_code == 200
+    usage = platform.store.kv("api-usage")
+    caller = __import__("dreamcli.platform.runtime", fromlist=["x"]).authenticate(platform.store, dev.secret_key)
+    if what == "usage":
+        key = layout.end_user_usage(caller.platform_id, "victim")
+    else:
+        minute = int(platform.emulator.clock() // 60)
+        key = layout.platform_rate_limit(caller.platform_id, "victim", minute)
+    usage.put(key, value)
+    refused = curl(api, dev.secret_key, user="victim")
+    assert refused.status_code == 409 and refused.json()["code"] == "CORRUPT_RECORD", refused.text
+    assert problem in refused.json()["message"] and f"dream kv delete {key!r}" in refused.json()["message"]
+    assert usage.get(key) == value  # reported, never reset behind the operator's back
+    usage.delete(key)
+    assert curl(api, dev.secret_key, user="victim").status_code == 200  # the fix the message names
+
+
+def test_bulk_get_as_json_of_a_value_that_is_not_json_is_a_400(tmp_path):
+    from tests.conftest import served_cloudflare
+
+    with served_cloudflare(tmp_path / "cf.db") as (emulator, env):
+        store = emulator.platform().store
+        ns = store.kv("api-usage")
+        ns.put("text", "not json")
+        url = f"{env['CLOUDFLARE_BASE_URL']}/accounts/{env['CLOUDFLARE_ACCOUNT_ID']}/storage/kv/namespaces/{ns.id}"
+        answer = httpx.post(
+            f"{url}/bulk/get",
+            headers={"Authorization": f"Bearer {env['CLOUDFLARE_API_TOKEN']}"},
+            json={"keys": ["text"], "type": "json"},
+        )
+    assert answer.status_code == 400 and answer.json()["success"] is False
+    assert "is not JSON" in answer.json()["errors"][0]["message"]
