@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from emulator.app import Emulator
 from emulator.platform_http import api_multi_routes, edge_app, front_auth_routes, oauth_routes
 from emulator.server import LoopbackServer
@@ -43,7 +45,8 @@ def port_flags(chosen: dict[str, int] | None = None) -> list[str]:
 def client_settings(urls: dict[str, str]) -> list[str]:
     """How to point the official clients at the served vendors, a line each (nothing but a base URL)."""
     stripe, clerk = urls["stripe"], urls["clerk"]
-    host, _, port = stripe.removeprefix("http://").partition(":")
+    parsed = httpx.URL(stripe)
+    host, port = parsed.host, parsed.port
     return [
         f"stripe-python: stripe.api_base = '{stripe}'   Stripe CLI: --api-base {stripe}   curl -u sk_test_...: {stripe}/v1/...",
         f"stripe-node: new Stripe(key, {{host: '{host}', port: {port}, protocol: 'http'}})",

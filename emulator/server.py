@@ -96,7 +96,7 @@ class LoopbackServer:
     def base_url(self) -> str:
         sockets = self.server.servers[0].sockets
         host, port = sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 address in brackets
 
     def stop(self) -> None:
         self.server.should_exit = True

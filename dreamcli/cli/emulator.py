@@ -125,6 +125,7 @@ def emulator_serve(
     kind, where = parse_store_spec(app_context(ctx).store_spec)
     if kind != "emulator":
         raise UsageError("dream emulator serve runs on the emulator store (the default, or --store emulator:PATH)")
+    host = host.removeprefix("[").removesuffix("]")  # `[::1]`, as URLs write it: the address is ::1
     if not is_loopback(host):
         if not allow_remote:
             raise UsageError(f"--host {host} is not a loopback address: add --allow-remote to serve other machines")

@@ -40,7 +40,11 @@ class Profile:
         merged = dict(base)
         for wanted, holder in self.env.items():
             if holder not in base:
-                raise UsageError(f"profile {self.name} ({self.source}) takes {wanted} from ${holder}, which is not set")
+                # The holder's name is not echoed: a secret pasted where a name belongs must not reach a CI log.
+                raise UsageError(
+                    f"profile {self.name} ({self.source}) takes {wanted} from the variable its env table names for "
+                    "it, which is not set"
+                )
             merged[wanted] = base[holder]
         return merged
 
@@ -77,11 +81,11 @@ def load_profile(name: str, start: Path | None = None) -> Profile:
     env = entry.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise UsageError(f"{path}: profile {name}: env maps variable names to the names of variables that hold them")
-    for holder in env.values():
+    for wanted, holder in env.items():
         if not _ENV_NAME.match(holder):
             raise UsageError(
-                f"{path}: profile {name}: env values name environment variables (got {holder[:12]!r}...): secrets "
-                "never go in the file"
+                f"{path}: profile {name}: env.{wanted} must name an environment variable, and it does not (its value "
+                "is not shown: it may be a secret, which never goes in the file)"
             )
     if store is not None:
         store = _relative_to(store, path.parent)

@@ -232,7 +232,7 @@ def handle_connect_webhook(store: Store, vendors: Vendors, payload: bytes, signa
     secret = vendors.settings.stripe.connect_webhook_secret
     if not secret:
         raise UsageError("no Connect webhook secret configured (STRIPE_CONNECT_WEBHOOK_SECRET)")
-    event = StripeGateway.construct_event(payload, signature, secret).to_dict()
+    event = StripeGateway.construct_event(payload, signature, secret, now=vendors.clock()).to_dict()
     obj = event["data"]["object"]
     kind = event["type"]
     if kind == "checkout.session.completed":

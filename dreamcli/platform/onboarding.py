@@ -184,7 +184,7 @@ def handle_stripe_webhook(vendors: Vendors, payload: bytes, signature: str | Non
         raise UsageError("no Stripe webhook secret configured (STRIPE_WEBHOOK_SECRET)")
     from dreamcli.vendors.stripe_gateway import StripeGateway
 
-    event = StripeGateway.construct_event(payload, signature, secret).to_dict()
+    event = StripeGateway.construct_event(payload, signature, secret, now=vendors.clock()).to_dict()
     if event.get("account"):
         return f"ignored {event['type']}: it belongs to connected account {event['account']}"
     obj = event["data"]["object"]

@@ -128,6 +128,7 @@ class Vendors:
 
         self.settings = settings
         self.http = http
+        self.clock = clock
         self.stripe = StripeGateway(settings.stripe, http)
         self.clerk = {
             name: ClerkClient(http, s.secret_key, settings.clerk_api_url) for name, s in settings.clerk.items()

@@ -7,6 +7,7 @@ real api.stripe.com. Nothing else changes between them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -231,8 +232,17 @@ class StripeGateway:
         return [event.to_dict() for event in found.data]
 
     @staticmethod
-    def construct_event(payload: bytes | str, signature: str | None, secret: str, tolerance: int = 300) -> stripe.Event:
-        """Verify `Stripe-Signature` and parse the event (stale, wrong or missing signatures are refused)."""
+    def construct_event(
+        payload: bytes | str, signature: str | None, secret: str, tolerance: int = 300, now: float | None = None
+    ) -> stripe.Event:
+        """Verify `Stripe-Signature` and parse the event (stale, wrong or missing signatures are refused).
+
+        Stripe's libraries refuse only timestamps older than `tolerance`; a signature dated ahead is refused here too
+        (past `tolerance`): once captured it could be replayed until its date, years on."""
+        stamps = [part[2:] for part in (signature or "").split(",") if part.strip().startswith("t=")]
+        moment = time.time() if now is None else now
+        if tolerance and stamps and stamps[0].strip().isdigit() and int(stamps[0]) > moment + tolerance:
+            raise WebhookSignatureError("stripe webhook refused: its timestamp is in the future, past the tolerance")
         try:
             return stripe.Webhook.construct_event(payload, signature or "", secret, tolerance=tolerance)
         except stripe.SignatureVerificationError as exc:

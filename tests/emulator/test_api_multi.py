@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -317,8 +318,14 @@ def test_dream_emulator_serve_as_a_user_runs_it(tmp_path):
         ).json()
         assert session["url"].startswith(urls["vendors"])  # openable from outside the process
         assert httpx.post(session["url"] + "/complete").status_code == 200
-        shown = httpx.get(f"{urls['api-multi']}/customers/{customer['id']}", headers=auth).json()
-        assert shown["plan"] == "pro"
+        # The plan changes when Stripe's webhook reaches api-multi, in the background: waited for, not assumed
+        # (the deadline only guards against a hang).
+        deadline = time.monotonic() + 60
+        while (plan := httpx.get(f"{urls['api-multi']}/customers/{customer['id']}", headers=auth).json()["plan"]) != (
+            "pro"
+        ) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert plan == "pro"
     finally:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)

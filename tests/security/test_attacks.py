@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -596,3 +597,30 @@ def test_a_file_that_is_not_a_store_is_refused_before_anything_touches_it(dream,
         assert refused.exit_code == ExitCode.FAILED and "not a dream store" in refused.stderr, refused.stderr
     assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no journal, no D1 folder beside it
+
+
+@pytest.mark.socket
+def test_serve_on_a_bracketed_ipv6_loopback_binds_and_answers(tmp_path):
+    """`--host '[::1]'` passed the loopback check and then failed to bind: it serves on ::1, URLs in brackets."""
+    import signal
+    import subprocess
+    import sys
+
+    from emulator.serve import port_flags
+
+    dream = str(Path(sys.executable).with_name("dream"))
+    server = subprocess.Popen(
+        [dream, "emulator", "serve", "--host", "[::1]", *port_flags()],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        name, url = server.stdout.readline().split()
+        assert name == "api-multi" and url.startswith("http://[::1]:")
+        assert httpx.get(f"{url}/api/whoami").status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode == 0

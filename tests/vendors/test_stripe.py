@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -279,3 +280,12 @@ def test_webhook_signatures_are_checked(reached, receiver, clock):
         StripeGateway.construct_event(body, stale, endpoint.secret)
     with pytest.raises(WebhookSignatureError):
         StripeGateway.construct_event(body, None, endpoint.secret)
+    ahead = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), endpoint.secret, timestamp=int(time.time()) + 10 * 365 * 86400
+    )
+    with pytest.raises(WebhookSignatureError, match="its timestamp is in the future, past the tolerance"):
+        StripeGateway.construct_event(body, ahead, endpoint.secret)  # 10 years ahead: replayable for 10 years
+    nearly = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), endpoint.secret, timestamp=int(time.time()) + 60
+    )
+    assert StripeGateway.construct_event(body, nearly, endpoint.secret).type == "checkout.session.completed"  # skew
