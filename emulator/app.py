@@ -150,6 +150,26 @@ class Emulator:
             state.issue_key("dream_admin_" + secrets.token_urlsafe(32), "admin", "token")
         return state.keys_of("admin", "token")[0]
 
+    def admin_token_shown(self, mark: bool = False) -> bool:
+        """Whether `dream emulator serve` has shown this store's admin token already (`mark`: it is being shown)."""
+        from emulator.vendor_state import VendorState
+
+        state = VendorState(self.file, "emulator", self.clock)
+        shown = bool(state.keys_of("admin", "shown"))
+        if mark and not shown:
+            state.issue_key("admin-token-shown:" + secrets.token_hex(8), "admin", "shown")
+        return shown
+
+    def rotate_admin_token(self) -> str:
+        """A new admin token, the old one refused from now on (its file was lost: it is not shown again)."""
+        from emulator.vendor_state import VendorState
+
+        state = VendorState(self.file, "emulator", self.clock)
+        state.revoke_keys("admin", "token")
+        state.issue_key("dream_admin_" + secrets.token_urlsafe(32), "admin", "token")
+        self.admin_token = state.keys_of("admin", "token")[0]
+        return self.admin_token
+
     def admin_headers(self) -> dict[str, str]:
         """What dream's own commands send to `/_emulator/*`."""
         return {"Authorization": f"Bearer {self.admin_token}"}

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
+
+import pytest
 
 from dreamcli.errors import ExitCode
 from dreamcli.platform.secrets import hash_secret
@@ -92,3 +96,41 @@ def test_corrupt_values_are_reported_not_guessed(dream):
     assert result.exit_code == ExitCode.FAILED
     assert "reported, not guessed at" in result.stdout
     assert dream("kv", "get", f"user:{data['userId']}:products", "--ns", "platform-tokens").stdout == "{not json"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_verify_killed_by_a_signal_leaves_no_snapshot_behind(tmp_path, sig):
+    """SIGTERM (a kill) or SIGHUP (the terminal closed) mid-verify: its snapshot of the token namespaces is removed
+    (up to 121 MB each, secrets included), the run ends as interrupted (130)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "DREAM_STORE": str(tmp_path / "big.db"), "TMPDIR": str(temp)}
+    dream = str(Path(sys.executable).with_name("dream"))
+    subprocess.run([dream, "seed", "--platforms", "30000"], env=env, check=True, capture_output=True)
+    verify = subprocess.Popen([dream, "kv", "verify"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60  # a guard against a hang only
+    while not list(temp.glob("dream-verify-*")) and verify.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(temp.glob("dream-verify-*")), "verify finished before its snapshot was seen"
+    verify.send_signal(getattr(signal, sig))
+    _, err = verify.communicate(timeout=60)
+    assert verify.returncode == 130, err
+    assert list(temp.glob("dream-verify-*")) == []
+
+
+def test_verify_clears_the_snapshots_killed_runs_left(tmp_path, dream, monkeypatch, empty_store):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / "dream-verify-999999999-abc"  # no such process
+    alive = tmp_path / f"dream-verify-{os.getpid()}-def"  # a run still going
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "scan.sqlite").write_bytes(b"copies of the token namespaces")
+    assert dream("kv", "verify").exit_code == 0
+    assert not dead.exists() and alive.exists()

@@ -183,5 +183,15 @@ def root(
     ctx.call_on_close(context.close)
 
 
+def _interrupted(signum: int, _frame: Any) -> None:
+    """SIGTERM (a `kill`, a supervisor) and SIGHUP (the terminal closed) end a command as Ctrl-C does: through every
+    `finally` (temporary folders of secrets and snapshots removed, child processes stopped), then exit 130."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     app(prog_name="dream")

@@ -313,7 +313,8 @@ def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
     how the long-running commands (`emulator serve`, `stripe listen`) wait before cleaning up."""
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a kill, or the terminal closed: stop as cleanly as Ctrl-C
+        signal.signal(signum, lambda *_: stop.set())
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not stop.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):

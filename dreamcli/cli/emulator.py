@@ -153,6 +153,10 @@ def emulator_serve(
     # Written before any port answers: a script that waits for the server then reads the file finds it.
     token_file = store_path.with_name(store_path.name + ".admin-token")
     first = not token_file.exists()
+    # Shown once: a token whose file is gone is rotated (a new one shown, the old refused), never shown twice.
+    rotated = first and serving.emulator.admin_token_shown(mark=True)
+    if rotated:
+        serving.emulator.rotate_admin_token()
     write_private(token_file, serving.emulator.admin_token)
     try:
         urls = serving.start()
@@ -163,7 +167,8 @@ def emulator_serve(
     for line in client_settings(urls):
         status(line)
     shown = (
-        f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600)"
+        f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600"
+        + ("; rotated: the old one's file was gone, so it no longer works)" if rotated else ")")
         if first
         else f"in {token_file} (0600)"
     )

@@ -435,3 +435,25 @@ def test_bulk_get_as_json_of_a_value_that_is_not_json_is_a_400(tmp_path):
         )
     assert answer.status_code == 400 and answer.json()["success"] is False
     assert "is not JSON" in answer.json()["errors"][0]["message"]
+
+
+def test_an_admin_token_whose_file_is_gone_is_rotated_never_shown_again(tmp_path, dream, monkeypatch):
+    from emulator.serve import Serving as Served
+
+    token_file = tmp_path / "store.db.admin-token"
+    monkeypatch.setattr(Served, "start", lambda self: (_ for _ in ()).throw(OSError("stop before the ports")))
+    dream("emulator", "serve", *port_flags())
+    first = token_file.read_text().strip()
+    dream("emulator", "serve", *port_flags())
+    assert token_file.read_text().strip() == first  # kept while its file is there
+    token_file.unlink()
+    dream("emulator", "serve", *port_flags())
+    second = token_file.read_text().strip()
+    assert second != first and second.startswith("dream_admin_")
+    from emulator.app import Emulator
+
+    emulator = Emulator(tmp_path / "store.db")
+    try:
+        assert emulator.admin_token == second  # the old one no longer opens the helpers
+    finally:
+        emulator.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -359,6 +360,24 @@ def _run(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, j
         conn.close()
 
 
+SNAPSHOT_PREFIX = "dream-verify-"  # + the pid of the process whose snapshot it is
+
+
+def _clear_stale_snapshots() -> None:
+    """Remove the snapshot folders (copies of the token namespaces) that runs killed past any cleanup (SIGKILL,
+    a power cut) left in the temporary folder: those of this user whose process is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SNAPSHOT_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SNAPSHOT_PREFIX).partition("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, FileNotFoundError):
+            continue  # alive under another user, or just removed by its owner
+
+
 def _forked(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, job: _Job) -> None:
     """`_run` in a forked process: its failure is written beside its file for the parent to raise."""
     try:
@@ -422,7 +441,8 @@ def snapshot(
 
     namespaces = {"pt": store.kv(PLATFORM_TOKENS), "api": store.kv(API_TOKENS)}
     sources = {name: namespace.sql_source(now) for name, namespace in namespaces.items()}
-    with tempfile.TemporaryDirectory(prefix="dream-verify-") as name:
+    _clear_stale_snapshots()
+    with tempfile.TemporaryDirectory(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-") as name:
         folder = Path(name)
         spill, keys = None, 0
         scanned = {name: namespaces[name] for name, source in sources.items() if source is None}
