@@ -20,7 +20,7 @@ import httpx
 
 from dreamcli.errors import DreamError, UsageError
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
-from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
+from dreamcli.stores.wrangler_cli import Reaper, find_wrangler, reap_group, signal_group, wrangler_env
 
 WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
 SHARED_STATE = ".wrangler-shared"
@@ -70,6 +70,7 @@ class DevPlatform:
     project: Project | None = None
     _serving: object | None = None
     _private: Path | None = None
+    _reaper: Reaper | None = None  # stops the workers and removes the env files if dream dies without stop()
 
     def store_spec(self) -> str:
         """The `--store` that reads the state the workers use."""
@@ -105,7 +106,9 @@ class DevPlatform:
         self._serving = serving
         urls = serving.start()
         env = self._worker_env(serving, urls)
+        self._reaper = Reaper()
         self._private = Path(tempfile.mkdtemp(prefix="dream-dev-"))  # 0700: the env files hold test keys
+        self._reaper.folder(self._private)
         for role in ("api-multi", "front-auth-api", "oauth-api"):
             worker_folder = self.project.roles[role][0].folder
             env_file = self._private / f"{role}.env"
@@ -136,6 +139,7 @@ class DevPlatform:
                 text=True,
                 start_new_session=True,  # wrangler and its workerd in one group: stopped together
             )
+            self._reaper.group(worker.process)
             worker.log_thread = threading.Thread(target=self._relay, args=(worker,), daemon=True)
             worker.log_thread.start()
             self.workers[role] = worker
@@ -256,6 +260,8 @@ class DevPlatform:
             if worker.process is None:
                 continue
             reap_group(worker.process)
+            if self._reaper is not None:
+                self._reaper.forget_group(worker.process)
             if worker.log_thread is not None:
                 worker.log_thread.join(timeout=5)
         if self._serving is not None:
@@ -263,4 +269,9 @@ class DevPlatform:
             self._serving = None
         if self._private is not None:
             shutil.rmtree(self._private, ignore_errors=True)
+            if self._reaper is not None:
+                self._reaper.forget_folder(self._private)
             self._private = None
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None

@@ -43,7 +43,7 @@ from dreamcli.errors import RemoteError, UsageError
 from dreamcli.plural import plural
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, PutAsBulkPut, ScanObserver, Store
-from dreamcli.stores.wrangler_cli import find_wrangler, reap_group, signal_group, wrangler_env
+from dreamcli.stores.wrangler_cli import Reaper, find_wrangler, reap_group, signal_group, wrangler_env
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 WORKER_SOURCE = Path(__file__).resolve().parents[1] / "data" / "verifier" / "index.js"
@@ -419,6 +419,7 @@ class Verifier:
     _token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     _folder: Path | None = field(default=None, repr=False)
     _process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
     _output: list[str] = field(default_factory=list, repr=False)
     _deployed: bool = field(default=False, repr=False)
     # Where a kept verifier's name, address and secret wait for the next run (0600); None: nothing is kept.
@@ -472,6 +473,8 @@ class Verifier:
             command = [str(wrangler), "dev", "--config", "wrangler.json", "--ip", "127.0.0.1", "--port", str(port)]
             command += ["--persist-to", str(self.state.resolve()), "--env-file", str(env_file)]
             command += ["--inspector-port", "0", "--show-interactive-dev-session=false"]
+            self._reaper = Reaper()  # the Worker under wrangler dev and its secret die with dream, whatever kills it
+            self._reaper.folder(self._folder)
             self._process = subprocess.Popen(
                 command,
                 cwd=self._folder,
@@ -482,6 +485,7 @@ class Verifier:
                 text=True,
                 start_new_session=True,  # wrangler and its workerd in one group: stopped together
             )
+            self._reaper.group(self._process)
             threading.Thread(target=self._collect, daemon=True).start()
         client = VerifierClient(self.url, self._token)
         self._wait(client)
@@ -612,6 +616,8 @@ class Verifier:
         if self._process is not None:
             signal_group(self._process)
             reap_group(self._process)
+            if self._reaper is not None:
+                self._reaper.forget_group(self._process)
             self._process = None
         elif self._deployed and (self.keep if keep is None else keep):
             if self.kept is not None and self.url:
@@ -620,7 +626,12 @@ class Verifier:
             self._delete()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+            if self._reaper is not None:
+                self._reaper.forget_folder(self._folder)
             self._folder = None
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
 
 def verifier_for(store: Store, *, kept_in: Path | None = None, **options: Any) -> Verifier:

@@ -61,3 +61,80 @@ def reap_group(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
     # The group's stragglers (a workerd); none left, or the group id already reused by another user's process.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+# The reaper's own program: it reads what to clean up from its stdin, a pipe only dream holds the other end of, and
+# when that pipe closes with anything still registered (dream died: SIGKILL, a crash, the terminal gone) it stops
+# those process groups (TERM, then KILL after a grace) and removes those folders.
+_REAPER = r"""
+import os, shutil, signal, sys, time
+groups, folders = set(), set()
+for line in sys.stdin:
+    verb, _, arg = line.rstrip("\n").partition(" ")
+    if verb == "group":
+        groups.add(int(arg))
+    elif verb == "forget-group":
+        groups.discard(int(arg))
+    elif verb == "folder":
+        folders.add(arg)
+    elif verb == "forget-folder":
+        folders.discard(arg)
+def alive(group):
+    try:
+        os.killpg(group, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for group in groups:
+        if alive(group):
+            os.killpg(group, sig)
+    deadline = time.monotonic() + 5
+    while any(alive(group) for group in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)
+for folder in folders:
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+class Reaper:
+    """What dream starts (wrangler and its workerd) and the private folders it writes die with dream, whatever kills
+    it, SIGKILL included: a small process of its own session holds the list, and acts when dream's end of their pipe
+    closes. A clean stop forgets each item after cleaning it up itself, so the reaper then has nothing to do."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _REAPER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # not in dream's group: a Ctrl-C or a closed terminal does not reach it
+        )
+
+    def _say(self, line: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+
+    def group(self, process: subprocess.Popen[str]) -> None:
+        """`process` leads a group (start_new_session) that must not outlive dream."""
+        self._say(f"group {process.pid}")
+
+    def forget_group(self, process: subprocess.Popen[str]) -> None:
+        self._say(f"forget-group {process.pid}")
+
+    def folder(self, path: Path) -> None:
+        """`path` (a folder of secrets) must not outlive dream."""
+        self._say(f"folder {path}")
+
+    def forget_folder(self, path: Path) -> None:
+        self._say(f"forget-folder {path}")
+
+    def close(self) -> None:
+        """Dream is done and cleaned up after itself: the reaper ends with nothing left to do."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=30)

@@ -61,7 +61,7 @@ def processes_under(folder: Path) -> list[int]:
 class Dev:
     """`dream dev` as a user runs it, in its own process."""
 
-    def __init__(self, tmp_path: Path, state: str) -> None:
+    def __init__(self, tmp_path: Path, state: str, env: dict[str, str] | None = None) -> None:
         self.project = copy_workers(tmp_path / "workers")
         self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
         flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
@@ -69,7 +69,7 @@ class Dev:
         self.process = subprocess.Popen(
             [DREAM, "dev", str(self.project), "--state", state, "--timeout", "300", *flags],
             cwd=tmp_path,
-            env=ENV,
+            env=env or ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -156,6 +156,24 @@ def test_three_flows_in_a_row_over_one_dream_dev_and_every_file_intact(tmp_path)
     finally:
         dev.stop()
     assert dev.process.returncode == 0
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGKILL"])
+def test_nothing_outlives_dream_dev_whatever_ends_it(tmp_path, sig):
+    """The terminal closed (SIGHUP) or dream killed outright (SIGKILL): no wrangler, no workerd left serving, and
+    the folder of the workers' test keys removed (checked through /proc and the temporary folder)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    dev = Dev(tmp_path, "shared", env={**ENV, "TMPDIR": str(temp)})
+    assert processes_under(dev.project)  # the workers run
+    assert list(temp.glob("dream-dev-*"))  # their env files are there
+    dev.process.send_signal(getattr(signal, sig))
+    dev.process.wait(timeout=60)
+    deadline = time.monotonic() + 30  # the reaper's grace for each group, then SIGKILL; a guard only
+    while (processes_under(dev.project) or list(temp.glob("dream-dev-*"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_under(dev.project) == []
+    assert list(temp.glob("dream-dev-*")) == []
 
 
 def test_the_guides_bug_on_real_workers_found_and_repaired(tmp_path):

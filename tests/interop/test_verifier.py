@@ -370,3 +370,35 @@ def test_a_kept_verifier_of_another_kind_is_deleted_not_used(tmp_path):
     assert calls[0] == ["delete", "--name", "dream-verify-old00001", "--force"]  # the old one, never asked anything
     assert calls[1][0] == "deploy" and calls[2] == ["delete", "--name", verifier.name, "--force"]
     assert verifier.name != "dream-verify-old00001" and not kept.exists()
+
+
+@needs_wrangler
+def test_a_killed_via_worker_run_leaves_nothing_serving(project, tmp_path):
+    """SIGKILL of `kv verify --via-worker`: its wrangler dev and workerd (serving the state, holding the one-time
+    secret) stop with it, and the folder of its secret goes; checked through /proc and the temporary folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.interop.test_dev import processes_under
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    dream = str(Path(sys.executable).with_name("dream"))
+    run = subprocess.Popen(
+        [dream, "--store", f"wrangler:{project}", "kv", "verify", "--via-worker"],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120  # guards only
+    while not processes_under(temp) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_under(temp), "the verifier never started"
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    while (processes_under(temp) or list(temp.glob("dream-verifier-*"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_under(temp) == [] and list(temp.glob("dream-verifier-*")) == []
