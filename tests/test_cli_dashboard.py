@@ -121,9 +121,11 @@ def counted(store) -> int:
 def test_the_chart_catches_up_without_another_call(tmp_path):
     """Calls within `interval` of a flush reach D1 when it ends, not at the next call (4 calls showed as 1)."""
     store, daily, timers = buffer(tmp_path, "lag.db")
-    for _ in range(4):
+    daily.add("plt_x", "u1", 1_800_000_000)
+    assert [entry[0] for entry in timers.due] == [0.0] and counted(store) == 0  # flushed off the request path
+    assert timers.fire() == 1 and counted(store) == 1  # at once
+    for _ in range(3):
         daily.add("plt_x", "u1", 1_800_000_000)
-    assert counted(store) == 1  # the first call flushed at once, the next three wait for the interval
     assert [entry[0] for entry in timers.due] == [0.2]  # one timer, for the rest of the interval
     assert timers.fire() == 1
     assert counted(store) == 4
@@ -142,12 +144,14 @@ def hold_d1(store):
 
 def test_a_locked_d1_keeps_the_daily_counts_says_so_and_retries(tmp_path, caplog):
     store, daily, timers = buffer(tmp_path, "locked.db", busy_timeout_ms=20)
-    daily.add("plt_x", "u1", 1_800_000_000)  # written at once
+    daily.add("plt_x", "u1", 1_800_000_000)
+    timers.fire()  # written
     timers.now += 1
     holder = hold_d1(store)
     try:
         with caplog.at_level("WARNING", logger="dream.usage"):
             daily.add("plt_x", "u1", 1_800_000_000)
+            timers.fire()  # the flush meets the lock
             daily.add("plt_x", "u2", 1_800_000_000)
     finally:
         holder.execute("ROLLBACK")
@@ -166,6 +170,7 @@ def test_a_locked_d1_keeps_the_daily_counts_says_so_and_retries(tmp_path, caplog
 def test_closing_with_d1_locked_reports_what_the_dashboard_will_not_show(tmp_path, caplog):
     store, daily, timers = buffer(tmp_path, "closing.db", busy_timeout_ms=20)
     daily.add("plt_x", "u1", 1_800_000_000)
+    timers.fire()
     daily.add("plt_x", "u1", 1_800_000_000)  # within the interval: pending
     holder = hold_d1(store)
     try:

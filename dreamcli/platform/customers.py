@@ -309,17 +309,15 @@ class DailyUsageBuffer:
         self.closed = False
 
     def add(self, platform_id: str, customer_id: str, now: float) -> None:
+        """Count one call. Never writes D1 itself: the request path must not wait for D1's lock (a long statement
+        from REST or `dream d1 execute` holds it for up to 30 s), so the flush runs on the timer's thread, at once
+        when the last one is `interval` old, else when that interval ends."""
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         with self.lock:
             self.pending[(platform_id, customer_id, day)] = self.pending.get((platform_id, customer_id, day), 0) + 1
-            waited = self.monotonic() - self.flushed_at
-            due = waited >= self.interval
-            if not due and self._timer is None and not self.closed:
-                # Within `interval` of the last flush: flush when it ends even if no other call comes (the chart
-                # showed 4 calls as 1 until the next request).
-                self._timer = self.schedule(self.interval - waited, self._timed_flush)
-        if due:
-            self.flush()
+            if self._timer is None and not self.closed:
+                waited = self.monotonic() - self.flushed_at
+                self._timer = self.schedule(max(0.0, self.interval - waited), self._timed_flush)
 
     def _timed_flush(self) -> None:
         with self.lock:

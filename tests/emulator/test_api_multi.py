@@ -457,3 +457,42 @@ def test_an_admin_token_whose_file_is_gone_is_rotated_never_shown_again(tmp_path
         assert emulator.admin_token == second  # the old one no longer opens the helpers
     finally:
         emulator.close()
+
+
+def test_a_long_d1_statement_never_stalls_the_api(platform, api):
+    """Another process holds D1's write lock (a 30 s statement from REST or `dream d1 execute`): /api/data goes on
+    answering meanwhile, and the dashboard's counts land once the lock is gone. (Its flush used to run on the
+    event loop and wait for the lock there, stalling every request.)"""
+    import subprocess
+    import sys
+
+    dev = onboard(platform, "dev@example.com")
+    database = platform.emulator.platform().store.database
+    database.file.conn.execute("PRAGMA busy_timeout = 3600000")  # wait for the lock as long as it is held
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
+            " print('locked', flush=True); sys.stdin.read(); c.execute('ROLLBACK')",
+            str(database.file.path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        answered = [curl(api, dev.secret_key, user=f"u{n}", plan="pro").status_code for n in range(10)]
+        assert answered == [200] * 10  # all while D1 is still locked
+        assert holder.poll() is None
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 60  # a guard only: the retried flush lands once the lock is gone
+    while time.monotonic() < deadline:
+        rows = database.execute("SELECT coalesce(sum(calls), 0) AS n FROM usage_daily").results
+        if rows[0]["n"] == 10:
+            break
+        time.sleep(0.05)
+    assert rows[0]["n"] == 10
