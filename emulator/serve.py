@@ -132,7 +132,9 @@ class Serving:
         return self.urls
 
     def stop(self) -> None:
-        for server in self.servers.values():
-            if server.thread.is_alive():
-                server.stop()
+        running = [server for server in self.servers.values() if server.thread.is_alive()]
+        for server in running:  # all asked at once, then waited for: one grace period, not one per server
+            server.signal_stop()
+        for server in running:
+            server.stop()
         self.emulator.close()

@@ -57,6 +57,9 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+GRACEFUL_SHUTDOWN_S = 5  # seconds
+
+
 class LoopbackServer:
     """uvicorn on 127.0.0.1; port 0 picks a free one. Use as a context manager: it always stops."""
 
@@ -79,6 +82,9 @@ class LoopbackServer:
             http=protocol,
             date_header=False,
             timeout_keep_alive=5,
+            # A stop waits this long for requests in flight, then closes what is left: a client holding a
+            # connection open cannot keep the process from stopping.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="dream-loopback-server", daemon=True)
@@ -98,9 +104,13 @@ class LoopbackServer:
         host, port = sockets[0].getsockname()[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 address in brackets
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
+        """Ask it to stop (see `stop`); servers stopped together are asked first, then waited for."""
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.thread.join(timeout=GRACEFUL_SHUTDOWN_S + 5)
 
     def __enter__(self) -> str:
         return self.start()

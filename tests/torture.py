@@ -503,7 +503,7 @@ def torture_emulator(
     finally:
         run.stopping.set()
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        server.wait(timeout=180)  # a guard only
         drain.join(timeout=10)
         if receiver is not None:
             receiver.stop()

@@ -190,7 +190,8 @@ class RepairInterrupted(DreamError):
 
     def __init__(self, done: int, total: int) -> None:
         super().__init__(
-            f"interrupted after {done} of {plural(total, 'action')}: what is applied is consistent; "
+            f"interrupted after {done} of {plural(total, 'action')} (at least; a batch may have landed just before): "
+            "what is applied is consistent; "
             "`dream kv repair` again re-verifies and finishes the job"
         )
         self.done, self.total = done, total
