@@ -313,7 +313,9 @@ def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
     how the long-running commands (`emulator serve`, `stripe listen`) wait before cleaning up."""
     import signal
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # a kill, or the terminal closed: stop as cleanly as Ctrl-C
+    # Ctrl-C, a kill, the terminal closed: each stops as cleanly as the others. SIGINT explicitly too: a process
+    # started in the background of a script inherits it ignored, and `kill -INT` must still stop a server.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     deadline = None if timeout is None else time.monotonic() + timeout
     try:

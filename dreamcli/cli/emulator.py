@@ -158,23 +158,23 @@ def emulator_serve(
     if rotated:
         serving.emulator.rotate_admin_token()
     write_private(token_file, serving.emulator.admin_token)
-    try:
-        urls = serving.start()
-    except OSError as exc:
-        raise StoreError(str(exc)) from None
-    for name, url in urls.items():
-        typer.echo(f"{name:<15} {url}")
-    for line in client_settings(urls):
-        status(line)
-    shown = (
-        f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600"
-        + ("; rotated: the old one's file was gone, so it no longer works)" if rotated else ")")
-        if first
-        else f"in {token_file} (0600)"
-    )
-    status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
-    status("Ctrl-C stops")
-    try:
+    try:  # from here on, whatever ends the command (a signal while starting too) stops the servers and the store
+        try:
+            urls = serving.start()
+        except OSError as exc:
+            raise StoreError(str(exc)) from None
+        for name, url in urls.items():
+            typer.echo(f"{name:<15} {url}")
+        for line in client_settings(urls):
+            status(line)
+        shown = (
+            f"{serving.emulator.admin_token} (shown once; kept in {token_file}, 0600"
+            + ("; rotated: the old one's file was gone, so it no longer works)" if rotated else ")")
+            if first
+            else f"in {token_file} (0600)"
+        )
+        status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
+        status("Ctrl-C stops")
         wait_until_stopped(threading.Event())
     finally:
         serving.stop()

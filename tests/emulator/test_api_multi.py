@@ -496,3 +496,30 @@ def test_a_long_d1_statement_never_stalls_the_api(platform, api):
             break
         time.sleep(0.05)
     assert rows[0]["n"] == 10
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_serve_stops_cleanly_on_every_signal_even_started_with_sigint_ignored(tmp_path, sig):
+    """`dream emulator serve &` in a script starts with SIGINT ignored: `kill -INT` must stop it all the same, as
+    SIGTERM and SIGHUP (the terminal closed) do; the servers and the store are closed ("stopped", exit 0)."""
+    import signal
+    import subprocess
+    import sys
+
+    dream = str(Path(sys.executable).with_name("dream"))
+    server = subprocess.Popen(
+        [dream, "emulator", "serve", *port_flags()],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a script's background job
+    )
+    seen = []
+    while not (line := server.stderr.readline()).startswith("Ctrl-C stops"):  # it is serving
+        assert line, "".join(seen)
+        seen.append(line)
+    server.send_signal(getattr(signal, sig))
+    _, err = server.communicate(timeout=120)  # a guard only
+    assert server.returncode == 0 and err.rstrip().endswith("stopped"), err[-500:]
