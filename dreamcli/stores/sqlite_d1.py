@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +53,43 @@ ALLOWED_PRAGMAS = frozenset(
 _REFUSED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "sqlite_offset"})
 _REFUSED_TABLES = frozenset({"dbstat", "sqlite_dbpage", "sqlite_stmt"})
 _ALLOWED_MODULES = frozenset({"fts5"})
+# D1's documented limits (developers.cloudflare.com/d1/platform/limits), as SQLite's own limits on the connection:
+# a string, BLOB or row of 2,000,000 bytes, a statement of 100,000 bytes, 100 bound parameters, 32 arguments to a
+# function, a LIKE or GLOB pattern of 50 bytes, 100 columns a table. And a result of at most 50 MB.
+_D1_SQLITE_LIMITS = {
+    sqlite3.SQLITE_LIMIT_LENGTH: 2_000_000,
+    sqlite3.SQLITE_LIMIT_SQL_LENGTH: 100_000,
+    sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 100,
+    sqlite3.SQLITE_LIMIT_FUNCTION_ARG: 32,
+    sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 50,
+    sqlite3.SQLITE_LIMIT_COLUMN: 100,
+}
+MAX_RESULT_BYTES = 50_000_000
+# The tables an FTS5 table keeps its index in: written by SQLite alone (a user write corrupts the index).
+_FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 
 
 class D1Guard:
     """What user SQL may do on one D1 file, shared by every user of the process's one connection to it (see
     `SQLiteFile`): the authorizer and the time limit look at whether user SQL is running now, whoever runs it."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection | None = None) -> None:
         self.guarded = False  # True only while user SQL is being prepared and run (under the file's lock)
         self.deadline = 0.0
-        conn.set_authorizer(self.authorize)
-        conn.set_progress_handler(self.over_time, 10_000)
+        self.shadows: frozenset[str] = frozenset()  # FTS5 shadow tables, read before each user statement
+        if conn is not None:
+            conn.set_authorizer(self.authorize)
+            conn.set_progress_handler(self.over_time, 10_000)
+            for limit, value in _D1_SQLITE_LIMITS.items():
+                conn.setlimit(limit, value)
+
+    def learn_shadows(self, conn: sqlite3.Connection) -> None:
+        """The FTS5 tables' shadow tables now (asked before user SQL runs)."""
+        names = [
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%USING fts5%'")
+        ]
+        self.shadows = frozenset(f"{name}{suffix}".lower() for name in names for suffix in _FTS5_SHADOWS)
 
     def authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
         """What user SQL may do: D1's surface, within this one database (see the module docstring)."""
@@ -131,12 +157,18 @@ class SQLiteD1Database:
     def _run(self, conn: sqlite3.Connection, index: int, statement: Statement, total: int) -> D1Result:
         started = time.perf_counter()
         before = conn.total_changes
+        self.guard.learn_shadows(conn)
+        # FTS5 writes its index tables through this same connection, so the authorizer cannot tell its writes from
+        # the user's: a statement that names one (to write it, or a trigger or view that would) is refused whole.
+        named = [name for name in self.guard.shadows if name in statement.sql.lower()]
+        if named:
+            raise D1Error(f"not authorized: {named[0]} is FTS5's own index table: SQLITE_AUTH")
         self.guard.guarded = True
         self.guard.deadline = time.monotonic() + self.time_limit_s
         try:
             cursor = conn.execute(statement.sql, tuple(statement.params))
             columns = [column[0] for column in cursor.description or ()]
-            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            rows = [dict(zip(columns, row, strict=True)) for row in _bounded(cursor)]
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
             where = f" (statement {index + 1} of {total})" if total > 1 else ""
             raise D1Error(f"{_d1_message(exc)}{where}") from None
@@ -163,6 +195,17 @@ class SQLiteD1Database:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _bounded(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
+    """The rows, until they pass D1's 50 MB result limit (then D1's error, not the memory of a 2M-row CTE)."""
+    size = 0
+    while batch := cursor.fetchmany(1000):
+        for row in batch:
+            size += sum(len(value) if isinstance(value, str | bytes) else 8 for value in row)
+            if size > MAX_RESULT_BYTES:
+                raise D1Error("D1's result limit of 50 MB was exceeded: SQLITE_TOOBIG")
+            yield row
 
 
 def _with_size(meta: D1Meta, size: int) -> D1Meta:
@@ -199,9 +242,12 @@ def writes(statements: Sequence[Any]) -> bool:
     """Whether any statement would write, as SQLite prepares it on an empty database (nothing is run)."""
     seen: list[int] = []
 
-    def record(action: int, *_: Any) -> int:
+    guard = D1Guard()  # what user SQL may not do, it may not do here either (a PRAGMA acting as it is prepared)
+    guard.guarded = True
+
+    def record(action: int, *args: Any) -> int:
         seen.append(action)
-        return sqlite3.SQLITE_OK
+        return guard.authorize(action, *args)
 
     probe = sqlite3.connect(":memory:")
     try:

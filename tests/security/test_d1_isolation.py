@@ -202,3 +202,45 @@ def test_a_move_interrupted_after_the_copy_is_redone_on_next_open(tmp_path, monk
         assert store.database.execute("SELECT count(*) AS n FROM customers").results == [{"n": 2}]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("INSERT INTO t VALUES (zeroblob(20000000))", "too big"),  # 20 MB: D1 stores at most 2,000,000 bytes
+        ("SELECT zeroblob(999999999)", "too big"),  # was a 500 after +1.9 GB
+        ("SELECT 1 AS n" + ", 1" * 60_000, "too large"),  # a statement over 100,000 bytes
+        (
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c LIMIT 3000000) "
+            "SELECT n, printf('%.40c', 'x') AS pad FROM c",
+            "result limit of 50 MB",
+        ),  # 2M+ rows: refused past D1's result size, not held in memory whole
+        ("INSERT INTO docs_data VALUES (99, x'00')", "not authorized"),  # FTS5's own index tables
+        ("DELETE FROM docs_idx", "not authorized"),
+        ("PRAGMA hard_heap_limit = 1", "not authorized"),  # was "unexpected MemoryError" through the probe
+    ],
+)
+def test_d1s_own_limits_apply(tmp_path, sql, message):
+    from dreamcli.stores.sqlite_d1 import SQLiteD1Database
+
+    database = SQLiteD1Database(tmp_path / "limits.sqlite", "db")
+    try:
+        database.execute("CREATE TABLE t (v BLOB)")
+        database.execute("CREATE VIRTUAL TABLE docs USING fts5(body)")
+        database.execute("INSERT INTO docs VALUES ('hello world')")
+        with pytest.raises(D1Error, match=message):
+            database.execute(sql)
+        assert database.execute("SELECT count(*) AS n FROM t").results == [{"n": 0}]
+        # printf past the limit is NULL, as SQLite makes it: nothing of 20 MB is stored either
+        database.execute("INSERT INTO t VALUES (printf('%.*c', 20000000, 'x'))")
+        assert database.execute("SELECT length(v) AS n FROM t").results == [{"n": None}]
+        assert database.execute("SELECT body FROM docs WHERE docs MATCH 'hello'").results == [{"body": "hello world"}]
+        database.execute("DROP TABLE docs")  # the index is intact: it drops cleanly
+    finally:
+        database.close()
+
+
+def test_a_d1_probe_never_runs_a_pragma_unguarded(tmp_path, dream, empty_store):
+    refused = dream("d1", "execute", "--command", "PRAGMA hard_heap_limit=1")
+    assert refused.exit_code in (1, 2) and "unexpected" not in refused.stderr, refused.stderr
+    assert dream("d1", "execute", "--command", "SELECT 1 AS one", "--json").exit_code == 0  # the process is fine
