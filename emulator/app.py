@@ -5,6 +5,7 @@ under /_emulator, all over the same SQLite store file. Reached in-process (no po
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 import time
@@ -117,7 +118,7 @@ class Emulator:
                     ),
                 ),
             ],
-            SURFACES,
+            self._surfaces(),
             clock=self.clock,
         )
         # Each vendor at the root of an app of its own too, as the official clients expect a base URL without a
@@ -128,6 +129,21 @@ class Emulator:
         # Webhooks to the in-process host go straight into the app; anything else over the network.
         mounts: dict[str, httpx.BaseTransport] = {IN_PROCESS_BASE: self.bridge, **(outbound_mounts or {})}
         self.outbound = httpx.Client(mounts=mounts, timeout=10.0)
+
+    def _surfaces(self) -> tuple[Surface, ...]:
+        """SURFACES, the Cloudflare one refusing a request without the API token before reading its body."""
+
+        def token_presented(scope: Any) -> bool:
+            headers = dict(scope.get("headers") or [])
+            scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                presented.strip().encode(), self.cloudflare_token.encode()
+            )
+
+        return tuple(
+            dataclasses.replace(surface, admits=token_presented) if surface.prefix == "/cloudflare" else surface
+            for surface in SURFACES
+        )
 
     def _cloudflare_credentials(self) -> tuple[str, str]:
         """The account id and API token the emulated Cloudflare REST API accepts (made once per store)."""

@@ -76,7 +76,7 @@ def clerk_body(status: int, message: str, request_id: str) -> dict[str, Any]:
 
 # Cloudflare's codes: 10001 (bad request), 10011 (value too large) and 7000/7003 (no route) as its API sends
 # them; 10002 for an internal failure.
-_CLOUDFLARE_CODES = {404: 7000, 405: 7001, 413: 10011, 500: 10002}
+_CLOUDFLARE_CODES = {403: 10000, 404: 7000, 405: 7001, 413: 10011, 500: 10002}
 
 
 def cloudflare_body(status: int, message: str, request_id: str) -> dict[str, Any]:
@@ -108,6 +108,9 @@ class Surface:
     body: Callable[[int, str, str], dict[str, Any]] = guide_body
     limit: Callable[[str, str], int] = json_limit
     request_id_header: str = "x-request-id"
+    # Whether a request may send a body at all, asked from its headers before a byte of it is read: a surface whose
+    # bodies may be large (Cloudflare's 100 MB bulk writes) refuses a stranger without reading 100 MB first.
+    admits: Callable[[Scope], bool] | None = None
 
 
 GUIDE = Surface("")
@@ -183,6 +186,9 @@ class Edge:
             return
         if declared is not None and declared > limit:
             await fail(413, f"request body of {declared} bytes is over this route's limit of {limit} bytes", close=True)
+            return
+        if (declared or chunked) and surface.admits is not None and not surface.admits(scope):
+            await fail(403, "Authentication error", close=True)
             return
         body = b""
         if declared or chunked:  # no Content-Length and no chunked encoding: HTTP/1.1 says there is no body

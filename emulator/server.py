@@ -11,6 +11,54 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this: slow clients cannot hold sockets
+MAX_HEADER_BYTES = 16 * 1024  # a request's line and headers, as Node's HTTP server caps them (its default 16 KiB)
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b'content-length: 88\r\n\r\n{"error":"Request header fields too large","message":"request headers over 16384 bytes"}'
+)
+
+
+def _connection_cap() -> int:
+    """Connections this process keeps open at once, every served port together: its descriptor limit less a reserve
+    for the store's files, the webhooks' and the CLI's own descriptors."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        soft = 1024
+    return max(16, (soft if soft != -1 else 65536) - 128)
+
+
+class _Open:
+    """Every connection the process's servers hold, oldest first (asyncio callbacks of several loops: one lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections: dict[int, DeadlineProtocol] = {}
+        self.cap = _connection_cap()
+
+    def admit(self, protocol: DeadlineProtocol) -> DeadlineProtocol | None:
+        """Register `protocol`; past the cap, the connection to close: the oldest still sending its headers (a
+        slow client), else the newcomer. The well-behaved keep their place."""
+        with self.lock:
+            self.connections[id(protocol)] = protocol
+            if len(self.connections) <= self.cap:
+                return None
+            for candidate in self.connections.values():
+                if candidate is not protocol and candidate._in_headers and candidate._header_bytes == 0:
+                    return candidate  # connected, sent nothing: the cheapest to turn away
+            for candidate in self.connections.values():
+                if candidate is not protocol and candidate._in_headers:
+                    return candidate
+            return protocol
+
+    def leave(self, protocol: DeadlineProtocol) -> None:
+        with self.lock:
+            self.connections.pop(id(protocol), None)
+
+
+OPEN = _Open()
 
 
 class DeadlineProtocol(HttpToolsProtocol):
@@ -22,20 +70,56 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     header_timeout = HEADER_TIMEOUT_S
     _header_deadline: asyncio.TimerHandle | None = None
+    _header_bytes = 0  # of the request whose headers are arriving
+    _in_headers = True
+    _tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_deadline()
+        evicted = OPEN.admit(self)
+        if evicted is not None:
+            evicted._close_soon()
+
+    def _close_soon(self) -> None:
+        """Close from the connection's own loop (each server has its own)."""
+
+        def close() -> None:
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        self.loop.call_soon_threadsafe(close)
+
+    def data_received(self, data: bytes) -> None:
+        # Counted before the parser sees them: a 64 MiB header is refused at its first 16 KiB, never buffered.
+        if self._in_headers:
+            # Up to the blank line that ends them (looked for across chunks: 3 bytes of the last one kept), not
+            # the body that may follow in the same chunk.
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._tail = seen[-3:]
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._in_headers = False
+                self._disarm_header_deadline()
+                if not self.transport.is_closing():
+                    self.transport.write(_HEADERS_TOO_LARGE)
+                    self.transport.close()
+                return
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_headers, self._header_bytes, self._tail = True, 0, b""
         self._arm_header_deadline()
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         self._disarm_header_deadline()
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        OPEN.leave(self)
         self._disarm_header_deadline()
         super().connection_lost(exc)
 

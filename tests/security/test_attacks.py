@@ -4,6 +4,7 @@ tenant crossing; no request may answer 500."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -624,3 +625,65 @@ def test_serve_on_a_bracketed_ipv6_loopback_binds_and_answers(tmp_path):
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
     assert server.returncode == 0
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("size", [32 * 1024, 1024 * 1024, 16 * 1024 * 1024])
+def test_oversized_headers_are_refused_at_the_cap_never_buffered(served, size):
+    """Headers of 1 and 16 MiB were accepted whole (+130 MB for 64 MiB): refused once they pass Node's 16 KiB."""
+    sock = _raw(served)
+    sock.sendall(b"GET /api-multi/api/whoami HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    sent, answer = 0, b""
+    try:
+        while sent < size:
+            sock.sendall(b"a" * 65536)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # closed on us mid-way: the refusal came first
+    with contextlib.suppress(ConnectionResetError):  # closed on us after the answer: what was read stands
+        answer = _read_response(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431") or sent < size, answer[:200]
+    fine = httpx.get(f"{served}/api-multi/api/whoami", headers={"X-Fine": "a" * 10_000})
+    assert fine.status_code == 401  # 10 KB of headers: answered as usual
+
+
+@pytest.mark.socket
+def test_an_unauthenticated_bulk_write_is_refused_before_its_body_is_read(served, platform):
+    """100 MB PUT to the Cloudflare bulk endpoint without the API token: 403 from the headers alone (it was read in
+    full first: 279 MB peak, 578 MB with four at once)."""
+    ns = platform.store.kv("api-tokens").id
+    account = platform.emulator.cloudflare_account
+    sock = _raw(served)
+    sock.sendall(
+        f"PUT /cloudflare/client/v4/accounts/{account}/storage/kv/namespaces/{ns}/bulk HTTP/1.1\r\nHost: x\r\n"
+        "Authorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n".encode()
+        + b"[" * 1000
+    )
+    answer = _read_response(sock)  # while 99,999,000 bytes are still unsent
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 403") and b'"code":10000' in answer.replace(b" ", b"")
+
+
+@pytest.mark.socket
+def test_past_the_connection_cap_slow_clients_make_room_for_the_well_behaved(served, monkeypatch):
+    """Half-sent requests beyond what the process can hold (its descriptors) used to starve legitimate ones: past
+    the cap, the oldest connection still sending its headers is closed for the newcomer."""
+    from emulator import server as server_module
+
+    monkeypatch.setattr(server_module.OPEN, "cap", 20)
+    slow = [_raw(served) for _ in range(40)]
+    for sock in slow:
+        sock.sendall(b"GET /api-multi/api/whoami HTTP/1.1\r\nHost: x\r\n")  # never finished
+    answered = [httpx.get(f"{served}/api-multi/api/whoami").status_code for _ in range(10)]
+    assert answered == [401] * 10  # every legitimate request answered
+    assert len(server_module.OPEN.connections) <= 20  # never more held open than the cap
+    closed = 0
+    for sock in slow:
+        sock.settimeout(30)  # a guard only
+        try:
+            closed += sock.recv(1) == b""
+        except ConnectionResetError:
+            closed += 1
+        sock.close()
+    assert closed == 40  # the cap's evictions, then the header deadline for the rest
