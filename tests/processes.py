@@ -26,3 +26,23 @@ def deleted_while_open(pid: int | str, folder: Path) -> list[str]:
     WAL or shared-memory file unlinked under a process that is still writing into it."""
     prefix = str(folder.resolve())
     return [target for target in open_files(pid) if target.startswith(prefix) and target.endswith(" (deleted)")]
+
+
+def listening_ports(pids: list[int]) -> list[int]:
+    """The TCP ports (IPv4 and IPv6) these processes listen on, from /proc/net/tcp* and their descriptors."""
+    inodes: set[str] = set()
+    for pid in pids:
+        for target in open_files(pid):
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))

@@ -33,6 +33,14 @@ def dev(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1.0, help="Stop after this many seconds (for scripts).")
     ] = None,
+    inspect: Annotated[
+        bool,
+        typer.Option(
+            "--inspect",
+            help="Open wrangler's DevTools inspectors (off by default: any local process that finds one can read "
+            "the workers' secrets).",
+        ),
+    ] = False,
 ) -> None:
     """Start dream's emulated Stripe (:8791) and Clerk (:8792), then `wrangler dev` for front-auth-api (:8788),
     oauth-api (:8789) and api-multi (:8787), their vendor settings and keys handed over in a private env file,
@@ -40,6 +48,10 @@ def dev(
     service and stream their logs; Ctrl-C stops everything (each worker's whole process group).
 
     Then, in another terminal: dream flow run --workers   (the whole onboarding through the workers' routes)
+
+    The workers run without DevTools inspectors (wrangler's startWorker API): an open inspector lets any local
+    process pause `fetch(request, env)` and read CLERK_SECRET_KEY, STRIPE_SECRET_KEY and the webhook secrets.
+    --inspect opens them (`wrangler dev --inspector-port 0`), with a warning.
 
     Example: dream dev fixtures/workers   (npm install there first: the workers use stripe and @clerk/backend)
     """
@@ -54,7 +66,13 @@ def dev(
         ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port},
         vendor_ports={"vendors": vendor_port, "stripe": stripe_port, "clerk": clerk_port},
         log=status,
+        inspect=inspect,
     )
+    if inspect:
+        status(
+            "warning: --inspect: DevTools inspectors are open on loopback ports; any local process can read the "
+            "workers' secrets through them"
+        )
     started = time.perf_counter()
     status("starting the vendors and three workers (wrangler dev)...")
     try:

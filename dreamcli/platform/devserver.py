@@ -20,7 +20,7 @@ import httpx
 
 from dreamcli.errors import DreamError, UsageError
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
-from dreamcli.stores.wrangler_cli import Reaper, find_wrangler, reap_group, signal_group, wrangler_env
+from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
 
 WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
 SHARED_STATE = ".wrangler-shared"
@@ -66,6 +66,7 @@ class DevPlatform:
     vendor_ports: dict[str, int] = field(default_factory=lambda: {"vendors": 8790, "stripe": 8791, "clerk": 8792})
     log: Callable[[str], None] = print
     wrangler: Path | None = None
+    inspect: bool = False  # DevTools inspectors on (wrangler dev's own), reachable by any local process
     workers: dict[str, Worker] = field(default_factory=dict)
     project: Project | None = None
     _serving: object | None = None
@@ -110,25 +111,17 @@ class DevPlatform:
         self._private = Path(tempfile.mkdtemp(prefix="dream-dev-"))  # 0700: the env files hold test keys
         self._reaper.folder(self._private)
         for role in ("api-multi", "front-auth-api", "oauth-api"):
-            worker_folder = self.project.roles[role][0].folder
+            found = self.project.roles[role][0]
+            worker_folder = found.folder
             env_file = self._private / f"{role}.env"
             fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.writelines(f"{name}={value}\n" for name, value in env[role].items())
             worker = Worker(role, worker_folder, self.ports[role])
-            command = [
-                str(wrangler),
-                "dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(worker.port),
-                "--env-file",
-                str(env_file),
-            ]
-            command += ["--inspector-port", "0", "--show-interactive-dev-session=false"]
-            if role in folders:
-                command += ["--persist-to", os.path.relpath(self.root / folders[role], worker_folder)]
+            persist = os.path.relpath(self.root / folders[role], worker_folder) if role in folders else None
+            command = dev_command(
+                wrangler, str(found.config), worker.port, persist_to=persist, env_file=env_file, inspect=self.inspect
+            )
             worker.process = subprocess.Popen(
                 command,
                 cwd=worker_folder,

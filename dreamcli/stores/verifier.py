@@ -43,7 +43,7 @@ from dreamcli.errors import RemoteError, UsageError
 from dreamcli.plural import plural
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, PutAsBulkPut, ScanObserver, Store
-from dreamcli.stores.wrangler_cli import Reaper, find_wrangler, reap_group, signal_group, wrangler_env
+from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 WORKER_SOURCE = Path(__file__).resolve().parents[1] / "data" / "verifier" / "index.js"
@@ -470,9 +470,10 @@ class Verifier:
             _private_file(env_file, f"DREAM_VERIFY_TOKEN={self._token}\n")
             port = _free_port()
             self.url = f"http://127.0.0.1:{port}"
-            command = [str(wrangler), "dev", "--config", "wrangler.json", "--ip", "127.0.0.1", "--port", str(port)]
-            command += ["--persist-to", str(self.state.resolve()), "--env-file", str(env_file)]
-            command += ["--inspector-port", "0", "--show-interactive-dev-session=false"]
+            # No inspector: it would hand the run's one-time secret to any local process.
+            command = dev_command(
+                wrangler, "wrangler.json", port, persist_to=str(self.state.resolve()), env_file=env_file
+            )
             self._reaper = Reaper()  # the Worker under wrangler dev and its secret die with dream, whatever kills it
             self._reaper.folder(self._folder)
             self._process = subprocess.Popen(

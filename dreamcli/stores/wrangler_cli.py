@@ -138,3 +138,48 @@ class Reaper:
         if self._process.stdin is not None:
             self._process.stdin.close()
         self._process.wait(timeout=30)
+
+
+DEV_WORKER = Path(__file__).resolve().parents[1] / "data" / "wrangler" / "dev_worker.cjs"
+
+
+def dev_command(
+    wrangler: Path,
+    config: str,
+    port: int,
+    *,
+    persist_to: str | None = None,
+    env_file: Path | None = None,
+    inspect: bool = False,
+) -> list[str]:
+    """How dream runs one worker locally: `wrangler dev` itself when the user wants its DevTools inspector
+    (`inspect`), else wrangler's startWorker API with none (data/wrangler/dev_worker.cjs; the inspector hands out every
+    secret of `env` to any local process)."""
+    extra = [
+        *(["--persist-to", persist_to] if persist_to else []),
+        *(["--env-file", str(env_file)] if env_file else []),
+    ]
+    if inspect:
+        return [
+            str(wrangler),
+            "dev",
+            "--config",
+            config,
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra,
+            "--inspector-port",
+            "0",
+            "--show-interactive-dev-session=false",
+        ]
+    node = shutil.which("node")
+    if node is None:
+        raise NotFound("Node is not installed: wrangler needs it")
+    return [node, str(DEV_WORKER), str(wrangler_package(wrangler)), config, str(port), *extra]
+
+
+def wrangler_package(wrangler: Path) -> Path:
+    """The wrangler package folder behind its command (node_modules/.bin/wrangler -> ../wrangler/bin/wrangler.js)."""
+    return wrangler.resolve().parent.parent

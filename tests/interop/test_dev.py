@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import copy_workers
 from tests.interop.test_wrangler import WRANGLER
-from tests.processes import deleted_while_open
+from tests.processes import deleted_while_open, listening_ports
 
 pytestmark = [
     pytest.mark.socket,
@@ -61,13 +61,15 @@ def processes_under(folder: Path) -> list[int]:
 class Dev:
     """`dream dev` as a user runs it, in its own process."""
 
-    def __init__(self, tmp_path: Path, state: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, state: str, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.project = copy_workers(tmp_path / "workers")
         self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
         flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [DREAM, "dev", str(self.project), "--state", state, "--timeout", "300", *flags],
+            [DREAM, "dev", str(self.project), "--state", state, "--timeout", "300", *flags, *extra],
             cwd=tmp_path,
             env=env or ENV,
             stdout=subprocess.PIPE,
@@ -156,6 +158,28 @@ def test_three_flows_in_a_row_over_one_dream_dev_and_every_file_intact(tmp_path)
     finally:
         dev.stop()
     assert dev.process.returncode == 0
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_no_devtools_inspector_is_open_unless_asked(tmp_path, asked):
+    """An open inspector lets any local process read the workers' secrets (`/json/list`, then a breakpoint in
+    fetch(request, env)): none of the ports dream dev's processes listen on is one, unless --inspect asks."""
+    dev = Dev(tmp_path, "shared", extra=("--inspect",) if asked else ())
+    try:
+        ports = listening_ports(processes_under(dev.project))
+        assert len(ports) >= 3  # the three workers at least
+        inspectors = []
+        for port in ports:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5)
+            except httpx.HTTPError:
+                continue
+            if answer.status_code == 200 and "webSocketDebuggerUrl" in answer.text:
+                inspectors.append(port)
+        assert (len(inspectors) >= 3) if asked else (inspectors == [])  # wrangler dev opens two a worker
+        assert ("warning: --inspect" in "".join(dev.lines)) is asked
+    finally:
+        dev.stop()
 
 
 @pytest.mark.parametrize("sig", ["SIGHUP", "SIGKILL"])

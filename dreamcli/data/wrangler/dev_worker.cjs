@@ -1,0 +1,46 @@
+// `wrangler dev` for one worker, as dream runs it: wrangler's own startWorker API, with no DevTools inspector.
+// The `wrangler dev` command always opens two (workerd's and its proxy's) on loopback ports, and any local process
+// that finds them can pause `fetch(request, env)` and read every secret in `env`; `--inspector-port 0` only picks
+// the port. dream asks for none unless the user asks for one (`dream dev --inspect`, which runs `wrangler dev`).
+//
+// node dev_worker.cjs WRANGLER_PACKAGE_DIR CONFIG PORT [--persist-to DIR] [--env-file FILE]
+"use strict";
+
+const [wranglerPackage, config, port, ...rest] = process.argv.slice(2);
+const option = (name) => {
+  const at = rest.indexOf(name);
+  return at >= 0 ? rest[at + 1] : undefined;
+};
+const { unstable_startWorker: startWorker } = require(wranglerPackage);
+
+(async () => {
+  const persist = option("--persist-to");
+  const envFile = option("--env-file");
+  const worker = await startWorker({
+    config,
+    envFiles: envFile ? [envFile] : undefined,
+    dev: {
+      inspector: false,
+      server: { hostname: "127.0.0.1", port: Number(port) },
+      persist: persist || undefined,
+      watch: false,
+      logLevel: "info",
+    },
+  });
+  await worker.ready;
+  console.log(`dream: ready on ${await worker.url}`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await worker.dispose();
+    } finally {
+      process.exit(0);
+    }
+  };
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(signal, stop);
+})().catch((error) => {
+  console.error(error && error.stack ? error.stack : String(error));
+  process.exit(1);
+});
