@@ -72,3 +72,15 @@ def test_the_wheel_carries_the_verifier_worker(installed, tmp_path):
     assert shown.returncode == 0, shown.stderr
     path, head = shown.stdout.splitlines()[:2]
     assert path.startswith(str(installed)) and head.startswith("// dream's verifier Worker")
+
+
+def test_the_wheel_carries_the_inspector_free_worker_runner(installed, tmp_path):
+    """`dream dev` runs dreamcli/data/wrangler/dev_worker.cjs: the installed copy has it, where the code looks."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(installed)!r}); from dreamcli.stores import wrangler_cli; "
+        "print(wrangler_cli.DEV_WORKER); print('inspector: false' in wrangler_cli.DEV_WORKER.read_text())"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    path, off = shown.stdout.splitlines()[:2]
+    assert path.startswith(str(installed)) and off == "True"
