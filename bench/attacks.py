@@ -194,6 +194,25 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
         "token with azp https://evil.example", api.post("/api/data", headers={"Authorization": f"Bearer {evil}"})
     )
 
+    # Round two: headers past Node's 16 KiB, and a 100 MB bulk write without the API token (refused from its
+    # headers, before a byte of body is read).
+    big = httpx.get(f"{urls['api-multi']}/api/whoami", headers={"X-Big": "a" * (1024 * 1024)})
+    tally.sent += 1
+    if big.status_code != 431:
+        tally.wrongly_accepted += 1
+        tally.notes.append(f"accepted: 1 MiB of headers ({big.status_code})")
+    vhost, vport = vendors.removeprefix("http://").split(":")
+    with socket.create_connection((vhost, int(vport)), timeout=10) as sock:
+        sock.sendall(
+            f"PUT /cloudflare/client/v4/accounts/{cloudflare['account_id']}/storage/kv/namespaces/{API_TOKENS_NS}/bulk "
+            "HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 100000000\r\n\r\n".encode()
+        )
+        head = sock.recv(64)
+    tally.sent += 1
+    if not head.startswith(b"HTTP/1.1 403"):
+        tally.wrongly_accepted += 1
+        tally.notes.append(f"accepted: an unauthenticated 100 MB bulk write was read ({head[:20]!r})")
+
     # A huge unauthenticated body, refused from its declared length.
     host, port = urls["api-multi"].removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:

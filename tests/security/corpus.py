@@ -77,6 +77,12 @@ D1_ATTACKS = [
     "SAVEPOINT x",
     "SELECT * FROM _dream_kv",
     "SELECT * FROM _cf_KV",
+    # Round two: D1's own limits, and a PRAGMA that acted while the write probe prepared it.
+    "SELECT zeroblob(999999999)",
+    "INSERT INTO customers_probe VALUES (zeroblob(20000000))",
+    "PRAGMA hard_heap_limit=1",
+    "SELECT 1" + ", 1" * 60_000,
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c LIMIT 3000000) SELECT n, printf('%.40c', 'x') FROM c",
 ]
 
 # Found by the fuzz: a form body whose parameter names are all digits decoded to a list, not parameters.
