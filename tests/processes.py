@@ -46,3 +46,29 @@ def listening_ports(pids: list[int]) -> list[int]:
             if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN
                 ports.append(int(fields[1].rsplit(":", 1)[1], 16))
     return sorted(set(ports))
+
+
+PORT_NAMES = ("api", "front", "oauth", "vendor", "stripe", "clerk")  # `--NAME-port` of `dream emulator serve`, `dev`
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (bound then released: a server started next takes them)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def port_flags_free() -> list[str]:
+    """`--api-port N --front-port N ...`, each a free port."""
+    return [
+        part
+        for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)
+        for part in (f"--{name}-port", str(port))
+    ]

@@ -16,6 +16,21 @@ CLOUDFLARE_LIMIT, CLOUDFLARE_WINDOW_S, LEFT_FOR_OTHERS = 1200, 300, 50
 BUDGET = CLOUDFLARE_LIMIT - LEFT_FOR_OTHERS  # 1,150 a window
 
 
+def paced(env: dict[str, str], fake: FakeTime) -> tuple[Pacer, object, object]:
+    """A pacer and the Cloudflare API client it paces, on the fake clock, and a namespace read through them."""
+    from dreamcli.stores.cloudflare import CloudflareAPI, CloudflareKVNamespace
+
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    api = CloudflareAPI(
+        env["CLOUDFLARE_API_TOKEN"],
+        env["CLOUDFLARE_ACCOUNT_ID"],
+        env["CLOUDFLARE_BASE_URL"],
+        sleep=fake.sleep,
+        pacer=pacer,
+    )
+    return pacer, api, CloudflareKVNamespace(api, GUIDE_TOPOLOGY.namespace("api-usage").id)
+
+
 class FakeTime:
     def __init__(self) -> None:
         self.now = 0.0
@@ -55,21 +70,11 @@ def test_the_headers_correct_the_pacer():
 
 def test_the_store_never_meets_a_429_from_the_emulated_limit(tmp_path):
     """A limit other than Cloudflare's default (40 in 2 s): the pacer learns it from the first answer's headers."""
-    from dreamcli.stores.cloudflare import CloudflareAPI, CloudflareKVNamespace
-
     fake = FakeTime()
     with served_cloudflare(tmp_path / "cf.db") as (emulator, env):
         knobs = emulator.cloudflare_knobs
         knobs.rate_limit, knobs.window_s, knobs.clock = 40, 2.0, fake.clock
-        pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-        api = CloudflareAPI(
-            env["CLOUDFLARE_API_TOKEN"],
-            env["CLOUDFLARE_ACCOUNT_ID"],
-            env["CLOUDFLARE_BASE_URL"],
-            sleep=fake.sleep,
-            pacer=pacer,
-        )
-        namespace = CloudflareKVNamespace(api, GUIDE_TOPOLOGY.namespace("api-usage").id)
+        _, api, namespace = paced(env, fake)
         for _ in range(100):
             namespace.list(limit=10)
         api.http.close()
@@ -131,21 +136,11 @@ def test_a_scan_longer_than_a_few_minutes_suggests_the_worker(tmp_path, capsys):
 def test_at_cloudflares_own_limit_the_scan_is_never_blocked_and_takes_what_was_estimated(tmp_path):
     """1,200 requests in any 5 minutes, then every call refused for 5 minutes: enforced by the emulated REST API on
     a clock shared with the pacer (its waits move the clock, so 3,000 requests take no real minutes)."""
-    from dreamcli.stores.cloudflare import CloudflareAPI, CloudflareKVNamespace
-
     fake = FakeTime()
     with served_cloudflare(tmp_path / "cf.db") as (emulator, env):
         knobs = emulator.cloudflare_knobs
         knobs.rate_limit, knobs.window_s, knobs.clock = 1200, 300.0, fake.clock
-        pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-        api = CloudflareAPI(
-            env["CLOUDFLARE_API_TOKEN"],
-            env["CLOUDFLARE_ACCOUNT_ID"],
-            env["CLOUDFLARE_BASE_URL"],
-            sleep=fake.sleep,
-            pacer=pacer,
-        )
-        namespace = CloudflareKVNamespace(api, GUIDE_TOPOLOGY.namespace("api-usage").id)
+        pacer, api, namespace = paced(env, fake)
         estimate = pacer.seconds_for(3000)
         for _ in range(3000):
             namespace.list(limit=10)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from tests.conftest import copy_workers
 from tests.interop.test_wrangler import WRANGLER
-from tests.processes import deleted_while_open, listening_ports
+from tests.processes import PORT_NAMES, deleted_while_open, free_ports, listening_ports
 
 pytestmark = [
     pytest.mark.socket,
@@ -29,18 +28,6 @@ DREAM = str(Path(sys.executable).with_name("dream"))
 # As a user runs them: no DREAM_STORE, so `dream dev` and `dream flow run --store wrangler:...` share the vendors'
 # default state file, .dream/emulator.db in the folder they run from.
 ENV = {name: value for name, value in os.environ.items() if name != "DREAM_STORE"}
-NAMES = ("api", "front", "oauth", "vendor", "stripe", "clerk")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def processes_under(folder: Path) -> list[int]:
@@ -65,7 +52,7 @@ class Dev:
         self, tmp_path: Path, state: str, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
     ) -> None:
         self.project = copy_workers(tmp_path / "workers")
-        self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
+        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
         flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
