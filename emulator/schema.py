@@ -204,7 +204,10 @@ def refuse_foreign(path: Path) -> None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc):
-            raise StoreError(f"{path} is not a dream store (not a SQLite database): refused, nothing changed") from None
+            raise StoreError(
+                f"{path} is not a dream store (not a SQLite database: another file, or a corrupt store): refused, "
+                "nothing changed; move it aside to start a new one"
+            ) from None
         raise describe_sqlite_error(path, exc) from None
     if tables and "_dream_schema" not in tables:
         raise StoreError(f"{path} is a SQLite database but not a dream store (it holds other tables): refused")

@@ -296,8 +296,9 @@ def test_corrupt_store_file(dream, tmp_path):
     bad.write_bytes(b"garbage" * 1000)
     result = dream("--store", str(bad), "kv", "list", "--ns", "api-tokens")
     assert result.exit_code == ExitCode.FAILED
-    assert (
-        result.stderr == f"error: store {bad} is corrupt (file is not a database); move it aside to start a new one\n"
+    assert result.stderr == (
+        f"error: {bad} is not a dream store (not a SQLite database: another file, or a corrupt store): refused, "
+        "nothing changed; move it aside to start a new one\n"
     )
     assert bad.read_bytes() == b"garbage" * 1000
 

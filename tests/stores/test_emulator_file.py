@@ -30,7 +30,10 @@ def test_garbage_file_is_reported_corrupt(tmp_path):
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not sqlite at all" * 100)
     path.chmod(0o644)
-    with pytest.raises(StoreError, match=r"is not a dream store \(not a SQLite database\): refused, nothing changed"):
+    with pytest.raises(
+        StoreError,
+        match=r"is not a dream store \(not a SQLite database: another file, or a corrupt store\): refused, nothing ",
+    ):
         open_emulator_store(path)
     assert path.read_bytes().startswith(b"this is not sqlite")  # untouched
     assert path.stat().st_mode & 0o777 == 0o644  # its mode too
