@@ -106,7 +106,7 @@ _open_lock = threading.Lock()
 
 
 def open_connections() -> dict[str, int]:
-    """Path -> users of every store file this process holds open (for tests and `dream doctor`)."""
+    """Path -> users of every store file this process holds open (what tests check: one connection a file)."""
     with _open_lock:
         return {str(shared.path): shared.users for shared in _open.values()}
 
