@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlite_utils
 
 from dreamcli.errors import StoreError
+from dreamcli.private_files import create_private
 from dreamcli.stores.sql import split_statements
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile, describe_sqlite_error, is_open
 
@@ -162,7 +163,7 @@ def move_d1_tables(conn: sqlite3.Connection, store_path: Path) -> None:
         target.parent.mkdir(parents=True, mode=0o700)
     aside = target.with_name(target.name + ".moving")
     aside.unlink(missing_ok=True)
-    os.close(os.open(aside, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))  # VACUUM INTO fills an empty file
+    create_private(aside)  # VACUUM INTO fills an empty file, which is 0600 from the start
     reader = sqlite3.connect(str(store_path), isolation_level=None)
     try:
         reader.execute("VACUUM INTO ?", (str(aside),))

@@ -308,15 +308,21 @@ def status(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
-    """Block until `stop` (a threading.Event) is set, SIGTERM arrives, Ctrl-C is pressed or `timeout` seconds pass:
-    how the long-running commands (`emulator serve`, `stripe listen`) wait before cleaning up."""
+def stop_on_signals(stop: Any) -> None:
+    """From now on Ctrl-C, a kill and the terminal closing set `stop` (a threading.Event), each as cleanly as the
+    others: called before a long-running command says it is ready, so a signal right after that is a clean stop.
+    SIGINT explicitly too: a process started in the background of a script inherits it ignored, and `kill -INT`
+    must still stop a server."""
     import signal
 
-    # Ctrl-C, a kill, the terminal closed: each stops as cleanly as the others. SIGINT explicitly too: a process
-    # started in the background of a script inherits it ignored, and `kill -INT` must still stop a server.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def wait_until_stopped(stop: Any, timeout: float | None = None) -> None:
+    """Block until `stop` (a threading.Event) is set, a signal arrives (see stop_on_signals) or `timeout` seconds
+    pass: how the long-running commands (`emulator serve`, `dream dev`, `stripe listen`) wait before cleaning up."""
+    stop_on_signals(stop)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not stop.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):

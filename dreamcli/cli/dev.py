@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import DEFAULT_STORE, app_context, parse_store_spec, status, wait_until_stopped
+from dreamcli.cli.context import (
+    DEFAULT_STORE,
+    app_context,
+    parse_store_spec,
+    status,
+    stop_on_signals,
+    wait_until_stopped,
+)
 
 
 def dev(
@@ -77,6 +84,8 @@ def dev(
     status("starting the vendors and three workers (wrangler dev)...")
     try:
         urls = platform.start()
+        stop = threading.Event()
+        stop_on_signals(stop)  # before anything says it is ready: a signal from then on is a clean stop
         for name in ("front-auth-api", "oauth-api", "api-multi", "stripe", "clerk", "vendors"):
             typer.echo(f"{name:<15} {urls[name]}  ready")
         status(f"all ready in {time.perf_counter() - started:.1f} s; state: --store {platform.store_spec()}")
@@ -86,7 +95,7 @@ def dev(
             else " --urls " + ",".join(f"{role}={urls[role]}" for role in ("front-auth-api", "oauth-api", "api-multi"))
         )
         status(f"next: dream flow run --workers{urls_flag} --store {platform.store_spec()}   (Ctrl-C here stops all)")
-        wait_until_stopped(threading.Event(), timeout)
+        wait_until_stopped(stop, timeout)
     finally:
         platform.stop()
         status("stopped")

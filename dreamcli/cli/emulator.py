@@ -14,6 +14,7 @@ from dreamcli.cli.context import (
     clock_from_env,
     parse_store_spec,
     status,
+    stop_on_signals,
     wait_until_stopped,
 )
 from dreamcli.errors import StoreError, UsageError
@@ -29,20 +30,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Write `text` to a file only its owner can read: a new file (0600 from its first byte) renamed over the old,
-    so a reader sees the whole old text or the whole new one, never an empty file."""
-    import os
-
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
-    os.replace(temporary, path)
-    return path
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -120,6 +107,7 @@ def emulator_serve(
     Example: dream emulator serve, then
     curl -X POST http://localhost:8787/api/data -H "Authorization: Bearer $SK" -H 'X-User-Id: test_user_123' -H 'X-User-Plan: free'
     """
+    from dreamcli.private_files import replace_private
     from emulator.serve import Serving, client_settings
 
     kind, where = parse_store_spec(app_context(ctx).store_spec)
@@ -157,12 +145,14 @@ def emulator_serve(
     rotated = first and serving.emulator.admin_token_shown(mark=True)
     if rotated:
         serving.emulator.rotate_admin_token()
-    write_private(token_file, serving.emulator.admin_token)
+    replace_private(token_file, serving.emulator.admin_token + "\n")
     try:  # from here on, whatever ends the command (a signal while starting too) stops the servers and the store
         try:
             urls = serving.start()
         except OSError as exc:
             raise StoreError(str(exc)) from None
+        stop = threading.Event()
+        stop_on_signals(stop)  # before anything says it serves: a signal from then on is a clean stop
         for name, url in urls.items():
             typer.echo(f"{name:<15} {url}")
         for line in client_settings(urls):
@@ -175,7 +165,7 @@ def emulator_serve(
         )
         status(f"admin token for {urls['vendors']}/_emulator/* (vendor test keys, token minting): {shown}")
         status("Ctrl-C stops")
-        wait_until_stopped(threading.Event())
+        wait_until_stopped(stop)
     finally:
         serving.stop()
         status("stopped")

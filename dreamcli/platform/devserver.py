@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from dreamcli.errors import DreamError, UsageError
+from dreamcli.private_files import write_private
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
 from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
 
@@ -114,9 +115,7 @@ class DevPlatform:
             found = self.project.roles[role][0]
             worker_folder = found.folder
             env_file = self._private / f"{role}.env"
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.writelines(f"{name}={value}\n" for name, value in env[role].items())
+            write_private(env_file, "".join(f"{name}={value}\n" for name, value in env[role].items()))
             worker = Worker(role, worker_folder, self.ports[role])
             persist = os.path.relpath(self.root / folders[role], worker_folder) if role in folders else None
             command = dev_command(

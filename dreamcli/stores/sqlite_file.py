@@ -15,7 +15,6 @@ under it, and writes vanish or the file is corrupted. So, in this module and eve
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dreamcli.errors import StoreError
+from dreamcli.private_files import create_private
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -57,9 +57,7 @@ def make_private(path: Path) -> None:
     existing one is chmod-ed by path."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
-    # The usual case is FileExistsError: the store exists (perhaps open in this process), chmod-ed by path below.
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    create_private(path)  # usually it exists (perhaps open in this process): then it is chmod-ed by path below
     for file in (path, *companions(path)):
         try:
             if file.stat().st_mode & 0o077:

@@ -41,6 +41,7 @@ import httpx
 from dreamcli import layout
 from dreamcli.errors import RemoteError, UsageError
 from dreamcli.plural import plural
+from dreamcli.private_files import write_private
 from dreamcli.stores import kv_rules
 from dreamcli.stores.ports import KVNamespace, KVValue, KVWrite, ListPage, PutAsBulkPut, ScanObserver, Store
 from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
@@ -386,9 +387,7 @@ def worker_config(name: str, namespace_ids: Mapping[str, str]) -> dict[str, Any]
 
 
 def _private_file(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    write_private(path, text)
 
 
 def _free_port() -> int:

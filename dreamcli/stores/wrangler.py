@@ -13,7 +13,6 @@ import builtins
 import functools
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sqlite3
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamcli.errors import NotFound, StoreError
+from dreamcli.private_files import replace_private
 from dreamcli.stores import kv_rules
 from dreamcli.stores.discovery import Project, open_project
 from dreamcli.stores.kv_rules import decode_cursor, encode_cursor, key_range_sql
@@ -244,12 +244,8 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.index.parent.mkdir(parents=True, exist_ok=True)
         for blob_id, value in blobs.items():
-            temporary = self.blobs / f".{blob_id}.tmp"
             # Values hold Stripe tokens and key mappings: readable by their owner only (wrangler runs as them).
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(value)
-            os.replace(temporary, self.blobs / blob_id)
+            replace_private(self.blobs / blob_id, value)
         replaced: builtins.list[str] = []
         try:
             conn = sqlite3.connect(str(self.index), isolation_level=None, timeout=self.busy_timeout_ms / 1000)
