@@ -516,10 +516,15 @@ def test_serve_stops_cleanly_on_every_signal_even_started_with_sigint_ignored(tm
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a script's background job
     )
-    seen = []
-    while not (line := server.stderr.readline()).startswith("Ctrl-C stops"):  # it is serving
-        assert line, "".join(seen)
-        seen.append(line)
-    server.send_signal(getattr(signal, sig))
-    _, err = server.communicate(timeout=120)  # a guard only
+    try:
+        seen = []
+        while not (line := server.stderr.readline()).startswith("Ctrl-C stops"):  # it is serving
+            assert line, "".join(seen)
+            seen.append(line)
+        server.send_signal(getattr(signal, sig))
+        _, err = server.communicate(timeout=120)  # a guard only
+    finally:
+        if server.poll() is None:  # the test failed: nothing it started is left running
+            server.kill()
+            server.wait()
     assert server.returncode == 0 and err.rstrip().endswith("stopped"), err[-500:]
