@@ -416,6 +416,9 @@ class _Parts:
         child.start()
         try:
             _run(mine[0], self.sources, self.spill, mine)
+        except BaseException:
+            child.kill()  # interrupted (Ctrl-C, SIGTERM): its half of the snapshot is of no use, and its folder goes
+            raise
         finally:
             child.join()
         if child.exitcode != 0:
@@ -442,7 +445,8 @@ def snapshot(
     namespaces = {"pt": store.kv(PLATFORM_TOKENS), "api": store.kv(API_TOKENS)}
     sources = {name: namespace.sql_source(now) for name, namespace in namespaces.items()}
     _clear_stale_snapshots()
-    with tempfile.TemporaryDirectory(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-") as name:
+    # A folder that cannot be removed now (a second signal mid-cleanup) is cleared by the next verify.
+    with tempfile.TemporaryDirectory(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True) as name:
         folder = Path(name)
         spill, keys = None, 0
         scanned = {name: namespaces[name] for name, source in sources.items() if source is None}
