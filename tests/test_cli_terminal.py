@@ -16,10 +16,21 @@ import pytest
 DREAM = str(Path(sys.executable).with_name("dream"))
 
 
-def on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, until: bytes | None = None, then=None):
-    """Run dream with a pty for its stdin/stdout/stderr; optionally act (`then(process)`) once `until` is shown."""
+def on_a_terminal(
+    args: list[str], env: dict[str, str], cwd: Path, until: bytes | None = None, then=None, *, nice: int = 0
+):
+    """Run dream with a pty for its stdin/stdout/stderr; optionally act (`then(process)`) once `until` is shown.
+    `nice`: dream's scheduling priority below the test's, so on a busy core the test acts before dream runs on."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([DREAM, *args], stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd)
+    process = subprocess.Popen(
+        [DREAM, *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        cwd=cwd,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+    )
     os.close(follower)
     seen = b""
     acted = False
@@ -55,9 +66,28 @@ def test_verify_shows_a_total_and_an_eta(seeded, tmp_path):
 
 
 def test_ctrl_c_during_repair_says_what_was_applied_and_a_rerun_finishes(seeded, tmp_path):
-    code, shown = on_a_terminal(
-        ["kv", "repair", "--yes"], seeded, tmp_path, until=b"applying: ", then=lambda p: p.send_signal(signal.SIGINT)
-    )
+    """Ctrl-C once the first batch is applied. The repair runs at a lower priority than the test, and from a fresh
+    copy of the store up to three times: a repair that finished before the key press proves nothing, and on a
+    busy core one can (seen on one core beside a CPU hog)."""
+    import shutil
+
+    store = Path(seeded["DREAM_STORE"].partition(":")[2])
+    shutil.copyfile(store, store.with_name("base.db"))
+    for _ in range(3):
+        for journal in (store.with_name("big.db-wal"), store.with_name("big.db-shm")):
+            journal.unlink(missing_ok=True)  # nothing has the store open now; an old WAL must not meet the copy
+        shutil.copyfile(store.with_name("base.db"), store)
+        code, shown = on_a_terminal(
+            ["kv", "repair", "--yes"],
+            seeded,
+            tmp_path,
+            until=b"applying: ",
+            then=lambda p: p.send_signal(signal.SIGINT),
+            nice=10,
+        )
+        if code == 130:
+            break
+        assert code == 0 and "applied 30000 actions" in shown, shown[-800:]  # it finished before the key press
     assert code == 130, shown[-800:]
     assert "interrupted after " in shown and "again re-verifies and finishes the job" in shown
     finish = subprocess.run([DREAM, "kv", "repair", "--yes"], env=seeded, cwd=tmp_path, capture_output=True, text=True)
