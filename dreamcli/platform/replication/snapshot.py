@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -360,6 +361,33 @@ def _run(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, j
         conn.close()
 
 
+def _stop_builders() -> None:
+    """Kill this process's snapshot builders still running: those multiprocessing knows, and one forked in the
+    instant before it was registered (an interrupt between the fork and the bookkeeping), found through /proc as a
+    child running this very program (so a `wrangler dev` the verifier started is left alone)."""
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
+    try:
+        me = Path("/proc/self/cmdline").read_bytes()
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return  # no /proc: not Linux, where builders are not forked either (see _Parts.at_once)
+    for task in tasks:
+        try:
+            pids = [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() != me:
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (OSError, ChildProcessError):
+                continue  # gone already, or reaped by multiprocessing
+
+
 SNAPSHOT_PREFIX = "dream-verify-"  # + the pid of the process whose snapshot it is
 
 
@@ -445,9 +473,8 @@ def snapshot(
     namespaces = {"pt": store.kv(PLATFORM_TOKENS), "api": store.kv(API_TOKENS)}
     sources = {name: namespace.sql_source(now) for name, namespace in namespaces.items()}
     _clear_stale_snapshots()
-    # A folder that cannot be removed now (a second signal mid-cleanup) is cleared by the next verify.
-    with tempfile.TemporaryDirectory(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True) as name:
-        folder = Path(name)
+    folder = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-"))
+    try:
         spill, keys = None, 0
         scanned = {name: namespaces[name] for name, source in sources.items() if source is None}
         if scanned:
@@ -466,3 +493,8 @@ def snapshot(
             yield Snapshot(conn, keys, parts)
         finally:
             conn.close()
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM) while a builder process runs, at whatever point: it is stopped before the
+        # folder goes, or it would write into it after. A folder that still cannot go is cleared by the next verify.
+        _stop_builders()
+        shutil.rmtree(folder, ignore_errors=True)
