@@ -20,7 +20,15 @@ def on_a_terminal(
     args: list[str], env: dict[str, str], cwd: Path, until: bytes | None = None, then=None, *, nice: int = 0
 ):
     """Run dream with a pty for its stdin/stdout/stderr; optionally act (`then(process)`) once `until` is shown.
-    `nice`: dream's scheduling priority below the test's, so on a busy core the test acts before dream runs on."""
+    `nice`: dream's scheduling priority below the test's, so on a busy core the test acts before dream runs on.
+    SIGINT is given back its default: a test run started in a script's background inherits it ignored, and Ctrl-C
+    on a terminal is what is being tested."""
+
+    def child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if nice:
+            os.nice(nice)
+
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [DREAM, *args],
@@ -29,7 +37,7 @@ def on_a_terminal(
         stderr=follower,
         env=env,
         cwd=cwd,
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+        preexec_fn=child,
     )
     os.close(follower)
     seen = b""
