@@ -90,7 +90,6 @@ class Figures:
         ]
         out += [f"rotated key refused: {key}" for key in self.rotated_refused]
         out += [f"revoked key accepted: {key}" for key in self.revoked_accepted]
-        out += [f"lost trigger: {customer}" for customer in self.triggered if customer in self.lost]
         out += self.failures[:20]
         return out
 
