@@ -291,9 +291,18 @@ def flow_run(
         str | None,
         typer.Option(
             "--urls",
-            help="With --workers: front-auth-api=URL,oauth-api=URL,api-multi=URL (default: :8788, :8789, :8787).",
+            help="With --workers: front-auth-api=URL,oauth-api=URL,api-multi=URL (default: dream.toml's [workers] "
+            "ports, else :8788, :8789, :8787).",
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="With --workers: print every request the flow will make (route, auth, fields, statuses, the guide's "
+            "words for it), changing nothing.",
+        ),
+    ] = False,
     json_flag: JsonOption = False,
 ) -> None:
     """A fresh developer through every phase, then an authenticated call the way api-multi makes it.
@@ -305,6 +314,10 @@ def flow_run(
     session token, the checkout front-auth-api creates and the webhook it receives, oauth-api's authorize and
     callback, /create-products, /get-credentials, the guide's curl against api-multi), then verify checks the KV
     they wrote. Example: dream flow run --workers --store wrangler:fixtures/workers,persist-to=.wrangler-shared
+
+    The requests are the guide's (README, "The workers' contract"); routes that differ are declared in dream.toml's
+    [workers.routes] (e.g. checkout = "POST /billing/checkout"). --explain prints them. Example: dream flow run
+    --workers --explain
     """
     from rich.table import Table
 
@@ -312,6 +325,9 @@ def flow_run(
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
     tiers = tiers_file.parse_tiers(file or default_tiers())
     run = app_context(ctx)
+    if explain:
+        _explain_contract(run, urls, json_flag)
+        return
     if workers or urls:
         if fault or mimic_plaintext_secret:
             raise UsageError("--fault and --mimic-plaintext-secret change dream's model; the workers are what they are")
@@ -347,19 +363,66 @@ def flow_run(
     status(f"all {len(report.steps)} steps passed in {report.total_ms:.0f} ms")
 
 
+def _workers_config(run: Any) -> Any:
+    """dream.toml's [workers]: the project's (a wrangler store's folder) first, else the nearest to here."""
+    from dreamcli.cli.context import parse_store_spec
+    from dreamcli.stores.wrangler import parse_spec
+    from dreamcli.workers_config import load_workers_config
+
+    kind, where = parse_store_spec(run.store_spec)
+    starts = [parse_spec(where).root] if kind == "wrangler" and where else []
+    return load_workers_config(*starts, Path.cwd())
+
+
+def _explain_contract(run: Any, urls: str | None, json_flag: bool) -> None:
+    from dreamcli.platform.contract import contract
+    from dreamcli.platform.flow_http import parse_workers
+
+    config = _workers_config(run)
+    bases = parse_workers(urls, config)
+    routes = contract(config).values()
+    if run.wants_json(json_flag):
+        print_json({"dreamToml": config.source, "requests": [r.as_json(bases[r.worker]) for r in routes]})
+        return
+    for number, route in enumerate(routes, 1):
+        sends = [f"?{'&'.join(f'{q}=' for q in route.query)}"] if route.query else []
+        sends += [f"body {{{', '.join(route.body)}}}"] if route.body else []
+        sends += list(route.headers)
+        expects = " or ".join(map(str, route.expect)) + (f"; reads {route.reads}" if route.reads else "")
+        typer.echo(f"{number}. {route.phase}: {route.step}  ({route.worker})")
+        typer.echo(f"   {route.method} {bases[route.worker]}{route.path}")
+        for label, text in (
+            ("called by", "" if route.caller == "dream" else route.caller),
+            ("auth", route.auth),
+            ("sends", ", ".join(sends)),
+            ("expects", expects),
+            ("checks", route.checks),
+            ("source", route.source),
+        ):
+            if text:
+                typer.echo(f"   {label + ':':<10} {text}")
+    status(
+        f"routes from {config.source}"
+        if config.source and config.routes
+        else "the guide's routes (no [workers.routes])"
+    )
+
+
 def _flow_over_http(run: Any, tiers: Any, email: str | None, urls: str | None) -> Any:
     import httpx
 
     from dreamcli.cli.context import parse_store_spec
+    from dreamcli.platform.contract import contract
     from dreamcli.platform.flow_http import HttpFlow, parse_workers
 
+    config = _workers_config(run)
     emulator = run.emulator("dream flow run --workers")
     kind, _ = parse_store_spec(run.store_spec)
     store = run.store() if kind == "wrangler" else None
     if store is None:
         status("no verify at the end: give --store wrangler:PROJECT[,persist-to=...] (what `dream dev` printed)")
     with httpx.Client(timeout=60.0) as http:
-        return HttpFlow(parse_workers(urls), emulator, store, http).run(tiers, email)
+        return HttpFlow(parse_workers(urls, config), emulator, store, http, contract(config)).run(tiers, email)
 
 
 @app.command("call")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamcli.errors import NotFound, UsageError
+from dreamcli.workers_config import FILE, find_file, read_file
 
-FILE = "dream.toml"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
@@ -49,22 +48,12 @@ class Profile:
         return merged
 
 
-def find_file(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        if (folder / FILE).is_file():
-            return folder / FILE
-    return None
-
-
 def load_profile(name: str, start: Path | None = None) -> Profile:
     """Profile `name` from the nearest dream.toml (this folder or a parent); store paths are relative to its folder."""
     path = find_file((start or Path.cwd()).resolve())
     if path is None:
         raise NotFound(f"--profile {name}: no {FILE} in {start or Path.cwd()} or its parents")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
+    data = read_file(path)
     profiles = data.get("profiles")
     if not isinstance(profiles, dict) or not isinstance(profiles.get(name), dict):
         known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) else "none"

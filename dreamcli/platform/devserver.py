@@ -22,8 +22,9 @@ from dreamcli.errors import DreamError, UsageError
 from dreamcli.private_files import write_private
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
 from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
+from dreamcli.workers_config import GUIDE_PORTS
 
-WORKER_PORTS = {"api-multi": 8787, "front-auth-api": 8788, "oauth-api": 8789}
+WORKER_PORTS = GUIDE_PORTS
 SHARED_STATE = ".wrangler-shared"
 PLATFORM_STATE = ".wrangler-platform"
 # How the workers keep their local state: one folder for all; each its own (as `npm run dev` in each folder);

@@ -1,51 +1,54 @@
 """`dream flow run --workers`: the same onboarding as `dream flow run`, driven over HTTP through the workers' own
 routes (front-auth-api, oauth-api, api-multi running under `wrangler dev`, as `dream dev` starts them), with dream's
 emulated vendors standing in for the developer's browser: a Clerk session token, the hosted checkout's "pay", the
-Connect consent. Each step says which worker did what; a failure names the step and the worker's answer. Then the
+Connect consent. Every request is one of the contract's (`dreamcli.platform.contract`: the guide's routes, or the
+ones dream.toml declares); a failure names the request, the status, the body and what that request checks. Then the
 KV the workers wrote is checked with the wrangler store (verify)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from dreamcli.errors import DreamError, UsageError
+from dreamcli.platform.contract import Route, contract
 from dreamcli.platform.flow_run import FlowReport, Step
 from dreamcli.platform.tiers import Tier
 from dreamcli.stores.ports import Store
+from dreamcli.workers_config import GUIDE_PORTS, WorkersConfig
 
-DEFAULT_WORKERS = {
-    "front-auth-api": "http://127.0.0.1:8788",
-    "oauth-api": "http://127.0.0.1:8789",
-    "api-multi": "http://127.0.0.1:8787",
-}
 PLAN_WAIT = 20.0  # seconds for Stripe's webhook to reach front-auth-api and make the plan paid
+STRIPE_CONNECT_HOSTS = ("connect.stripe.com",)
+_SESSION_ID = re.compile(r"cs_(?:test|live)_[A-Za-z0-9]+")
 
 
 class StepFailed(DreamError):
     """A worker answered other than the step needs."""
 
 
-def parse_workers(text: str | None) -> dict[str, str]:
-    """`front-auth-api=URL,oauth-api=URL,api-multi=URL` (any subset; the rest on the guide's ports)."""
-    urls = dict(DEFAULT_WORKERS)
+def parse_workers(text: str | None, config: WorkersConfig | None = None) -> dict[str, str]:
+    """`front-auth-api=URL,oauth-api=URL,api-multi=URL` (any subset; the rest on the ports dream.toml's [workers]
+    gives, else the guide's)."""
+    config = config or WorkersConfig()
+    urls = {role: f"http://127.0.0.1:{config.port(role, port)}" for role, port in GUIDE_PORTS.items()}
     for part in (text or "").split(","):
         if not part.strip():
             continue
         name, sep, url = part.partition("=")
-        if not sep or name.strip() not in DEFAULT_WORKERS or not url.startswith(("http://", "https://")):
-            raise UsageError(f"--workers takes front-auth-api=URL,oauth-api=URL,api-multi=URL, not {part!r}")
+        if not sep or name.strip() not in GUIDE_PORTS or not url.startswith(("http://", "https://")):
+            raise UsageError(f"--urls takes front-auth-api=URL,oauth-api=URL,api-multi=URL, not {part!r}")
         urls[name.strip()] = url.rstrip("/")
     return urls
 
 
 def _answer(response: httpx.Response) -> str:
-    return f"{response.request.method} {response.request.url.path} -> {response.status_code} {response.text[:300]}"
+    return f"{response.request.method} {response.request.url} -> {response.status_code} {response.text[:300]}"
 
 
 def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
@@ -54,12 +57,57 @@ def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
     return response
 
 
+def _json(response: httpx.Response, needed: str) -> dict[str, Any]:
+    """The answer's JSON object, which must hold `needed`."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or needed not in data:
+        raise StepFailed(f"{_answer(response)}: the answer must be a JSON object with {needed!r}")
+    return data
+
+
+def _failed(response: httpx.Response, route: Route) -> StepFailed:
+    return StepFailed(
+        f"{_answer(response)}; expected {' or '.join(map(str, route.expect))}. {route.step} ({route.worker} "
+        f"{route.route}) checks: {route.checks} [{route.source}]"
+    )
+
+
 @dataclass
 class HttpFlow:
     workers: dict[str, str]
     emulator: Any  # emulator.app.Emulator over the vendors' store file (the one `dream dev` serves)
     store: Store | None
     http: httpx.Client
+    routes: dict[str, Route] = field(default_factory=contract)
+
+    def call(
+        self,
+        step: str,
+        *,
+        bearer: str | None = None,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request of the contract; an answer with another status fails the step with the request, the status,
+        the body, and what that request checks."""
+        route = self.routes[step]
+        sent = dict(headers or {})
+        if bearer is not None:
+            sent["Authorization"] = f"Bearer {bearer}"
+        response = self.http.request(
+            route.method,
+            self.workers[route.worker] + route.path,
+            params={key: value for key, value in (params or {}).items() if key in route.query} or None,
+            json=body if route.method != "GET" else None,
+            headers=sent,
+        )
+        if response.status_code not in route.expect:
+            raise _failed(response, route)
+        return response
 
     def run(self, tiers: list[Tier], email: str | None = None) -> FlowReport:
         report = FlowReport()
@@ -77,8 +125,10 @@ class HttpFlow:
             report.steps.append(Step(phase, ok, wrote, detail, (time.perf_counter() - started) * 1000))
             return ok
 
-        def auth() -> dict[str, str]:
-            return {"Authorization": f"Bearer {state['token']}"}
+        def as_developer() -> dict[str, Any]:
+            # The guide's frontend calls with the developer's Clerk session; where the guide passes a userId (a
+            # query or body field) it goes too: a worker that reads either is served.
+            return {"bearer": state["token"], "params": {"userId": report.user_id or ""}}
 
         def signup() -> tuple[list[str], str]:
             # The developer signs up in the dream-api Clerk app (the frontend's job): a user and a session token.
@@ -87,47 +137,60 @@ class HttpFlow:
             )
             report.user_id = user["id"]
             state["token"] = self.emulator.clerk.mint_token("dream-api", user["id"], expires_in=3600)
-            answer = _expect(
-                self.http.post(f"{self.workers['front-auth-api']}/generate-platform-id", headers=auth()), 200
-            )
-            report.platform_id = answer.json()["platformId"]
+            answer = _json(self.call("platform-id", **as_developer(), body={"userId": user["id"]}), "platformId")
+            report.platform_id = answer["platformId"]
             return (
                 [f"front-auth-api: user:{user['id']}:platformId, platform:{report.platform_id}:userId"],
                 f"{user['id']} -> {report.platform_id}",
             )
 
         def pay() -> tuple[list[str], str]:
-            answer = _expect(self.http.post(f"{self.workers['front-auth-api']}/create-checkout", headers=auth()), 200)
-            checkout = answer.json()
-            _expect(self.http.post(checkout["url"].rstrip("/") + "/complete"), 200)
+            answer = self.call("checkout", **as_developer(), body={"userId": report.user_id})
+            data = {} if answer.is_redirect else _json(answer, "url")
+            url = answer.headers.get("location", "") if answer.is_redirect else str(data["url"])
+            found = _SESSION_ID.search(url)
+            session_id = data.get("sessionId") or (found.group(0) if found else None)
+            if not session_id:
+                raise StepFailed(f"{_answer(answer)}: no checkout session id in the answer or its url")
+            _expect(self.http.post(self._checkout_page(session_id) + "/complete"), 200)  # the developer pays
+            webhook = self.routes["webhook"]
             deadline = time.monotonic() + PLAN_WAIT
             while (plan := self._plan(report.user_id or "")) != "paid":
                 if time.monotonic() > deadline:
                     raise StepFailed(
-                        f"checkout {checkout['sessionId']} paid, but after {PLAN_WAIT:.0f} s the plan is {plan!r}: "
-                        + self._webhook_fate("checkout.session.completed", checkout["sessionId"])
+                        f"checkout {session_id} paid, but after {PLAN_WAIT:.0f} s the plan is {plan!r}: "
+                        + self._webhook_fate("checkout.session.completed", session_id)
+                        + f". {webhook.worker} {webhook.route} checks: {webhook.checks}"
                     )
                 time.sleep(0.1)
-            return [
-                "front-auth-api (webhook): clerk dream-api publicMetadata.plan = paid"
-            ], f"checkout {checkout['sessionId']}"
+            return [f"front-auth-api ({webhook.route}): clerk dream-api publicMetadata.plan = paid"], (
+                f"checkout {session_id}"
+            )
 
         def connect() -> tuple[list[str], str]:
-            start = _expect(self.http.get(f"{self.workers['oauth-api']}/authorize", headers=auth()), 302)
-            consent = _expect(self.http.get(start.headers["location"]), 302)  # the developer clicks "Connect"
-            callback = consent.headers["location"]
-            if not callback.startswith(self.workers["oauth-api"]):
-                raise StepFailed(f"Stripe sent the developer to {callback}, not oauth-api's /callback")
-            done = _expect(self.http.get(callback), 302)
-            if "stripe=connected" not in done.headers["location"]:
-                raise StepFailed(_answer(done))
+            start = self.call("authorize", **as_developer())
+            callback = self._consent(start.headers.get("location", ""))  # the developer clicks "Connect"
+            route = self.routes["callback"]
+            base = self.workers[route.worker]
+            if not callback.startswith(base):
+                raise StepFailed(
+                    f"Stripe sent the developer to {callback}, not to oauth-api ({base}): the redirect_uri oauth-api "
+                    "gave Stripe, or the Connect redirect URI `dream dev` registers, names another address"
+                )
+            done = self.http.get(callback)
+            if done.status_code not in route.expect:
+                raise _failed(done, route)
+            location = done.headers.get("location", "")
+            if "error" in location:
+                raise StepFailed(f"{_answer(done)}: oauth-api sent the developer to {location}")
             return (
                 [f"oauth-api: user:{report.user_id}:stripeToken, platform:{report.platform_id}:stripeToken"],
-                f"redirected to {done.headers['location']}",
+                f"redirected to {location}",
             )
 
         def configure() -> tuple[list[str], str]:
             body = {
+                "userId": report.user_id,
                 "currency": tiers[0].currency if tiers else "usd",
                 "tiers": [
                     {
@@ -139,10 +202,10 @@ class HttpFlow:
                     for t in tiers
                 ],
             }
-            answer = _expect(
-                self.http.post(f"{self.workers['oauth-api']}/create-products", headers=auth(), json=body), 200
-            ).json()
-            report.publishable_key, report.secret_key = answer["publishableKey"], answer["secretKey"]
+            answer = _json(self.call("create-products", **as_developer(), body=body), "publishableKey")
+            report.publishable_key = answer["publishableKey"]
+            report.secret_key = answer.get("secretKey")
+            products = answer.get("products")
             return (
                 [
                     f"oauth-api PLATFORM_TOKENS_KV: user:{report.user_id}:publishableKey, :secretKey, :products, "
@@ -150,37 +213,39 @@ class HttpFlow:
                     f"oauth-api CUSTOMER_TOKENS_KV: platform:{report.platform_id}:tierConfig, publishablekey:..., "
                     "secretkey:...",
                 ],
-                f"{len(answer['products'])} products on the connected account",
+                f"{len(products)} products on the connected account" if isinstance(products, list) else "keys made",
             )
 
         def credentials() -> tuple[list[str], str]:
-            answer = _expect(self.http.get(f"{self.workers['front-auth-api']}/get-credentials", headers=auth()), 200)
-            data = answer.json()
+            data = _json(self.call("credentials", **as_developer()), "publishableKey")
             if data.get("publishableKey") != report.publishable_key:
                 raise StepFailed(f"front-auth-api shows {data.get('publishableKey')}, not {report.publishable_key}")
-            return [], f"front-auth-api: {data['publishableKey']}, {len(data['products'])} price ids"
+            if not report.secret_key and isinstance(data.get("secretKey"), str):
+                report.secret_key = data["secretKey"]  # a worker that shows it on the credentials page instead
+            if not report.secret_key:
+                raise StepFailed("neither create-products nor get-credentials answered a secretKey")
+            products = data.get("products")
+            count = f"{len(products)} price ids" if isinstance(products, list) else "no products listed"
+            return [], f"front-auth-api: {data['publishableKey']}, {count}"
 
         def call() -> tuple[list[str], str]:
-            answer = self.http.post(
-                f"{self.workers['api-multi']}/api/data",
-                headers={
-                    "Authorization": f"Bearer {report.secret_key}",
-                    "X-User-Id": "test_user_123",
-                    "X-User-Plan": "free",
-                    "Content-Type": "application/json",
-                },
-            )
-            _expect(answer, 200)
+            headers = {"X-User-Id": "test_user_123", "X-User-Plan": "free", "Content-Type": "application/json"}
+            self.call("api-data", bearer=report.secret_key, headers=headers)
             return [], "api-multi: 200, the guide's curl"
 
         def customer() -> tuple[list[str], str]:
-            auth_sk = {"Authorization": f"Bearer {report.secret_key}"}
             body = {"email": f"customer-{secrets.token_hex(3)}@example.com", "name": "Cee", "plan": "free"}
-            made = _expect(self.http.post(f"{self.workers['api-multi']}/customers", headers=auth_sk, json=body), 201)
-            listed = _expect(self.http.get(f"{self.workers['api-multi']}/customers", headers=auth_sk), 200)
-            if made.json()["id"] not in [c["id"] for c in listed.json()["customers"]]:
-                raise StepFailed(f"GET /customers does not list {made.json()['id']}")
-            return [f"api-multi: clerk end-user-api {made.json()['id']}, D1 customers row"], "POST and GET /customers"
+            made = self.call("create-customer", bearer=report.secret_key, body=body).json()
+            made = made.get("customer", made) if isinstance(made, dict) else made
+            if not isinstance(made, dict) or not made.get("id"):
+                raise StepFailed(f"{self.routes['create-customer'].route} answered no customer id: {made!r:.200}")
+            listed = self.call("list-customers", bearer=report.secret_key).json()
+            if isinstance(listed, dict):
+                listed = listed.get("customers", listed.get("data", []))
+            ids = [c.get("id") for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+            if made["id"] not in ids:
+                raise StepFailed(f"{self.routes['list-customers'].route} does not list {made['id']}")
+            return [f"api-multi: clerk end-user-api {made['id']}, D1 customers row"], "POST and GET /customers"
 
         def verify() -> tuple[list[str], str]:
             from dreamcli.platform import replication
@@ -208,6 +273,24 @@ class HttpFlow:
             if not step(phase, action) and phase not in ("api call", "customer"):
                 break
         return report
+
+    def _checkout_page(self, session_id: str) -> str:
+        """The emulated hosted checkout page of `session_id` (where the developer pays)."""
+        stripe = self.emulator.stripe
+        account = stripe.state.scope_of(session_id)
+        session = stripe.state.load(session_id, account, "checkout.session") if account else None
+        if session is None:
+            raise StepFailed(f"the worker's checkout {session_id} is not a session of the emulated Stripe")
+        return str(session["url"])
+
+    def _consent(self, authorize_url: str) -> str:
+        """The developer consents on Stripe Connect: where Stripe then sends the browser. A worker that sends the
+        developer to Stripe's real host (as the guide's does) is answered by the emulated Connect in-process."""
+        target = httpx.URL(authorize_url)
+        if target.host in STRIPE_CONNECT_HOSTS:
+            return str(self.emulator.stripe.oauth_authorize(dict(target.params)))
+        consent = _expect(self.http.get(authorize_url), 302)
+        return consent.headers["location"]
 
     def _webhook_fate(self, event_type: str, object_id: str) -> str:
         """What became of the vendor's webhook about `object_id`: each endpoint's last attempt, its status and the
