@@ -199,8 +199,13 @@ class AppContext:
                 from dreamcli.stores.cloudflare import open_cloudflare_store
                 from dreamcli.stores.discovery import discover, topology_of
                 from dreamcli.topology import GUIDE_TOPOLOGY
+                from dreamcli.workers_config import load_workers_config
 
-                topology = topology_of(discover(Path(where))) if where else GUIDE_TOPOLOGY
+                topology = (
+                    topology_of(discover(Path(where)), config=load_workers_config(Path(where)))
+                    if where
+                    else GUIDE_TOPOLOGY
+                )
                 self._store = open_cloudflare_store(self.environ, topology=topology)
             elif kind == "wrangler":
                 from dreamcli.stores.wrangler import open_wrangler_store

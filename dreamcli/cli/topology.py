@@ -24,6 +24,8 @@ def topology(ctx: typer.Context, json_flag: JsonOption = False) -> None:
         typer.echo(f"{worker['role']:<15} {worker['config']} (by {worker['identifiedBy']})")
     for config in report.get("unrecognised", []):
         typer.echo(f"{'(no guide role)':<15} {config}")
+    for left in report.get("unrecognisedBindings", []):
+        typer.echo(f"{left['worker']:<15} {left['binding']} ({left['id']}): no guide namespace (see dream doctor)")
     if report.get("ids"):
         typer.echo(f"ids: {report['ids']}" + (f", env {report['env']}" if report.get("env") else ""))
     for namespace in report["namespaces"]:
@@ -40,3 +42,5 @@ def _line(copy: dict[str, object], who: str) -> None:
     does = f" ({copy['role']})" if copy.get("role") else ""
     exists = "" if copy.get("exists", True) else "   (not written yet)"
     typer.echo(f"  {live:<10} {who.strip()}{does}: {copy['file']}{exists}")
+    if copy.get("recognisedBy"):
+        typer.echo(f"  {'':<10} recognised by {copy['recognisedBy']}")

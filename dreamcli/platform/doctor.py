@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dreamcli.stores.discovery import GUIDE_WORKERS, Worker, open_project
+from dreamcli.stores.discovery import GUIDE_WORKERS, ROLE_NAMESPACES, Project, open_project
 from dreamcli.stores.wrangler import WranglerKVNamespace
 
 # The guide's .dev.vars, per worker (names only; values are never read out).
@@ -88,14 +88,61 @@ def _dev_vars(path: Path) -> dict[str, str]:
     return values
 
 
-def diagnose(
-    root: Path, *, persist_to: Path | None = None, env: str | None = None
-) -> tuple[list[Worker], list[Diagnosis]]:
+def recognition(project: Project) -> list[dict[str, str]]:
+    """Every guide worker's bindings and what each was recognised as (a namespace, the D1 database, or nothing),
+    and how: what `dream doctor` and `dream topology` show."""
+    rows = []
+    for role, (worker, how) in sorted(project.roles.items()):
+        known = {binding.binding: (namespace, told) for namespace, (binding, told) in worker.namespaces.items()}
+        for binding in worker.kv:
+            namespace, told = known.get(binding.binding, ("", ""))
+            rows.append(
+                {
+                    "worker": role,
+                    "identifiedBy": how,
+                    "binding": binding.binding,
+                    "id": binding.id,
+                    "is": namespace,
+                    "recognisedBy": told,
+                }
+            )
+        chosen = worker.database[0].binding if worker.database else None
+        for database in worker.d1:
+            told = worker.database[1] if worker.database and database.binding == chosen else ""
+            rows.append(
+                {
+                    "worker": role,
+                    "identifiedBy": how,
+                    "binding": database.binding,
+                    "id": database.database_id,
+                    "is": "D1 (customers)" if told else "",
+                    "recognisedBy": told,
+                }
+            )
+    return rows
+
+
+def diagnose(root: Path, *, persist_to: Path | None = None, env: str | None = None) -> tuple[Project, list[Diagnosis]]:
     """The guide's checks on a project, seeing its workers and their local state exactly as the wrangler store
     does (`dreamcli.stores.discovery.open_project`): the same roles, the same state folders, the same ids."""
     project = open_project(root, persist_to=persist_to, env=env)
     workers = project.workers
     found: list[Diagnosis] = []
+    for role, (worker, _) in sorted(project.roles.items()):
+        for namespace in ROLE_NAMESPACES[role]:
+            if namespace in worker.namespaces:
+                continue
+            left = [b.binding for b in worker.kv if all(b.binding != t.binding for t, _ in worker.namespaces.values())]
+            found.append(
+                Diagnosis(
+                    "bindings",
+                    worker.name,
+                    f"none of {role}'s KV bindings was recognised as {namespace} (unrecognised: "
+                    f"{', '.join(left) or 'none'}; recognised by the guide's binding names or ids, an id shared with "
+                    "another worker, or being the only one left)",
+                    f'declare it in dream.toml: [workers.{role}] bindings = {{ {namespace} = "BINDING" }}',
+                )
+            )
     for worker in project.unrecognised():
         found.append(
             Diagnosis(
@@ -195,7 +242,7 @@ def diagnose(
                 "bind one database id everywhere the dashboard and api-multi read",
             )
         )
-    if "api-multi" in project.roles and not project.roles["api-multi"][0].d1:
+    if "api-multi" in project.roles and not project.roles["api-multi"][0].database:
         found.append(
             Diagnosis(
                 "D1",
@@ -215,4 +262,4 @@ def diagnose(
                 "warning",
             )
         )
-    return workers, found
+    return project, found

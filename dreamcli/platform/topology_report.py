@@ -31,6 +31,12 @@ def describe(store: Store) -> dict[str, Any]:
         for role, (worker, how) in sorted(project.roles.items())
     ]
     report["unrecognised"] = [str(worker.config) for worker in project.unrecognised()]
+    report["unrecognisedBindings"] = [
+        {"worker": role, "config": str(worker.config), "binding": binding.binding, "id": binding.id}
+        for role, (worker, _) in sorted(project.roles.items())
+        for binding in worker.kv
+        if all(binding.binding != known.binding for known, _ in worker.namespaces.values())
+    ]
     report["env"] = project.env
     report["ids"] = "production (id)" if project.production_ids else "wrangler dev (preview_id ?? id)"
     for ref in store.topology.namespaces:
@@ -41,6 +47,7 @@ def describe(store: Store) -> dict[str, Any]:
                 {
                     "worker": copy.worker,
                     "binding": copy.binding,
+                    "recognisedBy": copy.how,
                     "role": copy.role,
                     "id": copy.id,
                     "stateFolder": copy.state_root,
@@ -59,6 +66,7 @@ def describe(store: Store) -> dict[str, Any]:
             {
                 "worker": copy.worker,
                 "binding": copy.binding,
+                "recognisedBy": copy.how,
                 "id": copy.id,
                 "stateFolder": copy.state_root,
                 "file": path,

@@ -12,6 +12,7 @@ from typing import Any
 
 from dreamcli.errors import NotFound, UsageError
 from dreamcli.topology import GUIDE_TOPOLOGY, DatabaseRef, NamespaceRef, Topology
+from dreamcli.workers_config import WorkersConfig, load_workers_config
 
 CONFIG_NAMES = ("wrangler.toml", "wrangler.jsonc", "wrangler.json")
 GUIDE_WORKERS = ("front-auth-api", "oauth-api", "api-multi")
@@ -44,6 +45,10 @@ GUIDE_ACCESS: tuple[Access, ...] = (
 )
 # The guide's bindings: (worker, binding) -> logical namespace.
 GUIDE_BINDINGS: dict[tuple[str, str], str] = {(a.worker, a.binding): a.namespace for a in GUIDE_ACCESS}
+# The namespaces each role binds in the guide.
+ROLE_NAMESPACES: dict[str, tuple[str, ...]] = {
+    role: tuple(a.namespace for a in GUIDE_ACCESS if a.worker == role) for role in GUIDE_WORKERS
+}
 READERS = {ref.name: tuple(ref.bindings[0].split(":")) for ref in GUIDE_TOPOLOGY.namespaces}
 # The worker whose D1 is the live one: api-multi writes the customers.
 D1_OWNER = "api-multi"
@@ -77,6 +82,10 @@ class Worker:
     kv: list[KVBinding] = field(default_factory=list)
     d1: list[D1Binding] = field(default_factory=list)
     dev_persist_to: Path | None = None  # `--persist-to` of its package.json dev script, resolved
+    # What its bindings were recognised as (`recognise`): logical namespace -> (binding, how it was told), and the
+    # D1 database that holds the customers.
+    namespaces: dict[str, tuple[KVBinding, str]] = field(default_factory=dict)
+    database: tuple[D1Binding, str] | None = None
 
     def state_root(self, persist_to: Path | None = None) -> Path:
         """Where `wrangler dev` keeps this worker's local state: `--persist-to X` (given, else its dev script's) puts
@@ -201,15 +210,26 @@ def _describe(worker: Worker) -> str:
     return f"{worker.config} (name {worker.name!r}; {bindings})"
 
 
-def identify(workers: list[Worker]) -> dict[str, tuple[Worker, str]]:
-    """Which worker plays each guide role, and how it was told: by its config's `name`, else its folder's name,
-    else its bindings (oauth-api binds PLATFORM_TOKENS_KV and CUSTOMER_TOKENS_KV; the worker whose TOKENS_KV is
-    oauth-api's PLATFORM_TOKENS_KV is front-auth-api, the one whose TOKENS_KV is its CUSTOMER_TOKENS_KV is
-    api-multi). Two workers for one role is refused, never settled by a guess; a role nobody plays is absent."""
+def identify(workers: list[Worker], config: WorkersConfig | None = None) -> dict[str, tuple[Worker, str]]:
+    """Which worker plays each guide role, and how it was told: the folder dream.toml's [workers.ROLE] names, else
+    its config's `name`, else its folder's name, else its bindings (oauth-api binds PLATFORM_TOKENS_KV and
+    CUSTOMER_TOKENS_KV; the worker whose TOKENS_KV is oauth-api's PLATFORM_TOKENS_KV is front-auth-api, the one
+    whose TOKENS_KV is its CUSTOMER_TOKENS_KV is api-multi). Two workers for one role is refused, never settled by a
+    guess; a role nobody plays is absent."""
+    config = config or WorkersConfig()
     found: dict[str, list[tuple[Worker, str]]] = {}
     unknown: list[Worker] = []
+    declared = {settings.folder: role for role, settings in config.roles.items() if settings.folder is not None}
+    for folder, role in declared.items():
+        if not any(worker.folder.resolve() == folder for worker in workers):
+            raise UsageError(
+                f"{config.source}: [workers.{role}] folder {folder} holds none of the workers found "
+                f"({', '.join(str(w.folder) for w in workers)})"
+            )
     for worker in workers:
-        if worker.name in GUIDE_WORKERS:
+        if worker.folder.resolve() in declared:
+            found.setdefault(declared[worker.folder.resolve()], []).append((worker, f"folder in {config.source}"))
+        elif worker.name in GUIDE_WORKERS:
             found.setdefault(worker.name, []).append((worker, "config name"))
         elif worker.folder.name in GUIDE_WORKERS:
             found.setdefault(worker.folder.name, []).append((worker, "folder name"))
@@ -231,8 +251,132 @@ def identify(workers: list[Worker]) -> dict[str, tuple[Worker, str]]:
     for role, candidates in found.items():
         if len(candidates) > 1:
             listed = "; ".join(f"{_describe(w)} by {how}" for w, how in candidates)
-            raise UsageError(f"two workers match {role}: {listed}. Rename one (its config's name) so one does")
+            raise UsageError(
+                f"two workers match {role}: {listed}. Rename one (its config's name), or name its folder in "
+                f"dream.toml ([workers.{role}] folder = ...)"
+            )
     return {role: candidates[0] for role, candidates in found.items()}
+
+
+def recognise(
+    roles: dict[str, tuple[Worker, str]], config: WorkersConfig | None = None, *, production_ids: bool = False
+) -> None:
+    """Which of each worker's bindings is which logical namespace, and its D1 database, whatever the bindings are
+    called, filled into `Worker.namespaces` / `Worker.database` with how each was told. In order: dream.toml's
+    [workers.ROLE] bindings; the guide's binding name or the guide's namespace id (two readings that disagree are
+    refused, with both); the id another worker's recognised binding has (the namespace they share); and a worker's
+    only binding left for its only namespace left. A binding nothing recognises stays unrecognised (`dream doctor`
+    says so), never guessed."""
+    config = config or WorkersConfig()
+
+    def local(binding: KVBinding) -> str:
+        return binding.id if production_ids else binding.local_id(preview=True)
+
+    def assign(role: str, worker: Worker, namespace: str, binding: KVBinding, how: str) -> None:
+        taken = worker.namespaces.get(namespace)
+        if taken is not None and taken[0].binding != binding.binding:
+            raise UsageError(
+                f"{worker.config}: both {taken[0].binding} ({taken[1]}) and {binding.binding} ({how}) read as "
+                f'{namespace}: declare which in dream.toml ([workers.{role}] bindings = {{ {namespace} = "..." }})'
+            )
+        worker.namespaces[namespace] = (binding, how)
+
+    def free(worker: Worker) -> list[KVBinding]:
+        used = {binding.binding for binding, _ in worker.namespaces.values()}
+        return [binding for binding in worker.kv if binding.binding not in used]
+
+    for role, (worker, _) in roles.items():
+        worker.namespaces = {}
+        expected = ROLE_NAMESPACES[role]
+        for namespace, name in config.role(role).bindings.items():
+            binding = worker.binding(name)
+            if binding is None:
+                bound = ", ".join(b.binding for b in worker.kv) or "none"
+                raise UsageError(
+                    f"{config.source}: [workers.{role}] bindings.{namespace} = {name!r}, but {worker.config} binds "
+                    f"no {name} (its KV bindings: {bound})"
+                )
+            if namespace not in expected:
+                raise UsageError(
+                    f"{config.source}: [workers.{role}] bindings.{namespace}: in the guide {role} binds "
+                    f"{' and '.join(expected)}, not {namespace}"
+                )
+            assign(role, worker, namespace, binding, f"declared in {config.source}")
+        for binding in free(worker):
+            readings = []
+            by_name = GUIDE_BINDINGS.get((role, binding.binding))
+            if by_name is not None:
+                readings.append((by_name, f"binding name {binding.binding}"))
+            for ref in GUIDE_TOPOLOGY.namespaces:
+                if ref.name in expected and ref.id in (binding.id, binding.preview_id):
+                    readings.append((ref.name, f"the guide's id for {ref.name}"))
+            if len({namespace for namespace, _ in readings}) > 1:
+                both = " but ".join(f"{how} says {namespace}" for namespace, how in readings)
+                raise UsageError(
+                    f"{worker.config}: {binding.binding}: {both}. Declare which in dream.toml ([workers.{role}] "
+                    f'bindings = {{ NAMESPACE = "{binding.binding}" }})'
+                )
+            if readings:
+                assign(role, worker, readings[0][0], binding, readings[0][1])
+    changed = True
+    while changed:  # the namespaces two workers share: the same id as one already recognised in the other
+        changed = False
+        for role, (worker, _) in roles.items():
+            for binding in free(worker):
+                matches = {
+                    namespace: f"same id as {other}'s {theirs.binding}"
+                    for other, (peer, _) in roles.items()
+                    if other != role
+                    for namespace, (theirs, _) in peer.namespaces.items()
+                    if namespace in ROLE_NAMESPACES[role]
+                    and namespace not in worker.namespaces
+                    and local(theirs) == local(binding)
+                }
+                if len(matches) > 1:
+                    raise UsageError(
+                        f"{worker.config}: {binding.binding} has the id of {' and of '.join(matches.values())}: "
+                        f'declare which it is in dream.toml ([workers.{role}] bindings = {{ NAMESPACE = "{binding.binding}" }})'
+                    )
+                for namespace, how in matches.items():
+                    assign(role, worker, namespace, binding, how)
+                    changed = True
+    for role, (worker, _) in roles.items():
+        missing = [namespace for namespace in ROLE_NAMESPACES[role] if namespace not in worker.namespaces]
+        left = free(worker)
+        if len(missing) == 1 and len(left) == 1:
+            assign(role, worker, missing[0], left[0], f"its only KV binding left ({role} binds {missing[0]})")
+        worker.database = _database(role, worker, config)
+
+
+def _database(role: str, worker: Worker, config: WorkersConfig) -> tuple[D1Binding, str] | None:
+    """The worker's D1 database that holds the customers: dream.toml's [workers.ROLE] d1, else its only one, else the
+    one with the guide's binding, name or id; several and none of those is refused."""
+    declared = config.role(role).d1
+    if declared is not None:
+        found = next((d for d in worker.d1 if d.binding == declared), None)
+        if found is None:
+            bound = ", ".join(d.binding for d in worker.d1) or "none"
+            raise UsageError(
+                f"{config.source}: [workers.{role}] d1 = {declared!r}, but {worker.config} binds no such D1 database "
+                f"(its D1 bindings: {bound})"
+            )
+        return found, f"declared in {config.source}"
+    if len(worker.d1) <= 1:
+        return (worker.d1[0], f"its only D1 binding ({worker.d1[0].binding})") if worker.d1 else None
+    guide = GUIDE_TOPOLOGY.database
+    matches = [
+        d
+        for d in worker.d1
+        if d.binding == guide.binding
+        or d.database_name == guide.name
+        or guide.id in (d.database_id, d.preview_database_id)
+    ]
+    if len(matches) == 1:
+        return matches[0], "the guide's binding, name or id"
+    raise UsageError(
+        f"{worker.config} binds several D1 databases ({', '.join(d.binding for d in worker.d1)}): declare which holds "
+        f'the customers in dream.toml ([workers.{role}] d1 = "BINDING")'
+    )
 
 
 @dataclass(frozen=True)
@@ -247,6 +391,7 @@ class Copy:
     id: str
     state_root: Path
     live: bool
+    how: str = ""  # how the binding was recognised as this namespace
 
     @property
     def place(self) -> tuple[Path, str]:
@@ -261,6 +406,7 @@ class D1Copy:
     id: str
     state_root: Path
     live: bool
+    how: str = ""
 
 
 @dataclass
@@ -283,6 +429,14 @@ class Project:
                 return copy
         found = ", ".join(f"{role} ({how})" for role, (_, how) in sorted(self.roles.items())) or "no guide worker"
         serving = READERS[namespace][0]
+        if serving in self.roles:
+            worker = self.roles[serving][0]
+            left = [b.binding for b in worker.kv if all(b.binding != t.binding for t, _ in worker.namespaces.values())]
+            raise UsageError(
+                f"{serving} ({worker.config}) serves {namespace}, but none of its bindings was recognised as it "
+                f"(unrecognised: {', '.join(left) or 'none'}): declare it in dream.toml ([workers.{serving}] "
+                f'bindings = {{ {namespace} = "BINDING" }})'
+            )
         raise UsageError(
             f"no worker of {self.root} serves {namespace} ({serving}'s {READERS[namespace][1]}); found: {found}"
         )
@@ -302,13 +456,16 @@ def open_project(
     env: str | None = None,
     production_ids: bool = False,
     worker_persist_to: dict[str, Path] | None = None,
+    config: WorkersConfig | None = None,
 ) -> Project:
     """The project at `root` with every copy located. `persist_to` (every worker run with `wrangler dev
     --persist-to DIR`) and `worker_persist_to` (one worker's, by role) are relative to `root`; otherwise each
     worker's dev script's, else its own folder's state. Ids are those `wrangler dev` uses (`preview_id ?? id`), or
-    the production `id`s with `production_ids`."""
+    the production `id`s with `production_ids`. `config` is dream.toml's [workers] (default: the nearest dream.toml
+    from `root` up)."""
     root = root.expanduser()
     workers = discover(root, env)
+    config = config if config is not None else load_workers_config(root)
 
     def resolved(folder: Path) -> Path:
         found = (root / folder.expanduser()).resolve()
@@ -318,7 +475,8 @@ def open_project(
 
     if persist_to is not None:
         persist_to = resolved(persist_to)
-    roles = identify(workers)
+    roles = identify(workers, config)
+    recognise(roles, config, production_ids=production_ids)
     for role, folder in (worker_persist_to or {}).items():
         if role not in GUIDE_WORKERS:
             raise UsageError(f"{role}.persist-to: {role} is none of {', '.join(GUIDE_WORKERS)}")
@@ -327,51 +485,57 @@ def open_project(
     copies: dict[str, list[Copy]] = {}
     for access in GUIDE_ACCESS:
         played = roles.get(access.worker)
-        binding = played[0].binding(access.binding) if played else None
-        if played is None or binding is None:
+        found = played[0].namespaces.get(access.namespace) if played else None
+        if played is None or found is None:
             continue
-        serving = READERS[access.namespace] == (access.worker, access.binding)
+        binding, how = found
         copies.setdefault(access.namespace, []).append(
             Copy(
                 access.namespace,
                 access.worker,
-                access.binding,
+                binding.binding,
                 access.role,
                 binding.id if production_ids else binding.local_id(preview=True),
                 played[0].state_root(persist_to),
-                serving,
+                READERS[access.namespace][0] == access.worker,
+                how,
             )
         )
     d1: list[D1Copy] = []
-    owner = D1_OWNER if D1_OWNER in roles and roles[D1_OWNER][0].d1 else None
+    owner = D1_OWNER if D1_OWNER in roles and roles[D1_OWNER][0].database else None
     for role in GUIDE_WORKERS:
-        if role not in roles or not roles[role][0].d1:
+        chosen = roles[role][0].database if role in roles else None
+        if chosen is None:
             continue
-        database = roles[role][0].d1[0]
+        database, how = chosen
         owner = owner or role
         database_id = database.database_id if production_ids else (database.preview_database_id or database.database_id)
-        d1.append(D1Copy(role, database.binding, database_id, roles[role][0].state_root(persist_to), role == owner))
+        d1.append(
+            D1Copy(role, database.binding, database_id, roles[role][0].state_root(persist_to), role == owner, how)
+        )
     return Project(root, workers, roles, copies, d1, persist_to, env, production_ids)
 
 
-def topology_of(workers: list[Worker], *, preview: bool = False) -> Topology:
+def topology_of(workers: list[Worker], *, preview: bool = False, config: WorkersConfig | None = None) -> Topology:
     """Logical namespaces -> the ids the guide workers bind, falling back to the guide's ids (the cloudflare
     store's view: production ids unless `preview`)."""
-    roles = identify(workers)
+    roles = identify(workers, config)
+    recognise(roles, config, production_ids=not preview)
     refs = []
     for default in GUIDE_TOPOLOGY.namespaces:
         found_id = None
         for access in GUIDE_ACCESS:
             if access.namespace != default.name or access.worker not in roles:
                 continue
-            binding = roles[access.worker][0].binding(access.binding)
-            if binding is not None:
-                found_id = found_id or binding.local_id(preview)
+            found = roles[access.worker][0].namespaces.get(access.namespace)
+            if found is not None:
+                found_id = found_id or found[0].local_id(preview)
         refs.append(NamespaceRef(default.name, found_id or default.id, default.bindings))
     database = GUIDE_TOPOLOGY.database
     for role in (D1_OWNER, *GUIDE_WORKERS):
-        if role in roles and roles[role][0].d1:
-            d1 = roles[role][0].d1[0]
+        chosen = roles[role][0].database if role in roles else None
+        if chosen is not None:
+            d1 = chosen[0]
             database = DatabaseRef(
                 d1.binding,
                 d1.database_name or database.name,
