@@ -263,6 +263,17 @@ class StripeBackend:
         self.state.issue_key(new_id("ca_", 32), account_id, "client_id")
         return account
 
+    def connect_redirect_uri(self) -> str:
+        """The Connect application's default redirect URI (its dashboard setting; `dream dev` sets it to
+        oauth-api's callback route)."""
+        platform = self.state.load(self._platform["id"], PLATFORM, "account") or self._platform
+        return str(platform.get("_connect_redirect_uri") or CONNECT_REDIRECT_URI)
+
+    def set_connect_redirect_uri(self, url: str) -> None:
+        platform = self.state.load(self._platform["id"], PLATFORM, "account") or dict(self._platform)
+        platform["_connect_redirect_uri"] = url
+        self.state.save(PLATFORM, platform)
+
     def _is_connected(self, account: str) -> bool:
         return self.state.load(account, self._platform["id"], "account") is not None
 
@@ -314,7 +325,7 @@ class StripeBackend:
         if params.get("response_type", "code") != "code":
             raise StripeOAuthError("invalid_request", "response_type must be 'code'")
         # Without one, Stripe sends the user to the application's redirect URI from its Connect settings.
-        redirect_uri = params.get("redirect_uri") or CONNECT_REDIRECT_URI
+        redirect_uri = params.get("redirect_uri") or self.connect_redirect_uri()
         answer: dict[str, str] = {}
         if params.get("emulator_decision") == "deny":
             answer = {"error": "access_denied", "error_description": "The user denied your request"}

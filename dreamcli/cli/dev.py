@@ -31,9 +31,16 @@ def dev(
             "at the last call: front-auth-api and oauth-api share one, api-multi keeps its own).",
         ),
     ] = "shared",
-    api_port: Annotated[int, typer.Option("--api-port", help="api-multi's port.")] = 8787,
-    front_port: Annotated[int, typer.Option("--front-port", help="front-auth-api's port.")] = 8788,
-    oauth_port: Annotated[int, typer.Option("--oauth-port", help="oauth-api's port.")] = 8789,
+    api_port: Annotated[
+        int | None, typer.Option("--api-port", help="api-multi's port.", show_default="dream.toml's, else 8787")
+    ] = None,
+    front_port: Annotated[
+        int | None,
+        typer.Option("--front-port", help="front-auth-api's port.", show_default="dream.toml's, else 8788"),
+    ] = None,
+    oauth_port: Annotated[
+        int | None, typer.Option("--oauth-port", help="oauth-api's port.", show_default="dream.toml's, else 8789")
+    ] = None,
     vendor_port: Annotated[int, typer.Option("--vendor-port", help="The vendors' helpers (checkout pages).")] = 8790,
     stripe_port: Annotated[int, typer.Option("--stripe-port", help="Stripe's API.")] = 8791,
     clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API.")] = 8792,
@@ -56,6 +63,13 @@ def dev(
 
     Then, in another terminal: dream flow run --workers   (the whole onboarding through the workers' routes)
 
+    Your own workers run unchanged: found by config name, folder name or dream.toml's [workers.ROLE] folder; each
+    with the wrangler its own folder has (node_modules/.bin, else the project's, else PATH; 4.x); the test keys in
+    a private env file instead of your .dev.vars; and their fetches to api.stripe.com, connect.stripe.com and
+    api.clerk.com sent to the emulated vendors (a shim dream puts in front of your entry module, in its private
+    folder). Stripe's webhook goes to the contract's webhook route and Connect's redirect URI to its callback route
+    (`dream flow run --workers --explain` lists them; dream.toml's [workers.routes] changes them).
+
     The workers run without DevTools inspectors (wrangler's startWorker API): an open inspector lets any local
     process pause `fetch(request, env)` and read CLERK_SECRET_KEY, STRIPE_SECRET_KEY and the webhook secrets.
     --inspect opens them (`wrangler dev --inspector-port 0`), with a warning.
@@ -63,14 +77,19 @@ def dev(
     Example: dream dev fixtures/workers   (npm install there first: the workers use stripe and @clerk/backend)
     """
     from dreamcli.platform.devserver import WORKER_PORTS, DevPlatform
+    from dreamcli.workers_config import load_workers_config
 
     kind, where = parse_store_spec(app_context(ctx).store_spec)
     vendor_store = Path(where if kind == "emulator" else DEFAULT_STORE.partition(":")[2])
+    root = project.expanduser().resolve()
+    config = load_workers_config(root)
+    given = {"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port}
     platform = DevPlatform(
-        project.expanduser().resolve(),
+        root,
         vendor_store,
         layout=state,
-        ports={"api-multi": api_port, "front-auth-api": front_port, "oauth-api": oauth_port},
+        ports={role: port or config.port(role, WORKER_PORTS[role]) for role, port in given.items()},
+        config=config,
         vendor_ports={"vendors": vendor_port, "stripe": stripe_port, "clerk": clerk_port},
         log=status,
         inspect=inspect,
@@ -91,7 +110,7 @@ def dev(
         status(f"all ready in {time.perf_counter() - started:.1f} s; state: --store {platform.store_spec()}")
         urls_flag = (
             ""
-            if platform.ports == WORKER_PORTS
+            if platform.ports == {role: config.port(role, port) for role, port in WORKER_PORTS.items()}
             else " --urls " + ",".join(f"{role}={urls[role]}" for role in ("front-auth-api", "oauth-api", "api-multi"))
         )
         status(f"next: dream flow run --workers{urls_flag} --store {platform.store_spec()}   (Ctrl-C here stops all)")

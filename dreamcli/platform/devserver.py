@@ -19,10 +19,20 @@ from pathlib import Path
 import httpx
 
 from dreamcli.errors import DreamError, UsageError
+from dreamcli.platform.contract import Route, contract
 from dreamcli.private_files import write_private
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
-from dreamcli.stores.wrangler_cli import Reaper, dev_command, find_wrangler, reap_group, signal_group, wrangler_env
-from dreamcli.workers_config import GUIDE_PORTS
+from dreamcli.stores.vendor_shim import write_entry
+from dreamcli.stores.wrangler_cli import (
+    Reaper,
+    dev_command,
+    find_wrangler,
+    reap_group,
+    signal_group,
+    wrangler_env,
+    wrangler_version,
+)
+from dreamcli.workers_config import GUIDE_PORTS, WorkersConfig, load_workers_config
 
 WORKER_PORTS = GUIDE_PORTS
 SHARED_STATE = ".wrangler-shared"
@@ -69,6 +79,7 @@ class DevPlatform:
     log: Callable[[str], None] = print
     wrangler: Path | None = None
     inspect: bool = False  # DevTools inspectors on (wrangler dev's own), reachable by any local process
+    config: WorkersConfig | None = None  # dream.toml's [workers] (default: the nearest from the project up)
     workers: dict[str, Worker] = field(default_factory=dict)
     project: Project | None = None
     _serving: object | None = None
@@ -99,16 +110,29 @@ class DevPlatform:
         folders = LAYOUTS[self.layout]
         for folder in set(folders.values()):
             (self.root / folder).mkdir(exist_ok=True)
-        self.project = open_project(self.root, worker_persist_to={role: Path(f) for role, f in folders.items()})
+        config = self.config if self.config is not None else load_workers_config(self.root)
+        routes = contract(config)
+        self.project = open_project(
+            self.root, worker_persist_to={role: Path(f) for role, f in folders.items()}, config=config
+        )
         missing = [role for role in GUIDE_WORKERS if role not in self.project.roles]
         if missing:
-            raise UsageError(f"{self.root} lacks {', '.join(missing)}: `dream dev` runs the guide's three workers")
+            raise UsageError(
+                f"{self.root} lacks {', '.join(missing)}: `dream dev` runs the guide's three workers (name their "
+                "folders in dream.toml's [workers.ROLE] folder if they are called otherwise)"
+            )
+        wranglers = {
+            role: self.wrangler or find_wrangler(self.root, self.project.roles[role][0].folder)
+            for role in GUIDE_WORKERS
+        }
+        for path in sorted(set(wranglers.values())):
+            users = ", ".join(role for role in GUIDE_WORKERS if wranglers[role] == path)
+            self.log(f"{'wrangler':<15} {wrangler_version(path) or '(version unknown)'} at {path} ({users})")
         self._migrate()
-        wrangler = self.wrangler or find_wrangler(self.root)
         serving = Serving(self.vendor_store, ports=self.vendor_ports, platform=False, log=lambda line: None)
         self._serving = serving
         urls = serving.start()
-        env = self._worker_env(serving, urls)
+        env = self._worker_env(serving, urls, routes)
         self._reaper = Reaper()
         self._private = Path(tempfile.mkdtemp(prefix="dream-dev-"))  # 0700: the env files hold test keys
         self._reaper.folder(self._private)
@@ -119,8 +143,16 @@ class DevPlatform:
             write_private(env_file, "".join(f"{name}={value}\n" for name, value in env[role].items()))
             worker = Worker(role, worker_folder, self.ports[role])
             persist = os.path.relpath(self.root / folders[role], worker_folder) if role in folders else None
+            # The worker's code unchanged, behind dream's entry that sends its vendor calls to the emulated ones.
+            entry = write_entry(self._private, role, found.main, urls) if found.main else None
             command = dev_command(
-                wrangler, str(found.config), worker.port, persist_to=persist, env_file=env_file, inspect=self.inspect
+                wranglers[role],
+                str(found.config),
+                worker.port,
+                persist_to=persist,
+                env_file=env_file,
+                entry=entry,
+                inspect=self.inspect,
             )
             worker.process = subprocess.Popen(
                 command,
@@ -159,8 +191,10 @@ class DevPlatform:
         if applied:
             self.log(f"{'d1':<15} applied {', '.join(m.name for m in applied)} from {folder}")
 
-    def _worker_env(self, serving: object, urls: dict[str, str]) -> dict[str, dict[str, str]]:
-        """Each worker's vars: the emulated vendors' base URLs and test keys; Stripe's webhooks to the workers."""
+    def _worker_env(self, serving: object, urls: dict[str, str], routes: dict[str, Route]) -> dict[str, dict[str, str]]:
+        """Each worker's vars: the emulated vendors' base URLs and test keys; Stripe's webhooks to the workers' route
+        for them, and the Connect application's redirect URI to oauth-api's callback route (as the contract, with
+        dream.toml's [workers.routes], names them)."""
         from dreamcli.platform.onboarding import platform_price_id
         from dreamcli.vendors.settings import Vendors, settings_from_emulator
 
@@ -173,8 +207,9 @@ class DevPlatform:
             vendors.http.close()
         stripe = emulator.stripe
         front, multi = self.ports["front-auth-api"], self.ports["api-multi"]
+        stripe.set_connect_redirect_uri(f"http://127.0.0.1:{self.ports['oauth-api']}{routes['callback'].path}")
         platform_secret = stripe.ensure_webhook_endpoint(
-            f"http://127.0.0.1:{front}/webhook/stripe",
+            f"http://127.0.0.1:{front}{routes['webhook'].path}",
             ["checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted"],
         )
         connect_secret = stripe.ensure_webhook_endpoint(

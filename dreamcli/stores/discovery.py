@@ -82,6 +82,7 @@ class Worker:
     kv: list[KVBinding] = field(default_factory=list)
     d1: list[D1Binding] = field(default_factory=list)
     dev_persist_to: Path | None = None  # `--persist-to` of its package.json dev script, resolved
+    main: Path | None = None  # its entry module, as the config (or its [env.NAME]) names it
     # What its bindings were recognised as (`recognise`): logical namespace -> (binding, how it was told), and the
     # D1 database that holds the customers.
     namespaces: dict[str, tuple[KVBinding, str]] = field(default_factory=dict)
@@ -171,6 +172,9 @@ def load_worker(folder: Path, env: str | None = None) -> Worker | None:
             known = ", ".join(sorted(envs)) or "none"
             raise UsageError(f"{config} has no [env.{env}] section (its environments: {known})")
         section = envs[env]
+    main = section.get("main") or data.get("main")
+    if isinstance(main, str) and main:
+        worker.main = (folder / main).resolve()
     for entry in section.get("kv_namespaces") or []:
         if not isinstance(entry, dict) or "binding" not in entry:
             raise UsageError(f"{config}: every kv_namespaces entry needs a binding")

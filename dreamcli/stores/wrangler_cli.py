@@ -11,24 +11,49 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from dreamcli.errors import NotFound
+from dreamcli.errors import NotFound, UsageError
+
+WRANGLER_MAJOR = 4  # dream runs wrangler 4.x (its startWorker API and local state format)
+TESTED_WRANGLER = "4.86.0"  # the version the test suite runs
+_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
 
 
-def find_wrangler(project: Path) -> Path:
-    """wrangler as the project has it (node_modules/.bin, up from the project), else dream's cache, else PATH."""
-    here = Path(__file__).resolve().parents[2] / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
-    for folder in [project, *project.parents]:
-        candidate = folder / "node_modules" / ".bin" / "wrangler"
-        if candidate.exists():
-            return candidate
-    if here.exists():
-        return here
-    found = shutil.which("wrangler")
-    if found:
-        return Path(found)
-    raise NotFound(
-        "wrangler is not installed: `npm install wrangler@4.86.0` in the project (or, in a clone of dream, `python -m tests.peers`)"
+def find_wrangler(project: Path, worker: Path | None = None) -> Path:
+    """wrangler as the user runs it: the worker's own folder's node_modules/.bin (`npm run dev` there, as the guide
+    does), then each folder up from it through the project and above, then PATH, then dream's own cache (a clone of
+    dream, `python -m tests.peers`). Its version must be 4.x."""
+    start = worker if worker is not None else project
+    folders = [start, *start.parents]
+    if worker is not None and project not in folders:
+        folders += [project, *project.parents]
+    found = next(
+        (f / "node_modules" / ".bin" / "wrangler" for f in folders if (f / "node_modules/.bin/wrangler").exists()), None
     )
+    if found is None:
+        on_path = shutil.which("wrangler")
+        found = Path(on_path) if on_path else (_CACHE if _CACHE.exists() else None)
+    if found is None:
+        raise NotFound(
+            f"wrangler is not installed: `npm install --save-dev wrangler@{WRANGLER_MAJOR}` in {start} (what its "
+            "`npm run dev` runs), or install it on PATH"
+        )
+    version = wrangler_version(found)
+    if version is not None and not version.startswith(f"{WRANGLER_MAJOR}."):
+        raise UsageError(
+            f"{found} is wrangler {version}; dream runs wrangler {WRANGLER_MAJOR}.x (tested with {TESTED_WRANGLER}): "
+            f"`npm install --save-dev wrangler@{WRANGLER_MAJOR}` in {found.parent.parent.parent}"
+        )
+    return found
+
+
+def wrangler_version(wrangler: Path) -> str | None:
+    """The version in the package.json behind the `wrangler` command (None if it cannot be read)."""
+    import json
+
+    try:
+        return str(json.loads((wrangler_package(wrangler) / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def wrangler_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -150,11 +175,12 @@ def dev_command(
     *,
     persist_to: str | None = None,
     env_file: Path | None = None,
+    entry: Path | None = None,
     inspect: bool = False,
 ) -> list[str]:
     """How dream runs one worker locally: `wrangler dev` itself when the user wants its DevTools inspector
     (`inspect`), else wrangler's startWorker API with none (data/wrangler/dev_worker.cjs; the inspector hands out every
-    secret of `env` to any local process)."""
+    secret of `env` to any local process). `entry` replaces the config's main module (dream's vendor shim)."""
     extra = [
         *(["--persist-to", persist_to] if persist_to else []),
         *(["--env-file", str(env_file)] if env_file else []),
@@ -163,6 +189,7 @@ def dev_command(
         return [
             str(wrangler),
             "dev",
+            *([str(entry)] if entry else []),
             "--config",
             config,
             "--ip",
@@ -177,6 +204,7 @@ def dev_command(
     node = shutil.which("node")
     if node is None:
         raise NotFound("Node is not installed: wrangler needs it")
+    extra += ["--entry", str(entry)] if entry else []
     return [node, str(DEV_WORKER), str(wrangler_package(wrangler)), config, str(port), *extra]
 
 

@@ -3,7 +3,10 @@
 // that finds them can pause `fetch(request, env)` and read every secret in `env`; `--inspector-port 0` only picks
 // the port. dream asks for none unless the user asks for one (`dream dev --inspect`, which runs `wrangler dev`).
 //
-// node dev_worker.cjs WRANGLER_PACKAGE_DIR CONFIG PORT [--persist-to DIR] [--env-file FILE]
+// --entry runs the worker behind dream's own entry module (dreamcli/stores/vendor_shim.py), which routes its
+// fetches to the vendors' hosts to dream's emulated vendors.
+//
+// node dev_worker.cjs WRANGLER_PACKAGE_DIR CONFIG PORT [--persist-to DIR] [--env-file FILE] [--entry FILE]
 "use strict";
 
 const [wranglerPackage, config, port, ...rest] = process.argv.slice(2);
@@ -18,6 +21,8 @@ const { unstable_startWorker: startWorker } = require(wranglerPackage);
   const envFile = option("--env-file");
   const worker = await startWorker({
     config,
+    entrypoint: option("--entry"),
+    // Given, the env file replaces .dev.vars: the user's own keys for the real vendors are not loaded.
     envFiles: envFile ? [envFile] : undefined,
     dev: {
       inspector: false,
