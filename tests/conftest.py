@@ -204,3 +204,16 @@ def connected(platform):
         return signed
 
     return connect
+
+
+GUIDE_WORKERS = Path(__file__).resolve().parent / "guide_workers"
+
+
+def copy_guide_workers(target: Path) -> Path:
+    """A copy of the guide-written worker set (tests/guide_workers), without local state; each worker's own npm
+    install (wrangler included) linked, not copied, so each worker still runs its own wrangler."""
+    shutil.copytree(GUIDE_WORKERS, target, ignore=shutil.ignore_patterns("node_modules", ".wrangler", ".wrangler-*"))
+    for folder in GUIDE_WORKERS.iterdir():
+        if (folder / "node_modules").is_dir():
+            (target / folder.name / "node_modules").symlink_to(folder / "node_modules", target_is_directory=True)
+    return target

@@ -22,38 +22,53 @@ CACHE = ROOT / ".cache"
 @dataclass(frozen=True)
 class Peer:
     name: str
-    marker: Path  # present once installed
-    command: tuple[str, ...]  # what installs it (npm, from the registry, versions pinned)
+    markers: tuple[Path, ...]  # present once installed
+    commands: tuple[tuple[str, ...], ...]  # what installs it (npm, from the registry, versions pinned)
 
     @property
     def present(self) -> bool:
-        return shutil.which("node") is not None and self.marker.exists()
+        return shutil.which("node") is not None and all(marker.exists() for marker in self.markers)
+
+    @property
+    def marker(self) -> Path:
+        return self.markers[0]
 
     def why_missing(self) -> str:
         if shutil.which("node") is None:
             return f"{self.name} needs Node, which is not installed"
-        return f"{self.name} is not installed ({self.marker.relative_to(ROOT)} missing; `{' '.join(self.command)}`)"
+        missing = next(marker for marker in self.markers if not marker.exists())
+        commands = "; ".join(" ".join(command) for command in self.commands)
+        return f"{self.name} is not installed ({missing.relative_to(ROOT)} missing; `{commands}`)"
 
 
 NPM = ("npm", "--no-audit", "--no-fund", "--loglevel=error")
 NPM_PEERS = ("stripe@23.1.0", "@clerk/backend@3.25.0", "@stripe/cli@1.52.0", "svix@1.84.1")
+GUIDE_WORKERS = ROOT / "tests" / "guide_workers"
+GUIDE_WORKER_FOLDERS = ("platform", "connect", "customers-api")
 PEERS = {
     # wrangler 4.86.0: the newest that runs on Node 20
     "wrangler": Peer(
         "wrangler",
-        CACHE / "wrangler" / "node_modules" / ".bin" / "wrangler",
-        (*NPM, "install", "--prefix", str(CACHE / "wrangler"), "wrangler@4.86.0"),
+        (CACHE / "wrangler" / "node_modules" / ".bin" / "wrangler",),
+        ((*NPM, "install", "--prefix", str(CACHE / "wrangler"), "wrangler@4.86.0"),),
     ),
     "npm-peers": Peer(
         "the official npm clients (stripe-node, @clerk/backend, the Stripe CLI, svix)",
         # a marker naming the versions: a cache of other versions is completed, not trusted
-        CACHE / "npm-peers" / "node_modules" / (".dream-" + "-".join(NPM_PEERS).replace("/", "_")),
-        (*NPM, "install", "--prefix", str(CACHE / "npm-peers"), *NPM_PEERS),
+        (CACHE / "npm-peers" / "node_modules" / (".dream-" + "-".join(NPM_PEERS).replace("/", "_")),),
+        ((*NPM, "install", "--prefix", str(CACHE / "npm-peers"), *NPM_PEERS),),
     ),
     "workers": Peer(
         "the reference workers' dependencies (stripe, @clerk/backend)",
-        ROOT / "fixtures" / "workers" / "node_modules" / "@clerk" / "backend" / "package.json",
-        (*NPM, "ci", "--prefix", str(ROOT / "fixtures" / "workers")),
+        (ROOT / "fixtures" / "workers" / "node_modules" / "@clerk" / "backend" / "package.json",),
+        ((*NPM, "ci", "--prefix", str(ROOT / "fixtures" / "workers")),),
+    ),
+    # each of the guide-written workers has its own install, wrangler included, as `npm run dev` in it needs
+    "guide-workers": Peer(
+        "the guide-written workers' own installs (wrangler, hono, stripe, @clerk/backend in each folder)",
+        tuple(GUIDE_WORKERS / folder / "node_modules" / "hono" / "package.json" for folder in GUIDE_WORKER_FOLDERS)
+        + tuple(GUIDE_WORKERS / folder / "node_modules" / ".bin" / "wrangler" for folder in GUIDE_WORKER_FOLDERS),
+        tuple((*NPM, "ci", "--prefix", str(GUIDE_WORKERS / folder)) for folder in GUIDE_WORKER_FOLDERS),
     ),
 }
 WRANGLER = PEERS["wrangler"].marker
@@ -72,10 +87,15 @@ def install_missing(say=print) -> list[str]:
     for peer in PEERS.values():
         if peer.present:
             continue
-        say(f"installing {peer.name} (cached for the next runs): {' '.join(peer.command)}")
-        done = subprocess.run(peer.command, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            failed.append(f"{peer.name}: {' '.join(peer.command)} failed: {done.stderr.strip()[-500:]}")
+        broke = False
+        for command in peer.commands:
+            say(f"installing {peer.name} (cached for the next runs): {' '.join(command)}")
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                failed.append(f"{peer.name}: {' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+                broke = True
+                break
+        if broke:
             continue
         if peer is PEERS["npm-peers"]:
             peer.marker.touch()  # all of them installed, at these versions

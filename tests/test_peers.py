@@ -6,7 +6,7 @@ import pytest
 
 from tests import conftest, peers
 
-MISSING = peers.Peer("a peer", peers.ROOT / ".cache" / "no-such-peer" / "bin", ("false",))
+MISSING = peers.Peer("a peer", (peers.ROOT / ".cache" / "no-such-peer" / "bin",), (("false",),))
 
 
 class Item:

@@ -382,7 +382,8 @@ def _explain_contract(run: Any, urls: str | None, json_flag: bool) -> None:
     bases = parse_workers(urls, config)
     routes = contract(config).values()
     if run.wants_json(json_flag):
-        print_json({"dreamToml": config.source, "requests": [r.as_json(bases[r.worker]) for r in routes]})
+        source = str(config.source) if config.source else None
+        print_json({"dreamToml": source, "requests": [r.as_json(bases[r.worker]) for r in routes]})
         return
     for number, route in enumerate(routes, 1):
         sends = [f"?{'&'.join(f'{q}=' for q in route.query)}"] if route.query else []
@@ -422,7 +423,8 @@ def _flow_over_http(run: Any, tiers: Any, email: str | None, urls: str | None) -
     if store is None:
         status("no verify at the end: give --store wrangler:PROJECT[,persist-to=...] (what `dream dev` printed)")
     with httpx.Client(timeout=60.0) as http:
-        return HttpFlow(parse_workers(urls, config), emulator, store, http, contract(config)).run(tiers, email)
+        flow = HttpFlow(parse_workers(urls, config), emulator, store, http, contract(config), run.store_spec)
+        return flow.run(tiers, email)
 
 
 @app.command("call")

@@ -211,6 +211,6 @@ def contract(config: WorkersConfig | None = None) -> dict[str, Route]:
             method=override.method,
             path=override.path,
             expect=override.expect or routes[step].expect,
-            source=f"{config.source if config else 'dream.toml'} (the guide: {routes[step].route})",
+            source=f"{config.source if config else 'dream.toml'} (the guide's: {routes[step].route}; {routes[step].source})",
         )
     return routes

@@ -180,7 +180,7 @@ class DevPlatform:
 
         assert self.project is not None
         worker = self.project.roles["api-multi"][0]
-        folder = (worker.folder / worker.d1[0].migrations_dir) if worker.d1 else None
+        folder = (worker.folder / worker.database[0].migrations_dir) if worker.database else None
         if folder is None or not folder.is_dir():
             folder = default_migrations_dir()
         store = open_wrangler_store(self.store_spec().partition(":")[2])

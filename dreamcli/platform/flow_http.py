@@ -82,6 +82,7 @@ class HttpFlow:
     store: Store | None
     http: httpx.Client
     routes: dict[str, Route] = field(default_factory=contract)
+    store_spec: str | None = None  # how the user names the store (`--store ...`), for the commands a failure suggests
 
     def call(
         self,
@@ -140,7 +141,9 @@ class HttpFlow:
             answer = _json(self.call("platform-id", **as_developer(), body={"userId": user["id"]}), "platformId")
             report.platform_id = answer["platformId"]
             return (
-                [f"front-auth-api: user:{user['id']}:platformId, platform:{report.platform_id}:userId"],
+                [
+                    f"front-auth-api -> platform-tokens: user:{user['id']}:platformId, platform:{report.platform_id}:userId"
+                ],
                 f"{user['id']} -> {report.platform_id}",
             )
 
@@ -184,7 +187,9 @@ class HttpFlow:
             if "error" in location:
                 raise StepFailed(f"{_answer(done)}: oauth-api sent the developer to {location}")
             return (
-                [f"oauth-api: user:{report.user_id}:stripeToken, platform:{report.platform_id}:stripeToken"],
+                [
+                    f"oauth-api -> platform-tokens: user:{report.user_id}:stripeToken, platform:{report.platform_id}:stripeToken"
+                ],
                 f"redirected to {location}",
             )
 
@@ -208,9 +213,9 @@ class HttpFlow:
             products = answer.get("products")
             return (
                 [
-                    f"oauth-api PLATFORM_TOKENS_KV: user:{report.user_id}:publishableKey, :secretKey, :products, "
+                    f"oauth-api -> platform-tokens: user:{report.user_id}:publishableKey, :secretKey, :products, "
                     "publishablekey:..., secretkey:...",
-                    f"oauth-api CUSTOMER_TOKENS_KV: platform:{report.platform_id}:tierConfig, publishablekey:..., "
+                    f"oauth-api -> api-tokens: platform:{report.platform_id}:tierConfig, publishablekey:..., "
                     "secretkey:...",
                 ],
                 f"{len(products)} products on the connected account" if isinstance(products, list) else "keys made",
@@ -255,7 +260,10 @@ class HttpFlow:
             blocking = {cls: n for cls, n in result.by_class().items() if cls in ("stranded", "missing", "stale")}
             summary = ", ".join(f"{n} {cls}" for cls, n in sorted(result.by_class().items())) or "clean"
             if blocking:
-                raise StepFailed(f"{summary} (`dream kv verify --store {self.store.location}` shows them)")
+                spec = self.store_spec or f"wrangler:{self.store.location}"
+                raise StepFailed(
+                    f"{summary} (`dream kv verify --store {spec}` shows them; `dream kv repair` fixes them)"
+                )
             return [], f"{result.keys_scanned} keys: {summary}"
 
         phases: list[tuple[str, Callable[[], tuple[list[str], str]]]] = [

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -49,9 +50,14 @@ class Dev:
     """`dream dev` as a user runs it, in its own process."""
 
     def __init__(
-        self, tmp_path: Path, state: str, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+        self,
+        tmp_path: Path,
+        state: str,
+        env: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+        copy: Callable[[Path], Path] = copy_workers,
     ) -> None:
-        self.project = copy_workers(tmp_path / "workers")
+        self.project = copy(tmp_path / "workers")
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
         flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
         self.started = time.monotonic()
