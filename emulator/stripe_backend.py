@@ -63,6 +63,7 @@ class StripeAPIError(Exception):
         self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
         if code:
             self.body["error"]["code"] = code
+            self.body["error"]["doc_url"] = f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}"
         if param:
             self.body["error"]["param"] = param
 

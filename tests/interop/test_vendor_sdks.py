@@ -213,6 +213,7 @@ def test_unknown_parameters_are_refused_as_stripe_refuses_them(served):
         "code": "parameter_unknown",
         "param": "emial",
         "message": "Received unknown parameter: emial",
+        "doc_url": "https://docs.stripe.com/error-codes/parameter-unknown",
     }
     client = stripe.StripeClient(key, base_addresses={"api": urls["stripe"]})
     with pytest.raises(stripe.InvalidRequestError, match="Received unknown parameter: colour"):
