@@ -21,6 +21,8 @@ from urllib.parse import urlencode
 
 from dreamcli.stores.sqlite_file import SQLiteFile
 from emulator.schema import sha256_hex
+from emulator.stripe_errors import StripeAPIError, StripeOAuthError, missing_param, no_such
+from emulator.stripe_params import store_plain
 from emulator.vendor_state import VendorState, new_id, public
 from emulator.webhooks import Message, Outbox
 
@@ -44,37 +46,6 @@ PLATFORM = "platform"  # the scope of the platform's own account; connected acco
 # The API request being answered (its Request-Id and Idempotency-Key): events it causes name it in `request`, as
 # Stripe's do; events with no request behind them (a checkout paid on the hosted page) carry nulls.
 CURRENT_REQUEST: ContextVar[dict[str, str | None] | None] = ContextVar("stripe_request", default=None)
-
-
-class StripeAPIError(Exception):
-    """An API error with Stripe's envelope: {"error": {type, code, message, param}}."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
-        if code:
-            self.body["error"]["code"] = code
-            self.body["error"]["doc_url"] = f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}"
-        if param:
-            self.body["error"]["param"] = param
-
-
-class StripeOAuthError(Exception):
-    """An OAuth error with Connect's envelope: {"error": ..., "error_description": ...}."""
-
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.status = status
-        self.body = {"error": error, "error_description": description}
 
 
 # The currencies Stripe charges in (its "supported currencies" page); anything else is refused as Stripe does.
@@ -191,14 +162,6 @@ def _line(
         "quantity": quantity,
         "taxes": [],
     }
-
-
-def no_such(kind: str, object_id: str, param: str = "id") -> StripeAPIError:
-    return StripeAPIError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
-
-
-def missing_param(name: str) -> StripeAPIError:
-    return StripeAPIError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int) -> str:
@@ -437,7 +400,18 @@ class StripeBackend:
         }
         if self.state.load(product["id"]) is not None:
             raise StripeAPIError(400, "Product already exists.", code="resource_already_exists", param="id")
+        store_plain(
+            product,
+            params,
+            "POST /v1/products",
+            {"id", "active", "description", "metadata", "name", "default_price_data"},
+        )
         self.state.save(account, product)
+        data = params.get("default_price_data")
+        if isinstance(data, dict):  # as Stripe: the product's first price, made with it and set as its default
+            price = self.create_price(account, {**data, "product": product["id"]})
+            product["default_price"] = price["id"]
+            self.state.save(account, product)
         self.emit(account, "product.created", product)
         return product
 
@@ -450,7 +424,6 @@ class StripeBackend:
     def update_product(self, account: str, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
         product = self.get(account, "product", product_id)
         before = json.loads(json.dumps(product))
-        _refuse_unknown(params, {"name", "active", "description", "metadata"})
         if "name" in params:
             product["name"] = params["name"]
         if "active" in params:
@@ -459,6 +432,14 @@ class StripeBackend:
             product["description"] = params["description"] or None
         product["metadata"] = _merge_metadata(product["metadata"], params.get("metadata"))
         product["updated"] = self.state.now()
+        if params.get("default_price"):
+            price = self.state.load(str(params["default_price"]), account, "price")
+            if price is None or price["product"] != product_id:
+                raise no_such("price", str(params["default_price"]), "default_price")
+            product["default_price"] = price["id"]
+        store_plain(
+            product, params, "POST /v1/products/{id}", {"name", "active", "description", "metadata", "default_price"}
+        )
         return self._updated(account, "product.updated", before, product)
 
     def create_price(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -504,6 +485,12 @@ class StripeBackend:
             "unit_amount": unit_amount,
             "unit_amount_decimal": str(unit_amount),
         }
+        store_plain(
+            price,
+            params,
+            "POST /v1/prices",
+            {"currency", "product", "unit_amount", "recurring", "active", "metadata", "nickname"},
+        )
         self.state.save(account, price)
         self.emit(account, "price.created", price)
         return price
@@ -511,12 +498,12 @@ class StripeBackend:
     def update_price(self, account: str, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
         price = self.get(account, "price", price_id)
         before = json.loads(json.dumps(price))
-        _refuse_unknown(params, {"active", "metadata", "nickname"})
         if "active" in params:
             price["active"] = _as_bool(params["active"])
         if "nickname" in params:
             price["nickname"] = params["nickname"] or None
         price["metadata"] = _merge_metadata(price["metadata"], params.get("metadata"))
+        store_plain(price, params, "POST /v1/prices/{id}", {"active", "nickname", "metadata", "transfer_lookup_key"})
         return self._updated(account, "price.updated", before, price)
 
     def _updated(self, account: str, event_type: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -627,7 +614,6 @@ class StripeBackend:
         settings = params.get("invoice_settings") or {}
         if not isinstance(settings, dict):
             raise StripeAPIError(400, "Invalid object", param="invoice_settings")
-        _refuse_unknown(settings, {"default_payment_method", "custom_fields", "footer", "rendering_options"})
         default_method = settings.get("default_payment_method")
         if default_method:
             self.payment_method(account, str(default_method), param="invoice_settings[default_payment_method]")
@@ -659,6 +645,12 @@ class StripeBackend:
             "tax_exempt": "none",
             "test_clock": None,
         }
+        store_plain(
+            customer,
+            params,
+            "POST /v1/customers",
+            {"email", "name", "description", "phone", "metadata", "payment_method", "invoice_settings"},
+        )
         self.state.save(account, customer)
         self.emit(account, "customer.created", customer)
         return customer
@@ -674,6 +666,12 @@ class StripeBackend:
         if isinstance(settings, dict) and settings.get("default_payment_method"):
             method = self.payment_method(account, str(settings["default_payment_method"]))
             customer["invoice_settings"]["default_payment_method"] = method["id"]
+        store_plain(
+            customer,
+            params,
+            "POST /v1/customers/{id}",
+            {"email", "name", "description", "phone", "metadata", "invoice_settings"},
+        )
         return self._updated(account, "customer.updated", before, customer)
 
     def delete_customer(self, account: str, customer_id: str) -> dict[str, Any]:
@@ -1391,7 +1389,6 @@ class StripeBackend:
         subscription = self.get(account, "subscription", subscription_id)
         if subscription["status"] == "canceled":
             raise StripeAPIError(400, "A canceled subscription can only update its cancellation_details and metadata.")
-        _refuse_unknown(params, {"items", "metadata", "cancel_at_period_end", "proration_behavior"})
         previous: dict[str, Any] = {}
         for index, change in enumerate(params.get("items") or []):
             if not isinstance(change, dict) or not change.get("price"):
@@ -1579,12 +1576,6 @@ class StripeBackend:
             "Stripe-Signature": sign_payload(message.body, endpoint["_secret"], timestamp),
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         }
-
-
-def _refuse_unknown(params: dict[str, Any], allowed: set[str]) -> None:
-    for name in params:
-        if name not in allowed and name != "expand":
-            raise StripeAPIError(400, f"Received unknown parameter: {name}", param=name)
 
 
 def _redact(key: str) -> str:

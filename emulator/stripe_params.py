@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from emulator.stripe_backend import StripeAPIError, missing_param
+from emulator.stripe_errors import StripeAPIError, missing_param
 
 SPEC_FILE = Path(__file__).resolve().parent / "specs" / "stripe-params.json"
 _INTEGER = re.compile(r"^-?\d+$")
@@ -139,3 +139,16 @@ def typed(node: dict[str, Any] | None, value: Any) -> Any:
     if kind == "list" and isinstance(value, list):
         return [typed(node["of"], item) for item in value]
     return value
+
+
+def store_plain(obj: dict[str, Any], params: dict[str, Any], route: str, handled: set[str]) -> None:
+    """The plain fields of `params` (those the backend does not model: every one not in `handled`) stored on `obj` as
+    given, typed as the description of `route` ("POST /v1/products") types them, where the object has such a field."""
+    schema = spec()["routes"].get(route)
+    if schema is None:
+        return
+    for key, value in params.items():
+        node = schema["p"].get(key)
+        if node is None or key in handled or key == "expand" or key not in obj:
+            continue
+        obj[key] = typed(node, value)
