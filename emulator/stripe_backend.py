@@ -85,15 +85,24 @@ EXPANDABLE = {
     "latest_invoice": "invoice",
     "invoice": "invoice",
     "default_payment_method": "payment_method",
+    "default_price": "price",
 }
 
-# Stripe's test payment methods and card tokens, and whether a charge on them succeeds (docs.stripe.com/testing).
-TEST_PAYMENT_METHODS = {
-    "pm_card_visa": ("visa", "4242", True),
-    "pm_card_mastercard": ("mastercard", "4444", True),
-    "pm_card_amex": ("amex", "8431", True),
-    "pm_card_chargeCustomerFail": ("visa", "0341", False),
-    "pm_card_visa_chargeDeclined": ("visa", "0002", False),
+# Stripe's test payment methods (docs.stripe.com/testing): brand, last4, and what happens when one is used. None
+# works; ("attach", code, decline_code) is declined as soon as it is attached to a customer (Stripe checks the card
+# then); ("charge", ...) attaches, then every charge on it is declined.
+TEST_PAYMENT_METHODS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
+    "pm_card_visa": ("visa", "4242", None),
+    "pm_card_mastercard": ("mastercard", "4444", None),
+    "pm_card_amex": ("amex", "8431", None),
+    "pm_card_chargeCustomerFail": ("visa", "0341", ("charge", "card_declined", "generic_decline")),
+    "pm_card_visa_chargeDeclined": ("visa", "0002", ("attach", "card_declined", "generic_decline")),
+    "pm_card_visa_chargeDeclinedInsufficientFunds": ("visa", "9995", ("attach", "card_declined", "insufficient_funds")),
+    "pm_card_visa_chargeDeclinedLostCard": ("visa", "9987", ("attach", "card_declined", "lost_card")),
+    "pm_card_visa_chargeDeclinedStolenCard": ("visa", "9979", ("attach", "card_declined", "stolen_card")),
+    "pm_card_chargeDeclinedExpiredCard": ("visa", "0069", ("attach", "expired_card", "expired_card")),
+    "pm_card_chargeDeclinedIncorrectCvc": ("visa", "0127", ("attach", "incorrect_cvc", "incorrect_cvc")),
+    "pm_card_chargeDeclinedProcessingError": ("visa", "0119", ("attach", "processing_error", "processing_error")),
 }
 TEST_CARD_TOKENS = {
     "tok_visa": "pm_card_visa",
@@ -101,7 +110,81 @@ TEST_CARD_TOKENS = {
     "tok_amex": "pm_card_amex",
     "tok_chargeCustomerFail": "pm_card_chargeCustomerFail",
     "tok_chargeDeclined": "pm_card_visa_chargeDeclined",
+    "tok_chargeDeclinedInsufficientFunds": "pm_card_visa_chargeDeclinedInsufficientFunds",
+    "tok_visa_chargeDeclinedLostCard": "pm_card_visa_chargeDeclinedLostCard",
+    "tok_visa_chargeDeclinedStolenCard": "pm_card_visa_chargeDeclinedStolenCard",
+    "tok_chargeDeclinedExpiredCard": "pm_card_chargeDeclinedExpiredCard",
+    "tok_chargeDeclinedIncorrectCvc": "pm_card_chargeDeclinedIncorrectCvc",
+    "tok_chargeDeclinedProcessingError": "pm_card_chargeDeclinedProcessingError",
 }
+CARD_MESSAGES = {
+    "generic_decline": "Your card was declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
+    "lost_card": "Your card was declined.",
+    "stolen_card": "Your card was declined.",
+    "expired_card": "Your card has expired.",
+    "incorrect_cvc": "Your card's security code is incorrect.",
+    "processing_error": "An error occurred while processing your card. Try again in a little bit.",
+}
+
+
+def card_error(test_id: str) -> StripeAPIError | None:
+    """The card error a test card answers with when it is charged (or attached), as Stripe words it; None: it pays."""
+    outcome = TEST_PAYMENT_METHODS[test_id][2]
+    if outcome is None:
+        return None
+    _, code, decline = outcome
+    param = {"incorrect_cvc": "cvc", "expired_card": "exp_month"}.get(code, "")
+    return StripeAPIError(
+        402,
+        CARD_MESSAGES[decline],
+        type="card_error",
+        code=code,
+        param=param or None,
+        decline_code=decline if code == "card_declined" else None,
+    )
+
+
+SUBSCRIPTION_STATUSES = (
+    "active",
+    "canceled",
+    "ended",
+    "incomplete",
+    "incomplete_expired",
+    "past_due",
+    "paused",
+    "trialing",
+    "unpaid",
+)
+
+
+def _check_event_types(events: Any) -> None:
+    """Each enabled event is one of Stripe's event types (its published list), or `*`."""
+    from emulator.stripe_params import spec
+
+    known = spec()["routes"]["POST /v1/webhook_endpoints"]["p"]["enabled_events"]["of"]["v"]
+    for index, name in enumerate(events if isinstance(events, list) else [events]):
+        if name not in known:
+            raise StripeAPIError(
+                400,
+                f"Invalid enabled_events[{index}]: must be one of Stripe's event types (or *), not {str(name)[:64]}",
+                param=f"enabled_events[{index}]",
+            )
+
+
+def _in_range(value: Any, bounds: Any) -> bool:
+    """A list's range filter (`created[gte]=...`, or one exact value) on a timestamp."""
+    if bounds in (None, ""):
+        return True
+    if not isinstance(bounds, dict):
+        return value == int(bounds)
+    checks = {
+        "gt": lambda a, b: a > b,
+        "gte": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "lte": lambda a, b: a <= b,
+    }
+    return value is not None and all(checks[op](value, int(limit)) for op, limit in bounds.items() if op in checks)
 
 
 def subscription_item(price: dict[str, Any], quantity: int, subscription_id: str, now: int) -> dict[str, Any]:
@@ -239,7 +322,8 @@ class StripeBackend:
         self.state.save(PLATFORM, platform)
 
     def _is_connected(self, account: str) -> bool:
-        return self.state.load(account, self._platform["id"], "account") is not None
+        connected = self.state.load(account, self._platform["id"], "account")
+        return connected is not None and not connected.get("_deauthorized")
 
     def config(self) -> dict[str, str]:
         """The emulator's own test credentials for the platform account."""
@@ -368,6 +452,10 @@ class StripeBackend:
         if not account or not self._is_connected(account):
             raise StripeOAuthError("invalid_client", f"No such user: {account}")
         self.state.revoke_keys(account, "access_token")
+        connected = self.state.load(account, self._platform["id"], "account")
+        if connected is not None:  # the platform no longer acts for it (Stripe-Account is refused from now on)
+            connected["_deauthorized"] = self.state.now()
+            self.state.save(self._platform["id"], connected)
         return {"stripe_user_id": account}
 
     # Products and prices
@@ -515,8 +603,15 @@ class StripeBackend:
         return after
 
     def list(
-        self, account: str, kind: str, params: dict[str, Any], filters: dict[str, Any] | None = None
+        self,
+        account: str,
+        kind: str,
+        params: dict[str, Any],
+        filters: dict[str, Any] | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
+        """A page of `kind`, newest first, filtered by `filters` (field = value), `keep`, and the `created` range
+        and `ids` every list takes."""
         limit = as_int(params, "limit", minimum=1) or 10
         if limit > 100:
             raise StripeAPIError(400, "This value must be less than or equal to 100.", param="limit")
@@ -524,6 +619,12 @@ class StripeBackend:
         for name, value in (filters or {}).items():
             if value is not None:
                 items = [item for item in items if str(item.get(name)).lower() == str(value).lower()]
+        if keep is not None:
+            items = [item for item in items if keep(item)]
+        if params.get("created") not in (None, ""):
+            items = [item for item in items if _in_range(item.get("created"), params["created"])]
+        if isinstance(params.get("ids"), list):
+            items = [item for item in items if item["id"] in params["ids"]]
         after, before = params.get("starting_after"), params.get("ending_before")
         if after and before:
             raise StripeAPIError(400, "You may only specify one of these parameters: ending_before, starting_after.")
@@ -546,6 +647,27 @@ class StripeBackend:
             "has_more": len(items) > limit,
             "url": f"/v1/{kind.replace('.', '/')}s",
         }
+
+    def list_subscriptions(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        """As Stripe lists them: not canceled ones unless `status` asks (`all`: every one; `ended`: canceled and
+        incomplete_expired), by customer and price, and `created`/`current_period_*` ranges."""
+        status = params.get("status")
+        wanted: set[str] | None = {
+            None: {s for s in SUBSCRIPTION_STATUSES if s not in ("canceled", "incomplete_expired")},
+            "all": None,
+            "ended": {"canceled", "incomplete_expired"},
+        }.get(status, {str(status)})
+        price = params.get("price")
+
+        def keep(subscription: dict[str, Any]) -> bool:
+            return (
+                (wanted is None or subscription["status"] in wanted)
+                and (not params.get("customer") or subscription["customer"] == params["customer"])
+                and (not price or any(i["price"]["id"] == price for i in subscription["items"]["data"]))
+                and _in_range(subscription["created"], params.get("created"))
+            )
+
+        return self.list(account, "subscription", params, keep=keep)
 
     # Expansion
 
@@ -738,20 +860,36 @@ class StripeBackend:
         if not params.get("customer"):
             raise missing_param("customer")
         method = self.payment_method(account, method_id, "payment_method")
+        outcome = TEST_PAYMENT_METHODS[method.get("_test_id", method["id"])][2]
+        customer = self.get(account, "customer", str(params["customer"]))
+        if outcome is not None and outcome[0] == "attach":  # Stripe checks the card when it is attached
+            raise card_error(method.get("_test_id", method["id"])) or AssertionError
         if method["id"] in TEST_PAYMENT_METHODS:  # a shared test id: each attachment is a card of its own
             method = self._card(account, method["id"], new_id("pm_", 24), None)
-        customer = self.get(account, "customer", str(params["customer"]))
         method["customer"] = customer["id"]
         self.state.save(account, method)
         self.emit(account, "payment_method.attached", public(method))
         return public(method)
 
-    def _charge_succeeds(self, account: str, customer: dict[str, Any], method_id: str | None) -> bool:
-        method_id = method_id or customer.get("invoice_settings", {}).get("default_payment_method")
+    def _method_of(self, customer: dict[str, Any], method_id: str | None) -> str | None:
+        return method_id or customer.get("invoice_settings", {}).get("default_payment_method") or None
+
+    def _charge_error(self, account: str, customer: dict[str, Any], method_id: str | None) -> StripeAPIError | None:
+        """What charging the customer now answers: None when it is paid; a card error when the card declines; a
+        missing payment method when there is none to charge (the subscription or invoice stays unpaid)."""
+        method_id = self._method_of(customer, method_id)
         if not method_id:
-            return True  # the emulator's hosted checkout pays with a card that works
+            return StripeAPIError(
+                400,
+                "This customer has no attached payment source or default payment method. Please consider adding a "
+                "default payment method.",
+                code="resource_missing",
+            )
         method = self.payment_method(account, method_id)
-        return TEST_PAYMENT_METHODS[method.get("_test_id", method["id"])][2]
+        return card_error(method.get("_test_id", method["id"]))
+
+    def _charge_succeeds(self, account: str, customer: dict[str, Any], method_id: str | None) -> bool:
+        return self._charge_error(account, customer, method_id) is None
 
     def create_checkout_session(self, account: str, params: dict[str, Any], base_url: str) -> dict[str, Any]:
         mode = params.get("mode")
@@ -866,6 +1004,11 @@ class StripeBackend:
             "_line_items": line_items,
             "_payment_intent_data": params.get("payment_intent_data"),
             "_subscription_metadata": _merge_metadata({}, (params.get("subscription_data") or {}).get("metadata")),
+            "_subscription_data": {
+                key: value
+                for key, value in (params.get("subscription_data") or {}).items()
+                if key in ("trial_period_days", "trial_end", "description")
+            },
         }
         self.state.save(account, session)
         return public(session)
@@ -891,10 +1034,11 @@ class StripeBackend:
                 f"The expected amount ({expected_amount}) does not match the session's ({session['amount_total']}).",
                 param="expected_amount",
             )
-        if payment_method is not None:
-            method = self.payment_method(account, payment_method)
-            if not TEST_PAYMENT_METHODS[method.get("_test_id", method["id"])][2]:
-                raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined")
+        payment_method = payment_method or "pm_card_visa"  # the hosted page's card, unless the caller names one
+        method = self.payment_method(account, payment_method)
+        declined = card_error(method.get("_test_id", method["id"]))
+        if declined is not None:
+            raise declined
         if session["customer"] is None:
             customer = self.create_customer(account, {"email": session.get("customer_email")})
             session["customer"] = customer["id"]
@@ -919,7 +1063,13 @@ class StripeBackend:
             return public(session)
         prices = [(self.get(account, "price", item["price"]), item["quantity"]) for item in session["_line_items"]]
         subscription = self._start_subscription(
-            account, self.get(account, "customer", session["customer"]), prices, session["_subscription_metadata"]
+            account,
+            self.get(account, "customer", session["customer"]),
+            prices,
+            session["_subscription_metadata"],
+            payment_method=payment_method,
+            trial_end=self._trial_end(session.get("_subscription_data") or {}, prices),
+            description=(session.get("_subscription_data") or {}).get("description"),
         )
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])
         self.state.save(account, session)
@@ -967,16 +1117,79 @@ class StripeBackend:
         method = params.get("default_payment_method")
         if method:
             self.payment_method(account, str(method), "default_payment_method")
-        if behavior == "error_if_incomplete" and not self._charge_succeeds(account, customer, method):
-            raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined", param="")
-        return self._start_subscription(
+        trial_end = self._trial_end(params, prices)
+        if behavior == "error_if_incomplete" and trial_end is None:
+            problem = self._charge_error(account, customer, method)
+            if problem is not None:
+                raise problem
+        subscription = self._start_subscription(
             account,
             customer,
             prices,
             _merge_metadata({}, params.get("metadata")),
             payment_method=method or None,
             description=params.get("description"),
+            trial_end=trial_end,
+            charge=behavior != "default_incomplete",
         )
+        store_plain(
+            subscription,
+            params,
+            "POST /v1/subscriptions",
+            {
+                "customer",
+                "items",
+                "metadata",
+                "default_payment_method",
+                "description",
+                "payment_behavior",
+                "trial_end",
+                "trial_period_days",
+                "cancel_at",
+                "cancel_at_period_end",
+            },
+        )
+        self._cancel_fields(subscription, params)
+        self.state.save(account, subscription)
+        return subscription
+
+    def _trial_end(self, params: dict[str, Any], prices: builtins.list[tuple[dict[str, Any], int]]) -> int | None:
+        """When a trial asked for ends: `trial_end` (a time, or "now": none), else `trial_period_days`, else
+        `trial_from_plan` with the price's own trial days."""
+        now = self.state.now()
+        if params.get("trial_end") not in (None, ""):
+            if params["trial_end"] == "now":
+                return None
+            end = as_int(params, "trial_end")
+            if end is None or end <= now:
+                raise StripeAPIError(
+                    400, "Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end"
+                )
+            return end
+        days = as_int(params, "trial_period_days", minimum=0)
+        if days is None and _as_bool(params.get("trial_from_plan", False)):
+            days = max(((p["recurring"] or {}).get("trial_period_days") or 0 for p, _ in prices), default=0)
+        return now + days * 86400 if days else None
+
+    def _cancel_fields(self, subscription: dict[str, Any], params: dict[str, Any]) -> None:
+        """`cancel_at_period_end` and `cancel_at` (a time, or the period's end), and `cancellation_details`."""
+        period_end = max(item["current_period_end"] for item in subscription["items"]["data"])
+        if "cancel_at_period_end" in params:
+            on = _as_bool(params["cancel_at_period_end"])
+            subscription["cancel_at_period_end"] = on
+            subscription["cancel_at"] = period_end if on else None
+        if params.get("cancel_at") not in (None,):
+            value = params["cancel_at"]
+            if value == "":
+                subscription.update(cancel_at=None, cancel_at_period_end=False)
+            else:
+                at = period_end if value in ("min_period_end", "max_period_end") else as_int(params, "cancel_at")
+                subscription.update(cancel_at=at, cancel_at_period_end=False)
+        details = params.get("cancellation_details")
+        if isinstance(details, dict):
+            for key in ("comment", "feedback"):
+                if key in details:
+                    subscription["cancellation_details"][key] = details[key] or None
 
     def _start_subscription(
         self,
@@ -987,14 +1200,24 @@ class StripeBackend:
         *,
         payment_method: str | None = None,
         description: str | None = None,
+        trial_end: int | None = None,
+        charge: bool = True,
     ) -> dict[str, Any]:
         """A new subscription and its first invoice, charged now, with the events Stripe sends in causal order:
         customer.subscription.created, invoice.created, invoice.finalized, then invoice.paid and
-        invoice.payment_succeeded (or invoice.payment_failed, the subscription left `incomplete`)."""
+        invoice.payment_succeeded (or invoice.payment_failed, the subscription left `incomplete`). With a trial the
+        subscription is `trialing` until `trial_end` and its first invoice is for 0; `charge=False`
+        (payment_behavior=default_incomplete) leaves it `incomplete` with an open invoice awaiting payment, and a
+        customer with no payment method to charge does too."""
         now = self.state.now()
         subscription_id = new_id("sub_", 24)
         items = [subscription_item(price, quantity, subscription_id, now) for price, quantity in prices]
-        paid = self._charge_succeeds(account, customer, payment_method)
+        if trial_end is not None:
+            for item in items:
+                item["current_period_end"] = trial_end
+        no_method = self._method_of(customer, payment_method) is None
+        paid = trial_end is not None or (charge and self._charge_succeeds(account, customer, payment_method))
+        attempt = trial_end is None and charge and not no_method
         subscription = {
             "id": subscription_id,
             "object": "subscription",
@@ -1047,30 +1270,49 @@ class StripeBackend:
             "pending_update": None,
             "schedule": None,
             "start_date": now,
-            "status": "active" if paid else "incomplete",
+            "status": "trialing" if trial_end is not None else "active" if paid else "incomplete",
             "test_clock": None,
             "transfer_data": None,
-            "trial_end": None,
+            "trial_end": trial_end,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-            "trial_start": None,
+            "trial_start": now if trial_end is not None else None,
         }
+        if trial_end is not None:
+            subscription["billing_cycle_anchor"] = trial_end
         subscription["latest_invoice"] = invoice_id = new_id("in_", 24)
         self.state.save(account, subscription)
         self.emit(account, "customer.subscription.created", subscription)
-        invoice = self._invoice(account, customer, subscription, "subscription_create", invoice_id)
-        self._settle_invoice(account, invoice, paid)
+        invoice = self._invoice(
+            account, customer, subscription, "subscription_create", invoice_id, trial=trial_end is not None
+        )
+        if paid or attempt:
+            self._settle_invoice(account, invoice, paid)
+        if trial_end is not None and trial_end - now <= 3 * 86400:  # Stripe tells three days ahead, or at once
+            self.emit(account, "customer.subscription.trial_will_end", subscription)
         return subscription
 
     def _invoice(
-        self, account: str, customer: dict[str, Any], subscription: dict[str, Any], reason: str, invoice_id: str
+        self,
+        account: str,
+        customer: dict[str, Any],
+        subscription: dict[str, Any],
+        reason: str,
+        invoice_id: str,
+        *,
+        trial: bool = False,
     ) -> dict[str, Any]:
-        """A subscription's invoice, finalized: `invoice.created` and `invoice.finalized` are emitted."""
+        """A subscription's invoice, finalized: `invoice.created` and `invoice.finalized` are emitted. A trial's
+        first invoice is for 0 ("Trial period for ...")."""
         lines = [
             _line(
                 invoice_id,
-                item["price"]["unit_amount"] * item["quantity"],
+                0 if trial else item["price"]["unit_amount"] * item["quantity"],
                 item["price"]["currency"],
-                f"{item['quantity']} × {item['price'].get('nickname') or item['price']['product']}",
+                (
+                    f"Trial period for {item['price'].get('nickname') or item['price']['product']}"
+                    if trial
+                    else f"{item['quantity']} × {item['price'].get('nickname') or item['price']['product']}"
+                ),
                 {
                     "invoice_item_details": None,
                     "subscription_item_details": {
@@ -1364,10 +1606,10 @@ class StripeBackend:
             invoice = self._finalize_invoice(account, invoice)
         customer = self.get(account, "customer", invoice["customer"])
         method = params.get("payment_method") or invoice.get("default_payment_method")
-        paid = self._charge_succeeds(account, customer, str(method) if method else None)
-        self._settle_invoice(account, invoice, paid)
-        if not paid:
-            raise StripeAPIError(402, "Your card was declined.", type="card_error", code="card_declined")
+        problem = self._charge_error(account, customer, str(method) if method else None)
+        self._settle_invoice(account, invoice, problem is None)
+        if problem is not None:
+            raise problem
         return public(invoice)
 
     def _settle_invoice(self, account: str, invoice: dict[str, Any], paid: bool) -> None:
@@ -1387,7 +1629,7 @@ class StripeBackend:
 
     def update_subscription(self, account: str, subscription_id: str, params: dict[str, Any]) -> dict[str, Any]:
         subscription = self.get(account, "subscription", subscription_id)
-        if subscription["status"] == "canceled":
+        if subscription["status"] == "canceled" and set(params) - {"cancellation_details", "metadata", "expand"}:
             raise StripeAPIError(400, "A canceled subscription can only update its cancellation_details and metadata.")
         previous: dict[str, Any] = {}
         for index, change in enumerate(params.get("items") or []):
@@ -1409,9 +1651,33 @@ class StripeBackend:
         if "metadata" in params:
             previous["metadata"] = subscription["metadata"]
             subscription["metadata"] = _merge_metadata(subscription["metadata"], params["metadata"])
-        if "cancel_at_period_end" in params:
-            previous["cancel_at_period_end"] = subscription["cancel_at_period_end"]
-            subscription["cancel_at_period_end"] = _as_bool(params["cancel_at_period_end"])
+        for key in ("cancel_at_period_end", "cancel_at", "cancellation_details"):
+            if key in params:
+                previous[key] = json.loads(json.dumps(subscription[key]))
+        self._cancel_fields(subscription, params)
+        if "default_payment_method" in params and params["default_payment_method"]:
+            previous["default_payment_method"] = subscription["default_payment_method"]
+            method = self.payment_method(account, str(params["default_payment_method"]), "default_payment_method")
+            subscription["default_payment_method"] = method["id"]
+        if params.get("trial_end") == "now" and subscription["status"] == "trialing":
+            previous["status"] = subscription["status"]
+            subscription.update(status="active", trial_end=self.state.now())
+        store_plain(
+            subscription,
+            params,
+            "POST /v1/subscriptions/{id}",
+            {
+                "items",
+                "metadata",
+                "cancel_at_period_end",
+                "cancel_at",
+                "cancellation_details",
+                "default_payment_method",
+                "trial_end",
+                "proration_behavior",
+                "payment_behavior",
+            },
+        )
         self.state.save(account, subscription)
         self.emit(account, "customer.subscription.updated", subscription, previous)
         return subscription
@@ -1436,6 +1702,7 @@ class StripeBackend:
         events = params.get("enabled_events")
         if not events:
             raise missing_param("enabled_events")
+        _check_event_types(events)
         endpoint = {
             "id": new_id("we_", 24),
             "object": "webhook_endpoint",
@@ -1497,6 +1764,7 @@ class StripeBackend:
                 raise missing_param("url")
             endpoint["url"] = params["url"]
         if params.get("enabled_events"):
+            _check_event_types(params["enabled_events"])
             endpoint["enabled_events"] = list(params["enabled_events"])
         if "description" in params:
             endpoint["description"] = params["description"] or None

@@ -17,6 +17,7 @@ class StripeAPIError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        decline_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -26,6 +27,8 @@ class StripeAPIError(Exception):
             self.body["error"]["doc_url"] = f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}"
         if param:
             self.body["error"]["param"] = param
+        if decline_code:
+            self.body["error"]["decline_code"] = decline_code
 
 
 class StripeOAuthError(Exception):

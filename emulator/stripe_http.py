@@ -137,12 +137,18 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
                 # Events this request causes name it (the thread pool runs handlers in a copy of this context).
                 CURRENT_REQUEST.set({"id": request.scope.get("dream.request_id"), "idempotency_key": key})
                 if key:
-                    return await run_in_threadpool(_idempotent, backend, account, key, request, params, handler)
-                result = await run_in_threadpool(handler, backend, account, params, dict(request.path_params), request)
-                paths = params.get("expand")
-                if paths:  # expand[0]=a&expand[1]=b and expand[]=a both decode to a list
-                    paths = paths if isinstance(paths, list) else [paths]
-                    result = await run_in_threadpool(backend.expand, account, result, [str(p) for p in paths])
+                    if len(key) > 255:
+                        raise StripeAPIError(
+                            400, "Idempotency-Key must be at most 255 characters long.", param="Idempotency-Key"
+                        )
+                    answer = await run_in_threadpool(
+                        _idempotent, backend, account, key, request, params, _expanding(handler)
+                    )
+                    answer.headers["Idempotency-Key"] = key
+                    return answer
+                result = await run_in_threadpool(
+                    _expanding(handler), backend, account, params, dict(request.path_params), request
+                )
             except StripeAPIError as exc:
                 return _error(exc)
             return JSONResponse(result)
@@ -215,13 +221,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             lambda b, a, p, path, __: public(b.get(a, "checkout.session", path["id"])),
         ),
         ("GET", "/v1/checkout/sessions/{id}/line_items", lambda b, a, p, path, __: b.line_items(a, path["id"], p)),
-        (
-            "GET",
-            "/v1/subscriptions",
-            lambda b, a, p, _, __: b.list(
-                a, "subscription", p, {"customer": p.get("customer"), "status": p.get("status")}
-            ),
-        ),
+        ("GET", "/v1/subscriptions", lambda b, a, p, _, __: b.list_subscriptions(a, p)),
         ("GET", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.get(a, "subscription", path["id"])),
         ("POST", "/v1/subscriptions", lambda b, a, p, _, __: b.create_subscription(a, p)),
         ("POST", "/v1/subscriptions/{id}", lambda b, a, p, path, __: b.update_subscription(a, path["id"], p)),
@@ -298,6 +298,22 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
 
     routes.append(Route("/{rest:path}", unknown, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]))
     return routes
+
+
+def _expanding(handler: Handler) -> Handler:
+    """The handler, its answer expanded as `expand` asks (on every path: a POST with an Idempotency-Key too)."""
+
+    def expanded(
+        backend: StripeBackend, account: str, params: dict[str, Any], path: dict[str, str], request: Request
+    ) -> Any:
+        result = handler(backend, account, params, path, request)
+        paths = params.get("expand")
+        if paths:  # expand[0]=a&expand[1]=b and expand[]=a both decode to a list
+            paths = paths if isinstance(paths, list) else [paths]
+            result = backend.expand(account, result, [str(p) for p in paths])
+        return result
+
+    return expanded
 
 
 def _idempotent(

@@ -1,0 +1,183 @@
+"""The billing a subscription SaaS depends on, through the official clients with only their base address changed:
+trials, payment_behavior, collection without a payment method or with a declining card, cancellation fields, the
+test cards' decline codes at the moment Stripe gives them, list filters, deauthorized accounts, event types,
+expand with idempotency."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import stripe
+
+from tests.interop.test_vendor_sdks import run_node, served, stripe_client  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.socket
+
+
+@pytest.fixture
+def billing(served):  # noqa: F811 - the fixture imported above
+    serving, urls = served
+    client = stripe_client(serving, urls)
+    product = client.v1.products.create(params={"name": "Pro"})
+    price = client.v1.prices.create(
+        params={"product": product.id, "unit_amount": 2900, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    return serving, urls, client, price
+
+
+def paying_customer(client, card="pm_card_visa"):
+    return client.v1.customers.create(
+        params={
+            "email": "payer@example.com",
+            "payment_method": card,
+            "invoice_settings": {"default_payment_method": card},
+        }
+    )
+
+
+@pytest.mark.peer("npm-peers")
+def test_stripe_node_through_the_billing_a_saas_needs(billing):
+    serving, urls, _, _ = billing
+    report = run_node("stripe_billing.cjs", serving.emulator.config()["stripe"]["secret_key"], urls["stripe"])
+    assert report["failures"] == [] and report["passed"] == report["total"] == 7, report
+
+
+def test_a_trial_is_trialing_until_its_end_then_the_first_invoice_is_zero(billing):
+    _, _, client, price = billing
+    customer = paying_customer(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 14}
+    )
+    assert sub.status == "trialing" and sub.trial_end - sub.trial_start == 14 * 86400
+    assert sub["items"].data[0].current_period_end == sub.trial_end
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert invoice.total == 0 and invoice.status == "paid"
+    events = client.v1.events.list(params={"type": "customer.subscription.trial_will_end"})
+    assert all(e.data.object["id"] != sub.id for e in events.data)  # 14 days away: not yet
+    ended = client.v1.subscriptions.update(sub.id, params={"trial_end": "now"})
+    assert ended.status == "active"
+
+
+def test_a_checkout_with_a_trial_starts_a_trialing_subscription(billing):
+    serving, _, client, price = billing
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://example.com/ok",
+            "subscription_data": {"trial_period_days": 7},
+            "allow_promotion_codes": True,
+            "billing_address_collection": "required",
+        }
+    )
+    serving.emulator.stripe.complete_checkout_session(None, session.id)
+    sub = client.v1.subscriptions.retrieve(client.v1.checkout.sessions.retrieve(session.id).subscription)
+    assert sub.status == "trialing" and sub.trial_end - sub.trial_start == 7 * 86400
+
+
+def test_without_a_payment_method_a_subscription_is_incomplete_and_error_if_incomplete_refuses(billing):
+    _, _, client, price = billing
+    bare = client.v1.customers.create(params={"email": "bare@example.com"})
+    sub = client.v1.subscriptions.create(params={"customer": bare.id, "items": [{"price": price.id}]})
+    assert sub.status == "incomplete"
+    assert client.v1.invoices.retrieve(sub.latest_invoice).status == "open"
+    with pytest.raises(stripe.InvalidRequestError, match="no attached payment source or default payment method"):
+        client.v1.subscriptions.create(
+            params={"customer": bare.id, "items": [{"price": price.id}], "payment_behavior": "error_if_incomplete"}
+        )
+
+
+def test_a_card_that_fails_on_charge_attaches_then_leaves_the_subscription_incomplete(billing):
+    _, _, client, price = billing
+    customer = paying_customer(client, "pm_card_chargeCustomerFail")
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    assert sub.status == "incomplete"
+    failed = client.v1.events.list(params={"type": "invoice.payment_failed"})
+    assert any(e.data.object["id"] == sub.latest_invoice for e in failed.data)
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.invoices.pay(sub.latest_invoice)
+    assert declined.value.code == "card_declined" and declined.value.error.decline_code == "generic_decline"
+
+
+@pytest.mark.parametrize(
+    ("card", "code", "decline"),
+    [
+        ("pm_card_visa_chargeDeclined", "card_declined", "generic_decline"),
+        ("pm_card_visa_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"),
+        ("pm_card_chargeDeclinedExpiredCard", "expired_card", None),
+        ("pm_card_chargeDeclinedIncorrectCvc", "incorrect_cvc", None),
+    ],
+)
+def test_declining_test_cards_are_refused_when_attached_with_their_codes(billing, card, code, decline):
+    _, _, client, _ = billing
+    customer = client.v1.customers.create(params={"email": "d@example.com"})
+    with pytest.raises(stripe.CardError) as refused:
+        client.v1.payment_methods.attach(card, params={"customer": customer.id})
+    assert refused.value.code == code and refused.value.error.decline_code == decline
+    assert refused.value.error.doc_url == f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}"
+
+
+def test_cancel_at_and_the_subscription_list_filters(billing):
+    _, _, client, price = billing
+    customer = paying_customer(client)
+    first = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    second = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    at = client.v1.subscriptions.update(second.id, params={"cancel_at": "max_period_end"})
+    assert at.cancel_at == at["items"].data[0].current_period_end and at.cancel_at_period_end is False
+    client.v1.subscriptions.cancel(first.id)
+    default = [s.id for s in client.v1.subscriptions.list(params={"customer": customer.id}).data]
+    assert default == [second.id]
+    assert {s.id for s in client.v1.subscriptions.list(params={"status": "all"}).data} >= {first.id, second.id}
+    assert [s.id for s in client.v1.subscriptions.list(params={"status": "canceled"}).data] == [first.id]
+    assert [s.id for s in client.v1.subscriptions.list(params={"status": "ended"}).data] == [first.id]
+    window = client.v1.subscriptions.list(params={"status": "all", "created": {"gte": second.created}})
+    assert second.id in [s.id for s in window.data]
+    none = client.v1.subscriptions.list(params={"status": "all", "created": {"gt": second.created + 10}})
+    assert none.data == []
+
+
+def test_a_deauthorized_account_is_refused_to_the_platform(billing):
+    serving, urls, client, _ = billing
+    config = serving.emulator.config()["stripe"]
+    stripe_backend = serving.emulator.stripe
+    answer = stripe_backend.oauth_authorize({"client_id": config["client_id"], "redirect_uri": "http://x/cb"})
+    code = httpx.URL(answer).params["code"]
+    token = httpx.post(
+        f"{urls['stripe']}/oauth/token",
+        data={"grant_type": "authorization_code", "code": code},
+        auth=(config["secret_key"], ""),
+    ).json()
+    account = token["stripe_user_id"]
+    assert client.v1.products.list(options={"stripe_account": account}).data == []
+    gone = httpx.post(
+        f"{urls['stripe']}/oauth/deauthorize",
+        data={"client_id": config["client_id"], "stripe_user_id": account},
+        auth=(config["secret_key"], ""),
+    )
+    assert gone.status_code == 200
+    with pytest.raises(stripe.PermissionError, match="Application access may have been revoked"):
+        client.v1.products.list(options={"stripe_account": account})
+
+
+def test_webhook_endpoints_take_only_stripes_event_types(billing):
+    _, _, client, _ = billing
+    made = client.v1.webhook_endpoints.create(
+        params={"url": "https://example.com/h", "enabled_events": ["customer.subscription.trial_will_end"]}
+    )
+    assert made.enabled_events == ["customer.subscription.trial_will_end"]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.webhook_endpoints.update(made.id, params={"enabled_events": ["*", "customer.teleported"]})
+    assert refused.value.param == "enabled_events[1]"
+
+
+def test_expand_holds_on_a_post_with_an_idempotency_key_and_the_replay(billing):
+    _, urls, client, price = billing
+    key = client._requestor.api_key  # type: ignore[attr-defined]
+    customer = paying_customer(client)
+    body = {"customer": customer.id, "items[0][price]": price.id, "expand[0]": "latest_invoice"}
+    headers = {"Idempotency-Key": "py-expand-1"}
+    first = httpx.post(f"{urls['stripe']}/v1/subscriptions", data=body, headers=headers, auth=(key, ""))
+    again = httpx.post(f"{urls['stripe']}/v1/subscriptions", data=body, headers=headers, auth=(key, ""))
+    assert first.json()["latest_invoice"]["object"] == "invoice"
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] == "py-expand-1"
