@@ -262,8 +262,12 @@ class WorkerKVNamespace(PutAsBulkPut):
             def run(job: tuple[Path, str, tuple[str, ...]]) -> None:
                 nonlocal done, keys
                 path, shard, skip = job
-                with path.open("w+", encoding="utf-8") as out:
-                    count = self.client.scan_shard(self.name, shard, skip, out, stop)
+                try:
+                    with path.open("w+", encoding="utf-8") as out:
+                        count = self.client.scan_shard(self.name, shard, skip, out, stop)
+                except BaseException:
+                    stop.set()  # at once, from here: the other shards stop before their next call, however busy
+                    raise  # the machine (the caller sees the failure only when map reaches it)
                 with lock:
                     done, keys = done + 1, keys + count
                     if self.scan_observer is not None:

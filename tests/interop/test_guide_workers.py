@@ -67,7 +67,7 @@ def test_the_guides_bug_on_guide_written_workers_found_and_repaired_on_the_runni
         assert run.returncode == 1
         report = json.loads(run.stdout)
         steps = {s["phase"]: s for s in report["steps"]}
-        assert all(steps[p]["ok"] for p in ("signup", "pay", "connect", "tiers", "credentials")), report
+        assert all(steps[p]["ok"] for p in ("signup", "pay", "connect", "tiers", "credentials")), report["steps"]
         assert not steps["api call"]["ok"] and "Invalid API key" in steps["api call"]["detail"]
         assert "api-data (api-multi POST /api/data) checks:" in steps["api call"]["detail"]
         verify = subprocess.run(
