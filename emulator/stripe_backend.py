@@ -648,6 +648,12 @@ class StripeBackend:
             "url": f"/v1/{kind.replace('.', '/')}s",
         }
 
+    def search(self, account: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET /v1/{kind}s/search: the Search API's query language over the account's objects."""
+        from emulator.stripe_search import page
+
+        return page(kind, [public(item) for item in self.state.find(account, kind)], params)
+
     def list_subscriptions(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
         """As Stripe lists them: not canceled ones unless `status` asks (`all`: every one; `ended`: canceled and
         incomplete_expired), by customer and price, and `created`/`current_period_*` ranges."""

@@ -184,6 +184,11 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         return b.create_checkout_session(account, params, base_url(request))
 
     table: list[tuple[str, str, Handler]] = [
+        # The Search API first: `/v1/customers/search` is not a customer id.
+        *[
+            ("GET", f"/v1/{kind}s/search", lambda b, a, p, _, __, kind=kind: b.search(a, kind, p))
+            for kind in ("customer", "subscription", "price", "product")
+        ],
         ("POST", "/v1/products", lambda b, a, p, _, __: b.create_product(a, p)),
         ("GET", "/v1/products", lambda b, a, p, _, __: b.list(a, "product", p, {"active": p.get("active")})),
         ("GET", "/v1/products/{id}", lambda b, a, p, path, __: b.get(a, "product", path["id"])),

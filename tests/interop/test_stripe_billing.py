@@ -181,3 +181,27 @@ def test_expand_holds_on_a_post_with_an_idempotency_key_and_the_replay(billing):
     assert first.json()["latest_invoice"]["object"] == "invoice"
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] == "py-expand-1"
+
+
+def test_the_search_api_with_stripes_query_language(billing):
+    _, _, client, price = billing
+    ann = client.v1.customers.create(params={"email": "ann@example.com", "name": "Ann", "metadata": {"tier": "pro"}})
+    bob = client.v1.customers.create(params={"email": "bob@example.com", "name": "Bob", "metadata": {"tier": "free"}})
+    found = client.v1.customers.search(params={"query": "email:'ann@example.com'"})
+    assert [c.id for c in found.data] == [ann.id] and found.object == "search_result"
+    assert [c.id for c in client.v1.customers.search(params={"query": 'metadata["tier"]:"free"'}).data] == [bob.id]
+    both = client.v1.customers.search(params={"query": "name:'Ann' OR name:'Bob'"})
+    assert {c.id for c in both.data} == {ann.id, bob.id}
+    assert [c.id for c in client.v1.customers.search(params={"query": "-name:'Ann' AND email~'example'"}).data] == [
+        bob.id
+    ]
+    paged = client.v1.customers.search(params={"query": "email~'example.com'", "limit": 1})
+    assert paged.has_more and len(list(paged.auto_paging_iter())) == 2
+    assert [
+        p.id for p in client.v1.prices.search(params={"query": f"product:'{price.product}' AND active:'true'"}).data
+    ] == [price.id]
+    with pytest.raises(stripe.InvalidRequestError, match="unsupported search field"):
+        client.v1.customers.search(params={"query": "colour:'red'"})
+    with pytest.raises(stripe.InvalidRequestError, match="may not combine AND and OR"):
+        client.v1.customers.search(params={"query": "name:'a' AND name:'b' OR name:'c'"})
+    assert client.v1.customers.retrieve(ann.id).id == ann.id  # an id is still an id
