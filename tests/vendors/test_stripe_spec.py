@@ -218,7 +218,6 @@ def test_every_documented_parameter_is_accepted(world, route, name):
     params |= {required: sample(schema["p"][required], required, ids) for required in schema.get("r", [])}
     if name == "page":  # a search's own token for its next page: two objects of the kind, one a page
         _ids(emulator, http, base, key)
-        first = send()
         query = [("query", "-metadata['none']:'x'"), ("limit", "1")]
         first = send(http, "GET", base + path, key, query).json()
         ids = {**ids, "page": first["next_page"]}
