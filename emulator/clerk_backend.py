@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dreamcli.stores.sqlite_file import SQLiteFile
 from dreamcli.vendors.settings import GUIDE_FRONTEND
-from emulator.vendor_state import VendorState, new_id, public
+from emulator.clerk_accounts import ClerkAccounts
+from emulator.clerk_views import clerk_public
+from emulator.vendor_state import VendorState, new_id
 from emulator.webhooks import Message, Outbox
 
 DREAM_API = "dream-api"
@@ -86,7 +88,7 @@ def svix_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-class ClerkBackend:
+class ClerkBackend(ClerkAccounts):
     def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
         self.state = VendorState(file, "clerk", clock)
         self.outbox = outbox or Outbox(file, clock)
@@ -183,14 +185,30 @@ class ClerkBackend:
         for field in ("public_metadata", "private_metadata", "unsafe_metadata"):
             if field in params and not isinstance(params[field], dict):
                 raise ClerkAPIError(422, "form_param_format_invalid", "is invalid", f"{field} must be an object.")
-        taken = {
-            e["email_address"].lower() for user in self.state.find(instance, "user") for e in user["email_addresses"]
-        }
+        phones = params.get("phone_number") or []
+        phones = [phones] if isinstance(phones, str) else phones
+        if not isinstance(phones, list) or not all(isinstance(p, str) and _PHONE.match(p) for p in phones):
+            raise ClerkAPIError(
+                422, "form_param_format_invalid", "is invalid", "phone_number must be a list of E.164 phone numbers."
+            )
+        username = params.get("username")
+        if username is not None and not (isinstance(username, str) and _USERNAME.match(username)):
+            raise ClerkAPIError(
+                422, "form_username_invalid_character", "is invalid", "username must be 4-64 letters, digits, - or _."
+            )
+        users = self.state.find(instance, "user")
+        taken = {e["email_address"].lower() for user in users for e in user["email_addresses"]}
         for email in emails:
             if email.lower() in taken:
                 raise ClerkAPIError(422, "form_identifier_exists", "That email address is taken. Please try another.")
+        if username and any((u.get("username") or "").lower() == username.lower() for u in users):
+            raise ClerkAPIError(422, "form_identifier_exists", "That username is taken. Please try another.")
+        taken_phones = {p["phone_number"] for u in users for p in u.get("phone_numbers", [])}
+        if any(p in taken_phones for p in phones):
+            raise ClerkAPIError(422, "form_identifier_exists", "That phone number is taken. Please try another.")
         now_ms = int(self.state.clock() * 1000)
         addresses = [{"id": new_id("idn_", 24), "object": "email_address", "email_address": e} for e in emails]
+        numbers = [{"id": new_id("idn_", 24), "object": "phone_number", "phone_number": p} for p in phones]
         user = {
             "id": new_id("user_", 27),
             "object": "user",
@@ -205,7 +223,14 @@ class ClerkBackend:
             "public_metadata": params.get("public_metadata") or {},
             "private_metadata": params.get("private_metadata") or {},
             "unsafe_metadata": params.get("unsafe_metadata") or {},
+            "username": username,
+            "locale": params.get("locale"),
+            "phone_numbers": numbers,
+            "primary_phone_number_id": numbers[0]["id"] if numbers else None,
+            "banned": bool(params.get("banned", False)),
+            "locked": bool(params.get("locked", False)),
         }
+        self.set_password(user, params)
         self.state.save(instance, user)
         self.emit(instance, "user.created", user)
         return clerk_public(user)
@@ -223,7 +248,7 @@ class ClerkBackend:
         emails = [e.lower() for e in _values(params, "email_address")]
         if emails:
             users = [u for u in users if any(a["email_address"].lower() in emails for a in u["email_addresses"])]
-        for field, attribute in (("user_id", "id"), ("external_id", "external_id")):
+        for field, attribute in (("user_id", "id"), ("external_id", "external_id"), ("username", "username")):
             values = _values(params, field)
             include = {v.removeprefix("+") for v in values if not v.startswith("-")}
             exclude = {v[1:] for v in values if v.startswith("-")}
@@ -231,10 +256,36 @@ class ClerkBackend:
                 users = [u for u in users if u.get(attribute) in include]
             if exclude:
                 users = [u for u in users if u.get(attribute) not in exclude]
+        phones = _values(params, "phone_number")
+        if phones:
+            users = [u for u in users if any(p["phone_number"] in phones for p in u.get("phone_numbers", []))]
+        if _values(params, "organization_id"):  # no organizations are emulated: no user is a member of one
+            users = []
         query = params.get("query")
         if isinstance(query, str) and query:
             needle = query.lower()
             users = [u for u in users if any(needle in str(text).lower() for text in _searchable(u))]
+        for field, texts in _QUERIES.items():
+            partial = params.get(field)
+            if isinstance(partial, str) and partial:
+                users = [u for u in users if any(partial.lower() in str(t).lower() for t in texts(u) if t)]
+        if params.get("banned") is not None:
+            banned = str(params["banned"]).lower() == "true"
+            users = [u for u in users if bool(u.get("banned")) == banned]
+        for field, (attribute, after) in _RANGES.items():
+            if params.get(field) in (None, ""):
+                continue
+            try:
+                bound = int(params[field])
+            except (TypeError, ValueError):
+                raise ClerkAPIError(
+                    422, "form_param_format_invalid", "is invalid", f"{field} must be an integer."
+                ) from None
+            users = [
+                u
+                for u in users
+                if u.get(attribute) is not None and (u[attribute] > bound if after else u[attribute] < bound)
+            ]
         order = params.get("order_by") or "-created_at"
         if not isinstance(order, str) or order.lstrip("+-") not in ORDER_BY:
             raise ClerkAPIError(
@@ -403,7 +454,6 @@ def _render(template: str, user: dict[str, Any]) -> Any:
     return node
 
 
-CLERK_HIDDEN = frozenset({"created"})  # the store's ordering field; Clerk's own is created_at
 ORDER_BY = (
     "created_at",
     "updated_at",
@@ -419,81 +469,29 @@ ORDER_BY = (
 
 # Every field of Clerk's User object (Backend API 2026-05-12) that dream does not keep, at its empty value:
 # the official clients parse the whole object (clerk-backend-api requires each key; @clerk/backend reads most).
-USER_DEFAULTS: dict[str, Any] = {
-    "external_id": None,
-    "primary_email_address_id": None,
-    "primary_phone_number_id": None,
-    "primary_web3_wallet_id": None,
-    "username": None,
-    "first_name": None,
-    "last_name": None,
-    "locale": None,
-    "image_url": "",
-    "has_image": False,
-    "public_metadata": {},
-    "private_metadata": {},
-    "unsafe_metadata": {},
-    "email_addresses": [],
-    "phone_numbers": [],
-    "web3_wallets": [],
-    "passkeys": [],
-    "password_enabled": False,
-    "two_factor_enabled": False,
-    "totp_enabled": False,
-    "backup_code_enabled": False,
-    "mfa_enabled_at": None,
-    "mfa_disabled_at": None,
-    "password_last_updated_at": None,
-    "external_accounts": [],
-    "saml_accounts": [],
-    "enterprise_accounts": [],
-    "last_sign_in_at": None,
-    "banned": False,
-    "locked": False,
-    "lockout_expires_in_seconds": None,
-    "verification_attempts_remaining": None,
-    "delete_self_enabled": True,
-    "create_organization_enabled": True,
-    "create_organizations_limit": None,
-    "last_active_at": None,
-    "legal_accepted_at": None,
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+# GET /v1/users's partial-match filters: the texts each one searches.
+_QUERIES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "email_address_query": lambda u: [a["email_address"] for a in u.get("email_addresses", [])],
+    "phone_number_query": lambda u: [p["phone_number"] for p in u.get("phone_numbers", [])],
+    "username_query": lambda u: [u.get("username")],
+    "name_query": lambda u: [
+        u.get("first_name"),
+        u.get("last_name"),
+        f"{u.get('first_name') or ''} {u.get('last_name') or ''}",
+    ],
 }
-
-
-def _email_view(address: dict[str, Any], created_at: int, updated_at: int) -> dict[str, Any]:
-    """An EmailAddress as Clerk sends it: made through the Backend API, so verified by an admin."""
-    return {
-        "id": address["id"],
-        "object": "email_address",
-        "email_address": address["email_address"],
-        "reserved": False,
-        "verification": {
-            "object": "verification_admin",
-            "status": "verified",
-            "strategy": "admin",
-            "attempts": None,
-            "expire_at": None,
-        },
-        "linked_to": [],  # @clerk/backend maps over it: it must be there
-        "matches_sso_connection": False,
-        "created_at": address.get("created_at", created_at),
-        "updated_at": address.get("updated_at", updated_at),
-    }
-
-
-def _user_view(user: dict[str, Any]) -> dict[str, Any]:
-    view = {**USER_DEFAULTS, **{k: v for k, v in user.items() if k not in CLERK_HIDDEN}}
-    view["email_addresses"] = [
-        _email_view(address, user["created_at"], user["updated_at"]) for address in user.get("email_addresses", [])
-    ]
-    return view
-
-
-def clerk_public(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object as the Backend API shows it (a user in full, see USER_DEFAULTS)."""
-    if obj.get("object") == "user" and not obj.get("deleted"):
-        return _user_view(obj)
-    return public(obj, hidden=CLERK_HIDDEN)
+# Its time filters (milliseconds): the attribute, and whether the bound is a lower one.
+_RANGES = {
+    "created_at_after": ("created_at", True),
+    "created_at_before": ("created_at", False),
+    "last_active_at_after": ("last_active_at", True),
+    "last_active_at_before": ("last_active_at", False),
+    "last_active_at_since": ("last_active_at", True),
+    "last_sign_in_at_after": ("last_sign_in_at", True),
+    "last_sign_in_at_before": ("last_sign_in_at", False),
+}
 
 
 def _values(params: dict[str, Any], name: str) -> list[str]:
