@@ -333,6 +333,34 @@ class Emulator:
                 return JSONResponse(exc.body, status_code=exc.status)
             return JSONResponse(result)
 
+        async def portal_page(request: Request) -> Response:
+            """The customer portal's page: the session and the customer's subscriptions it can act on."""
+            session_id = request.path_params["id"]
+            account = self.stripe.state.scope_of(session_id) or ""
+            try:
+                session = self.stripe.get(account, "billing_portal.session", session_id)
+            except StripeAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+            subscriptions = [
+                s["id"] for s in self.stripe.state.find(account, "subscription") if s["customer"] == session["customer"]
+            ]
+            return JSONResponse({"session": session, "subscriptions": subscriptions, "actions": ["cancel", "switch"]})
+
+        async def portal_action(request: Request) -> Response:
+            """The portal's buttons: POST .../cancel {subscription} or .../switch {subscription, price}."""
+            form = await request.form()
+            try:
+                result = await run_in_threadpool(
+                    self.stripe.portal_action,
+                    request.path_params["id"],
+                    request.path_params["action"],
+                    str(form.get("subscription") or ""),
+                    str(form["price"]) if form.get("price") else None,
+                )
+            except StripeAPIError as exc:
+                return JSONResponse(exc.body, status_code=exc.status)
+            return JSONResponse(result)
+
         async def stripe_deliveries(request: Request) -> Response:
             return JSONResponse(self.stripe.state.deliveries())
 
@@ -379,6 +407,8 @@ class Emulator:
             Route("/config", admin(config), methods=["GET"]),
             Route("/stripe/checkout/{id}", checkout_page, methods=["GET"]),
             Route("/stripe/checkout/{id}/complete", checkout_complete, methods=["POST"]),
+            Route("/stripe/portal/{id}", portal_page, methods=["GET"]),
+            Route("/stripe/portal/{id}/{action}", portal_action, methods=["POST"]),
             Route("/stripe/deliveries", admin(stripe_deliveries), methods=["GET"]),
             Route("/clerk/{instance}/tokens", admin(mint), methods=["POST"]),
             Route("/clerk/{instance}/webhooks", admin(clerk_webhook), methods=["POST"]),

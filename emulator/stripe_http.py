@@ -27,7 +27,7 @@ from emulator.stripe_backend import (
     as_int,
     known_api_version,
 )
-from emulator.stripe_params import schema_of, validate
+from emulator.stripe_params import schema_of, upgrade, validate
 from emulator.vendor_state import public
 
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
@@ -129,6 +129,7 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
                         code="api_version_invalid",
                     )
                 account = backend.authenticate(_bearer(request), request.headers.get("stripe-account"))
+                params = upgrade(f"{method} {path}", params, version, API_VERSION)
                 if schema is not None:
                     validate(schema, params)
                 else:
@@ -182,6 +183,11 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
         b: StripeBackend, account: str, params: dict[str, Any], _path: dict[str, str], request: Request
     ) -> Any:
         return b.create_checkout_session(account, params, base_url(request))
+
+    def portal_create(
+        b: StripeBackend, account: str, params: dict[str, Any], _path: dict[str, str], request: Request
+    ) -> Any:
+        return b.create_portal_session(account, params, base_url(request))
 
     table: list[tuple[str, str, Handler]] = [
         # The Search API first: `/v1/customers/search` is not a customer id.
@@ -282,7 +288,69 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             lambda b, a, p, path, __: b.update_webhook_endpoint(a, path["id"], p),
         ),
         ("DELETE", "/v1/webhook_endpoints/{id}", lambda b, a, p, path, __: b.delete_webhook_endpoint(a, path["id"])),
-        ("GET", "/v1/events", lambda b, a, p, _, __: b.list(a, "event", p, {"type": p.get("type")})),
+        ("GET", "/v1/events", lambda b, a, p, _, __: b.list(a, "event", p, keep=_event_filter(p))),
+        ("POST", "/v1/invoices/{id}", lambda b, a, p, path, __: b.update_invoice(a, path["id"], p)),
+        ("DELETE", "/v1/invoices/{id}", lambda b, a, p, path, __: b.delete_invoice(a, path["id"])),
+        ("POST", "/v1/invoices/{id}/void", lambda b, a, p, path, __: b.close_invoice(a, path["id"], "void")),
+        (
+            "POST",
+            "/v1/invoices/{id}/mark_uncollectible",
+            lambda b, a, p, path, __: b.close_invoice(a, path["id"], "uncollectible"),
+        ),
+        ("DELETE", "/v1/invoiceitems/{id}", lambda b, a, p, path, __: b.delete_invoice_item(a, path["id"])),
+        ("POST", "/v1/payment_methods/{id}", lambda b, a, p, path, __: b.update_payment_method(a, path["id"], p)),
+        ("POST", "/v1/payment_methods/{id}/detach", lambda b, a, p, path, __: b.detach_payment_method(a, path["id"])),
+        ("POST", "/v1/payment_intents", lambda b, a, p, _, __: b.create_payment_intent(a, p)),
+        (
+            "GET",
+            "/v1/payment_intents",
+            lambda b, a, p, _, __: b.list(a, "payment_intent", p, {"customer": p.get("customer")}),
+        ),
+        ("GET", "/v1/payment_intents/{id}", lambda b, a, p, path, __: public(b.get(a, "payment_intent", path["id"]))),
+        (
+            "POST",
+            "/v1/payment_intents/{id}/confirm",
+            lambda b, a, p, path, __: b.confirm_payment_intent(a, path["id"], p),
+        ),
+        (
+            "POST",
+            "/v1/payment_intents/{id}/capture",
+            lambda b, a, p, path, __: b.capture_payment_intent(a, path["id"], p),
+        ),
+        (
+            "POST",
+            "/v1/payment_intents/{id}/cancel",
+            lambda b, a, p, path, __: b.cancel_payment_intent(a, path["id"], p),
+        ),
+        ("GET", "/v1/charges", lambda b, a, p, _, __: b.list(a, "charge", p, {"customer": p.get("customer")})),
+        ("GET", "/v1/charges/{id}", lambda b, a, p, path, __: public(b.get(a, "charge", path["id"]))),
+        ("POST", "/v1/refunds", lambda b, a, p, _, __: b.create_refund(a, p)),
+        ("GET", "/v1/refunds/{id}", lambda b, a, p, path, __: public(b.get(a, "refund", path["id"]))),
+        ("POST", "/v1/setup_intents", lambda b, a, p, _, __: b.create_setup_intent(a, p)),
+        ("GET", "/v1/setup_intents/{id}", lambda b, a, p, path, __: public(b.get(a, "setup_intent", path["id"]))),
+        ("POST", "/v1/setup_intents/{id}/confirm", lambda b, a, p, path, __: b.confirm_setup_intent(a, path["id"], p)),
+        ("POST", "/v1/setup_intents/{id}/cancel", lambda b, a, p, path, __: b.cancel_setup_intent(a, path["id"], p)),
+        ("POST", "/v1/coupons", lambda b, a, p, _, __: b.create_coupon(a, p)),
+        ("GET", "/v1/coupons", lambda b, a, p, _, __: b.list(a, "coupon", p)),
+        ("GET", "/v1/coupons/{id}", lambda b, a, p, path, __: b.get(a, "coupon", path["id"])),
+        ("POST", "/v1/coupons/{id}", lambda b, a, p, path, __: b.update_coupon(a, path["id"], p)),
+        ("DELETE", "/v1/coupons/{id}", lambda b, a, p, path, __: b.delete_coupon(a, path["id"])),
+        ("POST", "/v1/promotion_codes", lambda b, a, p, _, __: b.create_promotion_code(a, p)),
+        ("GET", "/v1/promotion_codes", lambda b, a, p, _, __: b.list(a, "promotion_code", p, {"code": p.get("code")})),
+        ("GET", "/v1/promotion_codes/{id}", lambda b, a, p, path, __: b.get(a, "promotion_code", path["id"])),
+        ("POST", "/v1/promotion_codes/{id}", lambda b, a, p, path, __: b.update_promotion_code(a, path["id"], p)),
+        ("POST", "/v1/plans", lambda b, a, p, _, __: b.create_plan(a, p)),
+        ("GET", "/v1/plans", lambda b, a, p, _, __: b.list(a, "plan", p, {"product": p.get("product")})),
+        ("GET", "/v1/plans/{id}", lambda b, a, p, path, __: b.get(a, "plan", path["id"])),
+        ("POST", "/v1/plans/{id}", lambda b, a, p, path, __: b.update_plan(a, path["id"], p)),
+        ("DELETE", "/v1/plans/{id}", lambda b, a, p, path, __: b.delete_plan(a, path["id"])),
+        ("POST", "/v1/billing_portal/configurations", lambda b, a, p, _, __: b.create_portal_configuration(a, p)),
+        (
+            "POST",
+            "/v1/billing_portal/configurations/{id}",
+            lambda b, a, p, path, __: b.update_portal_configuration(a, path["id"], p),
+        ),
+        ("POST", "/v1/billing_portal/sessions", portal_create),
         ("GET", "/v1/events/{id}", lambda b, a, p, path, __: b.get(a, "event", path["id"])),
     ]
     routes = [Route(path, api(method, path, handler), methods=[method]) for method, path, handler in table]
@@ -303,6 +371,19 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
 
     routes.append(Route("/{rest:path}", unknown, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]))
     return routes
+
+
+def _event_filter(params: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """`type` (a `*` matches any ending: `customer.*`) and `types` (any of them), as the events list takes them."""
+    wanted = [str(params["type"])] if params.get("type") else []
+    wanted += [str(t) for t in params.get("types") or []] if isinstance(params.get("types"), list) else []
+
+    def keep(event: dict[str, Any]) -> bool:
+        return not wanted or any(
+            event["type"] == w or (w.endswith("*") and event["type"].startswith(w[:-1])) for w in wanted
+        )
+
+    return keep
 
 
 def _expanding(handler: Handler) -> Handler:

@@ -152,3 +152,29 @@ def store_plain(obj: dict[str, Any], params: dict[str, Any], route: str, handled
         if node is None or key in handled or key == "expand" or key not in obj:
             continue
         obj[key] = typed(node, value)
+
+
+# Parameters renamed by recent API versions: (route) -> {old name: its new place}. A request that names an older
+# `Stripe-Version`, or none (then the account's default applies: the Stripe CLI's fixtures send none and use the old
+# names), may use the old name, as Stripe's versioning layer lets it; a request pinned to the current version may not.
+RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
+    "POST /v1/payment_intents": {"payment_method_types": ("allowed_payment_method_types",)},
+    "POST /v1/setup_intents": {"payment_method_types": ("allowed_payment_method_types",)},
+    "POST /v1/promotion_codes": {"coupon": ("promotion", "coupon")},
+}
+
+
+def upgrade(route: str, params: dict[str, Any], version: str | None, pinned: str) -> dict[str, Any]:
+    """`params` of a request made at an older `version`, with renamed parameters under their current names."""
+    renames = RENAMED.get(route)
+    if not renames or (version is not None and version.split(".")[0] >= pinned.split(".")[0]):
+        return params
+    upgraded = dict(params)
+    for old, new in renames.items():
+        if old in upgraded:
+            value = upgraded.pop(old)
+            if len(new) == 1:
+                upgraded[new[0]] = value
+            else:
+                upgraded[new[0]] = {**(upgraded.get(new[0]) or {}), new[1]: value, "type": "coupon"}
+    return upgraded

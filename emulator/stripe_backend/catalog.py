@@ -150,10 +150,11 @@ class Catalog(Accounts):
 
     def delete_product(self, account: str, product_id: str) -> dict[str, Any]:
         """As Stripe: a product with prices cannot be deleted (archive it with active=false)."""
-        self.get(account, "product", product_id)
+        product = self.get(account, "product", product_id)
         if any(price.get("product") == product_id for price in self.state.find(account, "price")):
             raise StripeAPIError(
                 400, "This product cannot be deleted because it has one or more user-created prices.", param="id"
             )
         self.state.delete(product_id)
+        self.emit(account, "product.deleted", product)
         return {"id": product_id, "object": "product", "deleted": True}

@@ -83,6 +83,7 @@ TEST_PAYMENT_METHODS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = 
     "pm_card_amex": ("amex", "8431", None),
     "pm_card_chargeCustomerFail": ("visa", "0341", ("charge", "card_declined", "generic_decline")),
     "pm_card_visa_chargeDeclined": ("visa", "0002", ("attach", "card_declined", "generic_decline")),
+    "pm_card_chargeDeclined": ("visa", "0002", ("attach", "card_declined", "generic_decline")),
     "pm_card_visa_chargeDeclinedInsufficientFunds": ("visa", "9995", ("attach", "card_declined", "insufficient_funds")),
     "pm_card_visa_chargeDeclinedLostCard": ("visa", "9987", ("attach", "card_declined", "lost_card")),
     "pm_card_visa_chargeDeclinedStolenCard": ("visa", "9979", ("attach", "card_declined", "stolen_card")),

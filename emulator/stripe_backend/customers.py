@@ -183,3 +183,26 @@ class Customers(Catalog):
 
     def _charge_succeeds(self, account: str, customer: dict[str, Any], method_id: str | None) -> bool:
         return self._charge_error(account, customer, method_id) is None
+
+    def detach_payment_method(self, account: str, method_id: str) -> dict[str, Any]:
+        method = self.payment_method(account, method_id)
+        if not method.get("customer"):
+            raise StripeAPIError(
+                400, "The payment method you provided is not attached to a customer so detachment is impossible."
+            )
+        method["customer"] = None
+        self.state.save(account, method)
+        self.emit(account, "payment_method.detached", public(method), {"customer": method_id})
+        return public(method)
+
+    def update_payment_method(self, account: str, method_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        method = self.payment_method(account, method_id)
+        before = json.loads(json.dumps(method))
+        if isinstance(params.get("billing_details"), dict):
+            method["billing_details"].update(params["billing_details"])
+        if isinstance(params.get("card"), dict):
+            for field in ("exp_month", "exp_year"):
+                if field in params["card"]:
+                    method["card"][field] = int(params["card"][field])
+        method["metadata"] = _merge_metadata(method.get("metadata") or {}, params.get("metadata"))
+        return public(self._updated(account, "payment_method.updated", before, method))

@@ -355,3 +355,46 @@ class Invoices(Customers):
             invoice["next_payment_attempt"] = now + 3 * 24 * 3600
             self.state.save(account, invoice)
             self.emit(account, "invoice.payment_failed", public(invoice))
+
+    def update_invoice(self, account: str, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        invoice = self.get(account, "invoice", invoice_id)
+        before = json.loads(json.dumps(invoice))
+        for field in ("description", "footer"):
+            if field in params:
+                invoice[field] = params[field] or None
+        if "auto_advance" in params:
+            invoice["auto_advance"] = params["auto_advance"] in (True, "true")
+        invoice["metadata"] = _merge_metadata(invoice["metadata"], params.get("metadata"))
+        return public(self._updated(account, "invoice.updated", before, invoice))
+
+    def close_invoice(self, account: str, invoice_id: str, status: str) -> dict[str, Any]:
+        """Void an open invoice, or mark it uncollectible: nothing more is collected on it."""
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] not in ("open",) and not (
+            status == "uncollectible" and invoice["status"] == "uncollectible"
+        ):
+            raise StripeAPIError(
+                400, f"You can only {'void' if status == 'void' else 'mark uncollectible'} an open invoice."
+            )
+        invoice.update(status=status, auto_advance=False, next_payment_attempt=None)
+        stamp = "voided_at" if status == "void" else "marked_uncollectible_at"
+        invoice["status_transitions"][stamp] = self.state.now()
+        self.state.save(account, invoice)
+        self.emit(account, "invoice.voided" if status == "void" else "invoice.marked_uncollectible", public(invoice))
+        return public(invoice)
+
+    def delete_invoice(self, account: str, invoice_id: str) -> dict[str, Any]:
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] != "draft":
+            raise StripeAPIError(400, "You can only delete draft invoices.")
+        self.state.delete(invoice_id)
+        self.emit(account, "invoice.deleted", public(invoice))
+        return {"id": invoice_id, "object": "invoice", "deleted": True}
+
+    def delete_invoice_item(self, account: str, item_id: str) -> dict[str, Any]:
+        item = self.get(account, "invoiceitem", item_id)
+        if item["invoice"] is not None:
+            raise StripeAPIError(400, "This invoice item is on an invoice and cannot be deleted.")
+        self.state.delete(item_id)
+        self.emit(account, "invoiceitem.deleted", public(item))
+        return {"id": item_id, "object": "invoiceitem", "deleted": True}

@@ -205,3 +205,72 @@ def test_the_search_api_with_stripes_query_language(billing):
     with pytest.raises(stripe.InvalidRequestError, match="may not combine AND and OR"):
         client.v1.customers.search(params={"query": "name:'a' AND name:'b' OR name:'c'"})
     assert client.v1.customers.retrieve(ann.id).id == ann.id  # an id is still an id
+
+
+def test_one_off_payments_refunds_and_saved_cards(billing):
+    _, _, client, _ = billing
+    customer = paying_customer(client)
+    paid = client.v1.payment_intents.create(
+        params={
+            "amount": 1200,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    assert paid.status == "succeeded" and paid.amount_received == 1200
+    charge = client.v1.charges.retrieve(paid.latest_charge)
+    assert charge.paid and charge.payment_intent == paid.id
+    refund = client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 200})
+    assert refund.amount == 200 and client.v1.charges.retrieve(charge.id).amount_refunded == 200
+    held = client.v1.payment_intents.create(
+        params={
+            "amount": 900,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+        }
+    )
+    assert held.status == "requires_capture" and held.amount_capturable == 900
+    assert client.v1.payment_intents.capture(held.id).status == "succeeded"
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.payment_intents.create(
+            params={"amount": 500, "currency": "usd", "payment_method": "pm_card_chargeCustomerFail", "confirm": True}
+        )
+    assert declined.value.error.payment_intent["status"] == "requires_payment_method"
+    setup = client.v1.setup_intents.create(
+        params={"customer": customer.id, "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert setup.status == "succeeded"
+
+
+def test_coupons_promotion_codes_and_the_customer_portal(billing):
+    serving, urls, client, price = billing
+    coupon = client.v1.coupons.create(params={"percent_off": 25, "duration": "once", "name": "Launch"})
+    promo = client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "LAUNCH25"}
+    )
+    assert promo.code == "LAUNCH25" and promo.promotion.coupon == coupon.id
+    with pytest.raises(stripe.InvalidRequestError, match="already exists"):
+        client.v1.promotion_codes.create(
+            params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "launch25"}
+        )
+    customer = paying_customer(client)
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    portal = client.v1.billing_portal.sessions.create(
+        params={"customer": customer.id, "return_url": "https://e.x/back"}
+    )
+    page = httpx.get(portal.url).json()
+    assert page["subscriptions"] == [sub.id]
+    canceled = httpx.post(f"{portal.url}/cancel", data={"subscription": sub.id}).json()
+    assert canceled["cancel_at_period_end"] is True and canceled["cancel_at"]
+    updates = client.v1.events.list(params={"type": "customer.subscription.*"})
+    assert any(e.type == "customer.subscription.updated" and e.data.object["id"] == sub.id for e in updates.data)
+    other = client.v1.customers.create(params={"email": "other@example.com"})
+    foreign = httpx.post(
+        f"{client.v1.billing_portal.sessions.create(params={'customer': other.id}).url}/cancel",
+        data={"subscription": sub.id},
+    )
+    assert foreign.status_code == 404  # a portal acts only on its own customer's subscriptions
