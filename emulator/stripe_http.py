@@ -351,6 +351,23 @@ def stripe_routes(backend: StripeBackend, base_url: Callable[[Request], str]) ->
             lambda b, a, p, path, __: b.update_portal_configuration(a, path["id"], p),
         ),
         ("POST", "/v1/billing_portal/sessions", portal_create),
+        ("POST", "/v1/test_helpers/test_clocks", lambda b, a, p, _, __: b.create_test_clock(a, p)),
+        ("GET", "/v1/test_helpers/test_clocks", lambda b, a, p, _, __: b.list(a, "test_helpers.test_clock", p)),
+        (
+            "GET",
+            "/v1/test_helpers/test_clocks/{id}",
+            lambda b, a, p, path, __: b.get(a, "test_helpers.test_clock", path["id"]),
+        ),
+        (
+            "POST",
+            "/v1/test_helpers/test_clocks/{id}/advance",
+            lambda b, a, p, path, __: b.advance_test_clock(a, path["id"], p),
+        ),
+        (
+            "DELETE",
+            "/v1/test_helpers/test_clocks/{id}",
+            lambda b, a, p, path, __: b.delete_test_clock(a, path["id"]),
+        ),
         ("GET", "/v1/events/{id}", lambda b, a, p, path, __: b.get(a, "event", path["id"])),
     ]
     routes = [Route(path, api(method, path, handler), methods=[method]) for method, path, handler in table]

@@ -7,7 +7,7 @@ calls these methods and wraps the results in Stripe's envelopes.
 A package in the moto shape, one module a resource family, each a class the next one builds on: core (objects, lists,
 expansion, events) -> accounts (Connect) -> catalog -> customers (and payment methods) -> invoices -> billing
 (subscriptions) -> checkout -> payments (PaymentIntents, charges, refunds, SetupIntents) -> promotions (coupons,
-promotion codes, plans, the customer portal).
+promotion codes, plans, the customer portal) -> clocks (test clocks: renewals, Smart Retries, trials ending).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from dreamcli.stores.sqlite_file import SQLiteFile
+from emulator.stripe_backend.clocks import Clocks
 from emulator.stripe_backend.common import (
     API_VERSION,
     CURRENT_REQUEST,
@@ -28,7 +29,6 @@ from emulator.stripe_backend.common import (
     known_api_version,
     sign_payload,
 )
-from emulator.stripe_backend.promotions import Promotions
 from emulator.stripe_errors import StripeAPIError, StripeOAuthError, missing_param, no_such
 from emulator.vendor_state import VendorState
 from emulator.webhooks import Outbox
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 
-class StripeBackend(Promotions):
+class StripeBackend(Clocks):
     def __init__(self, file: SQLiteFile, clock: Callable[[], float] = time.time, outbox: Outbox | None = None) -> None:
         self.state = VendorState(file, "stripe", clock)
         self.outbox = outbox or Outbox(file, clock)

@@ -52,7 +52,7 @@ class Billing(Invoices):
         method = params.get("default_payment_method")
         if method:
             self.payment_method(account, str(method), "default_payment_method")
-        trial_end = self._trial_end(params, prices)
+        trial_end = self._trial_end(params, prices, self.clock_now(customer))
         if behavior == "error_if_incomplete" and trial_end is None:
             problem = self._charge_error(account, customer, method)
             if problem is not None:
@@ -88,10 +88,12 @@ class Billing(Invoices):
         self.state.save(account, subscription)
         return subscription
 
-    def _trial_end(self, params: dict[str, Any], prices: builtins.list[tuple[dict[str, Any], int]]) -> int | None:
+    def _trial_end(
+        self, params: dict[str, Any], prices: builtins.list[tuple[dict[str, Any], int]], now: int | None = None
+    ) -> int | None:
         """When a trial asked for ends: `trial_end` (a time, or "now": none), else `trial_period_days`, else
-        `trial_from_plan` with the price's own trial days."""
-        now = self.state.now()
+        `trial_from_plan` with the price's own trial days; from `now`, the customer's time."""
+        now = self.state.now() if now is None else now
         if params.get("trial_end") not in (None, ""):
             if params["trial_end"] == "now":
                 return None
@@ -144,7 +146,7 @@ class Billing(Invoices):
         subscription is `trialing` until `trial_end` and its first invoice is for 0; `charge=False`
         (payment_behavior=default_incomplete) leaves it `incomplete` with an open invoice awaiting payment, and a
         customer with no payment method to charge does too."""
-        now = self.state.now()
+        now = self.clock_now(customer)
         subscription_id = new_id("sub_", 24)
         items = [subscription_item(price, quantity, subscription_id, now) for price, quantity in prices]
         if trial_end is not None:
@@ -206,7 +208,7 @@ class Billing(Invoices):
             "schedule": None,
             "start_date": now,
             "status": "trialing" if trial_end is not None else "active" if paid else "incomplete",
-            "test_clock": None,
+            "test_clock": customer.get("test_clock"),
             "transfer_data": None,
             "trial_end": trial_end,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},

@@ -187,13 +187,14 @@ class Checkout(Billing):
             self.emit(account, "checkout.session.completed", public(session))
             return public(session)
         prices = [(self.get(account, "price", item["price"]), item["quantity"]) for item in session["_line_items"]]
+        buyer = self.get(account, "customer", session["customer"])
         subscription = self._start_subscription(
             account,
-            self.get(account, "customer", session["customer"]),
+            buyer,
             prices,
             session["_subscription_metadata"],
             payment_method=payment_method,
-            trial_end=self._trial_end(session.get("_subscription_data") or {}, prices),
+            trial_end=self._trial_end(session.get("_subscription_data") or {}, prices, self.clock_now(buyer)),
             description=(session.get("_subscription_data") or {}).get("description"),
         )
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])

@@ -31,6 +31,11 @@ class Core:
     outbox: Outbox
     _platform: dict[str, Any]
 
+    def clock_now(self, customer: dict[str, Any]) -> int:
+        """The time a customer lives in: its test clock's (emulator/stripe_backend/clocks.py), else the emulator's."""
+        clock = self.state.load(customer["test_clock"]) if customer.get("test_clock") else None
+        return int(clock["frozen_time"]) if clock else self.state.now()
+
     def emit(
         self, account: str, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class Customers(Catalog):
     # Customers, checkout, subscriptions
 
     def create_customer(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("test_clock"):
+            self.get(account, "test_helpers.test_clock", str(params["test_clock"]), label="test_clock")
         method = params.get("payment_method")
         if method:
             self.payment_method(account, str(method), param="payment_method")

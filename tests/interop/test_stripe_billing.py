@@ -274,3 +274,61 @@ def test_coupons_promotion_codes_and_the_customer_portal(billing):
         data={"subscription": sub.id},
     )
     assert foreign.status_code == 404  # a portal acts only on its own customer's subscriptions
+
+
+def test_test_clocks_renew_retry_on_the_smart_retry_schedule_then_cancel(billing):
+    _, _, client, price = billing
+    start = 1_800_000_000
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    customer = client.v1.customers.create(
+        params={
+            "email": "clock@example.com",
+            "test_clock": clock.id,
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    assert sub.status == "active" and sub.start_date == start
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 31 * 86400})
+    renewed = client.v1.subscriptions.retrieve(sub.id)
+    invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
+    assert renewed.status == "active" and len(invoices) == 2 and invoices[0].billing_reason == "subscription_cycle"
+    assert invoices[0].status == "paid" and renewed["items"].data[0].current_period_start == start + 30 * 86400
+    # the card starts failing: the next renewal leaves it past_due, retried, then canceled after the last retry
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": "pm_card_chargeCustomerFail"}}
+    )
+    client.v1.subscriptions.update(sub.id, params={"default_payment_method": "pm_card_chargeCustomerFail"})
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 60 * 86400 + 3600})
+    late = client.v1.subscriptions.retrieve(sub.id)
+    failing = client.v1.invoices.retrieve(late.latest_invoice)
+    assert late.status == "past_due" and failing.status == "open" and failing.next_payment_attempt == start + 61 * 86400
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 80 * 86400})
+    ended = client.v1.subscriptions.retrieve(sub.id)
+    assert ended.status == "canceled" and client.v1.invoices.retrieve(failing.id).attempt_count == 8
+    assert client.v1.invoices.retrieve(failing.id).next_payment_attempt is None
+    deleted = client.v1.events.list(params={"type": "customer.subscription.deleted"}).data
+    assert any(e.data.object["id"] == sub.id for e in deleted)
+
+
+def test_a_trial_ends_on_the_clock_into_a_paid_period(billing):
+    _, _, client, price = billing
+    start = 1_800_000_000
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    customer = client.v1.customers.create(
+        params={
+            "email": "trial-clock@example.com",
+            "test_clock": clock.id,
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 7}
+    )
+    assert sub.status == "trialing" and sub.trial_end == start + 7 * 86400
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 8 * 86400})
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert after.status == "active"
+    assert client.v1.invoices.retrieve(after.latest_invoice).amount_paid == 2900

@@ -72,6 +72,10 @@ TRIGGERS = [
     "billing_portal.session.created",
     "subscription.payment_succeeded",
     "subscription.payment_failed",
+    "test_helpers.test_clock.created",
+    "test_helpers.test_clock.advancing",
+    "test_helpers.test_clock.ready",
+    "test_helpers.test_clock.deleted",
 ]
 # Triggers named after a scenario rather than an event: the event that shows it happened.
 SHOWN_BY = {

@@ -50,6 +50,7 @@ ID_PARAMS = {
     "coupon": "coupons",
     "promotion_code": "promotion_codes",
     "configuration": "configurations",
+    "test_clock": "test_clocks",
     "subscription": "subscriptions",
     "invoice": "invoices",
 }
@@ -74,6 +75,7 @@ BASE: dict[str, dict[str, Any]] = {
     "POST /v1/promotion_codes": {"promotion": {"type": "coupon", "coupon": "@coupons"}},
     "POST /v1/plans": {"amount": "500", "currency": "usd", "interval": "month", "product": "@products"},
     "POST /v1/billing_portal/sessions": {"customer": "@customers"},
+    "POST /v1/test_helpers/test_clocks/{id}/advance": {"frozen_time": "1800086400"},
 }
 # A path whose object must be in a particular state: which of the world's objects it takes.
 PATH_OBJECT = {"POST /v1/payment_intents/{id}/capture": "held_intents"}
@@ -203,6 +205,7 @@ def _ids(emulator: Emulator, http: Any, base: str, key: str) -> dict[str, str]:
         "/v1/plans", [("amount", "500"), ("currency", "usd"), ("interval", "month"), ("product", product["id"])]
     )
     configuration = post("/v1/billing_portal/configurations", [("features[invoice_history][enabled]", "true")])
+    clock = post("/v1/test_helpers/test_clocks", [("frozen_time", "1800000000")])
     return {
         "products": product["id"],
         "prices": price["id"],
@@ -222,6 +225,7 @@ def _ids(emulator: Emulator, http: Any, base: str, key: str) -> dict[str, str]:
         "promotion_codes": promo["id"],
         "plans": plan["id"],
         "configurations": configuration["id"],
+        "test_clocks": clock["id"],
     }
 
 
