@@ -50,6 +50,16 @@ USER_DEFAULTS: dict[str, Any] = {
 }
 
 
+# An identification made through the Backend API: verified by an admin.
+ADMIN_VERIFIED = {
+    "object": "verification_admin",
+    "status": "verified",
+    "strategy": "admin",
+    "attempts": None,
+    "expire_at": None,
+}
+
+
 def _email_view(address: dict[str, Any], created_at: int, updated_at: int) -> dict[str, Any]:
     """An EmailAddress as Clerk sends it: made through the Backend API, so verified by an admin."""
     return {
@@ -57,13 +67,7 @@ def _email_view(address: dict[str, Any], created_at: int, updated_at: int) -> di
         "object": "email_address",
         "email_address": address["email_address"],
         "reserved": False,
-        "verification": {
-            "object": "verification_admin",
-            "status": "verified",
-            "strategy": "admin",
-            "attempts": None,
-            "expire_at": None,
-        },
+        "verification": dict(ADMIN_VERIFIED),
         "linked_to": [],  # @clerk/backend maps over it: it must be there
         "matches_sso_connection": False,
         "created_at": address.get("created_at", created_at),
@@ -80,13 +84,7 @@ def _phone_view(number: dict[str, Any], created_at: int, updated_at: int) -> dic
         "reserved_for_second_factor": False,
         "default_second_factor": False,
         "reserved": False,
-        "verification": {
-            "object": "verification_admin",
-            "status": "verified",
-            "strategy": "admin",
-            "attempts": None,
-            "expire_at": None,
-        },
+        "verification": dict(ADMIN_VERIFIED),
         "linked_to": [],
         "backup_codes": None,
         "created_at": created_at,

@@ -86,6 +86,23 @@ class Dev:
         self.process.wait(timeout=60)
 
 
+def dream(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DREAM, *args], capture_output=True, text=True, cwd=tmp_path, env=ENV)
+
+
+def repair_then_call(dev: Dev, tmp_path: Path, secret_key: str) -> None:
+    """`kv repair` with the store dream dev printed, then the guide's curl on the same running api-multi: 200."""
+    repaired = dream(tmp_path, "--store", dev.store, "kv", "repair", "--yes")
+    # the three stranded keys copied; what is left is the guide's plaintext secret (--remove-plaintext-secrets)
+    assert "applied 3 actions; verify now finds 1" in repaired.stderr, repaired.stderr
+    api = dev.urls.split("api-multi=")[1]
+    call = httpx.post(
+        f"{api}/api/data",
+        headers={"Authorization": f"Bearer {secret_key}", "X-User-Id": "u1", "X-User-Plan": "free"},
+    )
+    assert call.status_code == 200, call.text  # the same running api-multi, its code untouched
+
+
 def flow(dev: Dev, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [DREAM, "flow", "run", "--workers", "--urls", dev.urls, "--store", dev.store, "--json"],
@@ -207,21 +224,7 @@ def test_the_guides_bug_on_real_workers_found_and_repaired(tmp_path):
             [DREAM, "doctor", str(dev.project), "--json"], capture_output=True, text=True, cwd=tmp_path, env=ENV
         )
         assert any(d["check"] == "separate local state" for d in json.loads(doctor.stdout)["findings"])
-        repaired = subprocess.run(
-            [DREAM, "--store", dev.store, "kv", "repair", "--yes"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=ENV,
-        )
-        # the three stranded keys copied; what is left is the guide's plaintext secret (--remove-plaintext-secrets)
-        assert "applied 3 actions; verify now finds 1" in repaired.stderr, repaired.stderr
-        api = dev.urls.split("api-multi=")[1]
-        call = httpx.post(
-            f"{api}/api/data",
-            headers={"Authorization": f"Bearer {report['secretKey']}", "X-User-Id": "u1", "X-User-Plan": "free"},
-        )
-        assert call.status_code == 200, call.text  # the same running api-multi
+        repair_then_call(dev, tmp_path, report["secretKey"])
     finally:
         dev.stop()
     assert processes_under(dev.project) == []

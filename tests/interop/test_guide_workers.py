@@ -8,14 +8,13 @@ api-multi."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import GUIDE_WORKERS, copy_guide_workers
-from tests.interop.test_dev import DREAM, ENV, Dev, flow, processes_under
+from tests.interop.test_dev import Dev, dream, flow, processes_under, repair_then_call
 
 pytestmark = [pytest.mark.socket, pytest.mark.peer("guide-workers")]
 
@@ -35,12 +34,8 @@ def test_guide_written_workers_pass_the_whole_flow_through_dream_dev(tmp_path):
         report = json.loads(run.stdout)
         assert all(step["ok"] for step in report["steps"]) and len(report["steps"]) == 8, report
         assert "POST /webhook/stripe" in report["steps"][1]["wrote"][0]
-        explained = subprocess.run(
-            [DREAM, "flow", "run", "--workers", "--explain", "--urls", dev.urls, "--store", dev.store, "--json"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=ENV,
+        explained = dream(
+            tmp_path, "flow", "run", "--workers", "--explain", "--urls", dev.urls, "--store", dev.store, "--json"
         )
         requests = {r["step"]: r for r in json.loads(explained.stdout)["requests"]}
         assert (requests["checkout"]["method"], requests["checkout"]["path"]) == ("POST", "/billing/subscribe")
@@ -70,31 +65,12 @@ def test_the_guides_bug_on_guide_written_workers_found_and_repaired_on_the_runni
         assert all(steps[p]["ok"] for p in ("signup", "pay", "connect", "tiers", "credentials")), report["steps"]
         assert not steps["api call"]["ok"] and "Invalid API key" in steps["api call"]["detail"]
         assert "api-data (api-multi POST /api/data) checks:" in steps["api call"]["detail"]
-        verify = subprocess.run(
-            [DREAM, "--store", dev.store, "kv", "verify", "--json"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=ENV,
-        )
+        verify = dream(tmp_path, "--store", dev.store, "kv", "verify", "--json")
         findings = json.loads(verify.stdout)["findings"]
         stranded = [f for f in findings if f["class"] == "stranded"]
         assert len(stranded) == 3 and all(f["namespace"] == "api-tokens" for f in stranded)
         assert all("api-multi's KEYS" in f["message"] for f in stranded)  # the renamed binding, recognised by its id
-        repaired = subprocess.run(
-            [DREAM, "--store", dev.store, "kv", "repair", "--yes"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=ENV,
-        )
-        assert "applied 3 actions; verify now finds 1" in repaired.stderr, repaired.stderr
-        api = dev.urls.split("api-multi=")[1]
-        call = httpx.post(
-            f"{api}/api/data",
-            headers={"Authorization": f"Bearer {report['secretKey']}", "X-User-Id": "u1", "X-User-Plan": "free"},
-        )
-        assert call.status_code == 200, call.text  # the same running api-multi, its code untouched
+        repair_then_call(dev, tmp_path, report["secretKey"])
     finally:
         dev.stop()
     assert processes_under(dev.project) == []

@@ -280,14 +280,7 @@ def test_test_clocks_renew_retry_on_the_smart_retry_schedule_then_cancel(billing
     _, _, client, price = billing
     start = 1_800_000_000
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
-    customer = client.v1.customers.create(
-        params={
-            "email": "clock@example.com",
-            "test_clock": clock.id,
-            "payment_method": "pm_card_visa",
-            "invoice_settings": {"default_payment_method": "pm_card_visa"},
-        }
-    )
+    customer = paying_customer(client, test_clock=clock.id)
     sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
     assert sub.status == "active" and sub.start_date == start
     client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 31 * 86400})
@@ -316,14 +309,7 @@ def test_a_trial_ends_on_the_clock_into_a_paid_period(billing):
     _, _, client, price = billing
     start = 1_800_000_000
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
-    customer = client.v1.customers.create(
-        params={
-            "email": "trial-clock@example.com",
-            "test_clock": clock.id,
-            "payment_method": "pm_card_visa",
-            "invoice_settings": {"default_payment_method": "pm_card_visa"},
-        }
-    )
+    customer = paying_customer(client, test_clock=clock.id)
     sub = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 7}
     )
