@@ -25,12 +25,13 @@ def billing(served):  # noqa: F811 - the fixture imported above
     return serving, urls, client, price
 
 
-def paying_customer(client, card="pm_card_visa"):
+def paying_customer(client, card="pm_card_visa", **more):
     return client.v1.customers.create(
         params={
             "email": "payer@example.com",
             "payment_method": card,
             "invoice_settings": {"default_payment_method": card},
+            **more,
         }
     )
 
