@@ -327,8 +327,12 @@ class Emulator:
             return JSONResponse({key: value for key, value in session.items() if not key.startswith("_")})
 
         async def checkout_complete(request: Request) -> Response:
+            form = await request.form()  # the page's fields: a promotion code, where the session allows them
+            code = str(form["promotion_code"]) if form.get("promotion_code") else None
             try:
-                result = await run_in_threadpool(self.stripe.complete_checkout_session, None, request.path_params["id"])
+                result = await run_in_threadpool(
+                    self.stripe.complete_checkout_session, None, request.path_params["id"], None, None, code
+                )
             except StripeAPIError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
             return JSONResponse(result)

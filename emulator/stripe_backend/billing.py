@@ -66,6 +66,7 @@ class Billing(Invoices):
             description=params.get("description"),
             trial_end=trial_end,
             charge=behavior != "default_incomplete",
+            discounts=params.get("discounts"),
         )
         store_plain(
             subscription,
@@ -82,6 +83,7 @@ class Billing(Invoices):
                 "trial_period_days",
                 "cancel_at",
                 "cancel_at_period_end",
+                "discounts",
             },
         )
         self._cancel_fields(subscription, params)
@@ -139,6 +141,7 @@ class Billing(Invoices):
         description: str | None = None,
         trial_end: int | None = None,
         charge: bool = True,
+        discounts: Any = None,
     ) -> dict[str, Any]:
         """A new subscription and its first invoice, charged now, with the events Stripe sends in causal order:
         customer.subscription.created, invoice.created, invoice.finalized, then invoice.paid and
@@ -216,6 +219,8 @@ class Billing(Invoices):
         }
         if trial_end is not None:
             subscription["billing_cycle_anchor"] = trial_end
+        if discounts:
+            subscription["discounts"] = self.resolve_discounts(account, discounts, customer["id"], subscription_id, now)
         subscription["latest_invoice"] = invoice_id = new_id("in_", 24)
         self.state.save(account, subscription)
         self.emit(account, "customer.subscription.created", subscription)
@@ -233,6 +238,8 @@ class Billing(Invoices):
         if subscription["status"] == "canceled" and set(params) - {"cancellation_details", "metadata", "expand"}:
             raise StripeAPIError(400, "A canceled subscription can only update its cancellation_details and metadata.")
         previous: dict[str, Any] = {}
+        behavior = params.get("proration_behavior") or "create_prorations"
+        now = self.clock_now(self.get(account, "customer", subscription["customer"]))
         for index, change in enumerate(params.get("items") or []):
             if not isinstance(change, dict) or not change.get("price"):
                 raise missing_param(f"items[{index}][price]")
@@ -243,12 +250,22 @@ class Billing(Invoices):
             if not change.get("id"):  # as Stripe does: an item without an id is a new item, billed besides the others
                 quantity = as_int(change, "quantity", minimum=1) or 1
                 item = subscription_item(price, quantity, subscription["id"], self.state.now())
+                anchor = subscription["items"]["data"][0] if subscription["items"]["data"] else item
+                item.update(
+                    current_period_start=anchor["current_period_start"], current_period_end=anchor["current_period_end"]
+                )
                 subscription["items"]["data"].append(item)
+                if behavior != "none":
+                    self.prorate(account, subscription, None, (price, quantity), item, now)
                 continue
             target = next((i for i in subscription["items"]["data"] if i["id"] == change["id"]), None)
             if target is None:
                 raise no_such("subscription_item", change["id"], f"items[{index}][id]")
+            old = (target["price"], target["quantity"])
             target["price"] = price
+            target["quantity"] = as_int(change, "quantity", minimum=1) or target["quantity"]
+            if behavior != "none" and old != (price, target["quantity"]):
+                self.prorate(account, subscription, old, (price, target["quantity"]), target, now)
         if "metadata" in params:
             previous["metadata"] = subscription["metadata"]
             subscription["metadata"] = _merge_metadata(subscription["metadata"], params["metadata"])
@@ -260,6 +277,11 @@ class Billing(Invoices):
             previous["default_payment_method"] = subscription["default_payment_method"]
             method = self.payment_method(account, str(params["default_payment_method"]), "default_payment_method")
             subscription["default_payment_method"] = method["id"]
+        if "discounts" in params:
+            previous["discounts"] = subscription["discounts"]
+            subscription["discounts"] = self.resolve_discounts(
+                account, params["discounts"] or [], subscription["customer"], subscription["id"], now
+            )
         if params.get("trial_end") == "now" and subscription["status"] == "trialing":
             previous["status"] = subscription["status"]
             subscription.update(status="active", trial_end=self.state.now())
@@ -277,10 +299,16 @@ class Billing(Invoices):
                 "trial_end",
                 "proration_behavior",
                 "payment_behavior",
+                "discounts",
             },
         )
         self.state.save(account, subscription)
         self.emit(account, "customer.subscription.updated", subscription, previous)
+        if behavior == "always_invoice":
+            invoice = self.invoice_prorations_now(account, subscription)
+            if invoice is not None:
+                subscription["latest_invoice"] = invoice["id"]
+                self.state.save(account, subscription)
         return subscription
 
     def cancel_subscription(self, account: str, subscription_id: str) -> dict[str, Any]:

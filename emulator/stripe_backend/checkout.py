@@ -134,7 +134,14 @@ class Checkout(Billing):
                 for key, value in (params.get("subscription_data") or {}).items()
                 if key in ("trial_period_days", "trial_end", "description")
             },
+            "_discounts": params.get("discounts") if isinstance(params.get("discounts"), list) else [],
         }
+        if params.get("allow_promotion_codes") in (True, "true"):
+            if session["_discounts"]:
+                raise StripeAPIError(
+                    400, "You may only specify one of these parameters: allow_promotion_codes, discounts."
+                )
+            session["allow_promotion_codes"] = True
         self.state.save(account, session)
         return public(session)
 
@@ -144,9 +151,11 @@ class Checkout(Billing):
         session_id: str,
         payment_method: str | None = None,
         expected_amount: int | None = None,
+        promotion_code: str | None = None,
     ) -> dict[str, Any]:
         """Stand in for the customer paying (the hosted page's button, or the Stripe CLI's `payment_pages`
-        confirm with a test card): customer + subscription (or payment), and their events."""
+        confirm with a test card): customer + subscription (or payment), and their events. `promotion_code` is the
+        code the customer enters on a page that allows them (`allow_promotion_codes`)."""
         account = account or self.state.scope_of(session_id)
         session = self.state.load(session_id, account, "checkout.session") if account else None
         if session is None or account is None:
@@ -159,6 +168,13 @@ class Checkout(Billing):
                 f"The expected amount ({expected_amount}) does not match the session's ({session['amount_total']}).",
                 param="expected_amount",
             )
+        discounts = list(session.get("_discounts") or [])
+        if promotion_code:
+            if not session.get("allow_promotion_codes"):
+                raise StripeAPIError(
+                    400, "This Checkout Session does not allow promotion codes.", param="promotion_code"
+                )
+            discounts.append({"promotion_code": self.promotion_code_by_code(account, promotion_code)["id"]})
         payment_method = payment_method or "pm_card_visa"  # the hosted page's card, unless the caller names one
         method = self.payment_method(account, payment_method)
         declined = card_error(method.get("_test_id", method["id"]))
@@ -179,6 +195,16 @@ class Checkout(Billing):
             "tax_ids": [],
         }
         if session["mode"] != "subscription":  # a one-time payment, or a card saved for later: no subscription
+            if session["mode"] == "payment" and discounts:
+                ids = self.resolve_discounts(account, discounts, buyer["id"], None, self.clock_now(buyer))
+                off = sum(
+                    t["amount"]
+                    for t in self.discount_amounts(
+                        account, ids, session["amount_subtotal"], session["currency"], self.clock_now(buyer)
+                    )
+                )
+                session["total_details"]["amount_discount"] = off
+                session["amount_total"] = session["amount_subtotal"] - off
             if session["mode"] == "payment":
                 session.update(status="complete", payment_status="paid", payment_intent=new_id("pi_", 24))
             else:
@@ -196,7 +222,13 @@ class Checkout(Billing):
             payment_method=payment_method,
             trial_end=self._trial_end(session.get("_subscription_data") or {}, prices, self.clock_now(buyer)),
             description=(session.get("_subscription_data") or {}).get("description"),
+            discounts=discounts,
         )
+        first = self.get(account, "invoice", subscription["latest_invoice"])
+        off = sum(t["amount"] for t in first["total_discount_amounts"])
+        if off and session["total_details"]:
+            session["total_details"]["amount_discount"] = off
+            session["amount_total"] = first["total"]
         session.update(status="complete", payment_status="paid", subscription=subscription["id"])
         self.state.save(account, session)
         self.emit(account, "checkout.session.completed", public(session))

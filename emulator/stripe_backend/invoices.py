@@ -14,12 +14,12 @@ from emulator.stripe_backend.common import (
     as_int,
     currency_of,
 )
-from emulator.stripe_backend.customers import Customers
+from emulator.stripe_backend.discounts import Discounts
 from emulator.stripe_errors import StripeAPIError, missing_param
 from emulator.vendor_state import new_id, public
 
 
-class Invoices(Customers):
+class Invoices(Discounts):
     def _invoice(
         self,
         account: str,
@@ -59,6 +59,8 @@ class Invoices(Customers):
             )
             for item in subscription["items"]["data"]
         ]
+        for pending in self.pending_prorations(account, subscription["id"]):  # billed with this invoice
+            lines.append(self._proration_line(account, invoice_id, pending))
         parent = {
             "quote_details": None,
             "subscription_details": {"metadata": subscription["metadata"], "subscription": subscription["id"]},
@@ -73,6 +75,8 @@ class Invoices(Customers):
             currency=subscription["currency"],
             parent=parent,
             default_payment_method=subscription.get("default_payment_method"),
+            discounts=[] if trial else subscription.get("discounts") or [],
+            now=self.clock_now(customer),
         )
         invoice["_subscription"] = subscription["id"]  # the list filter `subscription=` reads it
         return self._finalize_invoice(account, invoice)
@@ -90,11 +94,20 @@ class Invoices(Customers):
         default_payment_method: str | None = None,
         description: str | None = None,
         metadata: dict[str, str] | None = None,
+        discounts: builtins.list[str] | None = None,
+        now: int | None = None,
     ) -> dict[str, Any]:
-        """A draft invoice at 2026-10-28.endive (lines priced by `pricing`, its origin under `parent`); emits
-        `invoice.created`."""
+        """A draft invoice at 2026-10-28.endive (lines priced by `pricing`, its origin under `parent`), its
+        `discounts` taken off the discountable lines; emits `invoice.created`."""
+        subtotal = sum(line["amount"] for line in lines)
+        discountable = sum(line["amount"] for line in lines if line["discountable"])
+        taken = (
+            self.discount_amounts(account, discounts, discountable, currency, now or self.state.now())
+            if discounts and discountable > 0
+            else []
+        )
         now = self.state.now()
-        total = sum(line["amount"] for line in lines)
+        total = subtotal - sum(t["amount"] for t in taken)
         sequence = customer.get("next_invoice_sequence", 1)
         customer["next_invoice_sequence"] = sequence + 1
         self.state.save(account, customer)
@@ -140,7 +153,7 @@ class Invoices(Customers):
             "default_source": None,
             "default_tax_rates": [],
             "description": description,
-            "discounts": [],
+            "discounts": [t["discount"] for t in taken],
             "due_date": None,
             "effective_at": None,
             "ending_balance": None,
@@ -176,11 +189,11 @@ class Invoices(Customers):
                 "paid_at": None,
                 "voided_at": None,
             },
-            "subtotal": total,
-            "subtotal_excluding_tax": total,
+            "subtotal": subtotal,
+            "subtotal_excluding_tax": subtotal,
             "test_clock": None,
             "total": total,
-            "total_discount_amounts": [],
+            "total_discount_amounts": taken,
             "total_excluding_tax": total,
             "total_pretax_credit_amounts": [],
             "total_taxes": [],
@@ -398,3 +411,58 @@ class Invoices(Customers):
         self.state.delete(item_id)
         self.emit(account, "invoiceitem.deleted", public(item))
         return {"id": item_id, "object": "invoiceitem", "deleted": True}
+
+    def _proration_line(self, account: str, invoice_id: str, pending: dict[str, Any]) -> dict[str, Any]:
+        """A pending proration as a line of `invoice_id` (the item now belongs to that invoice)."""
+        details = pending["parent"]["subscription_details"]
+        line = _line(
+            invoice_id,
+            pending["amount"],
+            pending["currency"],
+            pending["description"],
+            {
+                "invoice_item_details": {
+                    "invoice_item": pending["id"],
+                    "proration": True,
+                    "proration_details": {"credited_items": None},
+                    "subscription": details["subscription"],
+                },
+                "subscription_item_details": None,
+                "type": "invoice_item_details",
+            },
+            pending["period"],
+            pending["quantity"],
+            pending["_price"],
+        )
+        line["discountable"] = False
+        pending["invoice"] = invoice_id
+        self.state.save(account, pending)
+        return line
+
+    def invoice_prorations_now(self, account: str, subscription: dict[str, Any]) -> dict[str, Any] | None:
+        """`proration_behavior=always_invoice`: the pending prorations on an invoice now, charged."""
+        pending = self.pending_prorations(account, subscription["id"])
+        if not pending:
+            return None
+        customer = self.get(account, "customer", subscription["customer"])
+        invoice_id = new_id("in_", 24)
+        lines = [self._proration_line(account, invoice_id, item) for item in pending]
+        invoice = self._draft_invoice(
+            account,
+            customer,
+            invoice_id,
+            lines,
+            "subscription_update",
+            currency=subscription["currency"],
+            default_payment_method=subscription.get("default_payment_method"),
+        )
+        invoice["_subscription"] = subscription["id"]
+        invoice = self._finalize_invoice(account, invoice)
+        if invoice["amount_due"] > 0:
+            self._settle_invoice(
+                account, invoice, self._charge_succeeds(account, customer, invoice["default_payment_method"])
+            )
+        else:  # a net credit: nothing to collect (Stripe would add it to the customer's balance)
+            invoice.update(status="paid", amount_paid=0, amount_remaining=0)
+            self.state.save(account, invoice)
+        return invoice

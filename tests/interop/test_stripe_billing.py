@@ -319,3 +319,79 @@ def test_a_trial_ends_on_the_clock_into_a_paid_period(billing):
     after = client.v1.subscriptions.retrieve(sub.id)
     assert after.status == "active"
     assert client.v1.invoices.retrieve(after.latest_invoice).amount_paid == 2900
+
+
+def test_coupons_and_promotion_codes_take_their_share_of_invoices(billing):
+    serving, _, client, price = billing
+    once = client.v1.coupons.create(params={"percent_off": 50, "duration": "once"})
+    forever = client.v1.coupons.create(params={"amount_off": 400, "currency": "usd", "duration": "forever"})
+    start = 1_800_000_000
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    customer = paying_customer(client, test_clock=clock.id)
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}], "discounts": [{"coupon": once.id}]}
+    )
+    first = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert (first.subtotal, first.total, first.amount_paid) == (2900, 1450, 1450)
+    assert first.total_discount_amounts[0].amount == 1450 and first.discounts == sub.discounts
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 31 * 86400})
+    second = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert second.total == 2900  # a `once` coupon: the first invoice only
+    assert client.v1.coupons.retrieve(once.id).times_redeemed == 1
+    # a promotion code entered on the hosted checkout page, where the session allows them
+    promo = client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": forever.id}, "code": "FOUR"}
+    )
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://example.com/ok",
+            "allow_promotion_codes": True,
+        }
+    )
+    paid = httpx.post(f"{session.url}/complete", data={"promotion_code": "four"})
+    assert paid.status_code == 200, paid.text
+    done = client.v1.checkout.sessions.retrieve(session.id)
+    assert done.amount_total == 2500 and done.total_details.amount_discount == 400
+    assert client.v1.promotion_codes.retrieve(promo.id).times_redeemed == 1
+    plain = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://e.x/",
+        }
+    )
+    refused = httpx.post(f"{plain.url}/complete", data={"promotion_code": "FOUR"})
+    assert refused.status_code == 400 and "does not allow promotion codes" in refused.text
+
+
+def test_a_price_change_mid_period_is_prorated(billing):
+    _, _, client, price = billing
+    bigger = client.v1.prices.create(
+        params={"product": price.product, "unit_amount": 5900, "currency": "usd", "recurring": {"interval": "month"}}
+    )
+    start = 1_800_000_000
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    customer = paying_customer(client, test_clock=clock.id)
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 15 * 86400})  # half the period
+    item = sub["items"].data[0]
+    upgraded = client.v1.subscriptions.update(
+        sub.id, params={"items": [{"id": item.id, "price": bigger.id}], "proration_behavior": "always_invoice"}
+    )
+    now_invoice = client.v1.invoices.retrieve(upgraded.latest_invoice)
+    amounts = sorted(line.amount for line in now_invoice.lines.data)
+    assert amounts == [-1450, 2950] and now_invoice.total == 1500 and now_invoice.status == "paid"
+    assert now_invoice.billing_reason == "subscription_update"
+    # create_prorations (the default): the items wait for the next renewal's invoice
+    back = client.v1.subscriptions.update(sub.id, params={"items": [{"id": item.id, "price": price.id}]})
+    assert back.latest_invoice == upgraded.latest_invoice
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": start + 31 * 86400})
+    renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert sorted(line.amount for line in renewal.lines.data) == [-2950, 1450, 2900]
+    assert renewal.total == 2900 - 2950 + 1450
+    unchanged = client.v1.subscriptions.update(
+        sub.id, params={"items": [{"id": item.id, "price": bigger.id}], "proration_behavior": "none"}
+    )
+    assert unchanged["items"].data[0].price.id == bigger.id

@@ -212,10 +212,14 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
     events = _events(recorder, endpoint.secret)[9:]
     assert [e.type for e in events] == [
         "price.created",
+        "invoiceitem.created",  # the prorations of the price change (credit, then charge), as Stripe makes them
+        "invoiceitem.created",
         "customer.subscription.updated",
         "customer.subscription.deleted",
     ]
-    events = events[1:]
+    assert [e.data.object.proration for e in events[1:3]] == [True, True]
+    assert events[1].data.object.amount < 0 < events[2].data.object.amount
+    events = events[3:]
     assert [i.price.id for i in events[0].data.object["items"].data] == [cheaper.id]
     assert events[1].data.object.status == "canceled"
     # caused by API calls: the events name the request (the id the response carried)
@@ -234,6 +238,8 @@ def test_checkout_subscription_lifecycle_emits_signed_events(reached, receiver):
             "price.created",
             *PAID_CHECKOUT,
             "price.created",
+            "invoiceitem.created",
+            "invoiceitem.created",
             "customer.subscription.updated",
             "customer.subscription.deleted",
         )
