@@ -59,7 +59,9 @@ def test_the_guides_bug_found_repaired_and_the_call_succeeds(dream):
 def test_verify_of_a_clean_flow_and_filters(dream):
     data = dream.json("flow", "run", "--json")
     clean = dream("kv", "verify")
-    assert clean.exit_code == 0 and clean.stdout.startswith("clean: 12 keys checked")
+    assert (
+        clean.exit_code == 0 and clean.stdout == "" and clean.stderr.startswith("clean: 12 keys checked")
+    )  # a note, not data: stderr
     dream("kv", "delete", f"publishablekey:{data['publishableKey']}:platformId", "--ns", "api-tokens")
     only = json.loads(dream("kv", "verify", "--class", "stale", "--json").stdout)
     assert only["findings"] == [] and only["clean"] is True
@@ -82,7 +84,7 @@ def test_orphans_need_prune_and_plaintext_needs_its_flag(dream):
     insecure = next(f for f in found if f["class"] == "insecure")
     assert insecure["expected"] is None and insecure["actual"] is None and data["secretKey"] not in json.dumps(found)
     partial = dream("kv", "repair", "--yes")
-    assert partial.exit_code == ExitCode.FAILED and "deletes only with --prune" in partial.stdout
+    assert partial.exit_code == ExitCode.FAILED and "deletes only with --prune" in partial.stderr
     full = dream("kv", "repair", "--yes", "--prune", "--remove-plaintext-secrets")
     assert full.exit_code == 0, full.stderr
     assert dream("kv", "verify").exit_code == 0
@@ -94,7 +96,7 @@ def test_corrupt_values_are_reported_not_guessed(dream):
     dream("kv", "put", f"user:{data['userId']}:products", "{not json", "--ns", "platform-tokens")
     result = dream("kv", "repair", "--yes")
     assert result.exit_code == ExitCode.FAILED
-    assert "reported, not guessed at" in result.stdout
+    assert "reported, not guessed at" in result.stderr
     assert dream("kv", "get", f"user:{data['userId']}:products", "--ns", "platform-tokens").stdout == "{not json"
 
 
@@ -135,3 +137,21 @@ def test_verify_clears_the_snapshots_killed_runs_left(tmp_path, dream, monkeypat
         (folder / "scan.sqlite").write_bytes(b"copies of the token namespaces")
     assert dream("kv", "verify").exit_code == 0
     assert not dead.exists() and alive.exists()
+
+
+def test_machine_formats_are_one_table_a_csv_reader_takes(dream):
+    """Verify and the repair plan piped as csv/tsv: one header, every record the same fields, notes on stderr."""
+    import csv
+    import io
+
+    for _ in range(3):
+        assert dream("flow", "run", "--fault", "skip-api-replication").exit_code == ExitCode.FAILED
+    found = dream("kv", "verify", "--format", "csv")
+    rows = list(csv.reader(io.StringIO(found.stdout)))
+    assert rows[0] == ["platform", "class", "namespace", "key", "problem", "expected", "actual"]
+    assert len(rows) == 1 + 9 and all(len(row) == 7 for row in rows) and rows.count(rows[0]) == 1
+    assert len({row[0] for row in rows[1:]}) == 3 and "9 findings" in found.stderr
+    plan = dream("kv", "repair", "--plan", "--format", "tsv")
+    lines = [line.split("\t") for line in plan.stdout.splitlines()]
+    assert lines[0] == ["#", "phase", "action", "namespace", "key", "because"]
+    assert len(lines) == 1 + 9 and all(len(line) == 6 for line in lines)

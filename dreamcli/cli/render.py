@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamcli.cli.context import plural, stdout_console
+from dreamcli.cli.context import output_format, plural, status, stdout_console
+
+
+def _machine() -> bool:
+    """A pipe's format (tsv, csv): one table, one header, every record the same fields; notes go to stderr."""
+    return output_format() in ("tsv", "csv")
 
 
 def render_explain(report: dict[str, Any]) -> None:
@@ -44,7 +49,26 @@ def render_findings(result: Any) -> None:
 
     console = stdout_console()
     if result.clean:
-        console.print(f"[green]clean[/green]: {result.keys_scanned:,} keys checked, no findings")
+        if _machine():
+            status(f"clean: {result.keys_scanned:,} keys checked, no findings")
+        else:
+            console.print(f"[green]clean[/green]: {result.keys_scanned:,} keys checked, no findings")
+        return
+    if _machine():  # one table with the platform as a column: a CSV reader sees one header
+        table = Table("platform", "class", "namespace", "key", "problem", "expected", "actual")
+        for finding in sorted(result.findings, key=lambda f: (f.platform or "~", str(f.cls), f.key)):
+            table.add_row(
+                finding.platform or "",
+                str(finding.cls),
+                finding.namespace,
+                finding.key,
+                finding.message,
+                finding.expected or "",
+                finding.actual or "",
+            )
+        console.print(table)
+        counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
+        status(f"{plural(len(result.findings), 'finding')}: {counts} ({result.keys_scanned:,} keys checked)")
         return
     by_platform: dict[str, list[Any]] = {}
     for finding in result.findings:
@@ -75,10 +99,21 @@ def render_plan(plan: Any) -> None:
     from rich.table import Table
 
     console = stdout_console()
+    machine = _machine()
+    shown = plan.fixes if machine else plan.fixes[:200]  # a pipe gets every action
     if plan.fixes:
-        table = Table("#", "phase", "action", "namespace", "key", "because", title="repair plan", title_justify="left")
+        table = Table(
+            "#",
+            "phase",
+            "action",
+            "namespace",
+            "key",
+            "because",
+            title=None if machine else "repair plan",
+            title_justify="left",
+        )
         table.columns[4].overflow = "fold"
-        for number, (fix, finding) in enumerate(plan.fixes[:200], 1):
+        for number, (fix, finding) in enumerate(shown, 1):
             table.add_row(
                 str(number),
                 str(fix.phase),
@@ -88,7 +123,11 @@ def render_plan(plan: Any) -> None:
                 f"{finding.cls}: {finding.message}",
             )
         console.print(table)
-        if len(plan.fixes) > 200:
-            console.print(f"... and {plural(len(plan.fixes) - 200, 'more action')}")
+        if len(plan.fixes) > len(shown):
+            console.print(f"... and {plural(len(plan.fixes) - len(shown), 'more action')}")
     for finding, why in plan.skipped[:200]:
-        console.print(f"[yellow]left as is[/yellow] {finding.namespace}: {finding.key} ({finding.cls}): {why}")
+        line = f"left as is {finding.namespace}: {finding.key} ({finding.cls}): {why}"
+        if machine:
+            status(line)
+        else:
+            console.print(f"[yellow]left as is[/yellow] {line.removeprefix('left as is ')}")
