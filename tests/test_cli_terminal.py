@@ -17,7 +17,14 @@ DREAM = str(Path(sys.executable).with_name("dream"))
 
 
 def on_a_terminal(
-    args: list[str], env: dict[str, str], cwd: Path, until: bytes | None = None, then=None, *, nice: int = 0
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    until: bytes | None = None,
+    then=None,
+    *,
+    nice: int = 0,
+    stdin_writer: bool = False,
 ):
     """Run dream with a pty for its stdin/stdout/stderr; optionally act (`then(process)`) once `until` is shown.
     `nice`: dream's scheduling priority below the test's, so on a busy core the test acts before dream runs on.
@@ -52,6 +59,8 @@ def on_a_terminal(
             break
         seen += chunk
         if until and not acted and until in seen:
+            if stdin_writer:
+                process.stdin_fd = leader  # what the user types goes in through the terminal
             then(process)
             acted = True
     process.wait(timeout=60)
@@ -101,3 +110,23 @@ def test_ctrl_c_during_repair_says_what_was_applied_and_a_rerun_finishes(seeded,
     finish = subprocess.run([DREAM, "kv", "repair", "--yes"], env=seeded, cwd=tmp_path, capture_output=True, text=True)
     assert finish.returncode == 0, finish.stderr[-500:]
     assert subprocess.run([DREAM, "kv", "verify"], env=seeded, cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("answer", ["ctrl-c", "no", "yes"])
+def test_a_question_at_the_terminal_ctrl_c_is_130_no_is_1_yes_goes_ahead(tmp_path, answer):
+    env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'q.db'}"}
+    subprocess.run([DREAM, "flow", "run", "--fault", "skip-api-replication"], env=env, capture_output=True)
+
+    def reply(process):
+        if answer == "ctrl-c":
+            process.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+        else:
+            os.write(process.stdin_fd, b"n\n" if answer == "no" else b"y\n")
+
+    code, seen = on_a_terminal(["kv", "repair"], env, tmp_path, until=b"[y/N]: ", then=reply, stdin_writer=True)
+    if answer == "ctrl-c":
+        assert code == 130 and "interrupted" in seen and "Aborted!" not in seen, seen
+    elif answer == "no":
+        assert code == 1 and "nothing changed" in seen, seen
+    else:
+        assert code == 0 and "applied 3 actions" in seen, seen

@@ -347,13 +347,36 @@ def confirm_change(question: str, yes: bool) -> None:
     if yes:
         return
     if stdin_is_tty() and sys.stderr.isatty():
-        if typer.confirm(question, err=True):
+        if ask(question):
             return
         status("nothing changed")
         raise typer.Exit(int(ExitCode.FAILED))
     raise UsageError(
         f"{question.rstrip('?')}: refused without --yes (no terminal to ask; --plan shows what it would do)"
     )
+
+
+def ask(question: str) -> bool:
+    """`question [y/N]` on stderr; only y or yes is a yes. Ctrl-C is an interruption like anywhere else (exit 130,
+    "interrupted"), not click's "Aborted!" with exit 1; the end of input is a no."""
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        raise
+    return answer.strip().lower() in ("y", "yes")
+
+
+def read_secret(label: str) -> str:
+    """A secret typed on a terminal, not echoed; Ctrl-C exits 130 like anywhere else."""
+    import getpass
+
+    try:
+        return getpass.getpass(f"{label}: ", stream=sys.stderr)
+    except EOFError:
+        raise UsageError(f"no {label} given") from None
 
 
 def stdin_is_tty() -> bool:

@@ -439,7 +439,9 @@ def flow_call(ctx: typer.Context, json_flag: JsonOption = False) -> None:
     from dreamcli.platform.runtime import authenticate
 
     if sys.stdin is None or sys.stdin.isatty():
-        secret = typer.prompt("secret key", hide_input=True, err=True)
+        from dreamcli.cli.context import read_secret
+
+        secret = read_secret("secret key")
     else:
         secret = typer.get_text_stream("stdin").read().strip()
     caller = authenticate(app_context(ctx).store(), secret)
