@@ -210,3 +210,28 @@ def test_starting_dream_does_not_load_the_checker():
         check=True,
     )
     assert loaded.stdout.strip() == "False"
+
+
+def test_reads_never_create_a_store_nor_answer_a_typo_as_empty(dream, tmp_path):
+    """A mistyped store or platform is 'not found' (exit 3) on every read, and nothing is created."""
+    typo = tmp_path / "typo" / "x.db"
+    for args in (
+        ["events", "list"],
+        ["flow", "status"],
+        ["kv", "verify"],
+        ["overview"],
+        ["customers", "list", "-p", "plt_x"],
+    ):
+        result = dream("--store", f"emulator:{typo}", *args)
+        assert result.exit_code == 3, (args, result.stdout, result.stderr)
+        assert "no store at" in result.stderr
+    assert not typo.exists() and not typo.parent.exists()
+    assert dream("flow", "run").exit_code == 0
+    for args in (
+        ["customers", "export", "-p", "plt_typo"],
+        ["customers", "list", "-p", "plt_typo"],
+        ["usage", "show", "-p", "plt_typo"],
+        ["dashboard", "-p", "plt_typo"],
+    ):
+        result = dream(*args)
+        assert result.exit_code == 3 and result.stdout == "" and "no platform plt_typo" in result.stderr, args

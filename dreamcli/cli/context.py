@@ -223,9 +223,10 @@ class AppContext:
                 self._store = open_emulator_store(Path(where), clock=clock, busy_timeout_ms=busy)
         return self._store
 
-    def vendors(self) -> Any:
+    def vendors(self, *, create: bool = False) -> Any:
         """Real vendors when the environment names them (see dreamcli.vendors.settings), else the
-        emulator in-process, its state in the emulator store file."""
+        emulator in-process, its state in the emulator store file: one that does not exist is "not found" (exit 3)
+        unless the command writes (`create=True`), as for `store()`."""
         if self._vendors is None:
             import httpx
 
@@ -240,15 +241,20 @@ class AppContext:
                 kind, where = parse_store_spec(self.store_spec)
                 # The vendors' emulated state lives in the emulator file (the default one beside a wrangler store).
                 vendor_file = Path(where) if kind == "emulator" else Path(DEFAULT_STORE.partition(":")[2])
+                if not create and not vendor_file.exists():
+                    raise NotFound(
+                        f"no store at {vendor_file} (where the emulated vendors keep their state): nothing has been "
+                        "written there yet (a typo? `dream flow run` or `dream dev` makes one)"
+                    )
                 self._emulator = Emulator(vendor_file, clock=clock_from_env(), busy_timeout_ms=busy_timeout_ms())
                 self._vendors = Vendors(
                     settings_from_emulator(self._emulator.config()), self._emulator.client(), clock=clock_from_env()
                 )
         return self._vendors
 
-    def emulator(self, purpose: str) -> Any:
+    def emulator(self, purpose: str, *, create: bool = False) -> Any:
         """The in-process emulator whose vendors this run uses; UsageError when real vendors are configured."""
-        self.vendors()
+        self.vendors(create=create)
         if self._emulator is None:
             raise UsageError(
                 f"{purpose} works on the emulated vendors, and this environment names real ones "

@@ -66,8 +66,15 @@ def customers_export(
     ctx: typer.Context,
     platform: PlatformOption,
 ) -> None:
-    """All the platform's customers as CSV on stdout. Example: dream customers export -p plt_abc > customers.csv"""
-    typer.echo(customers_core.export_csv(customers_core.list_customers(_prepared(ctx), platform)), nl=False)
+    """All the platform's customers as CSV on stdout (a platform that does not exist is exit 3, never an empty CSV).
+
+    Example: dream customers export -p plt_abc > customers.csv"""
+    from dreamcli.platform.developers import require_platform
+
+    store = _prepared(ctx)
+    typer.echo(
+        customers_core.export_csv(customers_core.list_customers(store, require_platform(store, platform))), nl=False
+    )
 
 
 @usage_app.command("show")
@@ -80,7 +87,10 @@ def usage_show(
     """This month's usage per end-user against their tier's limit. Example: dream usage show -p plt_abc"""
     from rich.table import Table
 
-    rows = dashboard_core.usage(app_context(ctx).store(), platform, user)
+    from dreamcli.platform.developers import require_platform
+
+    store = app_context(ctx).store()
+    rows = dashboard_core.usage(store, require_platform(store, platform), user)
     if app_context(ctx).wants_json(json_flag):
         print_json({"usage": rows})
         return
@@ -105,7 +115,10 @@ def dashboard(ctx: typer.Context, platform: PlatformOption, json_flag: JsonOptio
     """
     from rich.table import Table
 
-    data = dashboard_core.summary(_prepared(ctx), platform)
+    from dreamcli.platform.developers import require_platform
+
+    store = _prepared(ctx)
+    data = dashboard_core.summary(store, require_platform(store, platform))
     if app_context(ctx).wants_json(json_flag):
         print_json(data)
         return

@@ -67,7 +67,7 @@ def flow_signup(
     Running it again returns the same platform id. Example: dream flow signup --email dev@example.com
     """
     run = app_context(ctx)
-    result = onboarding.signup(run.store(create=True), run.vendors(), email=email, user_id=user)
+    result = onboarding.signup(run.store(create=True), run.vendors(create=True), email=email, user_id=user)
     if run.wants_json(json_flag):
         print_json(
             {
@@ -89,7 +89,7 @@ def flow_pay(ctx: typer.Context, user: UserOption, json_flag: JsonOption = False
     On the emulator the checkout is paid at once. Example: dream flow pay --user dev@example.com
     """
     run = app_context(ctx)
-    vendors = run.vendors()
+    vendors = run.vendors(create=True)
     user_id = developers.user_id_of(vendors, user)
     checkout = onboarding.start_payment(run.store(create=True), vendors, user_id)
     if not _emulated(vendors):
@@ -118,7 +118,7 @@ def flow_connect(
     Refused before payment. Example: dream flow connect --user dev@example.com
     """
     run = app_context(ctx)
-    vendors = run.vendors()
+    vendors = run.vendors(create=True)
     store = run.store(create=True)
     if code is not None or state is not None:
         result = onboarding.connect_callback(store, vendors, code=code, state=state)
@@ -178,7 +178,7 @@ def flow_tiers(
         raise UsageError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
     tiers = tiers_file.parse_tiers(file or default_tiers())
     run = app_context(ctx)
-    vendors = run.vendors()
+    vendors = run.vendors(create=True)
     if plan:
         steps = onboarding.plan_tiers(run.store(), vendors, developers.user_id_of(vendors, user), tiers)
         if run.wants_json(json_flag):
@@ -333,7 +333,7 @@ def flow_run(
             raise UsageError("--fault and --mimic-plaintext-secret change dream's model; the workers are what they are")
         report = _flow_over_http(run, tiers, email, urls)
     else:
-        vendors = run.vendors()
+        vendors = run.vendors(create=True)
         if not _emulated(vendors):
             raise UsageError(
                 "`dream flow run` pays and consents on the emulator's screens; with real vendors run the steps one by one"
@@ -417,7 +417,7 @@ def _flow_over_http(run: Any, tiers: Any, email: str | None, urls: str | None) -
     from dreamcli.platform.flow_http import HttpFlow, parse_workers
 
     config = _workers_config(run)
-    emulator = run.emulator("dream flow run --workers")
+    emulator = run.emulator("dream flow run --workers", create=True)
     kind, _ = parse_store_spec(run.store_spec)
     store = run.store() if kind == "wrangler" else None
     if store is None:

@@ -72,7 +72,7 @@ def stripe_trigger(
         account = connected_account(run.store(), platform)
         if account is None:
             raise NotFound(f"platform {platform} has no connected Stripe account (run `dream flow connect` first)")
-    vendors = run.vendors()
+    vendors = run.vendors(create=True)
     emulated = run._emulator is not None
     result = trigger(vendors.stripe, event, account=account, metadata=_metadata(metadata), progress=status)
     deliveries: dict[str, list[dict[str, Any]]] = {}
@@ -136,7 +136,7 @@ def stripe_listen(
     dream stripe trigger customer.subscription.created -p plt_abc)
     """
     run = app_context(ctx)
-    emulator = run.emulator("dream stripe listen")
+    emulator = run.emulator("dream stripe listen", create=True)
     if print_secret:
         typer.echo(emulator.stripe.listen_secret())
         return
