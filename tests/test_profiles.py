@@ -58,3 +58,12 @@ def test_bad_profiles_are_refused(dream, project):
     leaky = dream("--profile", "leaky", "kv", "verify")
     assert leaky.exit_code == ExitCode.USAGE and "which never goes in the file" in leaky.stderr
     assert "cf-to" not in leaky.stderr  # not even its start
+
+
+def test_a_secret_pasted_as_a_profiles_store_is_refused_without_being_shown(dream, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for pasted in ("sk_live_51Habcdefghijklmnopqrstu", "cloudflare:" + "Zx9" * 14):
+        (tmp_path / "dream.toml").write_text(f'[profiles.prod]\nstore = "{pasted}"\n')
+        result = dream("--profile", "prod", "kv", "list", "--ns", "api-tokens")
+        assert result.exit_code == 2 and "looks like a secret key (not shown)" in result.stderr
+        assert pasted[:6] not in result.stderr.replace("cloudf", "") and pasted[-6:] not in result.stderr

@@ -25,6 +25,8 @@ from dreamcli.errors import NotFound, UsageError
 from dreamcli.workers_config import FILE, find_file, read_file
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# What a pasted secret looks like: a vendor key's prefix, or a long unbroken token (a Cloudflare API token is 40).
+_SECRET = re.compile(r"\b(?:sk|rk)_(?:live|test)_|\bwhsec_|(?<![\w/.-])[A-Za-z0-9_-]{32,}(?![\w/.])")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ def load_profile(name: str, start: Path | None = None) -> Profile:
     store = entry.get("store")
     if store is not None and not isinstance(store, str):
         raise UsageError(f"{path}: profile {name}: store must be a string")
+    if store is not None and _SECRET.search(store):
+        raise UsageError(
+            f"{path}: profile {name}: store holds what looks like a secret key (not shown); a store is "
+            "emulator:PATH, wrangler:PATH[,...] or cloudflare[:PATH], and secrets go in the environment (env table)"
+        )
     env = entry.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise UsageError(f"{path}: profile {name}: env maps variable names to the names of variables that hold them")

@@ -198,12 +198,16 @@ def diagnose(root: Path, *, persist_to: Path | None = None, env: str | None = No
                 count = sum(1 for _ in ns.scan()) if ns.index.exists() else 0
                 evidence.append(f"{copy.worker}: {count} keys in {ns.index.parent.parent.parent.parent}")
             names = " and ".join(copy.worker for copy in copies)
+            writers = [c.worker for c in copies if not c.live and "writes" in c.role]
+            effect = f"{' and '.join(writers) or 'a writer'} writes what {live.worker} never reads" + (
+                ' (the guide\'s "Invalid API key")' if name == "api-tokens" else ""
+            )
             found.append(
                 Diagnosis(
                     "separate local state",
                     ", ".join(copy.worker for copy in copies),
                     f"{names} bind {name} but keep separate local state ({'; '.join(evidence)}): locally their writes never "
-                    'meet, which is the guide\'s "Invalid API key" (oauth-api writes the keys api-multi never sees)',
+                    f"meet: {effect}",
                     "`dream kv verify` shows the keys stranded in a writer's copy and `dream kv repair` copies them to "
                     f"{live.worker}'s; or run every worker with the same `wrangler dev --persist-to ../.wrangler-shared` "
                     "(`dream kv repair --merge-into .wrangler-shared` moves the data there)",
