@@ -130,3 +130,11 @@ def test_a_question_at_the_terminal_ctrl_c_is_130_no_is_1_yes_goes_ahead(tmp_pat
         assert code == 1 and "nothing changed" in seen, seen
     else:
         assert code == 0 and "applied 3 actions" in seen, seen
+
+
+def test_seed_shows_its_progress_with_a_rate_and_an_eta_several_times(tmp_path):
+    env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'seeded.db'}"}
+    code, seen = on_a_terminal(["seed", "--platforms", "20000"], env, tmp_path)
+    assert code == 0, seen
+    lines = [part for part in seen.split("\r") if part.startswith("seeding: ")]
+    assert len(lines) >= 3 and "/s, ETA" in lines[0] and "20,000/20,000 platforms (100%)" in lines[-1], lines

@@ -319,6 +319,34 @@ def status(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def progress_line(label: str, total: int | None = None, unit: str = "keys") -> Any:
+    """A progress line on stderr while long work runs (only on a terminal): the count, the rate, and with a total
+    the share and an ETA. Call it as often as you like: it redraws at most every 0.2 s, and at the total."""
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+    drawn = [0.0]
+
+    def report(count: int) -> None:
+        now = time.monotonic()
+        if now - drawn[0] < 0.2 and count != total:
+            return
+        drawn[0] = now
+        elapsed = max(now - started, 1e-6)
+        line = f"{label}: {count:,}"
+        if total:
+            eta = elapsed / count * (total - count) if count else 0
+            line += f"/{total:,} {unit} ({min(100, count * 100 // total)}%), {count / elapsed:,.0f}/s, ETA {eta:.0f} s"
+        else:
+            line += f" {unit}, {count / elapsed:,.0f}/s"
+        sys.stderr.write(f"\r{line}   ")
+        sys.stderr.flush()
+
+    return report
+
+
 def stop_on_signals(stop: Any) -> None:
     """From now on Ctrl-C, a kill and the terminal closing set `stop` (a threading.Event), each as cleanly as the
     others: called before a long-running command says it is ready, so a signal right after that is a clean stop.

@@ -24,6 +24,7 @@ from dreamcli.cli.context import (
     plural,
     print_json,
     print_json_lines,
+    progress_line,
     status,
     stdin_is_tty,
 )
@@ -393,29 +394,6 @@ def kv_explain(
 CLASS_NAMES = tuple(str(kind) for kind in FindingClass)
 
 
-def _progress(label: str, total: int | None = None, unit: str = "keys"):
-    """A progress line on stderr while long work runs, with the total and an ETA when known (only on a terminal)."""
-    import sys
-    import time
-
-    if not sys.stderr.isatty():
-        return None
-    started = time.monotonic()
-
-    def report(count: int) -> None:
-        line = f"{label}: {count:,}"
-        if total:
-            elapsed = time.monotonic() - started
-            eta = elapsed / count * (total - count) if count else 0
-            line += f"/{total:,} {unit} ({min(100, count * 100 // total)}%), ETA {eta:.0f} s"
-        else:
-            line += f" {unit}"
-        sys.stderr.write(f"\r{line}   ")
-        sys.stderr.flush()
-
-    return report
-
-
 LONG_SCAN_S = 180  # a REST scan longer than this at the rate limit suggests --via-worker
 
 
@@ -531,7 +509,7 @@ def _verify(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
     _report_long_scans(store)
-    progress = _progress("verifying", _key_total(store))
+    progress = progress_line("verifying", _key_total(store))
     result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
     if progress is not None:
         typer.echo("", err=True)
@@ -676,7 +654,7 @@ def kv_repair(
 
     def on_progress(done: int, total: int) -> None:
         if shown[0] is None:
-            shown[0] = _progress("applying", total, "actions") or (lambda n: None)
+            shown[0] = progress_line("applying", total, "actions") or (lambda n: None)
         shown[0](done)
 
     with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, app_context, print_json, status
+from dreamcli.cli.context import JsonOption, app_context, print_json, progress_line
 
 
 def seed(
@@ -30,13 +30,11 @@ def seed(
     from dreamcli.platform import synthetic
 
     store = app_context(ctx).store(create=True)
-    report = synthetic.seed(
-        store,
-        platforms,
-        drift=drift,
-        seed_value=seed_value,
-        on_progress=lambda n: status(f"seeded {n}/{platforms}") if n and n % 100_000 == 0 else None,
-    )
+    progress = progress_line("seeding", platforms, "platforms")
+    report = synthetic.seed(store, platforms, drift=drift, seed_value=seed_value, on_progress=progress)
+    if progress is not None:
+        progress(platforms)
+        typer.echo("", err=True)  # end the progress line
     if app_context(ctx).wants_json(json_flag):
         print_json({"schemaVersion": 1, "platforms": report.platforms, "keys": report.keys, "drifted": report.drifted})
         return
