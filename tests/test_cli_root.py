@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dreamcli import __version__
 
 
@@ -166,9 +168,35 @@ def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no
             [dream_exe, "flow", "status", "--json"], env=env, cwd=tmp_path, capture_output=True, check=True
         ).stdout
     )
-    assert shown["developers"][0]["userId"] in text and regex.search(
-        r"^developer\tplatform", text, regex.M
-    )  # too wide: records
+    user = shown["developers"][0]["userId"]
+    assert regex.search(rf"^developer +{user}\r?$", text, regex.M)  # too wide: a record, a field a line, id whole
+    assert regex.search(r"^next +done\r?$", text, regex.M)
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_the_flow_run_table_is_drawn_at_ordinary_widths(tmp_path, columns):
+    """flow run's step table at 80, 100 and 120 columns: a drawn table that fits (its prose wrapped in its cells)."""
+    import os
+    import pty
+
+    dream_exe = str(Path(sys.executable).with_name("dream"))
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([dream_exe, "flow", "run"], stdout=follower, stderr=follower, env=env, cwd=tmp_path)
+    os.close(follower)
+    seen = b""
+    try:
+        while chunk := os.read(leader, 4096):
+            seen += chunk
+    except OSError:
+        pass
+    process.wait(timeout=60)
+    os.close(leader)
+    lines = seen.decode().splitlines()
+    assert process.returncode == 0 and any(line.startswith("┏") for line in lines), "\n".join(lines)
+    assert all(len(line) <= columns for line in lines if line.startswith(("┏", "┃", "│", "└")))
+    assert "…" not in seen.decode()
 
 
 def test_shell_completion_offers_namespaces_and_finding_classes(tmp_path):

@@ -92,20 +92,30 @@ class PlainConsole:
         sys.stdout.flush()
 
 
+FOLDED_MIN = 24  # the narrowest a prose column may wrap to and still read
+
+
 def _natural_width(table: Any) -> int:
-    """How wide `table` is drawn with no cell cut: the widest line of each column, plus the borders and padding."""
+    """How wide `table` must be drawn: its rigid columns (ids, counts: never cut or wrapped) at their widest line,
+    its prose columns (`overflow="fold"`: messages, what was written) wrapped to no less than FOLDED_MIN, plus the
+    borders and padding."""
     from rich.text import Text
 
     def width(cell: Any) -> int:
         text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
         return max((len(line) for line in text.splitlines()), default=0)
 
-    return sum(max([width(c.header)] + [width(cell) for cell in c.cells]) + 3 for c in table.columns) + 1
+    total = 1
+    for column in table.columns:
+        widest = max([width(column.header)] + [width(cell) for cell in column.cells])
+        total += (min(widest, FOLDED_MIN) if column.overflow == "fold" else widest) + 3
+    return total
 
 
 class TerminalConsole:
-    """A terminal: Rich tables when they fit its width (COLUMNS honoured), else the same records as a pipe gets, so
-    an id is never shown as `user_F…` nor sliced over lines; no styles at all under NO_COLOR."""
+    """A terminal: Rich tables when they fit its width (COLUMNS honoured), prose columns wrapped within their cells;
+    when even that does not fit, one record at a time, a field a line, so an id is never shown as `user_F…` nor
+    sliced over lines; no styles at all under NO_COLOR."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -118,9 +128,35 @@ class TerminalConsole:
 
         for obj in objects:
             if isinstance(obj, Table) and _natural_width(obj) > self.console.width:
-                PlainConsole("\t").print(obj)
+                self._records(obj)
+            elif isinstance(obj, Table):
+                for column in obj.columns:  # rigid columns keep their width; Rich wraps only the prose ones
+                    column.no_wrap = column.overflow != "fold"
+                self.console.print(obj, **kwargs)
             else:
                 self.console.print(obj, **kwargs)
+
+    def _records(self, table: Any) -> None:
+        """A table too wide for the terminal, one record at a time, a field a line (`name  value`), a blank line
+        between records: every value whole, ids unbroken, at any width."""
+        from rich.text import Text
+
+        def plain(cell: Any) -> str:
+            return cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+
+        headers = [plain(column.header) for column in table.columns]
+        label = max((len(h) for h in headers), default=0) + 2
+        rows = list(zip(*([plain(cell) for cell in column.cells] for column in table.columns), strict=True))
+        out = [plain(table.title)] if table.title else []
+        for number, row in enumerate(rows):
+            if number or out:
+                out.append("")
+            for header, value in zip(headers, row, strict=True):
+                lines = value.splitlines() or [""]
+                out.append(f"{header:<{label}}{lines[0]}")
+                out.extend(f"{'':<{label}}{line}" for line in lines[1:])
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in out))
+        sys.stdout.flush()
 
 
 def stdout_console() -> Any:
