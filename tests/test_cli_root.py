@@ -144,24 +144,14 @@ def test_piped_tables_are_plain_records_never_cut(dream):
 
 def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no_codes(tmp_path):
     import os
-    import pty
     import re as regex
 
-    dream_exe = str(Path(sys.executable).with_name("dream"))
+    from tests.test_cli_terminal import on_a_terminal
+
     env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    dream_exe = str(Path(sys.executable).with_name("dream"))
     subprocess.run([dream_exe, "flow", "run"], env=env, cwd=tmp_path, capture_output=True, check=True)
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([dream_exe, "flow", "status"], stdout=follower, stderr=follower, env=env, cwd=tmp_path)
-    os.close(follower)
-    seen = b""
-    try:
-        while chunk := os.read(leader, 4096):
-            seen += chunk
-    except OSError:
-        pass
-    process.wait(timeout=30)
-    os.close(leader)
-    text = seen.decode()
+    _, text = on_a_terminal(["flow", "status"], env, tmp_path)
     assert "…" not in text and "\x1b[1m" not in text  # NO_COLOR: no bold either
     shown = json.loads(
         subprocess.run(
@@ -178,25 +168,14 @@ def test_a_table_too_wide_for_the_terminal_becomes_records_and_no_color_means_no
 def test_the_flow_run_table_is_drawn_at_ordinary_widths(tmp_path, columns):
     """flow run's step table at 80, 100 and 120 columns: a drawn table that fits (its prose wrapped in its cells)."""
     import os
-    import pty
 
-    dream_exe = str(Path(sys.executable).with_name("dream"))
-    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([dream_exe, "flow", "run"], stdout=follower, stderr=follower, env=env, cwd=tmp_path)
-    os.close(follower)
-    seen = b""
-    try:
-        while chunk := os.read(leader, 4096):
-            seen += chunk
-    except OSError:
-        pass
-    process.wait(timeout=60)
-    os.close(leader)
-    lines = seen.decode().splitlines()
-    assert process.returncode == 0 and any(line.startswith("┏") for line in lines), "\n".join(lines)
+    from tests.test_cli_terminal import on_a_terminal
+
+    code, text = on_a_terminal(["flow", "run"], {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}, tmp_path)
+    lines = text.splitlines()
+    assert code == 0 and any(line.startswith("┏") for line in lines), text
     assert all(len(line) <= columns for line in lines if line.startswith(("┏", "┃", "│", "└")))
-    assert "…" not in seen.decode()
+    assert "…" not in text
 
 
 def test_shell_completion_offers_namespaces_and_finding_classes(tmp_path):

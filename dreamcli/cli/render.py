@@ -43,6 +43,17 @@ def render_explain(report: dict[str, Any]) -> None:
         console.print(pointers)
 
 
+def _finding_cells(finding: Any) -> list[str]:
+    return [
+        str(finding.cls),
+        finding.namespace,
+        finding.key,
+        finding.message,
+        finding.expected or "",
+        finding.actual or "",
+    ]
+
+
 def render_findings(result: Any) -> None:
     """Findings grouped by platform, then class, with a summary line."""
     from rich.table import Table
@@ -57,15 +68,7 @@ def render_findings(result: Any) -> None:
     if _machine():  # one table with the platform as a column: a CSV reader sees one header
         table = Table("platform", "class", "namespace", "key", "problem", "expected", "actual")
         for finding in sorted(result.findings, key=lambda f: (f.platform or "~", str(f.cls), f.key)):
-            table.add_row(
-                finding.platform or "",
-                str(finding.cls),
-                finding.namespace,
-                finding.key,
-                finding.message,
-                finding.expected or "",
-                finding.actual or "",
-            )
+            table.add_row(finding.platform or "", *_finding_cells(finding))
         console.print(table)
         counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
         status(f"{plural(len(result.findings), 'finding')}: {counts} ({result.keys_scanned:,} keys checked)")
@@ -79,14 +82,7 @@ def render_findings(result: Any) -> None:
         )
         table.columns[2].overflow = "fold"
         for finding in sorted(by_platform[platform], key=lambda f: (str(f.cls), f.key)):
-            table.add_row(
-                str(finding.cls),
-                finding.namespace,
-                finding.key,
-                finding.message,
-                finding.expected or "",
-                finding.actual or "",
-            )
+            table.add_row(*_finding_cells(finding))
         console.print(table)
     counts = ", ".join(f"{name} {count}" for name, count in sorted(result.by_class().items()))
     console.print(
