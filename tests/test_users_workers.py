@@ -227,3 +227,13 @@ def test_the_readme_lists_the_contract_the_flow_drives():
     for route in GUIDE_CONTRACT:
         row = next(line for line in table.splitlines() if line.startswith(f"| {route.step} | {route.worker} |"))
         assert f"`{route.method} {route.path}" in row, row
+
+
+def test_a_failed_request_shows_its_query_names_not_a_connect_code():
+    import httpx
+
+    from dreamcli.platform.flow_http import _answer
+
+    request = httpx.Request("GET", "http://127.0.0.1:8789/callback?code=ac_live_secret&state=s3cr3t")
+    shown = _answer(httpx.Response(409, text='{"error":"no platform id"}', request=request))
+    assert shown == 'GET http://127.0.0.1:8789/callback?code=...&state=... -> 409 {"error":"no platform id"}'

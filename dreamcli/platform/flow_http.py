@@ -48,7 +48,12 @@ def parse_workers(text: str | None, config: WorkersConfig | None = None) -> dict
 
 
 def _answer(response: httpx.Response) -> str:
-    return f"{response.request.method} {response.request.url} -> {response.status_code} {response.text[:300]}"
+    """The request and the answer, as a failure shows them: the query's names but not its values (a Connect code
+    and its state are credentials while they live)."""
+    url = response.request.url
+    query = "&".join(f"{name}=..." for name in dict(url.params)) if url.query else ""
+    shown = str(url.copy_with(query=None)) + (f"?{query}" if query else "")
+    return f"{response.request.method} {shown} -> {response.status_code} {response.text[:300]}"
 
 
 def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
