@@ -155,3 +155,11 @@ def test_machine_formats_are_one_table_a_csv_reader_takes(dream):
     lines = [line.split("\t") for line in plan.stdout.splitlines()]
     assert lines[0] == ["#", "phase", "action", "namespace", "key", "because"]
     assert len(lines) == 1 + 9 and all(len(line) == 6 for line in lines)
+
+
+def test_repair_without_a_terminal_or_yes_is_refused_with_exit_2_as_the_readme_says(dream):
+    assert dream("flow", "run", "--fault", "skip-api-replication").exit_code == ExitCode.FAILED
+    refused = dream("kv", "repair")
+    assert refused.exit_code == ExitCode.USAGE and "refused without --yes" in refused.stderr
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "with no terminal to ask and no `--yes` it is refused, exit 2" in readme
