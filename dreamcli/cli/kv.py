@@ -660,7 +660,7 @@ def kv_repair(
     with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:
 
         def tier_config_builder() -> Any:
-            vendors = run.vendors()
+            vendors = run.vendors(create=True)  # a write command: the vendors' store may be made here
             return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
 
         try:
