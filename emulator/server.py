@@ -45,13 +45,13 @@ class _Open:
             self.connections[id(protocol)] = protocol
             if len(self.connections) <= self.cap:
                 return None
-            for candidate in self.connections.values():
-                if candidate is not protocol and candidate._in_headers and candidate._header_bytes == 0:
-                    return candidate  # connected, sent nothing: the cheapest to turn away
-            for candidate in self.connections.values():
-                if candidate is not protocol and candidate._in_headers:
-                    return candidate
-            return protocol
+            victim = next(
+                (c for c in self.connections.values() if c is not protocol and c._in_headers and c._header_bytes == 0),
+                None,  # connected, sent nothing: the cheapest to turn away
+            ) or next((c for c in self.connections.values() if c is not protocol and c._in_headers), protocol)
+            # Out of the count now, not when its close is done on its loop: never more than the cap held.
+            self.connections.pop(id(victim), None)
+            return victim
 
     def leave(self, protocol: DeadlineProtocol) -> None:
         with self.lock:
