@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dreamcli.errors import ExitCode
@@ -67,3 +69,19 @@ def test_a_secret_pasted_as_a_profiles_store_is_refused_without_being_shown(drea
         result = dream("--profile", "prod", "kv", "list", "--ns", "api-tokens")
         assert result.exit_code == 2 and "looks like a secret key (not shown)" in result.stderr
         assert pasted[:6] not in result.stderr.replace("cloudf", "") and pasted[-6:] not in result.stderr
+
+
+def test_which_store_wins_is_what_the_readme_says(dream, tmp_path, monkeypatch):
+    """--store on the command line, else the profile's (--profile or DREAM_PROFILE), else DREAM_STORE."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dream.toml").write_text('[profiles.p]\nstore = "emulator:from-profile.db"\n')
+    monkeypatch.setenv("DREAM_STORE", f"emulator:{tmp_path / 'from-env.db'}")
+    monkeypatch.setenv("DREAM_PROFILE", "p")
+    assert dream("kv", "put", "k", "v", "--ns", "api-tokens").exit_code == 0
+    assert (tmp_path / "from-profile.db").exists() and not (tmp_path / "from-env.db").exists()
+    assert (
+        dream("--store", f"emulator:{tmp_path / 'flag.db'}", "kv", "put", "k", "v", "--ns", "api-tokens").exit_code == 0
+    )
+    assert (tmp_path / "flag.db").exists() and not (tmp_path / "from-env.db").exists()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "else the profile's (from `--profile` or `DREAM_PROFILE`), else `DREAM_STORE`" in readme
