@@ -155,6 +155,4 @@ class Catalog(Accounts):
             raise StripeAPIError(
                 400, "This product cannot be deleted because it has one or more user-created prices.", param="id"
             )
-        self.state.delete(product_id)
-        self.emit(account, "product.deleted", product)
-        return {"id": product_id, "object": "product", "deleted": True}
+        return self._removed(account, product, "product.deleted")

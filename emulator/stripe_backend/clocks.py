@@ -39,9 +39,7 @@ class Clocks(Promotions):
 
     def delete_test_clock(self, account: str, clock_id: str) -> dict[str, Any]:
         clock = self.get(account, "test_helpers.test_clock", clock_id)
-        self.state.delete(clock_id)
-        self.emit(account, "test_helpers.test_clock.deleted", clock)
-        return {"id": clock_id, "object": "test_helpers.test_clock", "deleted": True}
+        return self._removed(account, clock, "test_helpers.test_clock.deleted")
 
     def advance_test_clock(self, account: str, clock_id: str, params: dict[str, Any]) -> dict[str, Any]:
         clock = self.get(account, "test_helpers.test_clock", clock_id)

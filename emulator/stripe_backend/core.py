@@ -173,15 +173,43 @@ class Core:
         return public(endpoint)
 
     def delete_webhook_endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
-        self.get(account, "webhook_endpoint", endpoint_id)
-        self.state.delete(endpoint_id)
-        return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+        return self._removed(account, self.get(account, "webhook_endpoint", endpoint_id), None)
 
     def get(self, account: str, kind: str, object_id: str, label: str | None = None) -> dict[str, Any]:
         found = self.state.load(object_id, account, kind)
         if found is None:
             raise no_such(label or kind, object_id)
         return found
+
+    def _removed(self, account: str, obj: dict[str, Any], event_type: str | None) -> dict[str, Any]:
+        """Delete `obj` (its preconditions checked by the caller), send `event_type` with it, answer Stripe's stub."""
+        self.state.delete(obj["id"])
+        if event_type:
+            self.emit(account, event_type, public(obj))
+        return {"id": obj["id"], "object": obj["object"], "deleted": True}
+
+    def _edited(
+        self,
+        account: str,
+        kind: str,
+        object_id: str,
+        params: dict[str, Any],
+        *,
+        texts: tuple[str, ...] = (),
+        flags: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """The plain update most objects take: text fields ("" unsets), boolean flags, metadata merged; `*.updated`
+        with what changed."""
+        obj = self.get(account, kind, object_id)
+        before = json.loads(json.dumps(obj))
+        for field in texts:
+            if field in params:
+                obj[field] = params[field] or None
+        for field in flags:
+            if field in params:
+                obj[field] = params[field] is True or str(params[field]).lower() == "true"
+        obj["metadata"] = _merge_metadata(obj.get("metadata") or {}, params.get("metadata"))
+        return self._updated(account, f"{kind}.updated", before, obj)
 
     def _updated(self, account: str, event_type: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """Save a changed object; `*.updated` names what changed in `previous_attributes` (nothing: no event)."""

@@ -92,10 +92,7 @@ class Customers(Catalog):
         return self._updated(account, "customer.updated", before, customer)
 
     def delete_customer(self, account: str, customer_id: str) -> dict[str, Any]:
-        customer = self.get(account, "customer", customer_id)
-        self.state.delete(customer_id)
-        self.emit(account, "customer.deleted", customer)
-        return {"id": customer_id, "object": "customer", "deleted": True}
+        return self._removed(account, self.get(account, "customer", customer_id), "customer.deleted")
 
     # Payment methods: Stripe's test cards, by id or token
 

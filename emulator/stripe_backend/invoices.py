@@ -400,17 +400,13 @@ class Invoices(Discounts):
         invoice = self.get(account, "invoice", invoice_id)
         if invoice["status"] != "draft":
             raise StripeAPIError(400, "You can only delete draft invoices.")
-        self.state.delete(invoice_id)
-        self.emit(account, "invoice.deleted", public(invoice))
-        return {"id": invoice_id, "object": "invoice", "deleted": True}
+        return self._removed(account, invoice, "invoice.deleted")
 
     def delete_invoice_item(self, account: str, item_id: str) -> dict[str, Any]:
         item = self.get(account, "invoiceitem", item_id)
         if item["invoice"] is not None:
             raise StripeAPIError(400, "This invoice item is on an invoice and cannot be deleted.")
-        self.state.delete(item_id)
-        self.emit(account, "invoiceitem.deleted", public(item))
-        return {"id": item_id, "object": "invoiceitem", "deleted": True}
+        return self._removed(account, item, "invoiceitem.deleted")
 
     def _proration_line(self, account: str, invoice_id: str, pending: dict[str, Any]) -> dict[str, Any]:
         """A pending proration as a line of `invoice_id` (the item now belongs to that invoice)."""

@@ -48,18 +48,10 @@ class Promotions(Payments):
         return coupon
 
     def update_coupon(self, account: str, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        coupon = self.get(account, "coupon", coupon_id)
-        before = dict(coupon)
-        if "name" in params:
-            coupon["name"] = params["name"] or None
-        coupon["metadata"] = _merge_metadata(coupon["metadata"], params.get("metadata"))
-        return self._updated(account, "coupon.updated", before, coupon)
+        return self._edited(account, "coupon", coupon_id, params, texts=("name",))
 
     def delete_coupon(self, account: str, coupon_id: str) -> dict[str, Any]:
-        coupon = self.get(account, "coupon", coupon_id)
-        self.state.delete(coupon_id)
-        self.emit(account, "coupon.deleted", coupon)
-        return {"id": coupon_id, "object": "coupon", "deleted": True}
+        return self._removed(account, self.get(account, "coupon", coupon_id), "coupon.deleted")
 
     def create_promotion_code(self, account: str, params: dict[str, Any]) -> dict[str, Any]:
         promotion: dict[str, Any] = params["promotion"] if isinstance(params.get("promotion"), dict) else {}
@@ -92,12 +84,7 @@ class Promotions(Payments):
         return promo
 
     def update_promotion_code(self, account: str, promo_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        promo = self.get(account, "promotion_code", promo_id)
-        before = dict(promo)
-        if "active" in params:
-            promo["active"] = _as_bool(params["active"])
-        promo["metadata"] = _merge_metadata(promo["metadata"], params.get("metadata"))
-        return self._updated(account, "promotion_code.updated", before, promo)
+        return self._edited(account, "promotion_code", promo_id, params, flags=("active",))
 
     # Plans: the older form of a recurring price
 
@@ -138,21 +125,10 @@ class Promotions(Payments):
         return plan
 
     def update_plan(self, account: str, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        plan = self.get(account, "plan", plan_id)
-        before = dict(plan)
-        for field in ("nickname",):
-            if field in params:
-                plan[field] = params[field] or None
-        if "active" in params:
-            plan["active"] = _as_bool(params["active"])
-        plan["metadata"] = _merge_metadata(plan["metadata"], params.get("metadata"))
-        return self._updated(account, "plan.updated", before, plan)
+        return self._edited(account, "plan", plan_id, params, texts=("nickname",), flags=("active",))
 
     def delete_plan(self, account: str, plan_id: str) -> dict[str, Any]:
-        plan = self.get(account, "plan", plan_id)
-        self.state.delete(plan_id)
-        self.emit(account, "plan.deleted", plan)
-        return {"id": plan_id, "object": "plan", "deleted": True}
+        return self._removed(account, self.get(account, "plan", plan_id), "plan.deleted")
 
     # The customer portal
 
