@@ -20,11 +20,13 @@ import httpx
 
 from dreamcli.errors import DreamError, UsageError
 from dreamcli.platform.contract import Route, contract
+from dreamcli.plural import plural
 from dreamcli.private_files import write_private
 from dreamcli.stores.discovery import GUIDE_WORKERS, Project, open_project
 from dreamcli.stores.vendor_shim import write_entry
 from dreamcli.stores.wrangler_cli import (
     Reaper,
+    RunRecord,
     dev_command,
     find_wrangler,
     reap_group,
@@ -85,6 +87,7 @@ class DevPlatform:
     _serving: object | None = None
     _private: Path | None = None
     _reaper: Reaper | None = None  # stops the workers and removes the env files if dream dies without stop()
+    _record: RunRecord | None = None  # what this run started, for the next run if both dream and its reaper die
 
     def store_spec(self) -> str:
         """The `--store` that reads the state the workers use."""
@@ -107,6 +110,7 @@ class DevPlatform:
 
         if self.layout not in LAYOUTS:
             raise UsageError(f"unknown state layout {self.layout!r} (known: {', '.join(LAYOUTS)})")
+        self._clear_leftovers()
         folders = LAYOUTS[self.layout]
         for folder in set(folders.values()):
             (self.root / folder).mkdir(exist_ok=True)
@@ -136,6 +140,8 @@ class DevPlatform:
         self._reaper = Reaper()
         self._private = Path(tempfile.mkdtemp(prefix="dream-dev-"))  # 0700: the env files hold test keys
         self._reaper.folder(self._private)
+        assert self._record is not None
+        self._record.folder(self._private)
         for role in ("api-multi", "front-auth-api", "oauth-api"):
             found = self.project.roles[role][0]
             worker_folder = found.folder
@@ -165,12 +171,30 @@ class DevPlatform:
                 start_new_session=True,  # wrangler and its workerd in one group: stopped together
             )
             self._reaper.group(worker.process)
+            self._record.group(worker.process.pid)
             worker.log_thread = threading.Thread(target=self._relay, args=(worker,), daemon=True)
             worker.log_thread.start()
             self.workers[role] = worker
             # One at a time: workerds starting together over one --persist-to folder fail on SQLITE_BUSY.
             self._wait_ready()
         return {**{role: w.url for role, w in self.workers.items()}, **urls}
+
+    def _clear_leftovers(self) -> None:
+        """Refuse to run beside another `dream dev` of this project (they would share its state and ports), and stop
+        what an earlier one left if it was killed with its reaper."""
+        record = RunRecord(self.root / ".dream" / "dev.json", self.root)
+        running = record.running()
+        if running is not None:
+            raise UsageError(
+                f"another dream dev (process {running}) runs {self.root}: stop it first (two would share its state)"
+            )
+        stopped, removed = record.clear_leftovers()
+        if stopped or removed:
+            self.log(
+                f"{'dream dev':<15} stopped {plural(stopped, 'process', 'processes')} and removed "
+                f"{plural(removed, 'private folder')} an earlier dream dev left (it was killed with its reaper)"
+            )
+        self._record = record
 
     def _migrate(self) -> None:
         """The D1 schema api-multi writes into (its binding's migrations_dir, else dream's own migrations), applied
@@ -303,3 +327,6 @@ class DevPlatform:
         if self._reaper is not None:
             self._reaper.close()
             self._reaper = None
+        if self._record is not None:
+            self._record.done()
+            self._record = None

@@ -211,3 +211,121 @@ def dev_command(
 def wrangler_package(wrangler: Path) -> Path:
     """The wrangler package folder behind its command (node_modules/.bin/wrangler -> ../wrangler/bin/wrangler.js)."""
     return wrangler.resolve().parent.parent
+
+
+class RunRecord:
+    """What a long-running dream command started, written down beside the project (`.dream/dev.json`) so that the
+    next run finds and stops what an earlier one left when both it and its reaper were killed (`kill -9` of every
+    process of a user, an out-of-memory kill). Process groups are stopped only while their processes still work in
+    the project's folder or a recorded private folder (a group id reused by an unrelated process is left alone);
+    folders are removed only if they are dream's own temporary folders."""
+
+    def __init__(self, path: Path, project: Path) -> None:
+        self.path = path
+        self.project = project
+        self._groups: list[int] = []
+        self._folders: list[str] = []
+
+    def running(self) -> int | None:
+        """The process id of the earlier run if it still runs (its record is then not a leftover)."""
+        import json
+
+        try:
+            record = json.loads(self.path.read_text())
+            pid = int(record["dream"])
+        except (OSError, ValueError, KeyError, TypeError):  # no record, or one that is not ours: nothing runs
+            return None
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # that process is gone
+            return None
+        ours = any(part.endswith(b"dream") for part in command) and b"dev" in command
+        return pid if ours and pid != os.getpid() else None
+
+    def clear_leftovers(self) -> tuple[int, int]:
+        """Stop the recorded process groups still running in the project and remove the recorded private folders;
+        (processes stopped, folders removed). Call it when `running()` is None."""
+        import json
+        import tempfile
+
+        try:
+            record = json.loads(self.path.read_text())
+            groups = [int(group) for group in record.get("groups", [])]
+            folders = [Path(str(folder)) for folder in record.get("folders", [])]
+        except (OSError, ValueError, TypeError, AttributeError):  # no record, or not ours: nothing to clear
+            return 0, 0
+        places = [str(self.project), *(str(folder) for folder in folders)]
+        stopped = [pid for group in groups for pid in _members(group) if _works_in(pid, places)]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours
+                    os.kill(pid, sig)
+            _wait_gone(stopped, 5.0)
+        temp = Path(tempfile.gettempdir()).resolve()
+        removed = 0
+        for folder in folders:
+            if folder.name.startswith("dream-") and folder.resolve().parent == temp and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        self.path.unlink(missing_ok=True)
+        return len(stopped), removed
+
+    def group(self, pid: int) -> None:
+        self._groups.append(pid)
+        self._write()
+
+    def folder(self, path: Path) -> None:
+        self._folders.append(str(path))
+        self._write()
+
+    def done(self) -> None:
+        """Everything recorded was stopped and removed by the run itself."""
+        self.path.unlink(missing_ok=True)
+
+    def _write(self) -> None:
+        import json
+
+        from dreamcli.private_files import replace_private
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        replace_private(self.path, json.dumps({"dream": os.getpid(), "groups": self._groups, "folders": self._folders}))
+
+
+def _members(group: int) -> list[int]:
+    """The processes of process group `group` (from /proc: field 5 of each stat line)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 2 and fields[2] == str(group):
+            members.append(int(entry.name))
+    return members
+
+
+def _works_in(pid: int, places: list[str]) -> bool:
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:  # gone, or not ours
+        return False
+    return any(cwd == place or cwd.startswith(place.rstrip("/") + "/") for place in places)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """`pid` runs (a zombie, dead and waiting for its parent to read its status, does not)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # gone
+        return False

@@ -243,3 +243,40 @@ def test_wrangler_deploy_dry_run_accepts_the_reference_workers(tmp_path, worker)
     )
     assert built.returncode == 0, built.stderr[-2000:]
     assert "--dry-run: exiting now." in built.stdout
+
+
+def test_the_next_dream_dev_stops_what_a_killed_one_and_its_reaper_left(tmp_path):
+    """Both dream and its reaper killed (every process of the user, an out-of-memory kill): the workers keep serving,
+    and the next `dream dev` of the project finds them through .dream/dev.json and stops them before it starts."""
+    first = Dev(tmp_path, "shared")
+    reaper = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and b"forget-group" in _read(entry / "cmdline") and _parent(entry) == first.process.pid
+    ]
+    assert len(reaper) == 1
+    os.kill(reaper[0], signal.SIGKILL)
+    first.process.kill()
+    first.process.wait(timeout=30)
+    left = processes_under(first.project)
+    assert left  # orphans: nothing stopped them
+    second = Dev(tmp_path, "shared", copy=lambda target: first.project)
+    try:
+        assert any("an earlier dream dev left" in line for line in second.lines), "".join(second.lines)
+        assert not [pid for pid in left if Path(f"/proc/{pid}").exists()]
+    finally:
+        second.stop()
+    assert processes_under(first.project) == []
+    assert not (first.project / ".dream" / "dev.json").exists()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended while we looked
+        return b""
+
+
+def _parent(entry: Path) -> int | None:
+    fields = _read(entry / "stat").decode().rpartition(")")[2].split()
+    return int(fields[1]) if len(fields) > 1 else None
