@@ -163,3 +163,36 @@ def test_repair_without_a_terminal_or_yes_is_refused_with_exit_2_as_the_readme_s
     assert refused.exit_code == ExitCode.USAGE and "refused without --yes" in refused.stderr
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "with no terminal to ask and no `--yes` it is refused, exit 2" in readme
+
+
+def test_corrupt_counts_in_api_usage_found_and_repaired_as_the_operator_decides(dream):
+    """A usage record or rate bucket that is not what api-multi writes makes each of that end-user's calls a 409:
+    verify reports both; repair deletes the bucket, and the month only with --reset-corrupt-usage."""
+    plt = dream.json("flow", "run", "--json")["platformId"]
+    month, bucket, fine = f"usage:{plt}:user_a", f"ratelimit:{plt}:user_b:29000000", f"usage:{plt}:user_c"
+    dream("kv", "put", month, '{"usageCount": "12"}', "--ns", "api-usage")
+    dream("kv", "put", bucket, "abc", "--ns", "api-usage")
+    dream("kv", "put", fine, '{"usageCount": 3, "plan": "free"}', "--ns", "api-usage")
+    verify = dream("kv", "verify", "--json")
+    assert verify.exit_code == ExitCode.FAILED
+    report = json.loads(verify.stdout)
+    found = {(f["class"], f["namespace"], f["key"], f["platform"], f["repair"]["needs"]) for f in report["findings"]}
+    assert found == {
+        ("corrupt", "api-usage", month, plt, "reset-corrupt-usage"),
+        ("corrupt", "api-usage", bucket, plt, None),
+    }
+    assert report["summary"]["keys_scanned"] == 12 + 3  # the 12 token keys of a clean flow, and the three counts
+    assert dream("kv", "verify", "--no-usage").exit_code == 0  # the token namespaces alone are clean
+
+    repaired = dream("kv", "repair", "--yes", "--json")
+    assert repaired.exit_code == ExitCode.FAILED  # the month is left: it needs the operator's word
+    after = json.loads(repaired.stdout)
+    assert after["applied"] == 1 and after["after"]["findings"] == 1
+    assert [(s["key"], s["why"]) for s in after["plan"]["skipped"]] == [
+        (month, "a corrupt month is deleted (its count starts at 0) only with --reset-corrupt-usage")
+    ]
+    assert dream("kv", "get", bucket, "--ns", "api-usage").exit_code == ExitCode.NOT_FOUND
+    assert dream("kv", "repair", "--yes", "--reset-corrupt-usage").exit_code == 0
+    assert dream("kv", "get", month, "--ns", "api-usage").exit_code == ExitCode.NOT_FOUND
+    assert json.loads(dream("kv", "get", fine, "--ns", "api-usage").stdout)["usageCount"] == 3  # untouched
+    assert dream("kv", "verify").exit_code == 0

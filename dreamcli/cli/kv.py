@@ -494,8 +494,24 @@ ParallelOption = Annotated[
 ]
 
 
+UsageCheckOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--usage/--no-usage",
+        help="Also check api-usage's counts (each end-user's month, the rate buckets) that api-multi reads on every "
+        "call.",
+        show_default="on, except on the cloudflare store (it reads every usage record through the paced REST API)",
+    ),
+]
+
+
 def _verify(
-    ctx: typer.Context, store: Any, platform: str | None, classes: list[str] | None, stripe: bool
+    ctx: typer.Context,
+    store: Any,
+    platform: str | None,
+    classes: list[str] | None,
+    stripe: bool,
+    usage: bool | None = None,
 ) -> VerifyResult:
     run = app_context(ctx)
     if platform is not None:
@@ -510,7 +526,7 @@ def _verify(
         )
     _report_long_scans(store)
     progress = progress_line("verifying", _key_total(store))
-    result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock())
+    result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock(), usage=usage)
     if progress is not None:
         typer.echo("", err=True)
     return replication.select(result, platform=platform, classes=classes)
@@ -533,17 +549,20 @@ def kv_verify(
     stripe: Annotated[
         bool, typer.Option("--stripe", help="Also compare tier configs with Stripe's products and prices.")
     ] = False,
+    usage: UsageCheckOption = None,
     via_worker: ViaWorkerOption = False,
     keep_worker: KeepWorkerOption = False,
     parallel: ParallelOption = None,
     json_flag: JsonOption = False,
 ) -> None:
-    """Check the replication between platform-tokens and api-tokens; exit 1 when anything is found.
+    """Check the replication between platform-tokens and api-tokens, and the counts api-multi reads in api-usage;
+    exit 1 when anything is found.
 
     Invariants: user <-> platform mappings point at each other; every publishablekey:/secretkey: mapping is in
     both namespaces with the same value, and nothing is in api-tokens without its source; each platform's
     tierConfig agrees with its products (and Stripe, with --stripe); both Stripe tokens agree; no mapping points
-    nowhere; values are the expected JSON; no plaintext secret keys.
+    nowhere; values are the expected JSON; no plaintext secret keys; every usage record and rate bucket is what
+    api-multi writes (a corrupt one makes that end-user's every call a 409).
 
     JSON: {"clean", "summary": {"keys_scanned", "findings", "by_class"}, "findings": [{"class", "namespace",
     "key", "platform", "message", "expected", "actual", "repair": {"action", "needs"} | null}]}.
@@ -558,7 +577,7 @@ def kv_verify(
     run = app_context(ctx)
     _check_classes(classes)
     with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:
-        result = _verify(ctx, store, platform, classes, stripe)
+        result = _verify(ctx, store, platform, classes, stripe, usage)
     if run.wants_json(json_flag):
         print_json(result.as_json())
     else:
@@ -577,7 +596,15 @@ def kv_repair(
     remove_plaintext_secrets: Annotated[
         bool, typer.Option("--remove-plaintext-secrets", help="Delete the guide's plaintext user:{u}:secretKey values.")
     ] = False,
+    reset_corrupt_usage: Annotated[
+        bool,
+        typer.Option(
+            "--reset-corrupt-usage",
+            help="Delete corrupt usage records (that end-user's count for the month starts again at 0).",
+        ),
+    ] = False,
     platform: Annotated[str | None, typer.Option("--platform", "-p", help="Only repair this platform id.")] = None,
+    usage: UsageCheckOption = None,
     plan_only: Annotated[
         bool, typer.Option("--plan", help="Only show the plan (on stdout; --json too) and exit 0; change nothing.")
     ] = False,
@@ -604,7 +631,9 @@ def kv_repair(
     stale copies are rewritten from it); user:{u}:platformId for platform:{plt}:userId; platform:{plt}:stripeToken
     for user:{u}:stripeToken; the connected account's Stripe products and prices for platform:{plt}:tierConfig;
     a plaintext secret for its own missing hash mapping. Orphans are deleted only with --prune; corrupt values are
-    reported, never guessed at; plaintext secrets are deleted only with --remove-plaintext-secrets.
+    reported, never guessed at; plaintext secrets are deleted only with --remove-plaintext-secrets; a corrupt rate
+    bucket is deleted (it expires within two minutes anyway), a corrupt month of an end-user's usage only with
+    --reset-corrupt-usage (its count starts again at 0).
 
     Order: deletions that stop a key authenticating first; tier configs before the api-tokens publishable key
     mappings, and the api-tokens secret key mappings last, so that at no point does a key authenticate without its
@@ -666,9 +695,10 @@ def kv_repair(
         try:
             report = replication.run(
                 store,
-                lambda: _verify(ctx, store, platform, None, False),
+                lambda: _verify(ctx, store, platform, None, False, usage),
                 prune=prune,
                 remove_plaintext=remove_plaintext_secrets,
+                reset_usage=reset_corrupt_usage,
                 confirm=confirm,
                 tier_config_builder=tier_config_builder,
                 on_progress=on_progress,

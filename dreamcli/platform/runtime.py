@@ -152,7 +152,7 @@ class CorruptRecord(DreamError):
         self.key, self.problem = key, problem
 
 
-def _counter(raw: bytes | None, key: str) -> int:
+def rate_count(raw: bytes | None, key: str) -> int:
     """A minute's call count as api-multi writes it: the digits of a non-negative integer."""
     if raw is None:
         return 0
@@ -188,7 +188,7 @@ def check_rate(
     counted: list[int] = []
 
     def bump(raw: bytes | None) -> bytes:
-        count = _counter(raw, key)
+        count = rate_count(raw, key)
         if count >= limit:
             return str(count).encode()
         counted.append(count + 1)

@@ -647,14 +647,23 @@ def verify(
     on_progress: Callable[[int], None] | None = None,
     stripe_check: StripeCheck | None = None,
     now: float | None = None,
+    usage: bool | None = None,
 ) -> VerifyResult:
     """Every finding in the token namespaces, in key order; first, on wrangler's local state, the keys stranded in
-    a writer's own copy (`copies.stranded`): repair copies those before anything is derived from them."""
+    a writer's own copy (`copies.stranded`): repair copies those before anything is derived from them. With `usage`
+    (default: on every store but Cloudflare's, where it reads every usage record through the paced REST API), also
+    the counts api-multi reads in api-usage (`usage_check`)."""
     now = time.time() if now is None else now
     stranded, copied_keys = copies.stranded(store)
     with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,)) as snap:
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys
+    if usage if usage is not None else store.kind != "cloudflare":
+        from dreamcli.platform.replication.usage_check import usage_findings
+
+        corrupt, usage_keys = usage_findings(store)
+        checker.findings += corrupt
+        keys += usage_keys
     checker.findings.sort(key=lambda f: (f.key, f.namespace))
     return VerifyResult(stranded + checker.findings, keys + copied_keys)

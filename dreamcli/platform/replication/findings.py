@@ -45,6 +45,7 @@ class Need(StrEnum):
 
     PRUNE = "prune"
     REMOVE_PLAINTEXT_SECRETS = "remove-plaintext-secrets"
+    RESET_CORRUPT_USAGE = "reset-corrupt-usage"
 
 
 @dataclass(frozen=True)

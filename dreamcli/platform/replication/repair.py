@@ -40,7 +40,9 @@ class Plan:
         }
 
 
-def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: bool = False) -> Plan:
+def plan_repair(
+    result: VerifyResult, *, prune: bool = False, remove_plaintext: bool = False, reset_usage: bool = False
+) -> Plan:
     """Fixes in apply order: removals that stop a key authenticating first, the api-tokens secret mappings
     last, so a crash at any point never leaves a secret that authenticates without its tier config."""
     plan = Plan()
@@ -56,6 +58,11 @@ def plan_repair(result: VerifyResult, *, prune: bool = False, remove_plaintext: 
             continue
         if fix.needs is Need.REMOVE_PLAINTEXT_SECRETS and not remove_plaintext:
             plan.skipped.append((finding, "plaintext secrets are removed only with --remove-plaintext-secrets"))
+            continue
+        if fix.needs is Need.RESET_CORRUPT_USAGE and not reset_usage:
+            plan.skipped.append(
+                (finding, "a corrupt month is deleted (its count starts at 0) only with --reset-corrupt-usage")
+            )
             continue
         if (fix.namespace, fix.key, fix.copy) in seen:
             continue
@@ -203,6 +210,7 @@ def run(
     *,
     prune: bool = False,
     remove_plaintext: bool = False,
+    reset_usage: bool = False,
     confirm: Callable[[Plan], bool] = lambda plan: True,
     tier_config_builder: Callable[[], TierConfigBuilder] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -210,7 +218,9 @@ def run(
     """Verify, plan, confirm, apply, verify again. `verify` is the (possibly narrowed) check to run before
     and after; `tier_config_builder` is asked for only when a tier config must be rebuilt from Stripe."""
     before = verify()
-    report = RepairReport(before, plan_repair(before, prune=prune, remove_plaintext=remove_plaintext))
+    report = RepairReport(
+        before, plan_repair(before, prune=prune, remove_plaintext=remove_plaintext, reset_usage=reset_usage)
+    )
     if not report.plan.fixes:
         return report
     if not confirm(report.plan):
