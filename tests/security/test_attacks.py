@@ -687,3 +687,48 @@ def test_past_the_connection_cap_slow_clients_make_room_for_the_well_behaved(ser
             closed += 1
         sock.close()
     assert closed == 40  # the cap's evictions, then the header deadline for the rest
+
+
+@pytest.mark.socket
+def test_at_a_real_descriptor_limit_half_sent_requests_starve_no_one(tmp_path):
+    """The attack as reported, at a real limit: `dream emulator serve` under `ulimit -n 256` (1,024 in the report,
+    a quarter here to keep the test small) and 300 half-sent requests, more than it has descriptors: every legitimate
+    request is still answered (27 of 29 failed before the cap), and the server keeps running."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from tests.processes import port_flags_free
+
+    limit = 256
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 300 + 64, "the test itself needs the descriptors"
+    dream = str(Path(sys.executable).with_name("dream"))
+    server = subprocess.Popen(
+        [dream, "emulator", "serve", *port_flags_free()],
+        cwd=tmp_path,
+        env={**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'store.db'}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
+    )
+    slow: list[socket.socket] = []
+    try:
+        urls = dict(server.stdout.readline().split() for _ in range(4))
+        api = urls["api-multi"]
+        host, port = api.removeprefix("http://").split(":")
+        for _ in range(300):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n")  # never finished
+            slow.append(sock)
+        answered = [httpx.get(f"{api}/api/whoami", timeout=30).status_code for _ in range(29)]
+        assert answered == [401] * 29
+        assert server.poll() is None
+    finally:
+        for sock in slow:
+            sock.close()
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=120)
+    assert server.returncode == 0, err[-2000:]
+    assert "Too many open files" not in err
