@@ -1,7 +1,8 @@
 """Start-up: a whole `dream` process against the floor of a Python process that does nothing (`python -c pass`, the
 same interpreter and virtual environment), measured side by side in interleaved pairs so drift on a shared machine
 pairs out: `dream --help` (goal <= 5x) and `dream kv get` of a missing key on an existing store (goal <= 4x).
-Prints each pair's ratio, then the median and its spread.
+Prints each pair's ratio, then the median and its spread; and, for scale, what importing the CLI library alone
+costs (`python -c "import typer"`, measured the same way): the part of the start no command of dream can avoid.
 
     .venv/bin/python bench/startup_bench.py [--pairs 15]
 """
@@ -35,6 +36,7 @@ def main() -> None:
     env = {**os.environ, "DREAM_STORE": f"emulator:{folder / 'store.db'}"}
     subprocess.run([DREAM, "kv", "put", "k", "v", "--ns", "api-tokens"], env=env, check=True, capture_output=True)
     cases = {
+        "import typer (the CLI library alone)": [PYTHON, "-c", "import typer"],
         "dream --help": [DREAM, "--help"],
         "dream kv get": [DREAM, "kv", "get", "missing", "--ns", "api-tokens"],
     }

@@ -106,7 +106,10 @@ def test_one_meaning_per_short_option_and_p_is_always_platform():
     meanings: dict[str, set[str]] = {}
     platforms_without_p = []
 
+    walked: list[str] = []
+
     def walk(command: click.Command, path: str) -> None:
+        walked.append(path)
         for param in command.params:
             if not isinstance(param, click.Option):
                 continue
@@ -115,12 +118,15 @@ def test_one_meaning_per_short_option_and_p_is_always_platform():
                 meanings.setdefault(short, set()).add(longs[0] if longs else short)
             if "--platform" in param.opts and "-p" not in param.opts:
                 platforms_without_p.append(path)
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, f"{path} {name}")
+        if isinstance(command, click.Group) or hasattr(command, "list_commands"):
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), f"{path} {name}")
 
     from dreamcli.cli.app import app
 
     walk(typer.main.get_command(app), "dream")
+    assert "dream kv verify" in walked and "dream d1 migrations apply" in walked  # the lazy groups were walked
     assert {short: sorted(longs) for short, longs in meanings.items() if len(longs) > 1} == {}
     assert platforms_without_p == []
 
@@ -242,3 +248,32 @@ def test_reads_never_create_a_store_nor_answer_a_typo_as_empty(dream, tmp_path):
     ):
         result = dream(*args)
         assert result.exit_code == 3 and result.stdout == "" and "no platform plt_typo" in result.stderr, args
+
+
+def test_each_command_loads_when_used_and_its_summary_is_its_help():
+    """`dream --help` lists the commands from a table, without importing them; each summary is the start of the
+    command's own help, each command loads, and `dream kv get` imports neither the emulator's server, the vendors,
+    the flows nor sqlite_utils."""
+    import click
+    import typer.main
+
+    from dreamcli.cli.app import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    ctx = click.Context(group)
+    assert group.list_commands(ctx) == list(COMMANDS)
+    for name, (_, _, summary) in COMMANDS.items():
+        command = group.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert " ".join((command.help or "").split()).startswith(summary), name
+    assert group.get_command(ctx, "nope") is None
+    code = (
+        "import sys\n"
+        "sys.argv = ['dream', 'kv', 'get', 'k', '--ns', 'api-tokens']\n"
+        "from dreamcli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite_utils', 'starlette', 'uvicorn', "
+        "'stripe', 'httpx') or m.startswith(('emulator.app', 'dreamcli.platform.flow', 'dreamcli.cli.flow')))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

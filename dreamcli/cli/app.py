@@ -9,19 +9,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from dreamcli.cli import customers as customers_cli
-from dreamcli.cli import d1 as d1_cli
-from dreamcli.cli import dev as dev_cli
-from dreamcli.cli import doctor as doctor_cli
-from dreamcli.cli import emulator as emulator_cli
-from dreamcli.cli import events as events_cli
-from dreamcli.cli import flow as flow_cli
-from dreamcli.cli import keys as keys_cli
-from dreamcli.cli import kv as kv_cli
-from dreamcli.cli import overview as overview_cli
-from dreamcli.cli import seed as seed_cli
-from dreamcli.cli import stripe as stripe_cli
-from dreamcli.cli import topology as topology_cli
 from dreamcli.cli.context import DEFAULT_STORE, AppContext
 from dreamcli.errors import EXIT_CODES_HELP, DreamError, ExitCode
 
@@ -56,8 +43,85 @@ def hoist_root_options(args: list[str]) -> list[str]:
     return hoisted + rest + args[end:]
 
 
+# Every command and command group: the module that defines it, its name there, and the start of its help (what `dream
+# --help` shows). A command's module is imported only when that command runs or its help is shown, so `dream kv get`
+# does not pay for the emulator, the flows or the vendors (a test checks each summary against the command's help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "flow": ("flow", "app", "Drive the onboarding flow: signup -> pay -> connect -> tiers -> credentials."),
+    "keys": ("keys", "app", "Manage a platform's key pairs (production, staging, test, ...)"),
+    "kv": ("kv", "app", "Read and write the KV namespaces (platform-tokens, platform-usage, api-tokens, api-usage)."),
+    "customers": ("customers", "app", "A platform's customers (from D1)."),
+    "usage": ("customers", "usage_app", "End-user usage against tier limits."),
+    "dashboard": ("customers", "dashboard", "Customers by plan, MRR, usage against limits, and calls per day"),
+    "overview": ("overview", "overview", "Developers by plan and how many pay, the platform's own MRR per currency"),
+    "d1": ("d1", "app", "Query the D1 database and manage its migrations."),
+    "emulator": ("emulator", "app", "Run the local emulator."),
+    "dev": ("dev", "dev", "Start dream's emulated Stripe (:8791) and Clerk (:8792), then `wrangler dev`"),
+    "stripe": ("stripe", "app", "Stripe events for the platform's webhooks, as the Stripe CLI makes them."),
+    "events": ("events", "app", "Webhook events the emulated Stripe and Clerk sent, and sending one again."),
+    "doctor": (
+        "doctor",
+        "doctor",
+        "Check the three workers' wrangler files: namespace and preview ids that must agree",
+    ),
+    "topology": (
+        "topology",
+        "topology",
+        "Per logical namespace and for D1: every worker binding it, what it does there",
+    ),
+    "seed": (
+        "seed",
+        "seed",
+        "Write PLATFORMS synthetic developers (their platform ids, Stripe tokens, products, key pairs",
+    ),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command `dream NAME` runs, built from its module's Typer app or function."""
+    import importlib
+
+    import typer.main
+    from typer.models import CommandInfo, TyperInfo
+
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f"dreamcli.cli.{module}"), attribute)
+    short, markup = app.pretty_exceptions_short, app.rich_markup_mode
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group_from_info(
+            TyperInfo(target, name=name),
+            pretty_exceptions_short=short,
+            rich_markup_mode=markup,
+            suggest_commands=app.suggest_commands,
+        )
+    return typer.main.get_command_from_info(
+        CommandInfo(name=name, callback=target), pretty_exceptions_short=short, rich_markup_mode=markup
+    )
+
+
 class DreamGroup(TyperGroup):
-    """Turns domain errors into one line on stderr and their exit code; never a traceback."""
+    """Turns domain errors into one line on stderr and their exit code; never a traceback. Its commands are loaded
+    when used (`COMMANDS`)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from `COMMANDS`' summaries, without importing every command."""
+        from typer._click.utils import make_default_short_help
+
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(name, make_default_short_help(help, limit)) for name, (_, _, help) in COMMANDS.items()]
+            )
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_root_options(list(args)))
@@ -104,21 +168,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(flow_cli.app, name="flow")
-app.add_typer(keys_cli.app, name="keys")
-app.add_typer(kv_cli.app, name="kv")
-app.add_typer(customers_cli.app, name="customers")
-app.add_typer(customers_cli.usage_app, name="usage")
-app.command("dashboard")(customers_cli.dashboard)
-app.add_typer(d1_cli.app, name="d1")
-app.add_typer(emulator_cli.app, name="emulator")
-app.add_typer(stripe_cli.app, name="stripe")
-app.add_typer(events_cli.app, name="events")
-app.command("doctor")(doctor_cli.doctor)
-app.command("topology")(topology_cli.topology)
-app.command("dev")(dev_cli.dev)
-app.command("seed")(seed_cli.seed)
-app.command("overview")(overview_cli.overview)
 
 
 def _version(value: bool) -> None:

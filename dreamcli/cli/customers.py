@@ -1,6 +1,5 @@
 """`dream customers`, `dream usage` and `dream dashboard`: the platform's customers and usage from D1 and KV."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """`dream d1`: run SQL on the D1 database and apply migrations the way wrangler does."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

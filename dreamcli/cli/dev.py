@@ -1,6 +1,5 @@
 """`dream dev [PROJECT]`: the guide's three workers under `wrangler dev`, over dream's emulated vendors."""
 
-from __future__ import annotations
 
 import threading
 import time

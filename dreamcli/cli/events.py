@@ -1,6 +1,5 @@
 """`dream events list|resend`: the emulated vendors' webhook messages, their attempts, and sending one again."""
 
-from __future__ import annotations
 
 import time
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """`dream kv`: read and write Workers KV namespaces with Cloudflare's semantics."""
 
-from __future__ import annotations
 
 import base64
 import json
@@ -512,7 +511,7 @@ def _verify(
     classes: list[str] | None,
     stripe: bool,
     usage: bool | None = None,
-) -> VerifyResult:
+) -> "VerifyResult":
     run = app_context(ctx)
     if platform is not None:
         from dreamcli.platform.developers import require_platform

@@ -1,6 +1,5 @@
 """`dream overview`: the operator's view across every developer."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """`dream stripe trigger|listen`: the Stripe CLI's habits for the platform's webhooks."""
 
-from __future__ import annotations
 
 import threading
 import time
