@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dreamcli.errors import ExitCode
 from dreamcli.platform import customers as core
 from dreamcli.platform.runtime import authenticate, record_usage
@@ -196,4 +198,51 @@ def test_corrupt_usage_records_are_listed_as_such_never_a_crash(dream, tmp_path)
     assert rows["bad"]["corrupt"] == "not JSON" and rows["bad"]["usageCount"] is None
     assert rows["nan"]["corrupt"] == "usageCount is NaN, not a non-negative integer"
     shown = dream("dashboard", "-p", plt)
-    assert shown.exit_code == 0 and "corrupt: not JSON" in shown.stdout
+    assert shown.exit_code == 0 and "bad\t-\tcorrupt\trefused" in shown.stdout
+    assert "corrupt: bad: not JSON" in shown.stderr  # the note beside the table, not in it
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_the_dashboard_is_a_table_at_ordinary_widths_busiest_first(tmp_path, columns):
+    """At 80, 100 and 120 columns, with Clerk's 32-character end-user ids, counts in the thousands and a corrupt
+    record: one drawn table that fits, the corrupt record first (its calls are refused), then the busiest, the first
+    --limit of them, the title saying how many there are."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_cli_terminal import on_a_terminal
+
+    env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'store.db'}", "NO_COLOR": "1"}
+    exe = str(Path(sys.executable).with_name("dream"))
+
+    def dream_run(*args: str) -> str:
+        return subprocess.run([exe, *args], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    plt = json.loads(dream_run("flow", "run", "--json"))["platformId"]
+    users = [f"user_2{index:02d}" + "x" * 25 for index in range(25)]  # 32 characters, as Clerk's
+    pairs = [
+        {"key": f"usage:{plt}:{user}", "value": json.dumps({"usageCount": 37 * index, "plan": "pro"})}
+        for index, user in enumerate(users)
+    ]
+    pairs.append({"key": f"usage:{plt}:user_broken", "value": "not json"})
+    (tmp_path / "usage.json").write_text(json.dumps(pairs))
+    dream_run("kv", "bulk-put", str(tmp_path / "usage.json"), "--ns", "api-usage")
+
+    code, text = on_a_terminal(["dashboard", "-p", plt], {**env, "COLUMNS": str(columns)}, tmp_path)
+    lines = text.splitlines()
+    assert code == 0, text
+    table = [line for line in lines if line.startswith(("┏", "┃", "┡", "│", "└"))]
+    assert table and all(len(line) <= columns for line in table), text
+    assert "usage this month: the busiest 20 of 26 end-users" in text and "…" not in text
+    rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert rows[:3] == ["user_broken", users[24], users[23]] and len(rows) == 20
+    assert "888 / 10,000" in text  # 37 x 24 calls of pro's 10,000
+    assert "corrupt: user_broken: not JSON" in text
+
+    top = json.loads(dream_run("dashboard", "-p", plt, "--limit", "3", "--json"))
+    assert [row["userId"] for row in top["usage"]] == ["user_broken", users[24], users[23]] and top["endUsers"] == 26
+    every = json.loads(dream_run("dashboard", "-p", plt, "--limit", "0", "--json"))
+    assert len(every["usage"]) == 26

@@ -1,11 +1,11 @@
 """`dream customers`, `dream usage` and `dream dashboard`: the platform's customers and usage from D1 and KV."""
 
-
 from typing import Annotated
 
 import typer
 
-from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, stdout_console
+from dreamcli.cli.context import JsonOption, LazyModule, app_context, print_json, status, stdout_console
+from dreamcli.plural import plural
 
 customers_core = LazyModule("dreamcli.platform.customers")
 dashboard_core = LazyModule("dreamcli.platform.dashboard")
@@ -107,38 +107,55 @@ def usage_show(
     stdout_console().print(table)
 
 
-def dashboard(ctx: typer.Context, platform: PlatformOption, json_flag: JsonOption = False) -> None:
+def dashboard(
+    ctx: typer.Context,
+    platform: PlatformOption,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="End-users shown, the busiest first (0: all).")
+    ] = 20,
+    json_flag: JsonOption = False,
+) -> None:
     """Customers by plan, MRR, usage against limits, and calls per day as a terminal chart.
 
-    Example: dream dashboard --platform plt_abc
+    End-users are listed busiest first (corrupt usage records, whose calls are refused, before them), the first
+    --limit of them; the title says how many there are. JSON: {"schemaVersion", "platformId", "customersByPlan",
+    "mrrCents", "endUsers", "usage": [...], "daily": [{"day", "calls"}]}.
+
+    Example: dream dashboard --platform plt_abc --limit 10
     """
     from rich.table import Table
 
     from dreamcli.platform.developers import require_platform
 
     store = _prepared(ctx)
-    data = dashboard_core.summary(store, require_platform(store, platform))
+    data = dashboard_core.summary(store, require_platform(store, platform), top=limit or None)
     if app_context(ctx).wants_json(json_flag):
         print_json(data)
         return
     console = stdout_console()
     plans = ", ".join(f"{plan} {n}" for plan, n in data["customersByPlan"].items()) or "none yet"
     console.print(f"[bold]{platform}[/bold]  customers: {plans}   MRR: ${data['mrrCents'] / 100:,.2f}")
-    table = Table("end-user", "plan", "calls this month", "limit", "used", title="usage", title_justify="left")
+    shown, total = len(data["usage"]), data["endUsers"]
+    title = f"usage this month: {'all ' if shown == total else f'the busiest {shown} of '}{plural(total, 'end-user')}"
+    # Narrow, rigid columns: the id is the only wide one, so the table fits 80 columns for Clerk's 32-character ids.
+    table = Table("end-user", "plan", "calls / limit", "used", title=title, title_justify="left")
+    corrupt = []
     for row in data["usage"]:
         if "corrupt" in row:
-            table.add_row(row["userId"], "-", f"corrupt: {row['corrupt']}", "-", "-")
+            table.add_row(row["userId"], "-", "corrupt", "refused")
+            corrupt.append(row)
             continue
-        limit = row["limit"]
+        limit_of = row["limit"]
+        calls = f"{row['usageCount']:,} / {'unlimited' if limit_of is None else f'{limit_of:,}'}"
         used = (
-            "-"
-            if not limit
-            else f"{'#' * min(20, round(20 * row['usageCount'] / limit)):<20} {100 * row['usageCount'] / limit:.0f}%"
+            ""
+            if not limit_of
+            else f"{'#' * min(10, round(10 * row['usageCount'] / limit_of)):<10} {100 * row['usageCount'] / limit_of:.0f}%"
         )
-        table.add_row(
-            row["userId"], row["plan"], str(row["usageCount"]), "unlimited" if limit is None else str(limit), used
-        )
+        table.add_row(row["userId"], row["plan"], calls, used)
     console.print(table)
+    for row in corrupt:
+        status(f"corrupt: {row['userId']}: {row['corrupt']} (`dream kv verify` reports it, `dream kv repair` fixes it)")
     if data["daily"]:
         peak = max(day["calls"] for day in data["daily"]) or 1
         console.print("calls per day")

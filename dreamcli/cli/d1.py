@@ -1,6 +1,5 @@
 """`dream d1`: run SQL on the D1 database and apply migrations the way wrangler does."""
 
-
 import json
 from pathlib import Path
 from typing import Annotated, Any

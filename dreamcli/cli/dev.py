@@ -1,6 +1,5 @@
 """`dream dev [PROJECT]`: the guide's three workers under `wrangler dev`, over dream's emulated vendors."""
 
-
 import threading
 import time
 from pathlib import Path

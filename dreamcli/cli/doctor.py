@@ -1,6 +1,5 @@
 """`dream doctor`: check the workers' topology the way the guide's next steps do by hand."""
 
-
 from pathlib import Path
 from typing import Annotated, Any
 

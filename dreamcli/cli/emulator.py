@@ -1,6 +1,5 @@
 """`dream emulator serve`: the platform's HTTP API locally, on the store the CLI uses."""
 
-
 import threading
 from pathlib import Path
 from typing import Annotated

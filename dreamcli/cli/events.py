@@ -1,6 +1,5 @@
 """`dream events list|resend`: the emulated vendors' webhook messages, their attempts, and sending one again."""
 
-
 import time
 from typing import Annotated, Any
 

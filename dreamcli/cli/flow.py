@@ -1,6 +1,5 @@
 """`dream flow`: the guide's onboarding, phase by phase or all at once, on the embedded emulator by default."""
 
-
 from pathlib import Path
 from typing import Annotated, Any
 

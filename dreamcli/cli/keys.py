@@ -1,6 +1,5 @@
 """`dream keys`: create, list, rotate and revoke a platform's publishable/secret key pairs."""
 
-
 import datetime as dt
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """`dream kv`: read and write Workers KV namespaces with Cloudflare's semantics."""
 
-
 import base64
 import json
 import sys

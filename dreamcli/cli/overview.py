@@ -1,6 +1,5 @@
 """`dream overview`: the operator's view across every developer."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,6 @@
 """`dream seed`: synthetic platforms in the store, some of them broken on purpose, to rehearse verify and repair on
 realistic volumes without writing Python."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """`dream stripe trigger|listen`: the Stripe CLI's habits for the platform's webhooks."""
 
-
 import threading
 import time
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """`dream topology`: where each namespace and the D1 database live, per worker, for the store in use."""
 
-
 import typer
 
 from dreamcli.cli.context import JsonOption, app_context, print_json

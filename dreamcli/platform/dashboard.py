@@ -61,7 +61,13 @@ def usage(store: Store, platform_id: str, user_id: str | None = None) -> list[di
     return rows
 
 
-def summary(store: Store, platform_id: str, days: int = 14) -> dict[str, Any]:
+def by_calls(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Corrupt records first (their end-users' calls are refused), then the most calls, then by id."""
+    return sorted(rows, key=lambda row: ("corrupt" not in row, -(row["usageCount"] or 0), row["userId"] or ""))
+
+
+def summary(store: Store, platform_id: str, days: int = 14, top: int | None = 20) -> dict[str, Any]:
+    """The dashboard's figures; its end-users' usage sorted by `by_calls`, the first `top` (None: all)."""
     db = store.database
     by_plan = {
         row["plan"]: row["n"]
@@ -77,10 +83,12 @@ def summary(store: Store, platform_id: str, days: int = 14) -> dict[str, Any]:
         "SELECT day, sum(calls) AS calls FROM usage_daily WHERE platform_id = ? GROUP BY day ORDER BY day DESC LIMIT ?",
         [platform_id, days],
     ).results
+    rows = by_calls(usage(store, platform_id))
     return {
         "platformId": platform_id,
         "customersByPlan": by_plan,
         "mrrCents": mrr,
-        "usage": usage(store, platform_id),
+        "endUsers": len(rows),
+        "usage": rows if top is None else rows[:top],
         "daily": list(reversed(daily)),
     }
