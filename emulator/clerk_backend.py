@@ -206,11 +206,21 @@ class ClerkBackend(ClerkAccounts):
         taken_phones = {p["phone_number"] for u in users for p in u.get("phone_numbers", [])}
         if any(p in taken_phones for p in phones):
             raise ClerkAPIError(422, "form_identifier_exists", "That phone number is taken. Please try another.")
+        user = self._user_record(params, emails, phones, username)
+        self.set_password(user, params)
+        self.state.save(instance, user)
+        self.emit(instance, "user.created", user)
+        return clerk_public(user)
+
+    def _user_record(
+        self, params: dict[str, Any], emails: list[str], phones: list[str], username: str | None, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """A user as Clerk keeps it (ids for each address), from parameters already checked."""
         now_ms = int(self.state.clock() * 1000)
         addresses = [{"id": new_id("idn_", 24), "object": "email_address", "email_address": e} for e in emails]
         numbers = [{"id": new_id("idn_", 24), "object": "phone_number", "phone_number": p} for p in phones]
-        user = {
-            "id": new_id("user_", 27),
+        return {
+            "id": user_id or new_id("user_", 27),
             "object": "user",
             "created": self.state.now(),
             "created_at": now_ms,
@@ -230,10 +240,19 @@ class ClerkBackend(ClerkAccounts):
             "banned": bool(params.get("banned", False)),
             "locked": bool(params.get("locked", False)),
         }
-        self.set_password(user, params)
-        self.state.save(instance, user)
-        self.emit(instance, "user.created", user)
-        return clerk_public(user)
+
+    def import_users(self, instance: str, users: list[dict[str, Any]]) -> int:
+        """Users written at once, as Clerk keeps them (`dream seed`'s synthetic developers): each {id, email,
+        public_metadata}, the ids and e-mail addresses unique by construction (not checked against those there), no
+        password and no user.created event (an import is not a sign-up). How many were written."""
+        records = [
+            self._user_record({"public_metadata": u.get("public_metadata") or {}}, [u["email"]], [], None, u["id"])
+            for u in users
+        ]
+        with self.state.file.write() as conn:
+            for record in records:
+                self.state.save(instance, record, conn)
+        return len(records)
 
     def get_user(self, instance: str, user_id: str) -> dict[str, Any]:
         user = self.state.load(user_id, instance, "user")

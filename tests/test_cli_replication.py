@@ -113,7 +113,7 @@ def test_verify_killed_by_a_signal_leaves_no_snapshot_behind(tmp_path, sig):
     temp.mkdir()
     env = {**os.environ, "DREAM_STORE": str(tmp_path / "big.db"), "TMPDIR": str(temp)}
     dream = str(Path(sys.executable).with_name("dream"))
-    subprocess.run([dream, "seed", "--platforms", "30000"], env=env, check=True, capture_output=True)
+    subprocess.run([dream, "seed", "--platforms", "30000", "--keys-only"], env=env, check=True, capture_output=True)
     verify = subprocess.Popen([dream, "kv", "verify"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60  # a guard against a hang only
     while not list(temp.glob("dream-verify-*")) and verify.poll() is None and time.monotonic() < deadline:

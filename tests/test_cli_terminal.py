@@ -72,7 +72,7 @@ def on_a_terminal(
 def seeded(tmp_path):
     store = tmp_path / "big.db"
     env = {**os.environ, "DREAM_STORE": f"emulator:{store}"}
-    subprocess.run([DREAM, "seed", "--platforms", "30000", "--drift", "1.0"], env=env, check=True, capture_output=True)
+    subprocess.run([DREAM, "seed", "--platforms", "30000", "--drift", "1.0", "--keys-only"], env=env, check=True, capture_output=True)
     return env
 
 
@@ -134,7 +134,12 @@ def test_a_question_at_the_terminal_ctrl_c_is_130_no_is_1_yes_goes_ahead(tmp_pat
 
 def test_seed_shows_its_progress_with_a_rate_and_an_eta_several_times(tmp_path):
     env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'seeded.db'}"}
-    code, seen = on_a_terminal(["seed", "--platforms", "20000"], env, tmp_path)
+    code, seen = on_a_terminal(["seed", "--platforms", "20000", "--paying", "0.02"], env, tmp_path)
     assert code == 0, seen
-    lines = [part for part in seen.split("\r") if part.startswith("seeding: ")]
-    assert len(lines) >= 3 and "/s, ETA" in lines[0] and "20,000/20,000 platforms (100%)" in lines[-1], lines
+    parts = [part.strip() for line in seen.split("\n") for part in line.split("\r")]
+    keys = [part for part in parts if part.startswith("seeding keys: ")]
+    assert len(keys) >= 3 and "/s, ETA" in keys[0] and "20,000/20,000 platforms (100%)" in keys[-1], keys
+    customers = [part for part in parts if part.startswith("seeding customers: ")]
+    assert customers and "20,000/20,000 platforms (100%)" in customers[-1], customers
+    vendors = [part for part in parts if part.startswith("seeding vendors: ")]
+    assert vendors and "subscriptions (100%)" in vendors[-1], vendors
