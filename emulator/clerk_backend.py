@@ -213,7 +213,12 @@ class ClerkBackend(ClerkAccounts):
         return clerk_public(user)
 
     def _user_record(
-        self, params: dict[str, Any], emails: list[str], phones: list[str], username: str | None, user_id: str | None = None
+        self,
+        params: dict[str, Any],
+        emails: list[str],
+        phones: list[str],
+        username: str | None,
+        user_id: str | None = None,
     ) -> dict[str, Any]:
         """A user as Clerk keeps it (ids for each address), from parameters already checked."""
         now_ms = int(self.state.clock() * 1000)

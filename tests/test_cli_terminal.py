@@ -72,7 +72,12 @@ def on_a_terminal(
 def seeded(tmp_path):
     store = tmp_path / "big.db"
     env = {**os.environ, "DREAM_STORE": f"emulator:{store}"}
-    subprocess.run([DREAM, "seed", "--platforms", "30000", "--drift", "1.0", "--keys-only"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [DREAM, "seed", "--platforms", "30000", "--drift", "1.0", "--keys-only"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return env
 
 
