@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,9 @@ def test_verify_shows_a_total_and_an_eta(seeded, tmp_path):
     code, shown = on_a_terminal(["kv", "verify"], seeded, tmp_path)
     assert code == 1  # the drifted platforms
     assert "/" in shown and "keys (" in shown and "ETA" in shown, shown[-500:]
+    # While SQL reads the emulator's file in place (no count to give), the line still moves, with the time spent.
+    assert re.search(r"verifying: [\d,]+ keys being read in place by SQL, \d+\.\d s", shown), shown[-500:]
+    assert "\x1b[K" in shown  # each redraw erases what a longer line before it left
 
 
 def test_ctrl_c_during_repair_says_what_was_applied_and_a_rerun_finishes(seeded, tmp_path):

@@ -357,15 +357,22 @@ def status(message: str) -> None:
 
 def progress_line(label: str, total: int | None = None, unit: str = "keys") -> Any:
     """A progress line on stderr while long work runs (only on a terminal): the count, the rate, and with a total
-    the share and an ETA. Call it as often as you like: it redraws at most every 0.2 s, and at the total."""
+    the share and an ETA. Call it as often as you like: it redraws at most every 0.2 s, and at the total.
+    `.tick()` redraws it with the time spent, for work that cannot count (SQL building a snapshot in place)."""
     import time
 
     if not sys.stderr.isatty():
         return None
     started = time.monotonic()
     drawn = [0.0]
+    counted = [0]
+
+    def draw(line: str) -> None:
+        sys.stderr.write(f"\r{line}\x1b[K")  # the rest of a longer line before it erased
+        sys.stderr.flush()
 
     def report(count: int) -> None:
+        counted[0] = count
         now = time.monotonic()
         if now - drawn[0] < 0.2 and count != total:
             return
@@ -377,9 +384,20 @@ def progress_line(label: str, total: int | None = None, unit: str = "keys") -> A
             line += f"/{total:,} {unit} ({min(100, count * 100 // total)}%), {count / elapsed:,.0f}/s, ETA {eta:.0f} s"
         else:
             line += f" {unit}, {count / elapsed:,.0f}/s"
-        sys.stderr.write(f"\r{line}   ")
-        sys.stderr.flush()
+        draw(line)
 
+    def tick() -> None:
+        now = time.monotonic()
+        if now - drawn[0] < 0.2:
+            return
+        drawn[0] = now
+        elapsed = f"{now - started:.1f} s"
+        if counted[0]:
+            draw(f"{label}: {counted[0]:,}{f'/{total:,}' if total else ''} {unit} read; checking, {elapsed}")
+        else:
+            draw(f"{label}: {f'{total:,} ' if total else ''}{unit} being read in place by SQL, {elapsed}")
+
+    report.tick = tick  # type: ignore[attr-defined]
     return report
 
 

@@ -524,7 +524,14 @@ def _verify(
         )
     _report_long_scans(store)
     progress = progress_line("verifying", _key_total(store))
-    result = replication.verify(store, on_progress=progress, stripe_check=check, now=store.clock(), usage=usage)
+    result = replication.verify(
+        store,
+        on_progress=progress,
+        stripe_check=check,
+        now=store.clock(),
+        usage=usage,
+        on_tick=None if progress is None else progress.tick,
+    )
     if progress is not None:
         typer.echo("", err=True)
     return replication.select(result, platform=platform, classes=classes)

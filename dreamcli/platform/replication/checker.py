@@ -648,6 +648,7 @@ def verify(
     stripe_check: StripeCheck | None = None,
     now: float | None = None,
     usage: bool | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> VerifyResult:
     """Every finding in the token namespaces, in key order; first, on wrangler's local state, the keys stranded in
     a writer's own copy (`copies.stranded`): repair copies those before anything is derived from them. With `usage`
@@ -655,14 +656,14 @@ def verify(
     the counts api-multi reads in api-usage (`usage_check`)."""
     now = time.time() if now is None else now
     stranded, copied_keys = copies.stranded(store)
-    with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,)) as snap:
+    with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,), on_tick=on_tick) as snap:
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys
     if usage if usage is not None else store.kind != "cloudflare":
         from dreamcli.platform.replication.usage_check import usage_findings
 
-        corrupt, usage_keys = usage_findings(store)
+        corrupt, usage_keys = usage_findings(store, on_tick)
         checker.findings += corrupt
         keys += usage_keys
     checker.findings.sort(key=lambda f: (f.key, f.namespace))

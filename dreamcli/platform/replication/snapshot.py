@@ -346,10 +346,22 @@ def _spill(path: Path, namespaces: dict[str, KVNamespace], report: Callable[[int
     return count
 
 
-def _run(path: Path, sources: dict[str, SQLSource | None], spill: Path | None, job: _Job) -> None:
-    """Open `path` with the views, attach the files `job` reads, run its statements in one transaction."""
+TICK_STEPS = 1_000_000  # SQLite VM instructions between two ticks: a few milliseconds
+
+
+def _run(
+    path: Path,
+    sources: dict[str, SQLSource | None],
+    spill: Path | None,
+    job: _Job,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Open `path` with the views, attach the files `job` reads, run its statements in one transaction; `tick()`
+    every TICK_STEPS instructions of SQLite's while they run (a progress line: no thread, so forking stays safe)."""
     _, reads, statements = job
     conn = _open(path, sources, spill)
+    if tick is not None:
+        conn.set_progress_handler(lambda: tick() or 0, TICK_STEPS)  # 0: go on
     try:
         for alias, file in reads:
             conn.execute(f"ATTACH DATABASE ? AS {alias}", (f"file:{file}?mode=ro",))
@@ -428,6 +440,7 @@ class _Parts:
     folder: Path
     sources: dict[str, SQLSource | None]
     spill: Path | None
+    tick: Callable[[], None] | None = None  # told while this process's own job runs
 
     def at_once(self, mine: _Job, theirs: _Job) -> None:
         """Both jobs at once where the system can fork (SQLite in two threads of one process contends for its
@@ -435,15 +448,15 @@ class _Parts:
         with no other thread forks: a thread holding one of SQLite's locks at the fork would leave the child
         waiting on it forever."""
         if sys.platform != "linux" or threading.active_count() > 1:
-            _run(mine[0], self.sources, self.spill, mine)
-            _run(theirs[0], self.sources, self.spill, theirs)
+            _run(mine[0], self.sources, self.spill, mine, self.tick)
+            _run(theirs[0], self.sources, self.spill, theirs, self.tick)
             return
         child = multiprocessing.get_context("fork").Process(
             target=_forked, args=(theirs[0], self.sources, self.spill, theirs)
         )
         child.start()
         try:
-            _run(mine[0], self.sources, self.spill, mine)
+            _run(mine[0], self.sources, self.spill, mine, self.tick)
         except BaseException:
             child.kill()  # interrupted (Ctrl-C, SIGTERM): its half of the snapshot is of no use, and its folder goes
             raise
@@ -457,11 +470,17 @@ class _Parts:
 
 @contextmanager
 def snapshot(
-    store: Store, now: int, on_progress: Callable[[int], None] | None = None, *, after_b: tuple[str, ...] = ()
+    store: Store,
+    now: int,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    after_b: tuple[str, ...] = (),
+    on_tick: Callable[[], None] | None = None,
 ) -> Iterator[Snapshot]:
     """The token namespaces of `store` as entity tables in a private folder (0700) deleted when the block
     ends, built in two parts at once (`_Parts.at_once`). `after_b`: more
-    statements for part B's builder, over its tables only (plat, idx, keystate, pkm): part A takes longer."""
+    statements for part B's builder, over its tables only (plat, idx, keystate, pkm): part A takes longer.
+    `on_progress(keys read)` as the keys are read; `on_tick()` every few milliseconds while SQL builds and checks."""
     done = 0
 
     def report(count: int) -> None:
@@ -480,7 +499,7 @@ def snapshot(
         if scanned:
             spill = folder / "scan.sqlite"
             keys += _spill(spill, scanned, report)
-        parts = _Parts(folder, sources, spill)
+        parts = _Parts(folder, sources, spill, on_tick)
         parts.at_once((folder / "a.sqlite", (), BUILD_A), (folder / "b.sqlite", (), BUILD_B + after_b))
         conn = _open(folder / "a.sqlite", sources, spill)
         try:

@@ -21,16 +21,16 @@ _CHECKS: dict[layout.KeyKind, Callable[[bytes, str], object]] = {
 }
 
 
-def usage_findings(store: Store, on_key: Callable[[], None] | None = None) -> tuple[list[Finding], int]:
-    """(the corrupt counts in api-usage, keys read)."""
+def usage_findings(store: Store, on_tick: Callable[[], None] | None = None) -> tuple[list[Finding], int]:
+    """(the corrupt counts in api-usage, keys read); `on_tick()` every 10,000 keys."""
     findings: list[Finding] = []
     read = 0
     namespace = store.kv(API_USAGE)
     for prefix in ("usage:", "ratelimit:"):
         for key, raw in namespace.scan(prefix=prefix):
             read += 1
-            if on_key is not None:
-                on_key()
+            if on_tick is not None and read % 10_000 == 0:
+                on_tick()
             kind, fields, _, _ = layout.classify(key)
             check = _CHECKS.get(kind)
             if check is None:
