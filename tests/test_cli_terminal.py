@@ -152,3 +152,17 @@ def test_seed_shows_its_progress_with_a_rate_and_an_eta_several_times(tmp_path):
     assert customers and "20,000/20,000 platforms (100%)" in customers[-1], customers
     vendors = [part for part in parts if part.startswith("seeding vendors: ")]
     assert vendors and "subscriptions (100%)" in vendors[-1], vendors
+
+
+def test_bulk_writes_and_deletes_show_their_progress_on_a_terminal(tmp_path):
+    import json
+
+    env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'store.db'}"}
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps([{"key": f"k{i:06}", "value": "v"} for i in range(30_000)]))
+    code, seen = on_a_terminal(["kv", "bulk-put", str(pairs), "--ns", "api-usage"], env, tmp_path)
+    assert code == 0 and "writing: 30,000/30,000 keys (100%)" in seen and "wrote 30000 keys" in seen, seen
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([f"k{i:06}" for i in range(30_000)]))
+    code, seen = on_a_terminal(["kv", "bulk-delete", "--file", str(keys), "--ns", "api-usage", "--yes"], env, tmp_path)
+    assert code == 0 and "deleting: 30,000/30,000 keys (100%)" in seen and "deleted 30000 keys" in seen, seen

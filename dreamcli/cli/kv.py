@@ -280,12 +280,11 @@ def kv_bulk_put(
             typer.echo(f"{'replace' if there else 'new'}\t{key}")
         return
 
-    def progress(done: int, total: int) -> None:
-        if total > kv_rules.MAX_BULK_WRITE:
-            status(f"wrote {done}/{total}")
-
-    written = write_in_batches(namespace, items, on_batch=progress)
-    status(f"wrote {written} keys to {ns}")
+    line = progress_line("writing", len(items)) if len(items) > kv_rules.MAX_BULK_WRITE else None
+    written = write_in_batches(namespace, items, on_batch=None if line is None else lambda done, _: line(done))
+    if line is not None:
+        typer.echo("", err=True)  # end the progress line
+    status(f"wrote {plural(written, 'key')} to {ns}")
 
 
 def _keys_from(keys: list[str], file: str | None) -> list[str]:
@@ -361,9 +360,14 @@ def kv_bulk_delete(
                 typer.echo(key)
         return
     confirm_change(f"delete {plural(len(wanted), 'key')} from {ns}?", yes)
+    line = progress_line("deleting", len(wanted)) if len(wanted) > kv_rules.MAX_BULK_DELETE else None
     for start in range(0, len(wanted), kv_rules.MAX_BULK_DELETE):
         namespace.bulk_delete(wanted[start : start + kv_rules.MAX_BULK_DELETE])
-    status(f"deleted {len(wanted)} keys from {ns}")
+        if line is not None:
+            line(min(start + kv_rules.MAX_BULK_DELETE, len(wanted)))
+    if line is not None:
+        typer.echo("", err=True)  # end the progress line
+    status(f"deleted {plural(len(wanted), 'key')} from {ns}")
 
 
 @app.command("explain")
