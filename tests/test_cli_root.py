@@ -277,3 +277,80 @@ def test_each_command_loads_when_used_and_its_summary_is_its_help():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# Every command that only reads, with the arguments it needs; the rest write (or serve, or read a project folder).
+READS = {
+    "flow status": [],
+    "flow call": [],  # the secret on stdin
+    "keys list": ["-p", "plt_x"],
+    "kv get": ["k", "--ns", "api-tokens"],
+    "kv list": ["--ns", "api-tokens"],
+    "kv bulk-get": ["k", "--ns", "api-tokens"],
+    "kv verify": [],
+    "customers list": ["-p", "plt_x"],
+    "customers show": ["c1", "-p", "plt_x"],
+    "customers export": ["-p", "plt_x"],
+    "usage show": ["-p", "plt_x"],
+    "dashboard": ["-p", "plt_x"],
+    "overview": [],
+    "d1 execute": ["--command", "SELECT 1"],
+    "d1 migrations list": [],
+    "events list": [],
+}
+NOT_READS = {
+    "flow signup", "flow pay", "flow connect", "flow tiers", "flow credentials", "flow run",
+    "keys create", "keys rotate", "keys revoke",
+    "kv put", "kv delete", "kv bulk-put", "kv bulk-delete", "kv repair",
+    "kv explain",  # reads no store: it explains a key's name
+    "d1 migrations apply", "emulator serve", "dev", "stripe trigger", "stripe listen", "events resend", "seed",
+    "doctor", "topology",  # read a project's wrangler files (their missing folder is tested with them)
+}  # fmt: skip
+
+
+def _leaf_commands() -> set[str]:
+    import click
+    import typer.main
+
+    from dreamcli.cli.app import app
+
+    found: set[str] = set()
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if hasattr(command, "list_commands"):
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), [*path, name])
+        else:
+            found.add(" ".join(path))
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_read_command_on_a_typo_is_not_found_and_creates_nothing(dream, tmp_path):
+    """Walks every command that reads (a new command must be listed as a read or not): on a mistyped store each is
+    "not found" (exit 3) in one line, and nothing is created; on an existing store, a mistyped platform, customer or
+    key is "not found" too, never an empty success."""
+    assert set(READS) | NOT_READS == _leaf_commands() and not set(READS) & NOT_READS
+    typo = tmp_path / "typo" / "x.db"
+    for command, args in READS.items():
+        result = dream("--store", f"emulator:{typo}", *command.split(), *args, input="sk_live_typo\n")
+        assert result.exit_code == 3, (command, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: no store at") and result.stderr.count("\n") == 1, command
+    assert not typo.exists() and not typo.parent.exists()
+    plt = dream.json("flow", "run", "--json")["platformId"]
+    for command, args in {
+        "keys list": ["-p", "plt_typo"],
+        "customers show": ["c_typo", "-p", plt],
+        "kv get": ["typo", "--ns", "api-tokens"],
+        "kv verify": ["-p", "plt_typo"],
+        "customers list": ["-p", "plt_typo"],
+        "customers export": ["-p", "plt_typo"],
+        "usage show": ["-p", "plt_typo"],
+        "dashboard": ["-p", "plt_typo"],
+        "events resend": ["evt_typo"],
+        "keys revoke": ["--key", "pk_live_typo", "-p", plt, "--yes"],
+    }.items():
+        result = dream(*command.split(), *args)
+        assert result.exit_code == 3 and result.stdout == "", (command, result.stdout, result.stderr)
