@@ -11,7 +11,13 @@ from dreamcli.stores.ports import Store
 
 def describe(store: Store) -> dict[str, Any]:
     project = store.project
-    report: dict[str, Any] = {"store": store.kind, "location": store.location, "namespaces": [], "d1": []}
+    report: dict[str, Any] = {
+        "store": store.kind,
+        "location": store.location,
+        "workers": [],  # a project's workers (wrangler's state); none elsewhere
+        "namespaces": [],
+        "d1": [],
+    }
     if project is None:
         for ref in store.topology.namespaces:
             report["namespaces"].append(
