@@ -166,3 +166,40 @@ def test_bulk_writes_and_deletes_show_their_progress_on_a_terminal(tmp_path):
     keys.write_text(json.dumps([f"k{i:06}" for i in range(30_000)]))
     code, seen = on_a_terminal(["kv", "bulk-delete", "--file", str(keys), "--ns", "api-usage", "--yes"], env, tmp_path)
     assert code == 0 and "deleting: 30,000/30,000 keys (100%)" in seen and "deleted 30000 keys" in seen, seen
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_verify_the_repair_plan_and_keys_are_tables_at_ordinary_widths(tmp_path, columns):
+    """The guide's bug at 80, 100 and 120 columns: verify's findings (under their platform's title), the repair plan
+    and the key pairs are tables; a value too long for the width (a 96-character key) moves to a detail line under
+    its row, whole; the table's own lines fit the terminal."""
+    import json
+
+    env = {**os.environ, "DREAM_STORE": f"emulator:{tmp_path / 'store.db'}", "NO_COLOR": "1", "COLUMNS": str(columns)}
+    made = subprocess.run(
+        [DREAM, "flow", "run", "--fault", "skip-api-replication", "--json"], env=env, capture_output=True, text=True
+    )
+    report = json.loads(made.stdout)
+    plt = report["platformId"]
+    verify = json.loads(subprocess.run([DREAM, "kv", "verify", "--json"], env=env, capture_output=True).stdout)
+    keys = [finding["key"] for finding in verify["findings"]]
+    screens = {}
+    for name, args in {
+        "verify": ["kv", "verify"],
+        "plan": ["kv", "repair", "--plan"],
+        "keys": ["keys", "list", "-p", plt],
+    }.items():
+        _, screens[name] = on_a_terminal(args, env, tmp_path)
+    for name, header in {
+        "verify": r"^[┃ ]*class +[┃ ]*namespace +[┃ ]*problem",
+        "plan": r"^[┃ ]*# +[┃ ]*phase +[┃ ]*action +[┃ ]*namespace",
+        "keys": r"^[┃ ]*publishable key +[┃ ]*env +",
+    }.items():
+        text = screens[name].replace("\r", "")
+        assert re.search(header, text, re.M), (name, text)
+        table = [line for line in text.splitlines() if not line.startswith("    ") and "verifying" not in line]
+        assert all(len(line) <= columns for line in table), (name, text)
+    for name in ("verify", "plan"):
+        assert all(re.search(rf"(^|\s){re.escape(key)}$", screens[name].replace("\r", ""), re.M) for key in keys)
+    assert plt in [line.strip() for line in screens["verify"].replace("\r", "").splitlines()]  # its title kept
+    assert "…" not in "".join(screens.values())

@@ -112,6 +112,41 @@ def _natural_width(table: Any) -> int:
     return total
 
 
+def _plain(cell: Any) -> str:
+    from rich.text import Text
+
+    return cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Prose wrapped to `width`, an id in it never broken (a line holding one may be longer)."""
+    import textwrap
+
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _widest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _columns_to_move(table: Any, width: int) -> list[int] | None:
+    """The rigid columns (ids, keys, values) to show on detail lines under each row so that the rest fits `width`
+    as a table, widest first, never the first column; None when even that does not fit (then one record at a
+    time)."""
+    columns = table.columns
+    widths = [
+        min(FOLDED_MIN, w) if c.overflow == "fold" else w
+        for c, w in ((c, max([_widest(_plain(c.header))] + [_widest(_plain(x)) for x in c.cells])) for c in columns)
+    ]
+    moved: list[int] = []
+    candidates = sorted((i for i in range(1, len(columns)) if columns[i].overflow != "fold"), key=lambda i: -widths[i])
+    while sum(w for i, w in enumerate(widths) if i not in moved) + 2 * (len(columns) - len(moved) - 1) > width:
+        if not candidates:
+            return None
+        moved.append(candidates.pop(0))
+    return moved
+
+
 class TerminalConsole:
     """A terminal: Rich tables when they fit its width (COLUMNS honoured), prose columns wrapped within their cells;
     when even that does not fit, one record at a time, a field a line, so an id is never shown as `user_F…` nor
@@ -128,13 +163,40 @@ class TerminalConsole:
 
         for obj in objects:
             if isinstance(obj, Table) and _natural_width(obj) > self.console.width:
-                self._records(obj)
+                moved = _columns_to_move(obj, self.console.width)
+                if moved is None:
+                    self._records(obj)
+                else:
+                    self._with_details(obj, moved)
             elif isinstance(obj, Table):
                 for column in obj.columns:  # rigid columns keep their width; Rich wraps only the prose ones
                     column.no_wrap = column.overflow != "fold"
                 self.console.print(obj, **kwargs)
             else:
                 self.console.print(obj, **kwargs)
+
+    def _with_details(self, table: Any, moved: list[int]) -> None:
+        """A table too wide for the terminal as a table of the columns that fit (prose wrapped in its cells), each
+        row followed by its long values (`moved`: ids, keys) on detail lines of their own, whole."""
+        headers = [_plain(column.header) for column in table.columns]
+        rows = list(zip(*([_plain(cell) for cell in column.cells] for column in table.columns), strict=True))
+        kept = [i for i in range(len(headers)) if i not in moved]
+        widths = {i: max([len(headers[i])] + [_widest(row[i]) for row in rows]) for i in kept}
+        folded = [i for i in kept if table.columns[i].overflow == "fold"]
+        spare = self.console.width - sum(widths[i] for i in kept if i not in folded) - 2 * (len(kept) - 1)
+        for i in folded:  # the prose columns share what is left, none under FOLDED_MIN
+            widths[i] = min(widths[i], max(FOLDED_MIN, spare // len(folded)))
+        label = max((len(headers[i]) for i in moved), default=0) + 2
+        out = [_plain(table.title)] if table.title else []
+        out.append("  ".join(f"{headers[i]:<{widths[i]}}" for i in kept))
+        out.append("  ".join("─" * widths[i] for i in kept))
+        for row in rows:
+            cells = {i: _wrap(row[i], widths[i]) if i in folded else [row[i]] for i in kept}
+            for line in range(max(len(cell) for cell in cells.values())):
+                out.append("  ".join(f"{cells[i][line] if line < len(cells[i]) else '':<{widths[i]}}" for i in kept))
+            out.extend(f"    {headers[i] + ':':<{label}}{row[i]}" for i in moved if row[i])
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in out))
+        sys.stdout.flush()
 
     def _records(self, table: Any) -> None:
         """A table too wide for the terminal, one record at a time, a field a line (`name  value`), a blank line

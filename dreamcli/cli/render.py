@@ -80,7 +80,7 @@ def render_findings(result: Any) -> None:
         table = Table(
             "class", "namespace", "key", "problem", "expected", "actual", title=platform, title_justify="left"
         )
-        table.columns[2].overflow = "fold"
+        table.columns[3].overflow = "fold"  # the problem wraps; a key is never cut (a detail line if it must)
         for finding in sorted(by_platform[platform], key=lambda f: (str(f.cls), f.key)):
             table.add_row(*_finding_cells(finding))
         console.print(table)
@@ -108,7 +108,7 @@ def render_plan(plan: Any) -> None:
             title=None if machine else "repair plan",
             title_justify="left",
         )
-        table.columns[4].overflow = "fold"
+        table.columns[5].overflow = "fold"  # the reason wraps; a key is never cut (a detail line if it must)
         for number, (fix, finding) in enumerate(shown, 1):
             table.add_row(
                 str(number),
