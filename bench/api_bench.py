@@ -1,13 +1,16 @@
 """api-multi under load on loopback: POST /api/data (secret key, usage counted) and the read-only
-GET /api/whoami, at 1, 16 and 64 connections (and one hot end-user from 64), with the server's CPU per
+GET /api/whoami, at 1, 16 and 64 connections, and one hot end-user from 64 and from 256, with the server's CPU per
 request, with wrk (Debian's `wrk`, installed if missing and possible).
 
-The anchor runs in the same run: the same two routes as a Worker (fixtures/workers/api-multi/src/index.js, the same keys and
-logic as dream's api-multi) under `wrangler dev` 4.86 over the KV state `dream flow run` wrote on the wrangler
-store, loaded exactly like dream's server.
+The anchor: the same routes as a Worker (fixtures/workers/api-multi/src/index.js, the same keys and logic as dream's
+api-multi) under wrangler 4.86's startWorker API (what `wrangler dev` runs, its inspector off) over the KV state
+`dream flow run` wrote on the wrangler store. Both servers run for the whole bench on free ports and are measured in
+turns, load after load, pair after pair (the order swapped each pair), so drift falls on both alike; each pair's
+figures are printed, then the medians and spreads.
 
-Run: .venv/bin/python bench/api_bench.py [--seconds 10] [--no-anchor]
-Goals: >= 2x the anchor's req/s at 16 connections, p99 < 50 ms at 16 and <= 3x p50 at 64, zero lost increments.
+Run: .venv/bin/python bench/api_bench.py [--seconds 5] [--pairs 5] [--no-anchor]
+Goals: >= 2x the anchor's req/s at 16 connections, p99 < 50 ms at 16, p99 <= 3x p50 at 64 in 8 of 10 pairs,
+p99 <= 10x p50 at 256 connections on one hot end-user, zero lost increments.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dreamcli.stores.ports import scan_items  # noqa: E402
-from dreamcli.stores.wrangler import open_wrangler_store  # noqa: E402
 from emulator.serve import port_flags  # noqa: E402
 from emulator.store import open_emulator_store  # noqa: E402
 
@@ -107,35 +110,44 @@ def measured(cpu: Any, run: Any, *args: Any) -> dict[str, float]:
     return figures
 
 
-def suite(base: str, secret_key: str, folder: Path, cpu: Any, seconds: int) -> dict[Any, dict[str, float]]:
-    """The same load on a server: /api/data and /api/whoami at 1, 16 and 64 connections, one hot end-user."""
-    script = folder / "users.lua"
-    script.write_text(LUA)
+LOADS: list[tuple[str, int]] = [
+    ("data", 1),
+    ("whoami", 1),
+    ("data", 16),
+    ("whoami", 16),
+    ("data", 64),
+    ("hot", 64),
+    ("hot", 256),
+]
+
+
+def prepare(folder: Path) -> dict[str, Path]:
+    """wrk's scripts: many end-users (POST and GET), and one hot end-user."""
+    scripts = {"whoami": folder / "users.lua", "data": folder / "data.lua", "hot": folder / "hot.lua"}
+    scripts["whoami"].write_text(LUA)
+    scripts["data"].write_text('wrk.method = "POST"\n' + LUA)
+    scripts["hot"].write_text('wrk.method = "POST"\n')
+    return scripts
+
+
+def load(
+    base: str, secret_key: str, scripts: dict[str, Path], cpu: Any, seconds: int, route: str, connections: int
+) -> dict[str, float]:
+    """One wrk run of one load on one server."""
     auth = {"Authorization": f"Bearer {secret_key}", "X-User-Plan": "enterprise"}
-    warm = {**auth, "X-User-Id": "warm"}
-    subprocess.run(
-        ["curl", "-s", "-X", "POST", f"{base}/api/data", *sum([["-H", f"{k}: {v}"] for k, v in warm.items()], [])],
-        capture_output=True,
-    )
-    results: dict[Any, dict[str, float]] = {}
-    data_script = folder / "data.lua"
-    data_script.write_text('wrk.method = "POST"\n' + LUA)
-    for connections in (1, 16, 64):
-        results[("data", connections)] = measured(
-            cpu, run_wrk, f"{base}/api/data", "POST", connections, seconds, auth, data_script
+    if route == "whoami":
+        return measured(
+            cpu,
+            run_wrk,
+            f"{base}/api/whoami",
+            "GET",
+            connections,
+            seconds,
+            {"Authorization": auth["Authorization"]},
+            scripts["whoami"],
         )
-        if connections < 64:
-            whoami = {"Authorization": auth["Authorization"]}
-            results[("whoami", connections)] = measured(
-                cpu, run_wrk, f"{base}/api/whoami", "GET", connections, seconds, whoami, script
-            )
-    # Contention: one hot end-user from 64 connections, every call a read-modify-write of the same keys.
-    hot_script = folder / "hot.lua"
-    hot_script.write_text('wrk.method = "POST"\n')
-    results["hot"] = measured(
-        cpu, run_wrk, f"{base}/api/data", "POST", 64, seconds, {**auth, "X-User-Id": "hot"}, hot_script
-    )
-    return results
+    headers = {**auth, "X-User-Id": "hot"} if route == "hot" else auth
+    return measured(cpu, run_wrk, f"{base}/api/data", "POST", connections, seconds, headers, scripts[route])
 
 
 def counted_usage(store: Any, platform_id: str) -> tuple[int, int]:
@@ -161,9 +173,12 @@ def wait_until_answering(url: str, deadline_s: float) -> None:
     raise SystemExit(f"{url} did not answer within {deadline_s:.0f} s")
 
 
-def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict[str, float]], tuple[int, int]] | str:
-    """The same load on fixtures/workers/api-multi/src/index.js under `wrangler dev`, over KV state `dream flow run` wrote into
-    the guide's project on the wrangler store. A reason string when wrangler is not installed."""
+def start_anchor(folder: Path, dream: str) -> tuple[subprocess.Popen[bytes], str, dict[str, Any], Path] | str:
+    """fixtures/workers/api-multi/src/index.js under wrangler's startWorker API (no inspector) on a free port, over
+    the KV state `dream flow run` wrote into the guide's project on the wrangler store: (process, base URL, the
+    flow's report, the project). A reason string when wrangler or the workers' dependencies are not installed."""
+    from dreamcli.stores.wrangler_cli import dev_command
+
     wrangler = ROOT / ".cache" / "wrangler" / "node_modules" / ".bin" / "wrangler"
     if not wrangler.exists():
         return "wrangler is not installed in .cache/wrangler (.venv/bin/python -m tests.peers installs it)"
@@ -184,61 +199,34 @@ def anchor_suite(folder: Path, dream: str, seconds: int) -> tuple[dict[Any, dict
     port = free_port()
     env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1", "NO_COLOR": "1"}
     server = subprocess.Popen(
-        [str(wrangler), "dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+        dev_command(wrangler, str(project / "api-multi" / "wrangler.toml"), port),
         cwd=project / "api-multi",
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # wrangler and its workerd in one session: measured and stopped together
     )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_answering(f"{base}/api/whoami", 60)
-        results = suite(base, run["secretKey"], folder, lambda: tree_cpu_seconds(server.pid), seconds)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-    store = open_wrangler_store(str(project))
-    try:
-        return results, counted_usage(store, run["platformId"])
-    finally:
-        store.close()
+    base = f"http://127.0.0.1:{port}"
+    wait_until_answering(f"{base}/api/whoami", 90)
+    return server, base, run, project
 
 
-def report(name: str, results: dict[Any, dict[str, float]], usage: tuple[int, int], anchor: Any) -> None:
-    print(f"{name}:")
-    for key, figures in sorted((k, v) for k, v in results.items() if k != "hot"):
-        route, connections = key
-        label = "POST /api/data " if route == "data" else "GET /api/whoami"
-        versus = ""
-        if isinstance(anchor, dict) and key in anchor:
-            versus = f"({figures['rps'] / anchor[key]['rps']:.2f}x the anchor)"
-        print(
-            f"  {label} c={connections:<2}  {figures['rps']:8.0f} req/s {versus:20} p50 {figures['p50']:6.1f} ms  "
-            f"p99 {figures['p99']:6.1f} ms (p99/p50 {figures['p99'] / figures['p50']:.1f})  "
-            f"{figures['ok']:,}/{figures['total']:,} ok  server CPU {figures['cpu_ms']:.3f} ms/request"
-        )
-    counted, hot_counted = usage
-    hot = results["hot"]
-    print(
-        f"  one hot end-user, c=64: {hot['total']:,} calls, {hot['ok']:,} answered 200 (the rest 429: 60 a minute), "
-        f"usage counted {hot_counted:,}: {abs(hot['ok'] - hot_counted):,} lost or extra"
-    )
-    served = sum(results[("data", c)]["ok"] for c in (1, 16, 64))
-    print(
-        f"  usage counted {counted:,} for {served:,} successful /api/data calls wrk saw: "
-        f"{max(0, served - counted):,} lost (counted may exceed what wrk saw by the calls in flight when it stopped)"
-    )
+def stop_group(server: subprocess.Popen[Any]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def main() -> None:
+    from bench.paired import Pairs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--no-anchor", action="store_true", help="Skip the wrangler dev anchor.")
+    parser.add_argument("--seconds", type=int, default=5, help="Each wrk run's length.")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--no-anchor", action="store_true", help="Skip the wrangler anchor.")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
@@ -250,39 +238,90 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     folder = Path(tempfile.mkdtemp(prefix="dream-api-"))
+    scripts = prepare(folder)
     dream = str(Path(sys.executable).with_name("dream"))
     run = json.loads(
         subprocess.run([dream, "flow", "run", "--json"], cwd=folder, capture_output=True, text=True, check=True).stdout
     )
     port = free_port()
-    ports = port_flags({"api-multi": port})
     server = subprocess.Popen(
-        [dream, "emulator", "serve", *ports], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [dream, "emulator", "serve", *port_flags({"api-multi": port})],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
+    anchor: Any = "skipped (--no-anchor)"
+    results: dict[str, list[dict[str, float]]] = {}
     try:
         server.stdout.readline()  # the first port line: it is listening
-        time.sleep(0.5)
-        results = suite(
-            f"http://127.0.0.1:{port}", run["secretKey"], folder, lambda: cpu_seconds(server.pid), args.seconds
-        )
+        base = f"http://127.0.0.1:{port}"
+        wait_until_answering(f"{base}/api/whoami", 30)
+        if not args.no_anchor:
+            anchor = start_anchor(folder, dream)
+        sides: dict[str, tuple[str, str, Any]] = {"dream": (base, run["secretKey"], lambda: cpu_seconds(server.pid))}
+        if not isinstance(anchor, str):
+            anchor_server, anchor_base, anchor_run, _ = anchor
+            sides["anchor"] = (anchor_base, anchor_run["secretKey"], lambda: tree_cpu_seconds(anchor_server.pid))
+        for number in range(args.pairs):
+            order = list(sides) if number % 2 == 0 else list(reversed(sides))
+            for route, connections in LOADS:
+                for side in order:
+                    side_base, key, cpu = sides[side]
+                    figures = load(side_base, key, scripts, cpu, args.seconds, route, connections)
+                    results.setdefault(f"{side} {route} {connections}", []).append(figures)
+            print(f"pair {number + 1} of {args.pairs} done", file=sys.stderr)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    store = open_emulator_store(folder / ".dream" / "emulator.db")
-    usage = counted_usage(store, run["platformId"])
-    store.close()
-    # The anchor after dream's server: what wrangler and workerd leave behind as they stop (writeback, exiting
-    # processes) lengthened dream's tail when the anchor ran first.
-    anchor = "skipped (--no-anchor)" if args.no_anchor else anchor_suite(folder, dream, args.seconds)
+        stop_group(server)
+        if not isinstance(anchor, str):
+            stop_group(anchor[0])
     if isinstance(anchor, str):
         print(f"anchor: none ({anchor})")
-    else:
-        report(
-            "anchor: fixtures/workers/api-multi/src/index.js under wrangler dev 4.86, same state, same load",
-            *anchor,
-            None,
+    print(
+        f"{args.pairs} pairs of {args.seconds} s wrk runs, one wrk thread, loopback, this machine's {os.cpu_count()} cores"
+    )
+    for route, connections in LOADS:
+        mine = results[f"dream {route} {connections}"]
+        label = {"data": "POST /api/data", "whoami": "GET /api/whoami", "hot": "POST /api/data, one hot end-user"}[
+            route
+        ]
+        print(f"{label}, {connections} connections:")
+        print(
+            "  dream p50/p99 ms: "
+            + " ".join(f"{f['p50']:.1f}/{f['p99']:.1f}" for f in mine)
+            + f"; server CPU {statistics.median(f['cpu_ms'] for f in mine):.3f} ms a request"
         )
-    report("dream emulator serve", results, usage, anchor[0] if not isinstance(anchor, str) else None)
+        tail = [f["p99"] / f["p50"] for f in mine]
+        print(f"  dream p99/p50: {' '.join(f'{t:.1f}' for t in tail)} (median {statistics.median(tail):.1f})")
+        if f"anchor {route} {connections}" in results:
+            theirs = results[f"anchor {route} {connections}"]
+            rps = Pairs("  req/s, dream / anchor", "req/s")
+            for a, b in zip(mine, theirs, strict=True):
+                rps.add(a["rps"], b["rps"])
+            rps.print()
+            print(
+                "  anchor p50/p99 ms: "
+                + " ".join(f"{f['p50']:.1f}/{f['p99']:.1f}" for f in theirs)
+                + f"; its CPU {statistics.median(f['cpu_ms'] for f in theirs):.3f} ms a request"
+            )
+        else:
+            print("  dream req/s: " + " ".join(f"{f['rps']:.0f}" for f in mine))
+    at64 = [f["p99"] / f["p50"] for f in results["dream data 64"]]
+    at256 = [f["p99"] / f["p50"] for f in results["dream hot 256"]]
+    print(f"goal p99 <= 3x p50 at 64 connections: held in {sum(t <= 3 for t in at64)} of {len(at64)} pairs")
+    print(
+        f"goal p99 <= 10x p50 at 256 connections, one hot end-user: held in {sum(t <= 10 for t in at256)} of {len(at256)}"
+    )
+    store = open_emulator_store(folder / ".dream" / "emulator.db")
+    counted, hot_counted = counted_usage(store, run["platformId"])
+    store.close()
+    served = sum(f["ok"] for key, runs in results.items() if key.startswith("dream data") for f in runs)
+    hot_ok = sum(f["ok"] for key, runs in results.items() if key.startswith("dream hot") for f in runs)
+    print(
+        f"usage: {counted:,} counted for {served:,} successful /api/data calls wrk saw ({max(0, served - counted):,} "
+        f"lost); one hot end-user: {hot_counted:,} counted for {hot_ok:,} answered 200 (the rest 429: 60 a minute)"
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 
