@@ -163,6 +163,10 @@ class LoopbackServer:
             port=port,
             log_level=log_level,
             lifespan="off",
+            # asyncio's own loop, not uvloop: libuv accepts one connection per loop iteration (libuv#3696), so 64
+            # clients connecting at once waited up to 0.7 s behind the requests of those already in (the 64-connection
+            # p99 of bench/api_bench.py); asyncio accepts every waiting connection at once, at the same throughput.
+            loop="asyncio",
             http=protocol,
             date_header=False,
             timeout_keep_alive=5,
