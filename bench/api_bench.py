@@ -227,7 +227,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="Each wrk run's length.")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--no-anchor", action="store_true", help="Skip the wrangler anchor.")
+    parser.add_argument(
+        "--loads",
+        help="Only these loads, e.g. data:64,hot:256 (route:connections; routes data, whoami, hot).",
+    )
     args = parser.parse_args()
+    loads = LOADS
+    if args.loads:
+        loads = [
+            (route, int(connections)) for route, _, connections in (p.partition(":") for p in args.loads.split(","))
+        ]
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
     if shutil.which("wrk") is None:
@@ -266,7 +275,7 @@ def main() -> None:
             sides["anchor"] = (anchor_base, anchor_run["secretKey"], lambda: tree_cpu_seconds(anchor_server.pid))
         for number in range(args.pairs):
             order = list(sides) if number % 2 == 0 else list(reversed(sides))
-            for route, connections in LOADS:
+            for route, connections in loads:
                 for side in order:
                     side_base, key, cpu = sides[side]
                     figures = load(side_base, key, scripts, cpu, args.seconds, route, connections)
@@ -281,7 +290,7 @@ def main() -> None:
     print(
         f"{args.pairs} pairs of {args.seconds} s wrk runs, one wrk thread, loopback, this machine's {os.cpu_count()} cores"
     )
-    for route, connections in LOADS:
+    for route, connections in loads:
         mine = results[f"dream {route} {connections}"]
         label = {"data": "POST /api/data", "whoami": "GET /api/whoami", "hot": "POST /api/data, one hot end-user"}[
             route
