@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.paired import Pairs  # noqa: E402
+from bench.paired import Pairs, descendants  # noqa: E402
 from dreamcli.platform import replication, synthetic  # noqa: E402
 from emulator.store import open_emulator_store  # noqa: E402
 
@@ -139,18 +139,6 @@ def _kb(path: Path, fields: tuple[str, ...]) -> int:
     return sum(int(line.split()[1]) for line in lines if line.split(":")[0] in fields)
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in children:
-            found += [child, *_descendants(child)]
-    return found
-
-
 def run_sampled(
     command: list[str], cwd: Path, *, keep_output: bool = True, ok: tuple[int, ...] = (0,)
 ) -> tuple[str, int]:
@@ -167,7 +155,7 @@ def run_sampled(
     peak = 0
     while process.poll() is None:
         total = _kb(Path(f"/proc/{process.pid}/status"), ("VmRSS",))
-        for child in _descendants(process.pid):
+        for child in descendants(process.pid):
             total += _kb(Path(f"/proc/{child}/smaps_rollup"), ("Private_Clean", "Private_Dirty"))
         peak = max(peak, total)
         time.sleep(0.02)
