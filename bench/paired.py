@@ -11,7 +11,6 @@ of a pair alike; each pair's ratio printed, then the median with its spread (low
 
 from __future__ import annotations
 
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,25 +52,6 @@ class Pairs:
 
 def _figure(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of the children it has waited for (forked helpers included), user + system."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time a running process and its live descendants have used so far (Linux /proc), user + system."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for process in [pid, *descendants(pid)]:
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it ended meanwhile
-        total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
-    return total
 
 
 def descendants(pid: int) -> list[int]:
