@@ -196,3 +196,17 @@ def test_corrupt_counts_in_api_usage_found_and_repaired_as_the_operator_decides(
     assert dream("kv", "get", month, "--ns", "api-usage").exit_code == ExitCode.NOT_FOUND
     assert json.loads(dream("kv", "get", fine, "--ns", "api-usage").stdout)["usageCount"] == 3  # untouched
     assert dream("kv", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_verify_json_is_streamed_byte_for_byte_as_one_document(capsys, count):
+    """verify --json writes its findings one by one (100,000 at a million platforms tripled its memory as one
+    string), and the bytes are those of the whole document dumped at once."""
+    from dreamcli.cli.context import print_json, print_json_streamed
+
+    items = [{"class": "missing", "key": f"k{i}", "nested": {"a": [1, "é"]}, "none": None} for i in range(count)]
+    head = {"clean": count == 0, "summary": {"findings": count, "by_class": {"missing": count}}}
+    print_json({**head, "findings": items})
+    whole = capsys.readouterr().out
+    print_json_streamed(head, "findings", iter(items))
+    assert capsys.readouterr().out == whole

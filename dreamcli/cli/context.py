@@ -393,6 +393,21 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
 
 
+def print_json_streamed(head: dict[str, Any], name: str, items: Iterable[Any]) -> None:
+    """`print_json({**head, name: list(items)})`, byte for byte, written item by item: a verify of a million platforms
+    has 100,000 findings, and the whole document as one string (and its dicts) tripled the process's memory."""
+    out = typer.get_text_stream("stdout")
+    opening = json.dumps({"schemaVersion": JSON_SCHEMA_VERSION, **head}, indent=2, ensure_ascii=False)
+    out.write(opening[: -len("\n}")] + f",\n  {json.dumps(name)}: [")
+    count = 0
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False, default=_json_default)
+        out.write(("\n" if count == 0 else ",\n") + "\n".join("    " + line for line in text.splitlines()))
+        count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    out.flush()
+
+
 def print_json_lines(items: Iterable[Any]) -> int:
     """Stream a JSON array item by item, so memory stays flat for millions of entries."""
     out = typer.get_text_stream("stdout")

@@ -22,6 +22,7 @@ from dreamcli.cli.context import (
     plural,
     print_json,
     print_json_lines,
+    print_json_streamed,
     progress_line,
     status,
     stdin_is_tty,
@@ -588,7 +589,8 @@ def kv_verify(
     with _scanning_store(ctx, via_worker, keep_worker, parallel) as store:
         result = _verify(ctx, store, platform, classes, stripe, usage)
     if run.wants_json(json_flag):
-        print_json(result.as_json())
+        document = result.as_json(findings=False)
+        print_json_streamed(document, "findings", (finding.as_json() for finding in result.findings))
     else:
         from dreamcli.cli.render import render_findings
 

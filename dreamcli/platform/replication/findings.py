@@ -106,12 +106,15 @@ class VerifyResult:
             counts[str(finding.cls)] = counts.get(str(finding.cls), 0) + 1
         return counts
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, *, findings: bool = True) -> dict[str, Any]:
+        """The document; without `findings`, all but the list (for a caller that streams it)."""
+        document: dict[str, Any] = {
             "clean": self.clean,
             "summary": {"keys_scanned": self.keys_scanned, "findings": len(self.findings), "by_class": self.by_class()},
-            "findings": [finding.as_json() for finding in self.findings],
         }
+        if findings:
+            document["findings"] = [finding.as_json() for finding in self.findings]
+        return document
 
 
 def shown(kind: KeyKind | None, value: str | None) -> str | None:
