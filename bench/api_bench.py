@@ -305,7 +305,7 @@ def main() -> None:
         print(f"  dream p99/p50: {' '.join(f'{t:.1f}' for t in tail)} (median {statistics.median(tail):.1f})")
         if f"anchor {route} {connections}" in results:
             theirs = results[f"anchor {route} {connections}"]
-            rps = Pairs("  req/s, dream / anchor", "req/s")
+            rps = Pairs("  req/s, dream / anchor", "req/s", second="anchor")
             for a, b in zip(mine, theirs, strict=True):
                 rps.add(a["rps"], b["rps"])
             rps.print()

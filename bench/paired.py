@@ -22,6 +22,8 @@ class Pairs:
 
     name: str
     unit: str = "s"
+    first: str = "dream"  # what the numerator is called in the summary
+    second: str = "floor"  # and the denominator
     dream: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
 
@@ -41,7 +43,7 @@ class Pairs:
         ratios = self.ratios
         return (
             f"{self.name}: median {self.median():.2f}x (spread {min(ratios):.2f}-{max(ratios):.2f}x over "
-            f"{len(ratios)} pairs; dream {_figure(statistics.median(self.dream))} {self.unit}, floor "
+            f"{len(ratios)} pairs; {self.first} {_figure(statistics.median(self.dream))} {self.unit}, {self.second} "
             f"{_figure(statistics.median(self.floor))} {self.unit})"
         )
 

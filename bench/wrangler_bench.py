@@ -68,7 +68,7 @@ def main() -> None:
             "user:user_bench:platformId",
         ]
         # In turns: dream, then wrangler, pair after pair (the ratio is wrangler's time over dream's).
-        pairs = Pairs("(a) wrangler kv key get --local / dream kv get, whole processes", "s")
+        pairs = Pairs("(a) wrangler kv key get --local / dream kv get, whole processes", "s", "wrangler", "dream")
         timed(dream_cmd, folder, env), timed(wrangler_cmd, project / "front-auth-api", env)  # warm the page cache
         for _ in range(args.runs):
             mine = timed(dream_cmd, folder, env)
