@@ -6,6 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from dreamcli.cli.context import JsonOption, app_context, print_json, progress_line, status
+from dreamcli.errors import UsageError
 
 
 def seed(
@@ -44,9 +45,38 @@ def seed(
 
     run = app_context(ctx)
     store = run.store(create=True)
-    written: list[tuple[int, str, str, str]] = []
+    emulator, vendors_note = None, None
+    if not keys_only:
+        try:
+            emulator = run.emulator("seeding the developers", create=True)
+        except UsageError:  # real vendors named by the environment: never written to
+            vendors_note = "the vendors are real (named by the environment): seed writes nothing to them"
+    totals = {"end_users": 0, "d1_rows": 0, "developers": 0, "paid": 0, "chunks": 0}
+    pending: list[tuple[int, str, str, str]] = []
+
+    def flush() -> None:
+        """What every view reads, for the platforms written since the last flush (a few hundred at a time: memory
+        stays flat and the progress line moves)."""
+        if not pending:
+            return
+        chunk_seed = seed_value * 1_000_003 + totals["chunks"]
+        end_users, d1_rows = synthetic.seed_views(store, pending, now=store.clock(), seed_value=chunk_seed)
+        totals["end_users"] += end_users
+        totals["d1_rows"] += d1_rows
+        if emulator is not None:
+            developers, paid = synthetic.seed_vendors(emulator, pending, paying=paying, seed_value=chunk_seed)
+            totals["developers"] += developers
+            totals["paid"] += paid
+        totals["chunks"] += 1
+        pending.clear()
+
+    def each(*platform: Any) -> None:
+        pending.append(platform)
+        if len(pending) >= CHUNK:
+            flush()
+
     report = _phase(
-        "seeding keys",
+        "seeding",
         platforms,
         lambda progress: synthetic.seed(
             store,
@@ -54,32 +84,11 @@ def seed(
             drift=drift,
             seed_value=seed_value,
             on_progress=progress,
-            each=None if keys_only else lambda *platform: written.append(platform),
+            each=None if keys_only else each,
         ),
     )
-    end_users = d1_rows = developers = paid = 0
-    vendors_note = None
-    if not keys_only:
-        end_users, d1_rows = _phase(
-            "seeding customers",
-            platforms,
-            lambda progress: synthetic.seed_views(
-                store, written, now=store.clock(), seed_value=seed_value, on_progress=progress
-            ),
-        )
-        run.vendors(create=True)
-        emulator = run._emulator
-        if emulator is None:
-            vendors_note = "the vendors are real (named by the environment): seed writes nothing to them"
-        else:
-            developers, paid = _phase(
-                "seeding vendors",
-                max(1, round(platforms * paying)),
-                lambda progress: synthetic.seed_vendors(
-                    emulator, written, paying=paying, seed_value=seed_value, on_progress=progress
-                ),
-                unit="subscriptions",
-            )
+    flush()
+    end_users, d1_rows, developers, paid = (totals[k] for k in ("end_users", "d1_rows", "developers", "paid"))
     if run.wants_json(json_flag):
         print_json(
             {
@@ -101,6 +110,9 @@ def seed(
         )
     if vendors_note:
         status(vendors_note)
+
+
+CHUNK = 500  # platforms whose views are written together
 
 
 def _phase(label: str, total: int, work: Any, unit: str = "platforms") -> Any:

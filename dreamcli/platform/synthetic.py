@@ -188,7 +188,6 @@ def seed_views(
     *,
     now: float,
     seed_value: int = 1,
-    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """For each platform (i, developer, platform id, publishable key): END_USERS end-users as D1 customers (one on
     pro, with its active subscription), their daily calls over the last DAYS days, and their month in api-usage as
@@ -233,8 +232,6 @@ def seed_views(
         usage.sort(key=lambda item: item.key)
         store.kv(API_USAGE).bulk_put(usage)
         d1_rows += len(customers) + len(subscriptions) + len(daily)
-        if on_progress is not None:
-            on_progress(min(first + 2000, len(platforms)))
     return end_users, d1_rows
 
 
@@ -244,7 +241,6 @@ def seed_vendors(
     *,
     paying: float,
     seed_value: int = 1,
-    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """The developers in the emulated vendors: each a Clerk user of the dream-api instance (its plan in
     public_metadata), and a `paying` fraction on plan paid with an active Stripe subscription to the platform's own
@@ -273,7 +269,6 @@ def seed_vendors(
                 for i, user, _, _ in chunk
             ],
         )
-    done = 0
     for i, user, _, _ in platforms:
         if i not in paid:
             continue
@@ -289,7 +284,4 @@ def seed_vendors(
         emulator.stripe.create_subscription(
             account, {"customer": customer["id"], "items": [{"price": price}], "metadata": {"userId": user}}
         )
-        done += 1
-        if on_progress is not None and done % 50 == 0:
-            on_progress(done)
     return len(platforms), len(paid)
