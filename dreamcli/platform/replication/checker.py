@@ -660,7 +660,8 @@ def verify(
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys
-    if usage if usage is not None else store.kind != "cloudflare":
+    check_usage = store.kind != "cloudflare" if usage is None else usage
+    if check_usage:
         from dreamcli.platform.replication.usage_check import usage_findings
 
         corrupt, usage_keys = usage_findings(store, on_tick)
