@@ -19,7 +19,8 @@ pytestmark = pytest.mark.socket
 def test_clients_connecting_at_once_are_all_taken_in_before_the_first_answers(monkeypatch):
     """A load test's 64 connections open together. Under uvloop (libuv accepts one connection per loop iteration)
     the last was taken in only after the requests of all before it: up to 0.7 s, the p99 of every load test. Here
-    each request holds the loop for 20 ms: every connection must be taken in before the third answer."""
+    each request holds the loop for 20 ms; the 20 clients connect, then send: the last connection must be taken in
+    before more than a few answers (under uvloop, after 15 or more)."""
     made: list[float] = []
     answered: list[float] = []
     original = server_module.DeadlineProtocol.connection_made
@@ -45,4 +46,5 @@ def test_clients_connecting_at_once_are_all_taken_in_before_the_first_answers(mo
             assert client.recv(1024).startswith(b"HTTP/1.1 200")
             client.close()
     assert len(made) == 20 and len(answered) == 20
-    assert max(made) < sorted(answered)[2], "a connection waited for the answers of those taken in before it"
+    waited_for = sum(answer < max(made) for answer in answered)
+    assert waited_for <= 3, f"the last connection was taken in after {waited_for} answers"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,9 +62,9 @@ def test_what_a_killed_run_left_is_stopped_and_nothing_else(tmp_path, monkeypatc
 def test_a_second_dream_dev_on_a_running_ones_project_is_refused(tmp_path):
     project = tmp_path / "project"
     (project / ".dream").mkdir(parents=True)
-    fake = tmp_path / "bin" / "dream"  # a running process whose command line is `dream dev ...`
+    fake = tmp_path / "bin" / "dream"  # a running process whose command line is `dream dev ...` all along
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nsleep 60\n")
+    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")  # (a shell may exec `sleep` in its place)
     fake.chmod(0o755)
     running = subprocess.Popen([str(fake), "dev", str(project)])
     try:
