@@ -197,7 +197,9 @@ from dreamcli.platform import replication
 from emulator.store import open_emulator_store
 store = open_emulator_store(sys.argv[1])
 plan = replication.plan_repair(replication.verify(store), prune=True)
-progress = lambda done, total: print(done, total, flush=True)
+def progress(done, total):  # said after each batch is written, then wait for the test's word to go on: the kill
+    print(done, total, flush=True)  # lands where the test saw it, however busy the machine
+    sys.stdin.readline()
 replication.apply_plan(store, plan, batch_size=int(sys.argv[2]), on_progress=progress)
 """
 
@@ -219,7 +221,11 @@ def test_sigkill_at_random_points_always_converges(tmp_path):
     kills = []
     for _ in range(6):
         proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_REPAIR, str(path), "100"], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", KILL_REPAIR, str(path), "100"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         stop_at = rng.uniform(0.1, 0.8)  # the share of the plan after which it dies
         seen = (0, 0)
@@ -229,6 +235,9 @@ def test_sigkill_at_random_points_always_converges(tmp_path):
                 proc.send_signal(signal.SIGKILL)  # after a batch it said was written, before the last one
                 kills.append(seen)
                 break
+            proc.stdin.write("\n")  # go on
+            proc.stdin.flush()
+        proc.stdin.close()
         proc.stdout.close()
         proc.wait(timeout=60)
         if not kills or kills[-1] is not seen:
