@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import os
 import threading
 import time
 from typing import Any
@@ -141,14 +144,17 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+log = logging.getLogger("dream.server")
 GRACEFUL_SHUTDOWN_S = 5  # seconds
 
 
 class ServerLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop, taking in at once every connection waiting to be accepted, but no more than the connection cap
-    has room for: asyncio accepts up to the listen backlog (2,048) in one go, and a flood of half-sent requests then
-    ran the process out of descriptors before the cap could close the slow ones (EMFILE: accepting paused for a
-    second each time, with a traceback on stderr). At the cap, one a turn: each newcomer closes a slow client."""
+    """asyncio's loop, taking in at once every connection waiting to be accepted, but no more than the process has
+    descriptors for: asyncio accepts up to the listen backlog (2,048) in one go, and a flood of half-sent requests ran
+    the process out of descriptors before the connection cap could close the slow ones. Room is counted from the
+    descriptors really open (accepted sockets not yet handed to a protocol, and evicted ones not yet closed, hold one
+    too). If the process still runs out (another thread opened files meanwhile), asyncio pauses accepting for a second:
+    that is said in one line, not a traceback."""
 
     def _accept_connection(
         self,
@@ -159,8 +165,31 @@ class ServerLoop(asyncio.SelectorEventLoop):
         backlog: int = 100,
         *rest: Any,
     ) -> None:
-        room = max(1, OPEN.cap - len(OPEN.connections))
-        super()._accept_connection(protocol_factory, sock, sslcontext, server, min(backlog, room), *rest)  # type: ignore[misc]
+        super()._accept_connection(protocol_factory, sock, sslcontext, server, min(backlog, _room()), *rest)  # type: ignore[misc]
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+            log.warning("out of descriptors (%s): accepting connections paused for a second", error.strerror)
+            return
+        super().call_exception_handler(context)
+
+
+DESCRIPTOR_RESERVE = 64  # descriptors kept for the stores, the log, webhooks and the CLI's own work
+
+
+def _room() -> int:
+    """How many more connections the process can accept now (at least one: a newcomer evicts a slow client)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        used = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError, ValueError):  # no /proc or no rlimit: the cap alone decides
+        return max(1, OPEN.cap - len(OPEN.connections))
+    if soft == -1:  # unlimited
+        return max(1, OPEN.cap - len(OPEN.connections))
+    return max(1, min(soft - DESCRIPTOR_RESERVE - used, OPEN.cap - len(OPEN.connections)))
 
 
 class LoopbackServer:

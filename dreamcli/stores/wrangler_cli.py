@@ -235,9 +235,8 @@ class RunRecord:
             pid = int(record["dream"])
         except (OSError, ValueError, KeyError, TypeError):  # no record, or one that is not ours: nothing runs
             return None
-        try:
-            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # that process is gone
+        command = _command_line(pid)
+        if command is None:  # that process is gone
             return None
         ours = any(part.endswith(b"dream") for part in command) and b"dev" in command
         return pid if ours and pid != os.getpid() else None
@@ -289,6 +288,22 @@ class RunRecord:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         replace_private(self.path, json.dumps({"dream": os.getpid(), "groups": self._groups, "folders": self._folders}))
+
+
+def _command_line(pid: int) -> list[bytes] | None:
+    """A process's arguments; None once it is gone. A process in the middle of exec shows none for an instant (and a
+    zombie none at all): asked again for up to half a second."""
+    import time
+
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw or time.monotonic() > deadline:
+            return raw.split(b"\0")
+        time.sleep(0.02)
 
 
 def _members(group: int) -> list[int]:
