@@ -127,8 +127,8 @@ def seed(
     for i in range(platforms):
         data = _platform(i, rng)
         if each is not None:
-            user, plt = data[PLATFORM_TOKENS][0][0].split(":")[1], data[PLATFORM_TOKENS][0][1]
-            each(i, user, plt, data[PLATFORM_TOKENS][4][1])
+            user, written = _user_id(i), dict(data[PLATFORM_TOKENS])
+            each(i, user, written[layout.user_platform_id(user)], written[layout.user_publishable_key(user)])
         if drift and rng.random() < drift:
             _drift(data, DRIFTS[drifted % len(DRIFTS)])
             drifted += 1

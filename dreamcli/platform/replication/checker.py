@@ -27,7 +27,7 @@ from dreamcli.platform.replication.findings import Action, Finding, FindingClass
 from dreamcli.platform.replication.snapshot import Snapshot, key_sql, probe, snapshot, tiers
 from dreamcli.platform.secrets import hash_secret
 from dreamcli.stores.ports import Store
-from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
+from dreamcli.topology import API_TOKENS, API_USAGE, PLATFORM_TOKENS
 
 StripeCheck = Callable[[str, str], list[Finding]]
 
@@ -652,7 +652,7 @@ def verify(
 ) -> VerifyResult:
     """Every finding in the token namespaces, in key order; first, on wrangler's local state, the keys stranded in
     a writer's own copy (`copies.stranded`): repair copies those before anything is derived from them. With `usage`
-    (default: on every store but Cloudflare's, where it reads every usage record through the paced REST API), also
+    (default: where api-usage is local, not read through Cloudflare's paced REST API), also
     the counts api-multi reads in api-usage (`usage_check`)."""
     now = time.time() if now is None else now
     stranded, copied_keys = copies.stranded(store)
@@ -660,7 +660,8 @@ def verify(
         checker = _Checker(store, snap, stripe_check, now)
         checker.run()
         keys = snap.keys
-    check_usage = store.kind != "cloudflare" if usage is None else usage
+    # By default where the namespace is local (it can count its keys without reading them), not through a paced API.
+    check_usage = store.kv(API_USAGE).count() is not None if usage is None else usage
     if check_usage:
         from dreamcli.platform.replication.usage_check import usage_findings
 

@@ -26,7 +26,8 @@ def usage_findings(store: Store, on_tick: Callable[[], None] | None = None) -> t
     findings: list[Finding] = []
     read = 0
     namespace = store.kv(API_USAGE)
-    for prefix in ("usage:", "ratelimit:"):
+    # Each end-user's month, then the rate buckets (both bucket shapes share the first segment).
+    for prefix in (layout.prefix(layout.KeyKind.END_USER_USAGE), layout.prefix(layout.KeyKind.RATE_LIMIT)):
         for key, raw in namespace.scan(prefix=prefix):
             read += 1
             if on_tick is not None and read % 10_000 == 0:
