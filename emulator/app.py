@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from dreamcli.errors import UsageError
+from dreamcli.errors import NotFound, UsageError
 from dreamcli.platform.customers import BadRequest, ensure_schema
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
 from dreamcli.vendors.settings import Vendors, settings_from_emulator
@@ -53,6 +53,10 @@ SURFACES = (
 )
 ROOT_STRIPE = Surface("", stripe_body, request_id_header="request-id")
 ROOT_CLERK = Surface("", clerk_body)
+
+
+DELIVERY_VENDORS = ("stripe", "clerk")
+DELIVERY_STATES = ("pending", "delivered", "failed")
 
 
 class Emulator:
@@ -206,6 +210,13 @@ class Emulator:
             self._platform = PlatformServices(store, vendors, self.clock)
         return self._platform
 
+    def tallies(self) -> Any:
+        """The overview's vendor figures counted in SQL (`emulator.tallies`), not listed through the APIs."""
+        from dreamcli.vendors.settings import DREAM_API
+        from emulator.tallies import EmulatedTallies
+
+        return EmulatedTallies(self.file, DREAM_API, self.stripe.config()["account"])
+
     def signers(self) -> dict[str, WebhookVendor]:
         """How each vendor signs a delivery attempt and how it retries."""
         return {
@@ -240,6 +251,58 @@ class Emulator:
             self.outbox.abandon(lane, "the listener stopped")
 
         return secret, stop
+
+    def delivery(self, message: Message) -> dict[str, Any]:
+        """One message for one endpoint as `dream events list` and the console show it: state, attempts, the
+        last answer, the next retry."""
+        attempts = self.outbox.attempts(message.seq)
+        last = attempts[-1] if attempts else None
+        return {
+            "id": message.message_id,
+            "vendor": message.vendor,
+            "type": message.event_type,
+            "url": message.url,
+            "endpoint": message.endpoint_id,
+            "state": message.state,
+            "attempts": message.attempts,
+            "lastStatus": last["status"] if last else None,
+            "lastError": last["error"] if last else None,
+            "nextAttemptAt": message.next_at,
+            "created": message.created,
+            "listener": bool(message.lane),
+        }
+
+    def deliveries_list(
+        self,
+        vendor: str | None = None,
+        *,
+        state: str | None = None,
+        event_type: str | None = None,
+        limit: int = 20,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest deliveries first (`before`: older than that outbox seq), filtered in SQL."""
+        if vendor is not None and vendor not in DELIVERY_VENDORS:
+            raise UsageError(f"vendor must be one of {', '.join(DELIVERY_VENDORS)}")
+        if state is not None and state not in DELIVERY_STATES:
+            raise UsageError(f"state must be one of {', '.join(DELIVERY_STATES)}")
+        messages = self.outbox.messages(vendor, limit=limit, event_type=event_type, state=state, before=before)
+        return [{**self.delivery(m), "seq": m.seq} for m in messages]
+
+    def resend(self, event_id: str, endpoint_id: str | None = None, wait: float = 20.0) -> list[dict[str, Any]]:
+        """Send an event again, now, to the endpoints it went to (the same body: the same event id or svix-id), wait
+        up to `wait` seconds for the attempts, and say how each went (`dream events resend`, the console)."""
+        if event_id.startswith("evt_"):
+            vendor = "stripe"
+        elif event_id.startswith("msg_"):
+            vendor = "clerk"
+        else:
+            raise UsageError(f"{event_id!r} is neither a Stripe event id (evt_...) nor a Clerk/Svix message id (msg_...)")
+        queued = self.outbox.resend(vendor, event_id, endpoint_id)
+        if not queued:
+            raise NotFound(f"no {vendor} event {event_id}" + (f" sent to {endpoint_id}" if endpoint_id else ""))
+        self.settle(wait)
+        return [self.delivery(self.outbox.get(m.seq)) for m in queued]
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until every webhook due now has had its attempt (tests and the flow's "is it paid yet")."""

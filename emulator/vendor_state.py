@@ -130,3 +130,44 @@ class VendorState:
         )
         names = ("event_id", "event_type", "url", "status", "error", "attempted_at", "attempt")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def inventory(file: SQLiteFile) -> list[tuple[str, str, str, int]]:
+    """(vendor, scope, type, count) of every object the emulated vendors hold: Stripe's per account, Clerk's per
+    instance (read off the listing index alone)."""
+    rows = file.read(
+        lambda conn: conn.execute(
+            "SELECT vendor, scope, type, count(*) FROM _dream_vendor_objects GROUP BY vendor, scope, type "
+            "ORDER BY vendor, scope, type"
+        ).fetchall()
+    )
+    return [(vendor, scope, kind, count) for vendor, scope, kind, count in rows]
+
+
+def objects_page(
+    file: SQLiteFile, vendor: str, scope: str, kind: str, before: tuple[int, str] | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest `limit` objects of one type in one scope, older than `before` (created, id): a page in the
+    listing index's order, as the vendors' own lists page."""
+    after_clause, args = "", [vendor, scope, kind]
+    if before is not None:
+        after_clause = "AND (created < ? OR (created = ? AND id < ?))"
+        args += [before[0], before[0], before[1]]
+    rows = file.read(
+        lambda conn: conn.execute(
+            "SELECT data FROM _dream_vendor_objects WHERE vendor = ? AND scope = ? AND type = ? "
+            f"{after_clause} ORDER BY created DESC, id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+    )
+    return [public(json.loads(row[0])) for row in rows]
+
+
+def one_object(file: SQLiteFile, vendor: str, object_id: str) -> tuple[str, dict[str, Any]] | None:
+    """(scope, the object as its API shows it), or None."""
+    row = file.read(
+        lambda conn: conn.execute(
+            "SELECT scope, data FROM _dream_vendor_objects WHERE vendor = ? AND id = ?", (vendor, object_id)
+        ).fetchone()
+    )
+    return None if row is None else (row[0], public(json.loads(row[1])))

@@ -153,15 +153,25 @@ class Outbox:
         )
         return _message(row)
 
-    def messages(self, vendor: str | None = None, *, limit: int = 100, event_type: str | None = None) -> list[Message]:
-        """The newest messages first."""
-        clauses, args = [], []
-        if vendor:
-            clauses.append("vendor = ?")
-            args.append(vendor)
-        if event_type:
-            clauses.append("event_type = ?")
-            args.append(event_type)
+    def messages(
+        self,
+        vendor: str | None = None,
+        *,
+        limit: int = 100,
+        event_type: str | None = None,
+        state: str | None = None,
+        before: int | None = None,
+    ) -> list[Message]:
+        """The newest messages first (`before`: with a smaller seq than that)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, wanted in (("vendor", vendor), ("event_type", event_type), ("state", state)):
+            if wanted:
+                clauses.append(f"{column} = ?")
+                args.append(wanted)
+        if before is not None:
+            clauses.append("seq < ?")
+            args.append(before)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.file.read(
             lambda conn: conn.execute(

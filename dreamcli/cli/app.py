@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "usage": ("customers", "usage_app", "End-user usage against tier limits."),
     "dashboard": ("customers", "dashboard", "Customers by plan, MRR, usage against limits, and calls per day"),
     "overview": ("overview", "overview", "Developers by plan and how many pay, the platform's own MRR per currency"),
+    "console": ("console", "console", "A web console over the store: overview (developers, MRR and its trend, busiest"),
     "d1": ("d1", "app", "Query the D1 database and manage its migrations."),
     "emulator": ("emulator", "app", "Run the local emulator."),
     "dev": ("dev", "dev", "Start dream's emulated Stripe (:8791) and Clerk (:8792), then `wrangler dev`"),

@@ -360,6 +360,11 @@ class AppContext:
             )
         return self._emulator
 
+    def emulated(self) -> Any:
+        """The in-process emulator when this run's vendors are emulated, else None (real vendors)."""
+        self.vendors()
+        return self._emulator
+
     def close(self) -> None:
         if self._vendors is not None:
             self._vendors.http.close()

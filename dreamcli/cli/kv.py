@@ -439,14 +439,6 @@ def _report_long_scans(store: Any) -> None:
         store.kv(name).scan_observer = _ScanReport(name)
 
 
-def _key_total(store: Any) -> int | None:
-    """The keys verify will read (the two token namespaces), when the store can count them cheaply."""
-    from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
-
-    counts = [store.kv(name).count() for name in (PLATFORM_TOKENS, API_TOKENS)]
-    return None if None in counts else sum(count or 0 for count in counts)
-
-
 def _check_classes(classes: list[str] | None) -> None:
     for name in classes or []:
         if name not in CLASS_NAMES:
@@ -528,7 +520,7 @@ def _verify(
             store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
         )
     _report_long_scans(store)
-    progress = progress_line("verifying", _key_total(store))
+    progress = progress_line("verifying", replication.keys_to_read(store))
     result = replication.verify(
         store,
         on_progress=progress,

@@ -23,7 +23,9 @@ def overview(
     from dreamcli.platform.overview import overview as build
 
     run = app_context(ctx)
-    data = build(run.store(), run.vendors(), days=days, top=top, now=run.store().clock())
+    emulated = run.emulated()
+    tallies = emulated.tallies() if emulated is not None else None
+    data = build(run.store(), run.vendors(), days=days, top=top, now=run.store().clock(), tallies=tallies)
     if run.wants_json(json_flag):
         print_json(data)
         return

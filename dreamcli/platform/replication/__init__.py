@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         plan_repair,
         run,
     )
+    from dreamcli.platform.replication.snapshot import keys_to_read
     from dreamcli.platform.replication.stripe_check import stripe_agreement
 
 _HOMES = {
@@ -54,6 +55,7 @@ _HOMES = {
         "repair",
     ),
     "stripe_agreement": "stripe_check",
+    "keys_to_read": "snapshot",
 }
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "TierConfigBuilder",
     "VerifyResult",
     "apply_plan",
+    "keys_to_read",
     "plan_repair",
     "run",
     "select",

@@ -400,6 +400,12 @@ def _stop_builders() -> None:
                 continue  # gone already, or reaped by multiprocessing
 
 
+def keys_to_read(store: Store) -> int | None:
+    """The keys verify will read (the two token namespaces), when the store can count them cheaply."""
+    counts = [store.kv(name).count() for name in (PLATFORM_TOKENS, API_TOKENS)]
+    return None if None in counts else sum(count or 0 for count in counts)
+
+
 SNAPSHOT_PREFIX = "dream-verify-"  # + the pid of the process whose snapshot it is
 
 

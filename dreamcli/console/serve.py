@@ -1,0 +1,42 @@
+"""The console on a loopback port: `dream console`, and beside `dream emulator serve` and `dream dev`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dreamcli.console.pages import Console, create_app
+
+DEFAULT_PORT = 8793
+
+
+class ConsoleServer:
+    """The console's app on 127.0.0.1 (only: it holds the operator's session), in a background thread."""
+
+    def __init__(self, console: Console, port: int = DEFAULT_PORT) -> None:
+        from emulator.server import LoopbackServer
+
+        self.console = console
+        self.server = LoopbackServer(create_app(console), host="127.0.0.1", port=port)
+        self.url = ""
+
+    def start(self) -> str:
+        self.url = self.server.start()
+        return self.url
+
+    def sign_in_url(self) -> str:
+        """The one-time sign-in address (a secret until used: printed once)."""
+        return f"{self.url}/signin?token={self.console.sessions.token}"
+
+    def signal_stop(self) -> None:
+        self.console.stopping.set()  # live streams end, so the server's graceful stop does not wait on them
+        self.server.signal_stop()
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.server.stop()
+
+
+def console_for_emulator(emulator: Any, *, port: int = DEFAULT_PORT) -> ConsoleServer:
+    """The console over an emulator's own store and vendors (`dream emulator serve`)."""
+    services = emulator.platform()
+    return ConsoleServer(Console(services.store, services.vendors, emulator), port)
