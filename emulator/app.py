@@ -297,7 +297,9 @@ class Emulator:
         elif event_id.startswith("msg_"):
             vendor = "clerk"
         else:
-            raise UsageError(f"{event_id!r} is neither a Stripe event id (evt_...) nor a Clerk/Svix message id (msg_...)")
+            raise UsageError(
+                f"{event_id!r} is neither a Stripe event id (evt_...) nor a Clerk/Svix message id (msg_...)"
+            )
         queued = self.outbox.resend(vendor, event_id, endpoint_id)
         if not queued:
             raise NotFound(f"no {vendor} event {event_id}" + (f" sent to {endpoint_id}" if endpoint_id else ""))

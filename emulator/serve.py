@@ -33,7 +33,9 @@ PORT_FLAGS = {
     "vendors": "--vendor-port",
     "stripe": "--stripe-port",
     "clerk": "--clerk-port",
+    "console": "--console-port",
 }
+CONSOLE_PORT = 8793  # the web console's (dreamcli.console), always on 127.0.0.1
 
 
 def port_flags(chosen: dict[str, int] | None = None) -> list[str]:
@@ -93,6 +95,7 @@ class Serving:
         log: Callable[[str], None] | None = None,
         webhook_hour: float = 1.0,
         platform: bool = True,
+        console_port: int | None = CONSOLE_PORT,
     ) -> None:
         """`platform=False` serves the vendors alone (`dream dev` runs the workers themselves under wrangler)."""
         self.emulator = Emulator(store_path, clock=clock, webhook_hour=webhook_hour)
@@ -115,6 +118,13 @@ class Serving:
             for name, app in apps.items()
         }
         self.urls: dict[str, str] = {}
+        # The web console over this store, on 127.0.0.1 whatever --host says (it holds the operator's session); not
+        # in the request log, whose lines would carry its sign-in address. None: `--console-port -1` or no platform.
+        self.console: Any = None
+        if platform and console_port is not None:
+            from dreamcli.console.serve import console_for_emulator
+
+            self.console = console_for_emulator(self.emulator, port=console_port)
 
     def start(self) -> dict[str, str]:
         try:
@@ -126,6 +136,8 @@ class Serving:
                 f"{status if status is not None else error} (attempt {message.attempts + 1}, {state})"
             )
             self.emulator.deliveries.start()  # webhooks queued by any process over this store (and retries)
+            if self.console is not None:
+                self.console.start()
         except BaseException:
             self.stop()
             raise
@@ -133,6 +145,9 @@ class Serving:
 
     def stop(self) -> None:
         running = [server for server in self.servers.values() if server.thread.is_alive()]
+        if self.console is not None and self.console.server.thread.is_alive():
+            self.console.signal_stop()  # its live streams end now: no graceful wait on them
+            running.append(self.console.server)
         for server in running:  # all asked at once, then waited for: one grace period, not one per server
             server.signal_stop()
         for server in running:

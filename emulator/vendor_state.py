@@ -149,7 +149,8 @@ def objects_page(
 ) -> list[dict[str, Any]]:
     """The newest `limit` objects of one type in one scope, older than `before` (created, id): a page in the
     listing index's order, as the vendors' own lists page."""
-    after_clause, args = "", [vendor, scope, kind]
+    after_clause = ""
+    args: list[Any] = [vendor, scope, kind]
     if before is not None:
         after_clause = "AND (created < ? OR (created = ? AND id < ?))"
         args += [before[0], before[0], before[1]]

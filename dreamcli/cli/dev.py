@@ -3,18 +3,20 @@
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from dreamcli.cli.context import (
     DEFAULT_STORE,
+    AppContext,
     app_context,
     parse_store_spec,
     status,
     stop_on_signals,
     wait_until_stopped,
 )
+from dreamcli.errors import StoreError
 
 
 def dev(
@@ -42,6 +44,10 @@ def dev(
     vendor_port: Annotated[int, typer.Option("--vendor-port", help="The vendors' helpers (checkout pages).")] = 8790,
     stripe_port: Annotated[int, typer.Option("--stripe-port", help="Stripe's API.")] = 8791,
     clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API.")] = 8792,
+    console_port: Annotated[
+        int,
+        typer.Option("--console-port", min=-1, max=65535, help="The web console over the workers' state (-1: none)."),
+    ] = 8793,
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1.0, help="Stop after this many seconds (for scripts).")
     ] = None,
@@ -98,6 +104,8 @@ def dev(
             "workers' secrets through them"
         )
     started = time.perf_counter()
+    web: Any = None
+    console_run: Any = None
     status("starting the vendors and three workers (wrangler dev)...")
     try:
         urls = platform.start()
@@ -112,7 +120,21 @@ def dev(
             else " --urls " + ",".join(f"{role}={urls[role]}" for role in ("front-auth-api", "oauth-api", "api-multi"))
         )
         status(f"next: dream flow run --workers{urls_flag} --store {platform.store_spec()}   (Ctrl-C here stops all)")
+        if console_port != -1:
+            from dreamcli.console.serve import console_for_store
+
+            console_run = AppContext(store_spec=platform.store_spec())
+            web = console_for_store(console_run.store(), platform.emulator, port=console_port)
+            try:
+                web.start()
+            except OSError as exc:
+                raise StoreError(f"the web console: {exc} (--console-port 0 picks a free port, -1 none)") from None
+            status(f"web console: {web.sign_in_url()}  (sign-in address: works once)")
         wait_until_stopped(stop, timeout)
     finally:
+        if web is not None:
+            web.stop()
+        if console_run is not None:
+            console_run.close()
         platform.stop()
         status("stopped")

@@ -73,6 +73,15 @@ def emulator_serve(
         int, typer.Option("--stripe-port", help="Stripe's API at the root, for its SDKs (:8791).")
     ] = 8791,
     clerk_port: Annotated[int, typer.Option("--clerk-port", help="Clerk's Backend API at the root (:8792).")] = 8792,
+    console_port: Annotated[
+        int,
+        typer.Option(
+            "--console-port",
+            min=-1,
+            max=65535,
+            help="The web console (`dream console`), on 127.0.0.1 whatever --host says (:8793; -1: none).",
+        ),
+    ] = 8793,
     webhook_hour: Annotated[
         float,
         typer.Option(
@@ -131,6 +140,7 @@ def emulator_serve(
             "stripe": stripe_port,
             "clerk": clerk_port,
         },
+        console_port=None if console_port == -1 else console_port,
     )
     if limit is not None:
         knobs = serving.emulator.cloudflare_knobs
@@ -153,6 +163,9 @@ def emulator_serve(
         stop_on_signals(stop)  # before anything says it serves: a signal from then on is a clean stop
         for name, url in urls.items():
             typer.echo(f"{name:<15} {url}")
+        if serving.console is not None:
+            typer.echo(f"{'console':<15} {serving.console.sign_in_url()}")
+            status("console: the web console; open its address to sign in (it works once)")
         for line in client_settings(urls):
             status(line)
         shown = (

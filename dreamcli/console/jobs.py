@@ -72,7 +72,7 @@ class Jobs:
     def busy(self) -> bool:
         return self.current is not None and self.current.finished is None
 
-    def _start(self, job: Job, work: Callable[[Job], None]) -> Job:
+    def _start(self, job: Job, work: Callable[[Job], object]) -> Job:
         with self._lock:
             if self.busy():
                 raise DreamError(f"a {self.current.kind if self.current else 'job'} is running: wait for it to end")
@@ -81,7 +81,7 @@ class Jobs:
         thread.start()
         return job
 
-    def _run(self, job: Job, work: Callable[[Job], None]) -> None:
+    def _run(self, job: Job, work: Callable[[Job], object]) -> None:
         try:
             work(job)
         except DreamError as exc:

@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from dreamcli import layout
 from dreamcli.console import browse, charts, security
 from dreamcli.console.jobs import Jobs, Options, plan_digest
-from dreamcli.errors import DreamError, NotFound, UsageError
+from dreamcli.errors import DreamError, NotFound, RemoteError, StoreError, UsageError
 from dreamcli.stores.ports import Store
 from dreamcli.topology import API_TOKENS, API_USAGE, PLATFORM_TOKENS, PLATFORM_USAGE
 
@@ -144,7 +144,7 @@ class Pages:
         origin = f"{request.url.scheme}://{request.headers.get('host', '')}"
         if not security.same_origin({k.lower(): v for k, v in request.headers.items()}, origin):
             raise HTTPException(403, "this form was sent from another site: refused")
-        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        if body and "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
             raise HTTPException(415, "forms are sent as application/x-www-form-urlencoded")
         from urllib.parse import parse_qsl
 
@@ -612,6 +612,19 @@ class Pages:
         return self.console.stopping.is_set()
 
 
+def _status_of(exc: Exception) -> int:
+    """A dream error's HTTP status: the input (4xx), or what the console depends on (502, 503)."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, UsageError):
+        return 400
+    if isinstance(exc, RemoteError):
+        return 502  # Cloudflare, Stripe or Clerk failed
+    if isinstance(exc, StoreError):
+        return 503  # the store is busy (another process's write) or unreadable
+    return 409
+
+
 def _has_tiers(store: Store, platform_id: str) -> bool:
     return store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is not None
 
@@ -660,7 +673,7 @@ def create_app(console: Console) -> Starlette:
     def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """Coroutines as they are; a page that reads the store in a worker thread, so the loop keeps serving."""
         if asyncio.iscoroutinefunction(handler):
-            return handler  # type: ignore[return-value]
+            return handler
 
         async def threaded(request: Request) -> Response:
             result: Response = await asyncio.to_thread(handler, request)
@@ -701,8 +714,7 @@ def create_app(console: Console) -> Starlette:
         return problem(request, exc.status_code, str(exc.detail))
 
     async def dream_error(request: Request, exc: Exception) -> Response:
-        status_code = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, UsageError) else 409
-        return problem(request, status_code, str(exc))
+        return problem(request, _status_of(exc), str(exc))
 
     async def crash(request: Request, exc: Exception) -> Response:
         log.error("console %s %s failed", request.method, request.url.path, exc_info=exc)

@@ -40,3 +40,11 @@ def console_for_emulator(emulator: Any, *, port: int = DEFAULT_PORT) -> ConsoleS
     """The console over an emulator's own store and vendors (`dream emulator serve`)."""
     services = emulator.platform()
     return ConsoleServer(Console(services.store, services.vendors, emulator), port)
+
+
+def console_for_store(store: Any, emulator: Any, *, port: int = DEFAULT_PORT) -> ConsoleServer:
+    """The console over `store` (`dream dev`: the workers' wrangler state) with an emulator's vendors."""
+    from dreamcli.vendors.settings import Vendors, settings_from_emulator
+
+    vendors = Vendors(settings_from_emulator(emulator.config()), emulator.client(), clock=emulator.clock)
+    return ConsoleServer(Console(store, vendors, emulator), port)

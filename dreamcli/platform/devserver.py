@@ -89,6 +89,11 @@ class DevPlatform:
     _reaper: Reaper | None = None  # stops the workers and removes the env files if dream dies without stop()
     _record: RunRecord | None = None  # what this run started, for the next run if both dream and its reaper die
 
+    @property
+    def emulator(self) -> object:
+        """The emulated vendors, once started."""
+        return getattr(self._serving, "emulator", None)
+
     def store_spec(self) -> str:
         """The `--store` that reads the state the workers use."""
         folders = LAYOUTS[self.layout]

@@ -87,3 +87,65 @@ D1_ATTACKS = [
 
 # Found by the fuzz: a form body whose parameter names are all digits decoded to a list, not parameters.
 STRIPE_FORM_CASES = [b"[", b"0=a", b"0=a&1=b", b"[0]=x"]
+
+# The web console (dream console), signed in and with the session's CSRF token: (method, path, form fields or None);
+# each must answer 4xx in the console's own page, never 500. {plt} and {pk} are a real platform and its live pair.
+CONSOLE_CASES = [
+    ("GET", "/platforms/%3Cscript%3Ealert(1)%3C%2Fscript%3E", None),
+    ("GET", "/platforms/plt_nope", None),
+    ("GET", "/platforms/" + "p" * 5000, None),
+    ("GET", "/platforms?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", None),
+    ("GET", "/platforms?q=nobody%40example.com", None),
+    ("GET", "/platforms?cursor=" + "z" * 600, None),
+    ("GET", "/platforms/{plt}/keys/pk_nope/rotate", None),
+    ("GET", "/platforms/{plt}/keys/{pk}/explode", None),
+    ("GET", "/platforms/{plt}/keys/%3Cb%3E/revoke", None),
+    ("GET", "/kv?ns=nope", None),
+    ("GET", "/kv?prefix=" + "a" * 600, None),
+    ("GET", "/kv?prefix=%00", None),
+    ("GET", "/kv?ns=api-tokens&cursor=garbage", None),
+    ("GET", "/kv/value", None),
+    ("GET", "/kv/value?ns=api-tokens&key=nope", None),
+    ("GET", "/kv/value?ns=%3Cscript%3E&key=x", None),
+    ("GET", "/webhooks?before=abc", None),
+    ("GET", "/webhooks?vendor=evil", None),
+    ("GET", "/webhooks?state=%3Cb%3E", None),
+    ("GET", "/vendors/evil/objects/a/b", None),
+    ("GET", "/vendors/stripe/objects/acct_x/customer?before=abc", None),
+    ("GET", "/vendors/stripe/object/nope", None),
+    ("GET", "/vendors/clerk/object/" + "u" * 300, None),
+    ("GET", "/replication?class=" + "c" * 600, None),
+    ("GET", "/nowhere", None),
+    ("POST", "/webhooks/resend", {"event": "evt_nope"}),
+    ("POST", "/webhooks/resend", {"event": "<script>alert(1)</script>"}),
+    ("POST", "/webhooks/resend", {"event": "msg_" + "x" * 300}),
+    ("POST", "/replication/repair", {"plan": "not-a-plan"}),
+    ("POST", "/platforms/{plt}/keys/pk_nope/revoke", {}),
+    ("POST", "/platforms/{plt}/keys/{pk}/rotate", {"grace": "99y"}),
+    ("POST", "/platforms/{plt}/keys/{pk}/burn", {}),
+]
+
+# Every route of the console: without a session each answers 401; each POST without (or with a wrong) CSRF token 403.
+CONSOLE_ROUTES = [
+    ("GET", "/"),
+    ("GET", "/platforms"),
+    ("GET", "/platforms/{plt}"),
+    ("GET", "/platforms/{plt}/keys/{pk}/rotate"),
+    ("POST", "/platforms/{plt}/keys/{pk}/rotate"),
+    ("POST", "/platforms/{plt}/keys/{pk}/revoke"),
+    ("GET", "/replication"),
+    ("POST", "/replication/verify"),
+    ("GET", "/replication/repair"),
+    ("POST", "/replication/repair"),
+    ("GET", "/replication/progress-page"),
+    ("GET", "/replication/progress"),
+    ("GET", "/webhooks"),
+    ("POST", "/webhooks/resend"),
+    ("GET", "/vendors"),
+    ("GET", "/vendors/stripe/objects/x/customer"),
+    ("GET", "/vendors/stripe/object/x"),
+    ("GET", "/kv"),
+    ("GET", "/kv/value?ns=api-tokens&key=x"),
+    ("GET", "/live"),
+    ("POST", "/signout"),
+]

@@ -1,0 +1,423 @@
+"""The web console over HTTP, on a real loopback server: signing in, every page, the actions (each checked in the
+store afterwards), and what it refuses (no session, no CSRF token, another origin, another Host, hostile input)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dreamcli import layout
+from dreamcli.cli.context import AppContext
+from dreamcli.console import security
+from dreamcli.console.pages import Console
+from dreamcli.console.serve import ConsoleServer
+from dreamcli.platform import keys, replication
+from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
+from tests.security.corpus import CONSOLE_CASES, CONSOLE_ROUTES
+
+pytestmark = pytest.mark.socket
+DREAM = str(Path(sys.executable).with_name("dream"))
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+@dataclass
+class Served:
+    url: str
+    server: ConsoleServer
+    run: AppContext
+    flow: dict[str, Any]
+
+    @property
+    def store(self) -> Any:
+        return self.server.console.store
+
+    def client(self, signed_in: bool = True) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=30.0)
+        if signed_in:
+            answer = client.get(f"/signin?token={self.server.console.sessions.token}")
+            assert answer.status_code == 303, answer.text
+        return client
+
+
+def _served(path: Path, flow: dict[str, Any], *, read_only: bool = False) -> Iterator[Served]:
+    run = AppContext(store_spec=str(path))
+    vendors = run.vendors()
+    server = ConsoleServer(Console(run.store(), vendors, run.emulated(), read_only=read_only), port=0)
+    url = server.start()
+    try:
+        yield Served(url, server, run, flow)
+    finally:
+        server.stop()
+        run.close()
+
+
+@pytest.fixture
+def flowed(dream, tmp_path) -> tuple[Path, dict[str, Any]]:
+    flow = dream.json("flow", "run", "--json")
+    return tmp_path / "store.db", flow
+
+
+@pytest.fixture
+def served(flowed) -> Iterator[Served]:
+    yield from _served(*flowed)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def post(client: httpx.Client, path: str, fields: dict[str, str], page: str = "/") -> httpx.Response:
+    token = csrf_of(client.get(page).text)
+    return client.post(path, data={"csrf": token, **fields})
+
+
+def _fill(path: str, served: Served) -> str:
+    return path.replace("{plt}", served.flow["platformId"]).replace("{pk}", served.flow["publishableKey"])
+
+
+# -- signing in ------------------------------------------------------------------------------------------------
+
+
+def test_the_sign_in_address_works_once_and_sets_a_strict_httponly_cookie(served):
+    client = httpx.Client(base_url=served.url)
+    assert client.get("/signin?token=wrong").status_code == 403
+    answer = client.get(f"/signin?token={served.server.console.sessions.token}")
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{security.COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert client.get("/").status_code == 200
+    again = httpx.get(f"{served.url}/signin?token={served.server.console.sessions.token}")
+    assert again.status_code == 403 and "used already" in again.text
+
+
+def test_every_route_needs_a_session(served):
+    forged = {"cookie": f"{security.COOKIE}=forged"}
+    for method, path in CONSOLE_ROUTES:
+        for headers in ({}, forged):
+            answer = httpx.request(method, served.url + _fill(path, served), headers=headers)
+            assert answer.status_code == 401, (method, path, headers)
+            assert "dream console" in answer.text
+
+
+def test_every_post_needs_the_sessions_csrf_token_and_this_origin(served):
+    client = served.client()
+    token = csrf_of(client.get("/").text)
+    plt, pk = served.flow["platformId"], served.flow["publishableKey"]
+    for method, path in CONSOLE_ROUTES:
+        if method != "POST":
+            continue
+        target = _fill(path, served)
+        assert client.post(target, data={}).status_code == 403, path
+        assert client.post(target, data={"csrf": "guess"}).status_code == 403, path
+        other_origin = client.post(target, data={"csrf": token}, headers={"origin": "http://evil.example"})
+        assert other_origin.status_code == 403, path
+        cross_site = client.post(target, data={"csrf": token}, headers={"sec-fetch-site": "cross-site"})
+        assert cross_site.status_code == 403, path
+    # Nothing was done: the pair is still active, no new pair, no job ran.
+    pairs = keys.list_keys(served.store, plt)
+    assert [(p.publishable_key, p.status(served.store.clock())) for p in pairs] == [(pk, "active")]
+    assert served.server.console.jobs.current is None
+
+
+def test_another_host_is_refused(served):
+    answer = httpx.get(served.url + "/", headers={"host": "attacker.example"})
+    assert answer.status_code == 421
+
+
+def test_every_answer_carries_the_security_headers(served):
+    client = served.client()
+    for path in ("/", "/platforms", "/kv", "/webhooks", "/vendors", "/replication", "/nowhere", "/static/console.css"):
+        answer = client.get(path)
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["server-timing"].startswith("app;dur=")
+
+
+def test_no_page_has_inline_script_or_an_external_reference(served):
+    client = served.client()
+    plt = served.flow["platformId"]
+    for path in ("/", "/platforms", f"/platforms/{plt}", "/kv", "/webhooks", "/vendors", "/replication"):
+        page = client.get(path).text
+        assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/console.js" defer>'], path
+        assert not re.search(r"\son[a-z]+=", page), path  # no inline event handlers
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), path
+
+
+# -- pages -----------------------------------------------------------------------------------------------------
+
+
+def test_every_page_shows_the_flows_platform(served):
+    client = served.client()
+    plt, pk = served.flow["platformId"], served.flow["publishableKey"]
+    overview = client.get("/").text
+    assert "Developers" in overview and "15.00 USD" in overview  # one paying developer at $15/month
+    assert plt in client.get("/platforms").text
+    assert client.get(f"/platforms?q={plt}").headers["location"] == f"/platforms/{plt}"
+    platform = client.get(f"/platforms/{plt}").text
+    assert pk in platform and "Rotate" in platform and "Revoke" in platform
+    assert served.flow["secretKey"] not in platform  # shown once by the flow, never again
+    kv = client.get("/kv", params={"ns": "api-tokens", "prefix": "publishablekey:"}).text
+    assert layout.publishable_key_platform(pk) in kv
+    value = client.get(
+        "/kv/value", params={"ns": "platform-tokens", "key": layout.user_stripe_token(served.flow["userId"])}
+    )
+    assert value.status_code == 200 and "accessToken: (secret)" in value.text
+    vendors = client.get("/vendors").text
+    assert "Stripe" in vendors and "Clerk" in vendors
+    users = re.search(r'href="(/vendors/clerk/objects/dream-api/user)"', vendors)
+    assert users is not None
+    listing = client.get(users.group(1)).text
+    assert served.flow["userId"] in listing
+    detail = client.get(f"/vendors/clerk/object/{served.flow['userId']}")
+    assert detail.status_code == 200 and served.flow["userId"] in detail.text
+    webhooks = client.get("/webhooks").text
+    assert "checkout.session.completed" in webhooks and "delivered" in webhooks
+    assert "Not verified yet" in client.get("/replication").text
+
+
+def test_live_counters_stream_as_server_sent_events(served):
+    client = served.client()
+    with client.stream("GET", "/live") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        line = next(line for line in events.iter_lines() if line.startswith("data: "))
+    import json
+
+    figures = json.loads(line.removeprefix("data: "))
+    assert figures["developers"] == 1 and figures["webhooksFailed"] == 0 and "callsThisMonth" in figures
+
+
+# -- actions ---------------------------------------------------------------------------------------------------
+
+
+def test_rotate_with_grace_shows_the_new_secret_once_and_the_store_has_both_pairs(served):
+    client = served.client()
+    plt, pk = served.flow["platformId"], served.flow["publishableKey"]
+    confirm = client.get(f"/platforms/{plt}/keys/{pk}/rotate")
+    assert confirm.status_code == 200 and 'name="grace"' in confirm.text
+    done = client.post(f"/platforms/{plt}/keys/{pk}/rotate", data={"csrf": csrf_of(confirm.text), "grace": "24h"})
+    assert done.status_code == 200
+    secret = re.search(r'<code class="secret">(sk_[A-Za-z0-9_]+)</code>', done.text)
+    assert secret is not None and "shown this once" in done.text
+    now = served.store.clock()
+    pairs = {p.publishable_key: p for p in keys.list_keys(served.store, plt)}
+    assert pairs[pk].status(now) == "expiring" and 86_000 < pairs[pk].expires_at - now <= 86_400
+    (new_pk,) = set(pairs) - {pk}
+    assert pairs[new_pk].status(now) == "active"
+    from dreamcli.platform.secrets import hash_secret
+
+    assert pairs[new_pk].secret_hash == hash_secret(secret.group(1))
+    assert served.store.kv(API_TOKENS).get(layout.secret_key_publishable(hash_secret(secret.group(1)))) is not None
+    assert secret.group(1) not in client.get(f"/platforms/{plt}").text  # never shown again
+
+
+def test_revoke_needs_force_for_the_last_pair_then_the_store_has_it_revoked(served):
+    client = served.client()
+    plt, pk = served.flow["platformId"], served.flow["publishableKey"]
+    page = f"/platforms/{plt}/keys/{pk}/revoke"
+    refused = post(client, page, {}, page)
+    assert refused.status_code == 400 and "last active pair" in refused.text
+    done = post(client, page, {"force": "yes"}, page)
+    assert done.status_code == 303
+    assert "is revoked" in client.get(done.headers["location"]).text
+    (pair,) = keys.list_keys(served.store, plt)
+    assert pair.status(served.store.clock()) == "revoked"
+    assert served.store.kv(API_TOKENS).get(layout.publishable_key_platform(pk)) is None
+
+
+def _wait_for_job(served: Served, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    jobs = served.server.console.jobs
+    while jobs.busy():
+        assert time.monotonic() < deadline, "the console's job did not end"
+        time.sleep(0.05)
+    return jobs.current
+
+
+def test_verify_then_repair_a_drifted_store_with_live_progress(served):
+    client = served.client()
+    pk = served.flow["publishableKey"]
+    served.store.kv(API_TOKENS).delete(layout.publishable_key_platform(pk))  # the guide's bug: a missing copy
+    started = post(client, "/replication/verify", {}, "/replication")
+    assert started.status_code == 303 and started.headers["location"] == "/replication/progress-page"
+    with client.stream("GET", "/replication/progress") as events:
+        states = [line for line in events.iter_lines() if line.startswith("data: ")]
+    assert '"finished": true' in states[-1]
+    assert _wait_for_job(served).error is None
+    page = client.get("/replication").text
+    assert "1 findings" in page and layout.publishable_key_platform(pk) in page
+    confirm = client.get("/replication/repair")
+    assert confirm.status_code == 200 and "Apply 1 actions" in confirm.text
+    digest = re.search(r'name="plan" value="([0-9a-f]{32})"', confirm.text)
+    assert digest is not None
+    applied = client.post("/replication/repair", data={"csrf": csrf_of(confirm.text), "plan": digest.group(1)})
+    assert applied.status_code == 303
+    job = _wait_for_job(served)
+    assert job.error is None and job.declined_because is None and job.report.applied == 1
+    assert served.store.kv(API_TOKENS).get(layout.publishable_key_platform(pk)) is not None
+    assert replication.verify(served.store).clean
+    assert "clean" in client.get("/replication").text
+
+
+def test_a_repair_confirmed_on_an_older_plan_applies_nothing(served):
+    client = served.client()
+    pk = served.flow["publishableKey"]
+    api = served.store.kv(API_TOKENS)
+    api.delete(layout.publishable_key_platform(pk))
+    post(client, "/replication/verify", {}, "/replication")
+    _wait_for_job(served)
+    confirm = client.get("/replication/repair")
+    digest = re.search(r'name="plan" value="([0-9a-f]{32})"', confirm.text).group(1)
+    served.store.kv(PLATFORM_TOKENS).delete(layout.user_stripe_token(served.flow["userId"]))  # the store drifts on
+    client.post("/replication/repair", data={"csrf": csrf_of(confirm.text), "plan": digest})
+    job = _wait_for_job(served)
+    assert job.declined_because is not None and "nothing was applied" in job.declined_because
+    assert api.get(layout.publishable_key_platform(pk)) is None
+    assert "the store changed since the plan you confirmed" in client.get("/replication").text
+
+
+def test_resend_a_delivery_and_the_outbox_has_its_new_attempt(served):
+    client = served.client()
+    emulator = served.server.console.emulator
+    (first,) = [
+        row for row in emulator.deliveries_list("stripe", limit=50) if row["type"] == "checkout.session.completed"
+    ]
+    before = len(emulator.deliveries_list("stripe", limit=200))
+    done = post(client, "/webhooks/resend", {"event": first["id"], "endpoint": first["endpoint"]}, "/webhooks")
+    assert done.status_code == 303
+    rows = emulator.deliveries_list("stripe", limit=200)
+    assert len(rows) == before + 1 and rows[0]["id"] == first["id"] and rows[0]["state"] == "delivered"
+    assert f"{first['id']} resent to" in client.get("/webhooks").text
+
+
+def test_a_read_only_console_refuses_every_change_but_verifies(flowed):
+    for served in _served(*flowed, read_only=True):
+        client = served.client()
+        plt, pk = served.flow["platformId"], served.flow["publishableKey"]
+        page = client.get(f"/platforms/{plt}").text
+        assert "(read-only)" in page and "Rotate</a>" not in page
+        refused = post(client, f"/platforms/{plt}/keys/{pk}/revoke", {"force": "yes"})
+        assert refused.status_code == 403 and "read-only" in refused.text
+        assert keys.list_keys(served.store, plt)[0].status(served.store.clock()) == "active"
+        assert post(client, "/replication/verify", {}, "/replication").status_code == 303
+        assert _wait_for_job(served).error is None
+
+
+# -- hostile input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "form"), CONSOLE_CASES, ids=[f"{m} {p[:60]}" for m, p, _ in CONSOLE_CASES])
+def test_hostile_requests_get_a_4xx_page_never_a_500(served, method, path, form):
+    client = served.client()
+    target = _fill(path, served)
+    if method == "POST":
+        answer = post(client, target, {key: _fill(value, served) for key, value in (form or {}).items()})
+    else:
+        answer = client.get(target)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[-400:])
+    assert "<script>alert" not in answer.text and "<img src=x" not in answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_oversized_and_odd_forms_are_refused(served):
+    client = served.client()
+    token = csrf_of(client.get("/").text)
+    huge = client.post("/webhooks/resend", data={"csrf": token, "event": "x" * 20_000})
+    assert huge.status_code == 413
+    as_json = client.post("/webhooks/resend", json={"csrf": token, "event": "evt_x"})
+    assert as_json.status_code == 415
+    garbled = client.post(
+        "/webhooks/resend", content=b"\xff\xfe", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert garbled.status_code == 400
+
+
+def test_hostile_keys_values_emails_and_metadata_render_inert(served):
+    client = served.client()
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    served.store.kv(API_TOKENS).put(f"note:{evil}", evil, metadata={"who": evil})
+    served.server.console.emulator.clerk.import_users(
+        "dream-api", [{"id": "user_evil", "email": f"a{evil}@example.com", "public_metadata": {"plan": evil}}]
+    )
+    listing = client.get("/kv", params={"ns": "api-tokens", "prefix": "note:"}).text
+    value = client.get("/kv/value", params={"ns": "api-tokens", "key": f"note:{evil}"}).text
+    for page in (listing, value):
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert" in page
+    users = client.get("/vendors/clerk/objects/dream-api/user").text
+    assert "<script>alert" not in users and "<img src=x" not in users
+
+
+# -- the commands that serve it ----------------------------------------------------------------------------------
+
+
+def _read_until(stream: Any, marker: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        seen += line
+        if marker in line:
+            return line
+    raise AssertionError(f"no {marker!r} in: {seen}")
+
+
+def test_dream_console_prints_its_address_serves_the_store_and_stops_on_ctrl_c(flowed):
+    path, flow = flowed
+    process = subprocess.Popen(
+        [DREAM, "--store", str(path), "console", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _read_until(process.stdout, "/signin?token=")
+        address = line.split()[1]
+        assert address.startswith("http://127.0.0.1:")
+        client = httpx.Client(timeout=30.0)
+        assert client.get(address).status_code == 303
+        base = address.split("/signin")[0]
+        assert flow["platformId"] in client.get(f"{base}/platforms/{flow['platformId']}").text
+        process.send_signal(2)
+        assert process.wait(timeout=30) == 0
+    finally:
+        stop_process(process)
+
+
+def test_emulator_serve_carries_the_console_on_loopback(flowed):
+    from emulator.serve import port_flags
+
+    path, flow = flowed
+    process = subprocess.Popen(
+        [DREAM, "--store", str(path), "emulator", "serve", *port_flags()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = _read_until(process.stdout, "console")
+        address = line.split()[1]
+        assert address.startswith("http://127.0.0.1:") and "/signin?token=" in address
+        client = httpx.Client(timeout=30.0)
+        assert client.get(address).status_code == 303
+        assert flow["platformId"] in client.get(address.split("/signin")[0] + "/platforms").text
+    finally:
+        stop_process(process)
