@@ -1,5 +1,6 @@
 """The clients nobody here wrote that the interop tests drive (wrangler, stripe-node, @clerk/backend, the Stripe
-CLI, svix, the reference workers' own dependencies): where each is installed, and installing the missing ones.
+CLI, svix, the reference workers' own dependencies; and Debian's chromium for the console's browser tests): where
+each is installed, and installing the missing ones.
 
 The test command installs them itself, cached in `.cache/` (and `fixtures/workers/node_modules`), at the start of
 the session (`pytest_sessionstart` in conftest), so `python -m pytest` on a fresh clone runs what CI runs. A test
@@ -17,28 +18,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 @dataclass(frozen=True)
 class Peer:
     name: str
     markers: tuple[Path, ...]  # present once installed
-    commands: tuple[tuple[str, ...], ...]  # what installs it (npm, from the registry, versions pinned)
+    commands: tuple[tuple[str, ...], ...]  # what installs it (npm, from the registry, versions pinned; or apt-get)
+    runtime: str = "node"  # what it runs on ("node"), or "" for a program of its own (Debian's chromium)
 
     @property
     def present(self) -> bool:
-        return shutil.which("node") is not None and all(marker.exists() for marker in self.markers)
+        runs = not self.runtime or shutil.which(self.runtime) is not None
+        return runs and all(marker.exists() for marker in self.markers)
 
     @property
     def marker(self) -> Path:
         return self.markers[0]
 
     def why_missing(self) -> str:
-        if shutil.which("node") is None:
+        if self.runtime and shutil.which(self.runtime) is None:
             return f"{self.name} needs Node, which is not installed"
         missing = next(marker for marker in self.markers if not marker.exists())
         commands = "; ".join(" ".join(command) for command in self.commands)
-        return f"{self.name} is not installed ({missing.relative_to(ROOT)} missing; `{commands}`)"
+        shown = missing.relative_to(ROOT) if missing.is_relative_to(ROOT) else missing
+        return f"{self.name} is not installed ({shown} missing; `{commands}`)"
+
+    def installer_missing(self) -> str | None:
+        """Why this machine cannot install it (None: it can)."""
+        tool = self.commands[0][0]
+        if tool == "apt-get":
+            if shutil.which("apt-get") is None:
+                return f"{self.name}: this is not a Debian system (no apt-get): install it yourself"
+            if os.geteuid() != 0:
+                return f"{self.name}: installing it needs root (`sudo apt-get install chromium`)"
+            return None
+        if shutil.which("npm") is None or shutil.which("node") is None:
+            return f"{self.name}: Node and npm are not installed"
+        return None
 
 
 NPM = ("npm", "--no-audit", "--no-fund", "--loglevel=error")
@@ -70,6 +88,13 @@ PEERS = {
         + tuple(GUIDE_WORKERS / folder / "node_modules" / ".bin" / "wrangler" for folder in GUIDE_WORKER_FOLDERS),
         tuple((*NPM, "ci", "--prefix", str(GUIDE_WORKERS / folder)) for folder in GUIDE_WORKER_FOLDERS),
     ),
+    # the console's browser tests: Debian's chromium, driven headless by Playwright for Python (a test extra)
+    "chromium": Peer(
+        "Debian's chromium (the console's browser tests)",
+        (CHROMIUM,),
+        (("apt-get", "update", "-q"), ("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium")),
+        runtime="",
+    ),
 }
 WRANGLER = PEERS["wrangler"].marker
 NODE_PEERS = CACHE / "npm-peers" / "node_modules"
@@ -82,15 +107,23 @@ def in_ci() -> bool:
 def install_missing(say=print) -> list[str]:
     """Install every missing peer; what could not be installed, one line each (empty: all present)."""
     failed = []
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        return [f"{peer.name}: Node and npm are not installed" for peer in PEERS.values() if not peer.present]
     for peer in PEERS.values():
         if peer.present:
+            continue
+        cannot = peer.installer_missing()
+        if cannot is not None:
+            failed.append(cannot)
             continue
         broke = False
         for command in peer.commands:
             say(f"installing {peer.name} (cached for the next runs): {' '.join(command)}")
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
             if done.returncode != 0:
                 failed.append(f"{peer.name}: {' '.join(command)} failed: {done.stderr.strip()[-500:]}")
                 broke = True

@@ -782,7 +782,8 @@ async def _plain(send: Any, status_code: int, message: str) -> None:
 
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dream console</title>'
-        '<link rel="stylesheet" href="/static/console.css"></head><body><main class="narrow"><h1>dream console</h1>'
+        '<link rel="stylesheet" href="/static/console.css"><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        '</head><body><main class="narrow"><h1>dream console</h1>'
         f"<p>{escape(message)}</p></main></body></html>"
     ).encode()
     await send(

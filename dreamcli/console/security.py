@@ -9,7 +9,7 @@
 - DNS rebinding: a request whose Host is not this console's own address is refused (a page of another site,
   its name pointed at 127.0.0.1, cannot read the console).
 - Every answer: a Content-Security-Policy allowing only this origin's own script, style and images (no inline
-  script, no external request), no framing, no referrer, no caching, no MIME sniffing."""
+  script, no external request), no framing, no referrer beyond this origin, no caching, no MIME sniffing."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make a form's Origin "null"
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",

@@ -148,7 +148,7 @@ def test_every_answer_carries_the_security_headers(served):
         csp = answer.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
         assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
-        assert answer.headers["cache-control"] == "no-store" and answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["referrer-policy"] == "same-origin"
         assert answer.headers["server-timing"].startswith("app;dur=")
 
 
