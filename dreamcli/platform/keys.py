@@ -21,7 +21,7 @@ from dreamcli.errors import NotFound, UsageError
 from dreamcli.platform.developers import owner_of
 from dreamcli.platform.secrets import KeyPair, new_key_pair, secret_start
 from dreamcli.stores.kv_rules import MIN_TTL_SECONDS
-from dreamcli.stores.ports import KVWrite, Store, scan_items
+from dreamcli.stores.ports import KVWrite, Store, keys_holding, scan_items
 from dreamcli.topology import API_TOKENS, PLATFORM_TOKENS
 
 ENV_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -129,19 +129,18 @@ def list_keys(store: Store, platform_id: str) -> list[KeyInfo]:
             entry = KeyIndexEntry("?", None, None, None)
         found[pk] = KeyInfo(**vars(entry), publishable_key=pk, indexed=True)
     # Pairs written by the guide's own workers: publishablekey:* -> this platform, and their secret hashes.
+    now = int(store.clock())
     legacy: set[str] = {
         named
-        for key, value in scan_items(platform, prefix=layout.PUBLISHABLE_KEY_PREFIX)
-        if value.decode(errors="replace") == platform_id and (named := layout.parse(key).fields.get("publishableKey"))
+        for key in keys_holding(platform, [platform_id], prefix=layout.PUBLISHABLE_KEY_PREFIX, now=now)[platform_id]
+        if (named := layout.parse(key).fields.get("publishableKey"))
     }
     for legacy_pk in legacy - set(found):
         found[legacy_pk] = KeyInfo("legacy", None, None, None, publishable_key=legacy_pk)
     missing_hash = {pk for pk, info in found.items() if info.secret_hash is None}
-    if missing_hash:
-        for key, value in scan_items(platform, prefix=layout.SECRET_KEY_PREFIX):
-            pk = value.decode(errors="replace")
-            if pk in missing_hash:
-                found[pk].secret_hash = layout.parse(key).fields.get("hash")
+    for pk, hashes in keys_holding(platform, missing_hash, prefix=layout.SECRET_KEY_PREFIX, now=now).items():
+        for key in hashes:
+            found[pk].secret_hash = layout.parse(key).fields.get("hash")
     for info in found.values():
         if not info.indexed:
             mapping = platform.get_with_metadata(layout.publishable_key_platform(info.publishable_key))

@@ -7,7 +7,7 @@ them (emulator SQLite file, wrangler's local state, or Cloudflare's REST API).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -177,6 +177,41 @@ def iter_keys(ns: KVNamespace, *, prefix: str = "", page_size: int = 1000) -> It
 def scan_items(ns: KVNamespace, *, prefix: str = "") -> Iterator[tuple[str, bytes]]:
     """Every live (key, value) under `prefix` in key order, memory bounded by the adapter's batch."""
     return ns.scan(prefix=prefix)
+
+
+def keys_holding(ns: KVNamespace, values: Collection[str], *, prefix: str, now: int) -> dict[str, list[str]]:
+    """For each of `values`, the live keys under `prefix` holding exactly it, in key order: compared in SQLite
+    where the namespace lives in it (`sql_source`: 100,000 keys in milliseconds), else in one scan."""
+    found: dict[str, list[str]] = {value: [] for value in values}
+    if not found:
+        return found
+    source = ns.sql_source(now)
+    if source is None:
+        wanted = {value.encode(): value for value in found}
+        for key, raw in ns.scan(prefix=prefix):
+            if raw in wanted:
+                found[wanted[raw]].append(key)
+        return found
+    import sqlite3
+
+    # A connection of its own, read-only: SQLite shares one file's locks between its connections in a process, so
+    # closing this one drops none of the store's (unlike a raw descriptor: see stores/sqlite_file.py).
+    conn = sqlite3.connect(f"file:{source.path}?mode=ro", uri=True)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (f"file:{source.path}?mode=ro",))
+        bounds = "key >= ?" + (" AND key < ?" if prefix else "")
+        args: list[Any] = [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)] if prefix else [""]
+        marks = ", ".join("CAST(? AS BLOB)" for _ in found)
+        rows = conn.execute(
+            f"SELECT key, CAST(value AS TEXT) FROM ({source.select.format(schema='src')}) "
+            f"WHERE {bounds} AND value IN ({marks}) ORDER BY key",
+            (*args, *found),
+        ).fetchall()
+    finally:
+        conn.close()
+    for key, value in rows:
+        found[value].append(key)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

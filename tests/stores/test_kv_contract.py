@@ -224,3 +224,25 @@ def test_bulk_put_with_ttl(ns, clock):
     clock.advance(60)
     assert ns.bulk_get(["a", "b"])["a"] is None
     assert ns.get("b") == b"2"
+
+
+def test_keys_holding_a_value_are_found_alike_in_sql_and_by_scan(store, clock, ns):
+    """`keys_holding` (list_keys' legacy pairs): exact values, under the prefix only, live keys only, in key order;
+    the SQL path (the emulator) and the scan (wrangler, Cloudflare) answer alike."""
+    from dreamcli.stores.ports import keys_holding
+
+    now = int(store.clock())
+    ns.put("publishablekey:pk_b:platformId", "plt_1")
+    ns.put("publishablekey:pk_a:platformId", "plt_1")
+    ns.put("publishablekey:pk_c:platformId", "plt_10")  # a longer value with the same start: not it
+    ns.put("publishablekey:pk_d:platformId", "plt_1", expiration=now + 60)
+    ns.put("secretkey:x:publishableKey", "plt_1")  # outside the prefix
+    ns.put("publishablekey:pk_e:platformId", bytes([0xFF, 0xFE]))  # not UTF-8: never a match, never an error
+    found = keys_holding(ns, ["plt_1", "plt_2"], prefix="publishablekey:", now=now)
+    assert found == {
+        "plt_1": ["publishablekey:pk_a:platformId", "publishablekey:pk_b:platformId", "publishablekey:pk_d:platformId"],
+        "plt_2": [],
+    }
+    clock.advance(120)
+    later = keys_holding(ns, ["plt_1"], prefix="publishablekey:", now=int(store.clock()))
+    assert later == {"plt_1": ["publishablekey:pk_a:platformId", "publishablekey:pk_b:platformId"]}
