@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emulator.serve import port_flags  # noqa: E402
-from tests.security.corpus import CLOUDFLARE_CASES, D1_ATTACKS, GUIDE_CASES  # noqa: E402
+from tests.security.corpus import (  # noqa: E402
+    CLOUDFLARE_CASES,
+    CONSOLE_CASES,
+    CONSOLE_ROUTES,
+    D1_ATTACKS,
+    GUIDE_CASES,
+)
 
 API_TOKENS_NS = "a9f3331b0c8b48d58c32896482484208"
 
@@ -75,7 +82,7 @@ def main() -> None:
     )
     tally = Tally()
     try:
-        urls = dict(server.stdout.readline().split() for _ in range(4))
+        urls = dict(server.stdout.readline().split() for _ in range(7))  # the six servers, then the console
         time.sleep(0.3)
         replay(tally, urls, runs, folder, args.slow_sockets)
         alive = server.poll() is None and httpx.get(f"{urls['api-multi']}/api/whoami").status_code == 401
@@ -223,6 +230,10 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
         tally.wrongly_accepted += 1
         tally.notes.append(f"accepted: a 100 MB body ({head[:20]!r})")
 
+    # The web console (served by `dream emulator serve`): every route without a session, every POST without the
+    # session's CSRF token or from another origin, another Host, then the hostile requests of the corpus signed in.
+    console(tally, urls["console"], a)
+
     # Slowloris: sockets that never finish their headers.
     slow = []
     for index in range(slow_sockets):
@@ -237,6 +248,45 @@ def replay(tally: Tally, urls: dict[str, str], runs: list[dict], folder: Path, s
             closed += sock.recv(1) == b""
         sock.close()
     tally.slow_closed = closed
+
+
+def console(tally: Tally, address: str, run: dict) -> None:
+    base = address.split("/signin")[0]
+
+    def fill(path: str) -> str:
+        return path.replace("{plt}", run["platformId"]).replace("{pk}", run["publishableKey"])
+
+    for method, path in CONSOLE_ROUTES:
+        for headers in ({}, {"cookie": "dream_console=forged"}):
+            tally.expect(
+                f"console {method} {path} {headers}", httpx.request(method, base + fill(path), headers=headers)
+            )
+    tally.expect("console sign-in with a wrong token", httpx.get(f"{base}/signin?token=guess"))
+    client = httpx.Client(base_url=base, timeout=30)
+    tally.expect("console sign-in", client.get(address), refused=False)
+    tally.expect("console sign-in a second time", httpx.get(address))
+    tally.expect("console another Host", client.get("/", headers={"host": "attacker.example"}))
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)  # type: ignore[union-attr]
+    for method, path in CONSOLE_ROUTES:
+        if method == "POST" and path != "/signout":
+            for fields, headers in (
+                ({}, {}),
+                ({"csrf": "guess"}, {}),
+                ({"csrf": token}, {"origin": "http://evil.example"}),
+                ({"csrf": token}, {"sec-fetch-site": "cross-site"}),
+            ):
+                tally.expect(
+                    f"console {path} {fields} {headers}", client.post(fill(path), data=fields, headers=headers)
+                )
+    for method, path, form in CONSOLE_CASES:
+        if method == "POST":
+            answer = client.post(fill(path), data={"csrf": token, **{k: fill(v) for k, v in (form or {}).items()}})
+        else:
+            answer = client.get(fill(path))
+        tally.expect(f"console {method} {path[:60]}", answer)
+        if "<script>alert" in answer.text or "<img src=x" in answer.text:
+            tally.wrongly_accepted += 1
+            tally.notes.append(f"console rendered markup from {path[:60]}")
 
 
 def account_of(folder: Path, platform_id: str) -> str:
