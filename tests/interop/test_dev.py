@@ -76,6 +76,10 @@ class Dev:
             self.lines.append(line)
             if line.startswith("next: "):
                 self.next = line
+                console = self.process.stderr.readline()  # the web console's line follows
+                self.lines.append(console)
+                assert console.startswith("web console: http://127.0.0.1:"), console
+                self.console = console.split()[2]
                 break
             assert time.monotonic() - self.started < 120, "".join(self.lines[-40:])
         self.store = line.split("--store ")[1].split()[0]
@@ -141,6 +145,15 @@ def test_dream_dev_then_the_flow_over_the_workers_routes(tmp_path):
             headers={"Authorization": f"Bearer {report['secretKey']}", "X-User-Id": "u1", "X-User-Plan": "free"},
         )
         assert call.status_code == 200 and call.json()["usage"]["usageCount"] >= 1
+        # The web console dream dev serves reads the workers' own state: the flow's platform, its pair, its key.
+        console = httpx.Client(timeout=30.0)
+        assert console.get(dev.console).status_code == 303
+        base = dev.console.split("/signin")[0]
+        platform = console.get(f"{base}/platforms/{report['platformId']}")
+        assert platform.status_code == 200 and report["publishableKey"] in platform.text
+        assert "wrangler: " in platform.text  # the store it reads, in its header
+        kv = console.get(f"{base}/kv", params={"ns": "platform-tokens", "prefix": "user:"})
+        assert kv.status_code == 200 and f"user:{report['userId']}:platformId" in kv.text
     finally:
         dev.stop()
     assert dev.process.returncode == 0
