@@ -48,7 +48,15 @@ def listening_ports(pids: list[int]) -> list[int]:
     return sorted(set(ports))
 
 
-PORT_NAMES = ("api", "front", "oauth", "vendor", "stripe", "clerk", "console")  # `--NAME-port` of `emulator serve`, `dev`
+PORT_NAMES = (
+    "api",
+    "front",
+    "oauth",
+    "vendor",
+    "stripe",
+    "clerk",
+    "console",
+)  # `--NAME-port` of `emulator serve`, `dev`
 
 
 def free_ports(count: int) -> list[int]:

@@ -41,6 +41,7 @@ MAX_FORM_BYTES = 16 * 1024
 MAX_QUERY_TEXT = browse.MAX_PREFIX
 LIVE_EVERY_S = 2.0
 FINDINGS_SHOWN = 200
+CUSTOMERS_SHOWN = 50
 GRACE_CHOICES = (
     ("", "none: the old pair works until revoked"),
     ("1h", "1 hour"),
@@ -229,7 +230,16 @@ class Pages:
             )
             for currency in currencies
         ]
-        return self.render(request, "overview.html", title="Overview", data=data, trend_charts=trend_charts)
+        platforms, more = browse.platform_page(self.console.store, None, limit=5)
+        return self.render(
+            request,
+            "overview.html",
+            title="Overview",
+            data=data,
+            trend_charts=trend_charts,
+            platforms=platforms,
+            more_platforms=bool(more),
+        )
 
     # -- platforms -------------------------------------------------------------------------------------------
 
@@ -272,6 +282,12 @@ class Pages:
         except (json.JSONDecodeError, AttributeError):
             tiers, tiers_problem = [], "its tier config is not JSON: `dream kv verify` reports it"
         pairs = keys.list_keys(store, platform_id) if owner is not None else []
+        from dreamcli.platform.customers import list_customers
+
+        try:
+            customers = list_customers(store, platform_id, limit=CUSTOMERS_SHOWN)
+        except DreamError:
+            customers = []  # D1 not migrated yet: no customers table
         chart = None
         if summary is not None and summary["daily"]:
             chart = Markup(
@@ -291,6 +307,7 @@ class Pages:
             tiers=tiers if isinstance(tiers, list) else [],
             tiers_problem=tiers_problem,
             pairs=[(pair, pair.status(now)) for pair in pairs],
+            customers=customers,
             chart=chart,
         )
 

@@ -81,9 +81,12 @@ def create_customer(store: Store, vendors: Vendors, caller: Caller, body: Any) -
     return get_customer(store, caller.platform_id, user["id"])
 
 
-def list_customers(store: Store, platform_id: str) -> list[dict[str, Any]]:
+def list_customers(store: Store, platform_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The platform's customers, oldest first (the first `limit`, or all)."""
     return store.database.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM customers WHERE platform_id = ? ORDER BY created_at, id", [platform_id]
+        f"SELECT {', '.join(COLUMNS)} FROM customers WHERE platform_id = ? ORDER BY created_at, id"
+        + (" LIMIT ?" if limit is not None else ""),
+        [platform_id, *([limit] if limit is not None else [])],
     ).results
 
 

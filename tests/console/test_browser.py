@@ -70,6 +70,16 @@ def test_an_operator_signs_in_and_works_through_every_page(world, browser, tmp_p
     page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(server.url) else None)
 
     def shot(name: str) -> None:
+        """The page's screenshot, once every field has a label and every control a name."""
+        unnamed = page.evaluate(
+            """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))
+                 .concat([...document.querySelectorAll('button, a')].filter(e => !e.textContent.trim()
+                          && !e.getAttribute('aria-label')))
+                 .map(e => e.outerHTML)"""
+        )
+        assert unnamed == [], (name, unnamed)
+        assert page.locator("h1").count() == 1 and page.locator("html[lang=en]").count() == 1
         for folder in folders:
             page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 

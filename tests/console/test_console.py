@@ -170,6 +170,7 @@ def test_every_page_shows_the_flows_platform(served):
     plt, pk = served.flow["platformId"], served.flow["publishableKey"]
     overview = client.get("/").text
     assert "Developers" in overview and "15.00 USD" in overview  # one paying developer at $15/month
+    assert f'href="/platforms/{plt}"' in overview  # a new user's platform, one click away
     assert plt in client.get("/platforms").text
     assert client.get(f"/platforms?q={plt}").headers["location"] == f"/platforms/{plt}"
     platform = client.get(f"/platforms/{plt}").text
