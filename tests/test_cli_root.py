@@ -299,6 +299,7 @@ READS = {
     "d1 execute": ["--command", "SELECT 1"],
     "d1 migrations list": [],
     "events list": [],
+    "console": ["--port", "0"],  # a store that is not there: refused before anything is served
 }
 NOT_READS = {
     "flow signup", "flow pay", "flow connect", "flow tiers", "flow credentials", "flow run",

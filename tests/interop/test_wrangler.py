@@ -126,7 +126,7 @@ def test_d1_both_ways_and_migrations(project):
     from dreamcli.stores.d1_migrations import apply_migrations
 
     applied = apply_migrations(store.database, ROOT / "migrations")
-    assert [m.name for m in applied] == ["0001_customers.sql", "0002_subscriptions_usage.sql"]
+    assert [m.name for m in applied] == ["0001_customers.sql", "0002_subscriptions_usage.sql", "0003_usage_monthly.sql"]
     store.database.execute("INSERT INTO customers (id, platform_id, publishable_key) VALUES ('c1', 'plt_1', 'pk_1')")
     store.close()
     listed = wrangler(project, "api-multi", "d1", "migrations", "list", "dream-api", "--local")
@@ -143,3 +143,21 @@ def test_d1_both_ways_and_migrations(project):
         "SELECT id, plan FROM customers",
     )
     assert json.loads(rows.stdout)[0]["results"] == [{"id": "c1", "plan": "free"}]
+    # usage_monthly's triggers run in wrangler's own D1 too: a worker's usage_daily upsert reaches the month.
+    for calls in (3, 4):
+        wrangler(
+            project,
+            "api-multi",
+            "d1",
+            "execute",
+            "dream-api",
+            "--local",
+            "--command",
+            "INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES ('plt_1', 'c1', '2027-01-15', "
+            f"{calls}) ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
+        )
+    store = open_wrangler_store(str(project))
+    assert store.database.execute("SELECT month, platform_id, calls FROM usage_monthly").results == [
+        {"month": "2027-01", "platform_id": "plt_1", "calls": 7}
+    ]
+    store.close()
