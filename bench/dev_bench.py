@@ -1,9 +1,11 @@
-"""`dream dev` and the flow over the workers: (a) the time from `dream dev` to every service ready, against the
-floor of the same run: three bare `wrangler dev` starts of api-multi one after another (dream dev starts the
-workers one at a time, as it must); (b) `dream flow run --workers` end to end (a whole CLI process: signup to
-the guide's curl through the workers' routes, then verify), against `dream flow run` on dream's own model.
+"""`dream dev` and the flow over the workers, in pairs (bench/paired.py): (a) the time from `dream dev` to every
+service ready, against the floor measured beside it: three bare starts of api-multi one after another, each through
+wrangler's startWorker API with no inspector, as dream dev starts its workers (it starts them one at a time, as it
+must); (b) `dream flow run --workers` end to end (a whole CLI process: signup to the guide's curl through the
+workers' routes, then verify), against `dream flow run` on dream's own model. Every port is chosen free; no
+DevTools inspector is opened.
 
-Run: .venv/bin/python bench/dev_bench.py [--runs 3]
+Run: .venv/bin/python bench/dev_bench.py [--pairs 5]
 Needs wrangler in .cache/wrangler and `npm ci` in fixtures/workers (`.ci/run` does both).
 """
 
@@ -14,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,12 +48,15 @@ def project_in(folder: Path) -> Path:
 
 
 def bare_wrangler_start(folder: Path) -> float:
-    """One `wrangler dev` of api-multi, from start to its first answer."""
+    """One start of api-multi as dream dev starts a worker (wrangler's startWorker API, no inspector), from start to
+    its first answer."""
+    from dreamcli.stores.wrangler_cli import dev_command
+
     project = project_in(folder)
     (port,) = free_ports(1)
     started = time.perf_counter()
     server = subprocess.Popen(
-        [str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(port), "--inspector-port", "0"],
+        dev_command(WRANGLER, str(project / "api-multi" / "wrangler.toml"), port),
         cwd=project / "api-multi",
         env={**ENV, "WRANGLER_SEND_METRICS": "false", "CI": "1"},
         stdout=subprocess.DEVNULL,
@@ -74,8 +78,8 @@ def bare_wrangler_start(folder: Path) -> float:
 def dream_dev_round(folder: Path) -> tuple[float, float]:
     """`dream dev` to all ready, then one `dream flow run --workers`: (seconds to ready, seconds of the flow)."""
     project = project_in(folder)
-    names = ("api", "front", "oauth", "vendor", "stripe", "clerk")
-    flags = [part for name, port in zip(names, free_ports(6), strict=True) for part in (f"--{name}-port", str(port))]
+    names = ("api", "front", "oauth", "vendor", "stripe", "clerk", "console")
+    flags = [part for name, port in zip(names, free_ports(7), strict=True) for part in (f"--{name}-port", str(port))]
     started = time.perf_counter()
     dev = subprocess.Popen(
         [DREAM, "dev", str(project), "--timeout", "300", *flags],
@@ -122,35 +126,32 @@ def model_flow(folder: Path) -> float:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.paired import Pairs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
     if not WRANGLER.exists() or not (ROOT / "fixtures" / "workers" / "node_modules" / "stripe").is_dir():
         raise SystemExit(
             "needs wrangler in .cache/wrangler and `npm ci --prefix fixtures/workers` (.venv/bin/python -m tests.peers installs both)"
         )
-    bare, ready, flows, models = [], [], [], []
-    for run in range(args.runs):
+    starting = Pairs("(a) dream dev to all ready / 3 bare worker starts", "s", "dream dev", "3 bare starts")
+    flowing = Pairs("(b) dream flow run --workers / dream flow run on the model", "s", "--workers", "model")
+    for number in range(args.pairs):
         with tempfile.TemporaryDirectory(prefix="dream-dev-bench-") as tmp:
             folder = Path(tmp)
-            bare.append(bare_wrangler_start(folder / "bare"))
+            bare = sum(bare_wrangler_start(folder / f"bare{i}") for i in range(3))
             (folder / "dev").mkdir()
             up, flow = dream_dev_round(folder / "dev")
-            ready.append(up)
-            flows.append(flow)
-            models.append(model_flow(folder))
+            model = model_flow(folder)
+        starting.add(up, bare)
+        flowing.add(flow, model)
         print(
-            f"run {run + 1}: bare wrangler dev {bare[-1]:.2f} s, dream dev ready {up:.2f} s, flow --workers {flow:.2f} s"
+            f"pair {number + 1}: 3 bare starts {bare:.2f} s, dream dev ready {up:.2f} s, flow --workers {flow:.2f} s, model {model:.2f} s"
         )
-    floor = 3 * statistics.median(bare)
-    print(
-        f"(a) dream dev to all ready      median {statistics.median(ready):6.2f} s   floor (3 bare wrangler dev starts) "
-        f"{floor:.2f} s   ratio {statistics.median(ready) / floor:.2f}x"
-    )
-    print(
-        f"(b) dream flow run --workers    median {statistics.median(flows):6.2f} s   dream flow run (model) "
-        f"{statistics.median(models):.2f} s   ratio {statistics.median(flows) / statistics.median(models):.2f}x"
-    )
+    starting.print()
+    flowing.print()
 
 
 if __name__ == "__main__":

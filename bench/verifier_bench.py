@@ -9,7 +9,10 @@ Then, measured at --platforms (100,000 by default): the state seeded into wrangl
 `wrangler dev` over them, `dream kv verify --via-worker` timed, its invocations checked against the model, its findings
 against verify reading the files itself (the anchor, timed in the same run).
 
-Run: .venv/bin/python bench/verifier_bench.py [--platforms 100000] [--model 100000,1000000] [--parallel 2]
+The measured runs go in pairs (bench/paired.py): the anchor, then the Worker, --pairs times, one verifier started
+for them all (its start-up printed apart).
+
+Run: .venv/bin/python bench/verifier_bench.py [--platforms 100000] [--model 100000,1000000] [--parallel 2] [--pairs 5]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.paired import Pairs  # noqa: E402
 from dreamcli import layout  # noqa: E402
 from dreamcli.platform import replication, synthetic  # noqa: E402
 from dreamcli.stores.ratelimit import Pacer  # noqa: E402
@@ -135,7 +140,7 @@ def model(sizes: list[int]) -> None:
         )
 
 
-def measured(platforms: int, parallel: int, expected_plan: tuple[int, int, int] | None) -> None:
+def measured(platforms: int, parallel: int, expected_plan: tuple[int, int, int] | None, pairs: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="dream-verifier-bench-"))
     try:
         project = folder / "workers"
@@ -150,30 +155,33 @@ def measured(platforms: int, parallel: int, expected_plan: tuple[int, int, int] 
             f"measured at {platforms:,} platforms: seeded {seeded.keys:,} keys into wrangler's state in "
             f"{time.perf_counter() - started:.0f} s"
         )
-        started = time.perf_counter()
-        anchor = replication.verify(store)
-        anchor_s = time.perf_counter() - started
-        print(f"  anchor: verify reading the files itself: {anchor_s:.1f} s, {len(anchor.findings):,} findings")
         verifier = verifier_for(store)
         started = time.perf_counter()
         client = verifier.start()
         start_s = time.perf_counter() - started
+        timing = Pairs("verify through the Worker / verify reading the files itself", "s", "Worker", "anchor")
         try:
-            started = time.perf_counter()
-            through = replication.verify(through_worker(store, client, parallel=parallel))
-            worker_s = time.perf_counter() - started
+            for _ in range(pairs):  # in turns: the anchor, then the same keys through the Worker
+                started = time.perf_counter()
+                anchor = replication.verify(store)
+                anchor_s = time.perf_counter() - started
+                started = time.perf_counter()
+                through = replication.verify(through_worker(store, client, parallel=parallel))
+                worker_s = time.perf_counter() - started
+                timing.add(worker_s, anchor_s)
         finally:
             verifier.stop()
+        print(f"  anchor: verify reading the files itself, {len(anchor.findings):,} findings")
         counts = client.counts
         same = json.dumps(through.as_json()) == json.dumps(anchor.as_json())
         print(
-            f"  Worker (wrangler dev, {parallel} at once): {worker_s:.1f} s + {start_s:.1f} s to start "
-            f"({through.keys_scanned / worker_s:,.0f} keys/s), {worker_s / anchor_s:.2f}x the anchor; "
-            f"findings identical: {same}"
+            f"  Worker (wrangler dev, {parallel} at once): {start_s:.1f} s to start, then "
+            f"{through.keys_scanned / statistics.median(timing.dream):,.0f} keys/s; findings identical: {same}"
         )
+        timing.print()
         print(
-            f"  measured: {counts.invocations:,} invocations, {counts.ops:,} KV operations, at most {counts.max_ops} "
-            f"in one, {counts.retries} retries"
+            f"  measured, a run: {counts.invocations // pairs:,} invocations, {counts.ops // pairs:,} KV operations, at "
+            f"most {counts.max_ops} in one, {counts.retries} retries in {pairs} runs"
         )
         if expected_plan is not None:
             print(
@@ -191,11 +199,12 @@ def main() -> None:
     parser.add_argument("--platforms", type=int, default=100_000, help="measured locally (0: model only)")
     parser.add_argument("--model", default="100000,1000000", help="sizes modelled, comma-separated")
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=5, help="Pairs of (anchor, through the Worker) measured in turns.")
     args = parser.parse_args()
     sizes = [int(size) for size in args.model.split(",") if size]
     model(sizes)
     if args.platforms:
-        measured(args.platforms, args.parallel, worker_plan(seeded_names(args.platforms)))
+        measured(args.platforms, args.parallel, worker_plan(seeded_names(args.platforms)), args.pairs)
 
 
 if __name__ == "__main__":
