@@ -61,7 +61,7 @@ class Console:
     sessions: security.Sessions = field(default_factory=security.Sessions)
     jobs: Jobs | None = None
     stopping: threading.Event = field(default_factory=threading.Event)  # set: the SSE streams end
-    flashes: dict[int, list[str]] = field(default_factory=dict)
+    flashes: dict[str, list[str]] = field(default_factory=dict)  # by session (its CSRF token: unique, unguessable)
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -113,7 +113,7 @@ class Pages:
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         session = request.scope.get("console_session")
-        flashes = self.console.flashes.pop(id(session), []) if session is not None else []
+        flashes = self.console.flashes.pop(session.csrf, []) if session is not None else []
         html = self.env.get_template(template).render(
             request=request,
             path=request.url.path,
@@ -130,7 +130,7 @@ class Pages:
     def flash(self, request: Request, message: str) -> None:
         session = request.scope.get("console_session")
         if session is not None:
-            self.console.flashes.setdefault(id(session), []).append(message)
+            self.console.flashes.setdefault(session.csrf, []).append(message)
 
     async def form(self, request: Request, *, writes: bool = True) -> dict[str, str]:
         """The POST's fields, once its CSRF token and origin are checked (403 otherwise), and, for a POST that
@@ -207,7 +207,23 @@ class Pages:
         from dreamcli.platform.overview import overview
 
         if self.console.vendors is None:
-            raise DreamError("the overview needs the vendors (Clerk's developers, Stripe's subscriptions)")
+            from dreamcli.platform.customers import ensure_schema
+            from dreamcli.platform.overview import busiest
+
+            ensure_schema(self.console.store)
+            window, rows = busiest(self.console.store, days=None, top=10, now=self.console.store.clock())
+            data: dict[str, Any] = {"window": window, "topPlatforms": rows, "mrrTrend": [], "mrr": {}}
+            platforms, more = browse.platform_page(self.console.store, None, limit=5)
+            return self.render(
+                request,
+                "overview.html",
+                title="Overview",
+                data=data,
+                trend_charts=[],
+                platforms=platforms,
+                more_platforms=bool(more),
+                no_vendors=True,
+            )
         data = overview(
             self.console.store,
             self.console.vendors,
@@ -273,14 +289,18 @@ class Pages:
             owner = developers.owner_of(store, platform_id)
         except NotFound:
             owner = None
-        summary = dashboard.summary(store, platform_id, days=30, top=50) if _has_tiers(store, platform_id) else None
+        summary = None
         try:
-            tiers = dashboard.tier_config(store, platform_id).get("tiers", [])
-            tiers_problem = None
+            config = dashboard.tier_config(store, platform_id)
+            tiers, tiers_problem = (config.get("tiers") if isinstance(config, dict) else None), None
+            if not isinstance(tiers, list):
+                tiers, tiers_problem = [], "its tier config has no list of tiers: `dream kv verify` reports it"
+            else:
+                summary = dashboard.summary(store, platform_id, days=30, top=50)
         except NotFound as exc:
             tiers, tiers_problem = [], str(exc)
-        except (json.JSONDecodeError, AttributeError):
-            tiers, tiers_problem = [], "its tier config is not JSON: `dream kv verify` reports it"
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+            tiers, tiers_problem = [], "its tier config is not what the guide writes: `dream kv verify` reports it"
         pairs = keys.list_keys(store, platform_id) if owner is not None else []
         from dreamcli.platform.customers import list_customers
 
@@ -304,7 +324,7 @@ class Pages:
             platform_id=platform_id,
             owner=owner,
             summary=summary,
-            tiers=tiers if isinstance(tiers, list) else [],
+            tiers=tiers,
             tiers_problem=tiers_problem,
             pairs=[(pair, pair.status(now)) for pair in pairs],
             customers=customers,
@@ -640,10 +660,6 @@ def _status_of(exc: Exception) -> int:
     if isinstance(exc, StoreError):
         return 503  # the store is busy (another process's write) or unreadable
     return 409
-
-
-def _has_tiers(store: Store, platform_id: str) -> bool:
-    return store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is not None
 
 
 def _next(when: float | None, now: float) -> str:

@@ -422,3 +422,38 @@ def test_emulator_serve_carries_the_console_on_loopback(flowed):
         assert flow["platformId"] in client.get(address.split("/signin")[0] + "/platforms").text
     finally:
         stop_process(process)
+
+
+def test_a_corrupt_tier_config_is_shown_as_such_not_a_failure(served):
+    client = served.client()
+    plt = served.flow["platformId"]
+    for corrupt in ("not json", '{"tiers": 5}', "[1, 2]", '"text"'):
+        served.store.kv(API_TOKENS).put(layout.tier_config(plt), corrupt)
+        page = client.get(f"/platforms/{plt}")
+        assert page.status_code == 200, corrupt
+        assert "`dream kv verify` reports it" in page.text and served.flow["publishableKey"] in page.text
+
+
+def test_without_vendors_the_console_still_shows_the_store(flowed, tmp_path):
+    """A store with no vendors reachable (a wrangler or Cloudflare store, no emulated vendors' state, no vendor keys):
+    the overview says so and shows what the store holds; the vendor pages say where to look instead."""
+    path, flow = flowed
+    run = AppContext(store_spec=str(path))
+    server = ConsoleServer(Console(run.store(), None, None), port=0)
+    server.start()
+    try:
+        client = httpx.Client(base_url=server.url, timeout=30.0)
+        assert client.get(server.sign_in_url()).status_code == 303
+        overview = client.get("/")
+        assert overview.status_code == 200 and "No vendors here" in overview.text
+        assert f'href="/platforms/{flow["platformId"]}"' in overview.text
+        assert client.get(f"/platforms/{flow['platformId']}").status_code == 200
+        for path_ in ("/webhooks", "/vendors"):
+            answer = client.get(path_)
+            assert answer.status_code == 400 and "vendor" in answer.text
+        with client.stream("GET", "/live") as events:
+            line = next(line for line in events.iter_lines() if line.startswith("data: "))
+        assert "callsThisMonth" in line and "developers" not in line
+    finally:
+        server.stop()
+        run.close()
