@@ -204,34 +204,18 @@ class Pages:
     # -- overview --------------------------------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
-        from dreamcli.platform.overview import overview
+        from dreamcli.platform.customers import ensure_schema
+        from dreamcli.platform.overview import busiest, overview
 
-        if self.console.vendors is None:
-            from dreamcli.platform.customers import ensure_schema
-            from dreamcli.platform.overview import busiest
-
-            ensure_schema(self.console.store)
-            window, rows = busiest(self.console.store, days=None, top=10, now=self.console.store.clock())
+        store = self.console.store
+        if self.console.vendors is None:  # the store's own figures only (see overview.html)
+            ensure_schema(store)
+            window, rows = busiest(store, days=None, top=10, now=store.clock())
             data: dict[str, Any] = {"window": window, "topPlatforms": rows, "mrrTrend": [], "mrr": {}}
-            platforms, more = browse.platform_page(self.console.store, None, limit=5)
-            return self.render(
-                request,
-                "overview.html",
-                title="Overview",
-                data=data,
-                trend_charts=[],
-                platforms=platforms,
-                more_platforms=bool(more),
-                no_vendors=True,
+        else:
+            data = overview(
+                store, self.console.vendors, days=None, top=10, now=store.clock(), tallies=self.console.tallies()
             )
-        data = overview(
-            self.console.store,
-            self.console.vendors,
-            days=None,
-            top=10,
-            now=self.console.store.clock(),
-            tallies=self.console.tallies(),
-        )
         currencies = sorted({c for month in data["mrrTrend"] for c in month["mrr"]} | set(data["mrr"]))
         trend_charts = [
             (
@@ -246,7 +230,7 @@ class Pages:
             )
             for currency in currencies
         ]
-        platforms, more = browse.platform_page(self.console.store, None, limit=5)
+        platforms, more = browse.platform_page(store, None, limit=5)
         return self.render(
             request,
             "overview.html",
@@ -255,6 +239,7 @@ class Pages:
             trend_charts=trend_charts,
             platforms=platforms,
             more_platforms=bool(more),
+            no_vendors=self.console.vendors is None,
         )
 
     # -- platforms -------------------------------------------------------------------------------------------
