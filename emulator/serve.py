@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from dreamcli.stores.sqlite_file import Checkpointer
 from emulator.app import Emulator
 from emulator.platform_http import api_multi_routes, edge_app, front_auth_routes, oauth_routes
 from emulator.server import LoopbackServer
@@ -118,6 +119,7 @@ class Serving:
             for name, app in apps.items()
         }
         self.urls: dict[str, str] = {}
+        self.checkpointer = Checkpointer(self.emulator.file)
         # The web console over this store, on 127.0.0.1 whatever --host says (it holds the operator's session); not
         # in the request log, whose lines would carry its sign-in address. None: `--console-port -1` or no platform.
         self.console: Any = None
@@ -136,6 +138,7 @@ class Serving:
                 f"{status if status is not None else error} (attempt {message.attempts + 1}, {state})"
             )
             self.emulator.deliveries.start()  # webhooks queued by any process over this store (and retries)
+            self.checkpointer.start()  # the store's WAL moved into the file by a thread, never by a request
             if self.console is not None:
                 self.console.start()
         except BaseException:
@@ -152,4 +155,5 @@ class Serving:
             server.signal_stop()
         for server in running:
             server.stop()
+        self.checkpointer.stop()
         self.emulator.close()
