@@ -262,6 +262,8 @@ class Pages:
             if self.console.vendors is None:
                 raise UsageError("finding a developer by e-mail needs the vendors (Clerk)")
             user_id = developers.user_id_of(self.console.vendors, wanted)
+        if not layout.is_valid_id(user_id):  # no key can name it (a ":", whitespace...): nobody
+            raise NotFound(f"no platform or developer {wanted!r}")
         return f"/platforms/{quote(developers.platform_of(store, user_id), safe='')}"
 
     def platform(self, request: Request) -> Response:
@@ -765,6 +767,13 @@ def security_guard(app: Any, console: Console, problem_page: Pages) -> Any:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        responded = False
+
+        async def send_once(message: Any) -> None:
+            nonlocal responded
+            responded = responded or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
         host = headers.get("host", "")
         if port and host not in security.allowed_hosts(port):
             await _plain(send_with_headers, 421, "This console answers only at its own address (127.0.0.1).")
@@ -781,7 +790,11 @@ def security_guard(app: Any, console: Console, problem_page: Pages) -> Any:
                 )
                 return
             scope = {**scope, "console_session": session}
-        await app(scope, receive, send_with_headers)
+        try:
+            await app(scope, receive, send_once)
+        except Exception:  # noqa: BLE001 - a page's bug: logged (by the app's handler), answered, never a reset
+            if not responded:
+                await _plain(send_with_headers, 500, "The console failed on this page (its log says why).")
 
     return guarded
 

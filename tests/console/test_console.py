@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -457,3 +458,36 @@ def test_without_vendors_the_console_still_shows_the_store(flowed, tmp_path):
     finally:
         server.stop()
         run.close()
+
+
+def _nasty(count: int) -> list[str]:
+    """Strings a hostile or careless operator may type: separators, NUL, quotes, markup, non-ASCII, long ones."""
+    import random
+
+    rng = random.Random(29)
+    alphabet = ":/\\%?#&=+ \t\n\x00\"'<>{}[]|é😀plt_user_pk_live_0123456789abcdef"
+    fixed = ["a:b", "plt_a:b", "plt_", "user:1", "@", "a@b", "  ", "%", "..", "/", "\x00", "é" * 300, "x" * 600]
+    return fixed + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(count)]
+
+
+def test_typed_text_never_fails_a_page(served):
+    """Whatever an operator types in a search, a prefix, a key, a cursor or a path: a page or a 4xx, never a 500."""
+    client = served.client()
+    plt = served.flow["platformId"]
+    for text in _nasty(60):
+        quoted = quote(text, safe="")
+        for method, url, params in (
+            ("GET", "/platforms", {"q": text}),
+            ("GET", "/platforms", {"cursor": text}),
+            ("GET", f"/platforms/{quoted}", None),
+            ("GET", f"/platforms/{plt}/keys/{quoted}/rotate", None),
+            ("GET", "/kv", {"ns": "api-tokens", "prefix": text}),
+            ("GET", "/kv", {"ns": "platform-tokens", "cursor": text}),
+            ("GET", "/kv/value", {"ns": "api-tokens", "key": text}),
+            ("GET", "/replication", {"class": text, "platform": text}),
+            ("GET", "/webhooks", {"before": text, "vendor": text}),
+            ("GET", f"/vendors/stripe/objects/{quoted}/{quoted}", {"before": text}),
+            ("GET", f"/vendors/clerk/object/{quoted}", None),
+        ):
+            answer = client.request(method, url, params=params)
+            assert answer.status_code < 500, (url, params, answer.status_code, answer.text[-300:])

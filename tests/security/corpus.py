@@ -96,6 +96,7 @@ CONSOLE_CASES = [
     ("GET", "/platforms/" + "p" * 5000, None),
     ("GET", "/platforms?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", None),
     ("GET", "/platforms?q=nobody%40example.com", None),
+    ("GET", "/platforms?q=a%3Ab", None),  # a developer id no key can hold: was a 500
     ("GET", "/platforms?cursor=" + "z" * 600, None),
     ("GET", "/platforms/{plt}/keys/pk_nope/rotate", None),
     ("GET", "/platforms/{plt}/keys/{pk}/explode", None),
