@@ -491,3 +491,17 @@ def test_typed_text_never_fails_a_page(served):
         ):
             answer = client.request(method, url, params=params)
             assert answer.status_code < 500, (url, params, answer.status_code, answer.text[-300:])
+
+
+def test_a_bug_in_a_page_is_a_logged_500_page_not_a_reset_connection(served, monkeypatch, caplog):
+    from dreamcli.console import browse
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(browse, "kv_page", broken)
+    client = served.client()
+    answer = client.get("/kv")
+    assert answer.status_code == 500 and "the console failed on this page" in answer.text.lower()
+    assert any("console GET /kv failed" in record.getMessage() for record in caplog.records)
+    assert client.get("/platforms").status_code == 200  # the connection and the server go on
