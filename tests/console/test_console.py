@@ -3,6 +3,7 @@ store afterwards), and what it refuses (no session, no CSRF token, another origi
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -505,3 +506,47 @@ def test_a_bug_in_a_page_is_a_logged_500_page_not_a_reset_connection(served, mon
     assert answer.status_code == 500 and "the console failed on this page" in answer.text.lower()
     assert any("console GET /kv failed" in record.getMessage() for record in caplog.records)
     assert client.get("/platforms").status_code == 200  # the connection and the server go on
+
+
+def test_on_the_cloudflare_store_the_console_reads_and_writes_only_when_asked(dream, tmp_path, monkeypatch):
+    """`dream --store cloudflare console`: production is read-only (pages over the REST API, every change refused)
+    unless started with --allow-writes."""
+    from tests.conftest import served_cloudflare
+
+    with served_cloudflare(tmp_path / "cloudflare.db") as (_, env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        flow = dream.json("--store", "cloudflare", "flow", "run", "--json")
+        for allow_writes in (False, True):
+            process = subprocess.Popen(
+                [
+                    DREAM,
+                    "--store",
+                    "cloudflare",
+                    "console",
+                    "--port",
+                    "0",
+                    *(["--allow-writes"] if allow_writes else []),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **env},
+            )
+            try:
+                address = _read_until(process.stdout, "/signin?token=").split()[1]
+                client = httpx.Client(base_url=address.split("/signin")[0], timeout=60.0)
+                assert client.get(address).status_code == 303
+                page = client.get(f"/platforms/{flow['platformId']}")
+                assert page.status_code == 200 and flow["publishableKey"] in page.text
+                assert ("(read-only)" in page.text) is not allow_writes
+                kv = client.get("/kv", params={"ns": "api-tokens", "prefix": "publishablekey:"})
+                assert layout.publishable_key_platform(flow["publishableKey"]) in kv.text
+                revoke = f"/platforms/{flow['platformId']}/keys/{flow['publishableKey']}/revoke"
+                answer = client.post(revoke, data={"csrf": csrf_of(page.text), "force": "yes"})
+                assert answer.status_code == (303 if allow_writes else 403), answer.text[-300:]
+            finally:
+                process.send_signal(2)
+                process.wait(timeout=60)
+        listed = dream.json("--store", "cloudflare", "keys", "list", "-p", flow["platformId"], "--json")
+        assert [pair["status"] for pair in listed["keys"]] == ["revoked"]  # revoked by the console allowed to write
