@@ -72,8 +72,9 @@ class PlatformRow:
 
 
 def platform_page(store: Store, cursor: str | None, limit: int = PAGE) -> tuple[list[PlatformRow], str]:
-    """Platforms in id order, by their `platform:{plt}:userId` keys (a page of platform-tokens' `platform:` keys
-    holds a few keys a platform: the page is read until `limit` platforms or the end)."""
+    """Platforms in id order, by their `platform:{plt}:userId` keys, and the cursor of the next page: platform-tokens'
+    `platform:` keys are read a list page at a time until at least `limit` platforms or the end (a page holds a few
+    keys a platform, so a little more than `limit` may come: a cursor can only resume after a whole list page)."""
     namespace = store.kv(PLATFORM_TOKENS)
     prefix = layout.prefix(layout.KeyKind.PLATFORM_USER_ID)
     rows: list[PlatformRow] = []

@@ -42,6 +42,7 @@ MAX_QUERY_TEXT = browse.MAX_PREFIX
 LIVE_EVERY_S = 2.0
 FINDINGS_SHOWN = 200
 CUSTOMERS_SHOWN = 50
+OVERVIEW_PLATFORMS = 5
 GRACE_CHOICES = (
     ("", "none: the old pair works until revoked"),
     ("1h", "1 hour"),
@@ -230,15 +231,15 @@ class Pages:
             )
             for currency in currencies
         ]
-        platforms, more = browse.platform_page(store, None, limit=5)
+        platforms, more = browse.platform_page(store, None, limit=OVERVIEW_PLATFORMS)
         return self.render(
             request,
             "overview.html",
             title="Overview",
             data=data,
             trend_charts=trend_charts,
-            platforms=platforms,
-            more_platforms=bool(more),
+            platforms=platforms[:OVERVIEW_PLATFORMS],
+            more_platforms=bool(more) or len(platforms) > OVERVIEW_PLATFORMS,
             no_vendors=self.console.vendors is None,
         )
 

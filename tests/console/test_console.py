@@ -550,3 +550,12 @@ def test_on_the_cloudflare_store_the_console_reads_and_writes_only_when_asked(dr
                 process.wait(timeout=60)
         listed = dream.json("--store", "cloudflare", "keys", "list", "-p", flow["platformId"], "--json")
         assert [pair["status"] for pair in listed["keys"]] == ["revoked"]  # revoked by the console allowed to write
+
+
+def test_the_overview_links_the_first_platforms_and_the_rest(dream, tmp_path):
+    assert dream("seed", "--platforms", "12", "--keys-only").exit_code == 0
+    flow = dream.json("flow", "run", "--json")
+    for served in _served(tmp_path / "store.db", flow):
+        overview = served.client().get("/").text
+        listed = re.search(r'<h2 id="platforms">Platforms</h2>(.*?)</section>', overview, re.S).group(1)
+        assert len(re.findall(r'href="/platforms/plt_', listed)) == 5 and 'href="/platforms">all platforms' in listed
