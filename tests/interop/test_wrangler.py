@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,15 +112,14 @@ def test_wrangler_reads_what_dream_wrote(project):
     assert binary.stdout.endswith(b"\x00\xffdream")
 
 
+def d1_execute(project: Path, sql: str, *flags: str) -> Any:
+    """`wrangler d1 execute dream-api --local` in api-multi's folder."""
+    return wrangler(project, "api-multi", "d1", "execute", "dream-api", "--local", *flags, "--command", sql)
+
+
 def test_d1_both_ways_and_migrations(project):
-    wrangler(
+    d1_execute(
         project,
-        "api-multi",
-        "d1",
-        "execute",
-        "dream-api",
-        "--local",
-        "--command",
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('from wrangler')",
     )
     store = open_wrangler_store(str(project))
@@ -131,28 +132,12 @@ def test_d1_both_ways_and_migrations(project):
     store.close()
     listed = wrangler(project, "api-multi", "d1", "migrations", "list", "dream-api", "--local")
     assert "No migrations to apply" in listed.stdout, listed.stdout
-    rows = wrangler(
-        project,
-        "api-multi",
-        "d1",
-        "execute",
-        "dream-api",
-        "--local",
-        "--json",
-        "--command",
-        "SELECT id, plan FROM customers",
-    )
+    rows = d1_execute(project, "SELECT id, plan FROM customers", "--json")
     assert json.loads(rows.stdout)[0]["results"] == [{"id": "c1", "plan": "free"}]
     # usage_monthly's triggers run in wrangler's own D1 too: a worker's usage_daily upsert reaches the month.
     for calls in (3, 4):
-        wrangler(
+        d1_execute(
             project,
-            "api-multi",
-            "d1",
-            "execute",
-            "dream-api",
-            "--local",
-            "--command",
             "INSERT INTO usage_daily (platform_id, customer_id, day, calls) VALUES ('plt_1', 'c1', '2027-01-15', "
             f"{calls}) ON CONFLICT (platform_id, customer_id, day) DO UPDATE SET calls = calls + excluded.calls",
         )
