@@ -251,7 +251,7 @@ class Checkpointer:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.copied = 0  # WAL frames this thread copied into the file (what the tests look at)
+        self.copied = 0  # checkpoints of this thread that found frames to copy (what the tests look at)
 
     def start(self) -> None:
         with self.file._held():
@@ -266,7 +266,7 @@ class Checkpointer:
             while not self._stop.wait(self.interval):
                 try:
                     _, _, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.copied += max(0, copied)
+                    self.copied += copied > 0
                 except sqlite3.Error as exc:  # another process's checkpoint or a busy file: the next one catches up
                     logging.getLogger("dream.store").debug("checkpoint of %s deferred: %s", self.file.path, exc)
         finally:
