@@ -74,9 +74,10 @@ def free_ports(count: int) -> list[int]:
 
 
 def port_flags_free() -> list[str]:
-    """`--api-port N --front-port N ...`, each a free port."""
+    """`--api-port N --front-port N ...`, each a free port; the console's 0 (any: it binds last, after `dream dev`'s
+    workers have taken ports of their own, and says where it is)."""
     return [
         part
         for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)
-        for part in (f"--{name}-port", str(port))
+        for part in (f"--{name}-port", str(0 if name == "console" else port))
     ]

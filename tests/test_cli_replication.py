@@ -126,6 +126,25 @@ def test_verify_killed_by_a_signal_leaves_no_snapshot_behind(tmp_path, sig):
     assert left == [], (verify.pid, [sorted(p.name for p in f.iterdir()) for f in left])
 
 
+def test_verify_imports_no_logging_whose_fork_handlers_would_swallow_a_signal(tmp_path, dream):
+    """logging registers fork handlers; a Ctrl-C or SIGHUP landing in the parent's one as verify forks its snapshot
+    builder is printed as "Exception ignored" and lost (verify then ran to the end, exit 0: seen once on this
+    machine). verify's process must not import it."""
+    import subprocess
+    import sys
+
+    assert dream("flow", "run").exit_code == 0
+    code = (
+        "import sys\n"
+        f"sys.argv = ['dream', '--store', {str(tmp_path / 'store.db')!r}, 'kv', 'verify']\n"
+        "from dreamcli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('logging' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
 def test_verify_clears_the_snapshots_killed_runs_left(tmp_path, dream, monkeypatch, empty_store):
     import tempfile
 

@@ -129,7 +129,8 @@ def dev(
                 web.start()
             except OSError as exc:
                 raise StoreError(f"the web console: {exc} (--console-port 0 picks a free port, -1 none)") from None
-            status(f"web console: {web.sign_in_url()}  (sign-in address: works once)")
+            moved = f" (port {console_port} is taken)" if web.moved else ""
+            status(f"web console: {web.sign_in_url()}  (sign-in address: works once){moved}")
         wait_until_stopped(stop, timeout)
     finally:
         if web is not None:

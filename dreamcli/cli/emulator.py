@@ -165,7 +165,8 @@ def emulator_serve(
             typer.echo(f"{name:<15} {url}")
         if serving.console is not None:
             typer.echo(f"{'console':<15} {serving.console.sign_in_url()}")
-            status("console: the web console; open its address to sign in (it works once)")
+            moved = f" (port {console_port} is taken: another one)" if serving.console.moved else ""
+            status(f"console: the web console; open its address to sign in (it works once){moved}")
         for line in client_settings(urls):
             status(line)
         shown = (

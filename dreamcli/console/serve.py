@@ -12,11 +12,14 @@ DEFAULT_PORT = 8793
 class ConsoleServer:
     """The console's app on 127.0.0.1 (only: it holds the operator's session), in a background thread."""
 
-    def __init__(self, console: Console, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, console: Console, port: int = DEFAULT_PORT, *, elsewhere_if_taken: bool = False) -> None:
+        """`elsewhere_if_taken`: another free port when `port` is in use (beside `dream emulator serve` and `dream
+        dev`, whose console must not stop them because a `dream console` holds its port: `moved` says so)."""
         from emulator.server import LoopbackServer
 
         self.console = console
-        self.server = LoopbackServer(create_app(console), host="127.0.0.1", port=port)
+        self.moved = elsewhere_if_taken and port != 0 and not _free(port)
+        self.server = LoopbackServer(create_app(console), host="127.0.0.1", port=0 if self.moved else port)
         self.url = ""
 
     def start(self) -> str:
@@ -36,10 +39,22 @@ class ConsoleServer:
         self.server.stop()
 
 
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def console_for_emulator(emulator: Any, *, port: int = DEFAULT_PORT) -> ConsoleServer:
     """The console over an emulator's own store and vendors (`dream emulator serve`)."""
     services = emulator.platform()
-    return ConsoleServer(Console(services.store, services.vendors, emulator), port)
+    return ConsoleServer(Console(services.store, services.vendors, emulator), port, elsewhere_if_taken=True)
 
 
 def console_for_store(store: Any, emulator: Any, *, port: int = DEFAULT_PORT) -> ConsoleServer:
@@ -47,4 +62,4 @@ def console_for_store(store: Any, emulator: Any, *, port: int = DEFAULT_PORT) ->
     from dreamcli.vendors.settings import Vendors, settings_from_emulator
 
     vendors = Vendors(settings_from_emulator(emulator.config()), emulator.client(), clock=emulator.clock)
-    return ConsoleServer(Console(store, vendors, emulator), port)
+    return ConsoleServer(Console(store, vendors, emulator), port, elsewhere_if_taken=True)

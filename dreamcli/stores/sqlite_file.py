@@ -15,7 +15,6 @@ under it, and writes vanish or the file is corrupted. So, in this module and eve
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
@@ -268,6 +267,10 @@ class Checkpointer:
                     _, _, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.copied += copied > 0
                 except sqlite3.Error as exc:  # another process's checkpoint or a busy file: the next one catches up
+                    # Imported here, in servers only: a process that imports logging gets its fork handlers, and a
+                    # signal landing in one is lost (verify forks its snapshot builder and must see Ctrl-C).
+                    import logging
+
                     logging.getLogger("dream.store").debug("checkpoint of %s deferred: %s", self.file.path, exc)
         finally:
             conn.close()

@@ -559,3 +559,32 @@ def test_the_overview_links_the_first_platforms_and_the_rest(dream, tmp_path):
         overview = served.client().get("/").text
         listed = re.search(r'<h2 id="platforms">Platforms</h2>(.*?)</section>', overview, re.S).group(1)
         assert len(re.findall(r'href="/platforms/plt_', listed)) == 5 and 'href="/platforms">all platforms' in listed
+
+
+def test_serve_moves_its_console_when_its_port_is_taken(flowed):
+    """A `dream console` holding :8793 (or anything else) does not stop `dream emulator serve`: its console takes
+    another free port and says so."""
+    import socket
+
+    from emulator.serve import port_flags
+
+    path, _ = flowed
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        flags = [*port_flags()]
+        flags[flags.index("--console-port") + 1] = str(taken)
+        process = subprocess.Popen(
+            [DREAM, "--store", str(path), "emulator", "serve", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            address = _read_until(process.stdout, "console").split()[1]
+            assert f":{taken}/" not in address
+            assert httpx.get(address).status_code == 303
+            assert f"port {taken} is taken" in _read_until(process.stderr, "console:")
+        finally:
+            stop_process(process)

@@ -59,6 +59,7 @@ class Dev:
     ) -> None:
         self.project = copy(tmp_path / "workers")
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        self.ports["console"] = 0  # any: it binds last, after the workers took ports of their own (a race otherwise)
         flags = [part for name, port in self.ports.items() for part in (f"--{name}-port", str(port))]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
