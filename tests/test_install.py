@@ -84,3 +84,32 @@ def test_the_wheel_carries_the_inspector_free_worker_runner(installed, tmp_path)
     assert shown.returncode == 0, shown.stderr
     path, off = shown.stdout.splitlines()[:2]
     assert path.startswith(str(installed)) and off == "True"
+
+
+def test_the_wheel_carries_the_consoles_pages_and_assets(installed, tmp_path):
+    """`dream console` from the installed copy: its templates render and its stylesheet and script are served."""
+    assert run_installed(installed, tmp_path, "flow", "run").returncode == 0
+    code = (
+        f"import sys; sys.path.insert(0, {str(installed)!r})\n"
+        "import httpx\n"
+        "from dreamcli.cli.context import AppContext\n"
+        "from dreamcli.console import pages\n"
+        "from dreamcli.console.serve import ConsoleServer\n"
+        "print(pages.HERE)\n"
+        "run = AppContext(store_spec='.dream/emulator.db')\n"
+        "server = ConsoleServer(pages.Console(run.store(), run.vendors(), run.emulated()), port=0)\n"
+        "server.start()\n"
+        "client = httpx.Client(base_url=server.url)\n"
+        "client.get(server.sign_in_url())\n"
+        "for path in ('/', '/static/console.css', '/static/console.js', '/static/favicon.svg'):\n"
+        "    print(path, client.get(path).status_code)\n"
+        "server.stop(); run.close()\n"
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DREAM_")}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(str(installed))
+    assert lines[1:] == ["/ 200", "/static/console.css 200", "/static/console.js 200", "/static/favicon.svg 200"]
