@@ -210,6 +210,13 @@ class Outbox:
             )
         return [_message(row) for row in taken]
 
+    def states(self) -> dict[str, int]:
+        """How many messages are in each state (pending, delivered, failed)."""
+        rows = self.file.read(
+            lambda conn: conn.execute("SELECT state, count(*) FROM _dream_webhook_outbox GROUP BY state").fetchall()
+        )
+        return {state: count for state, count in rows}
+
     def pending(self, lane: str, *, first_only: bool = False) -> int:
         """How many messages of `lane` are due for an attempt now (only never-attempted ones if `first_only`)."""
         first = " AND attempts = 0" if first_only else ""

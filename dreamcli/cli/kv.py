@@ -516,9 +516,7 @@ def _verify(
     check = None
     if stripe:
         vendors = run.vendors()
-        check = replication.stripe_agreement(
-            store, lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
-        )
+        check = replication.stripe_agreement(store, onboarding.tier_configs_from_stripe(store, vendors))
     _report_long_scans(store)
     progress = progress_line("verifying", replication.keys_to_read(store))
     result = replication.verify(
@@ -693,7 +691,7 @@ def kv_repair(
 
         def tier_config_builder() -> Any:
             vendors = run.vendors(create=True)  # a write command: the vendors' store may be made here
-            return lambda plt, user: onboarding.tier_config_from_stripe(store, vendors, plt, user)
+            return onboarding.tier_configs_from_stripe(store, vendors)
 
         try:
             report = replication.run(

@@ -310,6 +310,7 @@ class Pages:
             "platform.html",
             title=platform_id,
             platform_id=platform_id,
+            keys_prefix=layout.platform_keys_prefix(platform_id),
             owner=owner,
             summary=summary,
             tiers=tiers,
@@ -598,26 +599,13 @@ class Pages:
     # -- live counters ---------------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
-        from dreamcli.platform.overview import has_monthly_rollup
+        from dreamcli.platform.overview import calls_this_month
 
         store, emulator = self.console.store, self.console.emulator
-        month = datetime.fromtimestamp(store.clock(), UTC).strftime("%Y-%m")
-        table, column = (
-            ("usage_monthly", "month") if has_monthly_rollup(store) else ("usage_daily", "substr(day, 1, 7)")
-        )
-        try:
-            calls = store.database.execute(
-                f"SELECT coalesce(sum(calls), 0) AS calls FROM {table} WHERE {column} = ?", [month]
-            ).results[0]["calls"]
-        except DreamError:
-            calls = None  # no usage table yet (D1 not migrated): nothing counted
-        live: dict[str, Any] = {"callsThisMonth": calls}
+        live: dict[str, Any] = {"callsThisMonth": calls_this_month(store, store.clock())}
         if emulator is not None:
-            states = emulator.file.read(
-                lambda conn: conn.execute("SELECT state, count(*) FROM _dream_webhook_outbox GROUP BY state").fetchall()
-            )
-            counts = dict(states)
-            live |= {"webhooksPending": counts.get("pending", 0), "webhooksFailed": counts.get("failed", 0)}
+            states = emulator.outbox.states()
+            live |= {"webhooksPending": states.get("pending", 0), "webhooksFailed": states.get("failed", 0)}
             live["developers"] = sum(emulator.tallies().plans().values())
         return live
 

@@ -444,6 +444,12 @@ def configure_tiers(
     )
 
 
+def tier_configs_from_stripe(store: Store, vendors: Vendors) -> Callable[[str, str | None], str]:
+    """`tier_config_from_stripe` for any (platform, developer) of this store: what repair and verify's Stripe check
+    are handed."""
+    return lambda platform_id, user_id: tier_config_from_stripe(store, vendors, platform_id, user_id)
+
+
 def tier_config_from_stripe(store: Store, vendors: Vendors, platform_id: str, user_id: str | None = None) -> str:
     """`platform:{plt}:tierConfig` rebuilt from its source of truth: the products and prices on the
     developer's connected account (metadata tierName/limit, amount, currency, description)."""

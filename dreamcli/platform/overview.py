@@ -157,6 +157,22 @@ def has_monthly_rollup(store: Store) -> bool:
     return bool(found and found[0]["n"])
 
 
+def calls_this_month(store: Store, now: float) -> int | None:
+    """Every platform's calls this calendar month (UTC), from usage_monthly where D1 has it; None before D1 has a
+    usage table at all (not migrated yet)."""
+    from dreamcli.errors import DreamError
+
+    month = datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
+    table, column = ("usage_monthly", "month") if has_monthly_rollup(store) else ("usage_daily", "substr(day, 1, 7)")
+    try:
+        rows = store.database.execute(
+            f"SELECT coalesce(sum(calls), 0) AS calls FROM {table} WHERE {column} = ?", [month]
+        ).results
+    except DreamError:
+        return None
+    return int(rows[0]["calls"])
+
+
 def busiest(store: Store, *, days: int | None, top: int, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The `top` platforms by calls: over the last `days` days (a sum over usage_daily), or, with `days` None, this
     calendar month (UTC: the period usage limits count), read off usage_monthly's index where D1 has it."""
