@@ -588,3 +588,63 @@ def test_serve_moves_its_console_when_its_port_is_taken(flowed):
             assert f"port {taken} is taken" in _read_until(process.stderr, "console:")
         finally:
             stop_process(process)
+
+
+def test_the_console_acts_while_other_processes_write_and_die_on_the_same_store(flowed, tmp_path):
+    """`dream console` serving, a `dream kv bulk-put` killed midway and `kv put`s finishing beside it, the console
+    verifying, rotating and revoking meanwhile: every acknowledged write is there, the file is intact, and no store
+    file was deleted under the console."""
+    import json as json_module
+    import signal
+    import sqlite3
+
+    from tests.processes import deleted_while_open
+
+    path, flow = flowed
+    plt, pk = flow["platformId"], flow["publishableKey"]
+    console = subprocess.Popen(
+        [DREAM, "--store", str(path), "console", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = _read_until(console.stdout, "/signin?token=").split()[1]
+        client = httpx.Client(base_url=address.split("/signin")[0], timeout=60.0)
+        assert client.get(address).status_code == 303
+        batch = tmp_path / "batch.json"
+        batch.write_text(json_module.dumps([{"key": f"note:bulk:{i:06d}", "value": "x" * 200} for i in range(10_000)]))
+        killed = subprocess.Popen([DREAM, "--store", str(path), "kv", "bulk-put", str(batch), "--ns", "api-tokens"])
+        time.sleep(0.3)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        page = f"/platforms/{plt}/keys/{pk}/rotate"
+        for i in range(5):
+            put = subprocess.Popen(
+                [DREAM, "--store", str(path), "kv", "put", f"note:put:{i}", str(i), "--ns", "api-tokens"]
+            )
+            if i == 1:
+                assert post(client, page, {"grace": "24h"}, page).status_code == 200
+            if i == 3:
+                assert post(client, "/replication/verify", {}, "/replication").status_code == 303
+            assert put.wait(timeout=60) == 0
+        with client.stream("GET", "/replication/progress") as events:
+            last = [line for line in events.iter_lines() if line.startswith("data: ")][-1]
+        assert '"finished": true' in last and '"error": null' in last
+        revoke = f"/platforms/{plt}/keys/{pk}/revoke"
+        assert post(client, revoke, {}, revoke).status_code == 303
+        assert deleted_while_open(console.pid, path.parent) == []
+    finally:
+        console.send_signal(signal.SIGINT)
+        assert console.wait(timeout=60) == 0
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    check.close()
+    run = AppContext(store_spec=str(path))
+    store = run.store()
+    assert [store.kv(API_TOKENS).get(f"note:put:{i}") for i in range(5)] == [str(i).encode() for i in range(5)]
+    bulk = sum(1 for _ in store.kv(API_TOKENS).scan(prefix="note:bulk:"))
+    assert bulk in (0, 10_000)  # a bulk write is all or nothing
+    statuses = sorted(p.status(store.clock()) for p in keys.list_keys(store, plt))
+    assert statuses == ["active", "revoked"]
+    run.close()
