@@ -148,17 +148,16 @@ def validate_bulk_size(items: Sequence[Any], limit: int, what: str) -> None:
 CheckedWrite = tuple[str, bytes, int | None, str | None]
 
 
-def check_writes(items: Sequence[Any], now: float, *, limit: int = MAX_BULK_WRITE) -> list[CheckedWrite]:
-    """Cloudflare's rules for a write request of `items` (KVWrite), checked in this one place for every store;
-    KVError with Cloudflare's wording on the first item it would refuse, before anything is written."""
+def plain_writes(items: Sequence[Any], *, limit: int = MAX_BULK_WRITE) -> list[tuple[str, bytes]] | None:
+    """(key, value) of each of `items` (KVWrite) when every one is the common write: a short text key, a bytes value,
+    no expiration, no metadata, nothing a rule could refuse; else None (`check_writes` then says which rule).
+    A bulk write of 10,000 keys pays for every call made here, so the test is inline."""
     validate_bulk_size(items, limit, "Bulk write")
-    # A bulk write of 10,000 keys pays for every call made here: a pair of short text key and bytes value with
-    # no expiration or metadata (the common one) is taken as it is, inline; anything else goes through the rules.
-    rows: list[CheckedWrite] = []
-    append = rows.append
-    short, large = MAX_KEY_BYTES // 4, MAX_VALUE_BYTES // 4
+    pairs: list[tuple[str, bytes]] = []
+    append = pairs.append
+    short, large = MAX_KEY_BYTES // 4, MAX_VALUE_BYTES // 4  # 128 characters are at most 512 UTF-8 bytes
     for key, value, expiration, expiration_ttl, metadata in items:
-        if (
+        if not (
             expiration is None
             and expiration_ttl is None
             and metadata is None
@@ -169,17 +168,26 @@ def check_writes(items: Sequence[Any], now: float, *, limit: int = MAX_BULK_WRIT
             and type(value) is bytes
             and len(value) <= large
         ):
-            append((key, value, None, None))
-        else:
-            append(
-                (
-                    validate_key(key),
-                    value_bytes(value),
-                    resolve_expiration(now, expiration, expiration_ttl),
-                    encode_metadata(metadata),
-                )
-            )
-    return rows
+            return None
+        append((key, value))
+    return pairs
+
+
+def check_writes(items: Sequence[Any], now: float, *, limit: int = MAX_BULK_WRITE) -> list[CheckedWrite]:
+    """Cloudflare's rules for a write request of `items` (KVWrite), checked in this one place for every store;
+    KVError with Cloudflare's wording on the first item it would refuse, before anything is written."""
+    pairs = plain_writes(items, limit=limit)
+    if pairs is not None:
+        return [(key, value, None, None) for key, value in pairs]
+    return [
+        (
+            validate_key(key),
+            value_bytes(value),
+            resolve_expiration(now, expiration, expiration_ttl),
+            encode_metadata(metadata),
+        )
+        for key, value, expiration, expiration_ttl, metadata in items
+    ]
 
 
 def check_keys(keys: Sequence[Any], limit: int, what: str) -> None:

@@ -199,6 +199,14 @@ def test_bulk_put_is_all_or_nothing(ns):
     assert ns.get("good") is None
 
 
+@pytest.mark.parametrize("extra", [{}, {"metadata": {"n": 1}}], ids=["plain", "with metadata"])
+def test_a_key_written_twice_in_one_bulk_write_keeps_the_last(ns, extra):
+    """Sorted into key order before writing (the emulator's B-tree), the batch must still apply in the order given."""
+    ns.bulk_put([KVWrite("b", b"first", **extra), KVWrite("a", b"x"), KVWrite("b", b"second", **extra)])
+    assert ns.get("b") == b"second"
+    assert ns.get("a") == b"x"
+
+
 def test_bulk_limits(ns):
     with pytest.raises(KVError, match="Bulk write of 10001 keys exceeds the limit of 10000"):
         ns.bulk_put([KVWrite(f"k{i}", "v") for i in range(10_001)])
