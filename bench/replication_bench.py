@@ -8,6 +8,8 @@ Floors:
   user:{u}:platformId joined to its other keys, its platform's userId and its publishable key's mapping (with
   its products and token parsed as JSON), every platform's userId to its token and tier config (parsed), and
   both mirrored families joined across the namespaces both ways. No output, nothing materialized.
+- every relation verify checks (EVERY_RELATION): that floor plus the relations verify's invariants add to it, each
+  read once the same bare way: how much of verify's time is reading what it must compare.
 
 Run: .venv/bin/python bench/replication_bench.py [--platforms 100000] [--drift 0.10]
 Goals (issue 12): verify <= 2x the SQL-join floor, peak RSS < 200 MB at 1,000,000 platforms;
@@ -97,13 +99,65 @@ FLOOR = (
 )
 
 
-def sql_join_floor(path: Path, ids: tuple[int, int]) -> tuple[float, float]:
+def _user_probe(field: str) -> str:
+    return _probe("pt", f"'user:' || u || ':{field}'")
+
+
+def _platform_probe(view: str, column: str, field: str) -> str:
+    return _probe(view, f"'platform:' || {column} || ':{field}'")
+
+
+def _mapping_probe(view: str, family: str, column: str, field: str) -> str:
+    return _probe(view, f"'{family}:' || CAST({column} AS TEXT) || ':{field}'")
+
+
+# Every relation verify checks, each read once, bare: the floor's joins and those its invariants add (a platform's
+# owner claiming it back, a developer's token against its platform's, its tiers against the tier config's, its
+# plaintext secret slot; a publishable mapping's platform, owned and configured; a secret mapping's publishable
+# mapping in both namespaces; developers without a platformId, platforms without a userId). No id or tier shape is
+# checked, nothing is written: what is left between verify and this is verify's own work, not its reading.
+EVERY_RELATION = (
+    f"""SELECT count(*), sum(json_array_length(pr) = json_array_length(cfg, '$.tiers')), sum(tok = ptok),
+               sum(json_valid(tok)), sum(up = u), sum(mp = plt), sum(ma = plt), sum(sec IS NULL) FROM (
+        SELECT u, plt, {_user_probe("products")} AS pr, {_user_probe("stripeToken")} AS tok,
+               {_user_probe("secretKey")} AS sec, CAST({_platform_probe("pt", "plt", "userId")} AS TEXT) AS up,
+               {_platform_probe("pt", "plt", "stripeToken")} AS ptok, {_platform_probe("api", "plt", "tierConfig")} AS cfg,
+               CAST({_mapping_probe("pt", "publishablekey", "pk", "platformId")} AS TEXT) AS mp,
+               CAST({_mapping_probe("api", "publishablekey", "pk", "platformId")} AS TEXT) AS ma
+        FROM (SELECT u, plt, {_user_probe("publishableKey")} AS pk
+              FROM (SELECT substr(key, 6, length(key) - 16) AS u, CAST(value AS TEXT) AS plt FROM pt
+                    WHERE key >= 'user:' AND key < 'user;' AND key GLOB 'user:?*:platformId') LIMIT -1 OFFSET 0))""",
+    f"""SELECT count(*), sum(json_valid(tok)), sum(json_array_length(cfg, '$.tiers')), sum(claim = plt) FROM (
+        SELECT plt, {_platform_probe("pt", "plt", "stripeToken")} AS tok, {_platform_probe("api", "plt", "tierConfig")} AS cfg,
+               CAST({_probe("pt", "'user:' || uid || ':platformId'")} AS TEXT) AS claim
+        FROM (SELECT substr(key, 10, length(key) - 16) AS plt, CAST(value AS TEXT) AS uid FROM pt
+              WHERE key >= 'platform:' AND key < 'platform;' AND key GLOB 'platform:?*:userId'))""",
+    f"""SELECT count(*), sum(a.value = b.value), count({_platform_probe("pt", "CAST(a.value AS TEXT)", "userId")}),
+               count({_platform_probe("api", "CAST(a.value AS TEXT)", "tierConfig")})
+        FROM pt a LEFT JOIN api b ON b.key = a.key WHERE a.key >= 'publishablekey:' AND a.key < 'publishablekey;'""",
+    f"""SELECT count(*), sum(a.value = b.value), count({_mapping_probe("pt", "publishablekey", "a.value", "platformId")}),
+               count({_mapping_probe("api", "publishablekey", "a.value", "platformId")})
+        FROM pt a LEFT JOIN api b ON b.key = a.key WHERE a.key >= 'secretkey:' AND a.key < 'secretkey;'""",
+    *FLOOR[3::2],  # the copies in api-tokens without a source, both families
+    # Developers with keys but no platformId; platforms with a token or a tier config but no userId.
+    """SELECT count(DISTINCT u) FROM (SELECT substr(r, 1, instr(r, ':') - 1) AS u FROM (
+            SELECT substr(key, 6) AS r FROM pt WHERE key >= 'user:' AND key < 'user;' AND key NOT GLOB '*:platformId'))
+        WHERE NOT EXISTS (SELECT 1 FROM pt WHERE key = 'user:' || u || ':platformId')""",
+    f"""SELECT count(*) FROM (SELECT substr(key, 10, length(key) - 21) AS plt FROM pt
+            WHERE key >= 'platform:' AND key < 'platform;' AND key GLOB 'platform:?*:stripeToken'
+            UNION SELECT substr(key, 10, length(key) - 20) FROM api
+            WHERE key >= 'platform:' AND key < 'platform;' AND key GLOB 'platform:?*:tierConfig')
+        WHERE {_platform_probe("pt", "plt", "userId")} IS NULL""",
+)
+
+
+def sql_join_floor(path: Path, ids: tuple[int, int], queries: tuple[str, ...] = FLOOR) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of the floor's joins: one thread, so the two agree but for waits."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     for name, seq in zip(("pt", "api"), ids, strict=True):
         conn.execute(f"CREATE TEMP VIEW {name} AS SELECT key, value FROM _dream_kv WHERE ns = {seq}")
     started, cpu_started = time.perf_counter(), time.process_time()
-    for sql in FLOOR:
+    for sql in queries:
         conn.execute(sql).fetchall()
     elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
     conn.close()
@@ -242,12 +296,14 @@ def main() -> None:
     # verify in a child process (its memory its own), the floor in this one, in turns.
     root = Path(__file__).resolve().parent.parent
     wall, cpu = Pairs("verify / SQL-join floor, wall time"), Pairs("verify / SQL-join floor, CPU time")
+    every = Pairs("verify / every relation it checks, read bare, CPU time", second="relations")
     for _ in range(args.pairs if "verify" in parts else 0):
         floor_wall, floor_cpu = sql_join_floor(path, ids)
         out, _ = run_sampled([sys.executable, "-c", VERIFY_CHILD, str(path)], root)
         verify_s, scanned, findings, base_kb, peak_kb, _, verify_cpu = out.split()
         wall.add(float(verify_s), floor_wall)
         cpu.add(float(verify_cpu), floor_cpu)
+        every.add(float(verify_cpu), sql_join_floor(path, ids, EVERY_RELATION)[1])
     if "verify" in parts:
         print(
             f"verify: {int(scanned):,} keys, {int(findings):,} findings; it uses two processes at once, so CPU time too:"
@@ -255,6 +311,8 @@ def main() -> None:
         wall.print()
         cpu.print()
         print("  (goal: <= 2x in CPU time)")
+        every.print()
+        print("  (what the SQL-join floor leaves out: see EVERY_RELATION)")
 
     if "memory" in parts:
         # Memory, from outside: the whole `dream kv verify` process tree, as an operator runs it.
