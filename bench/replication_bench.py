@@ -111,7 +111,8 @@ def _mapping_probe(view: str, family: str, column: str, field: str) -> str:
     return _probe(view, f"'{family}:' || CAST({column} AS TEXT) || ':{field}'")
 
 
-# Every relation verify checks, each read once, bare: the floor's joins and those its invariants add (a platform's
+# Every relation verify checks, read bare as the floor reads its own (a value two relations need is read by each;
+# verify reads it once into its snapshot and joins): the floor's joins and those its invariants add (a platform's
 # owner claiming it back, a developer's token against its platform's, its tiers against the tier config's, its
 # plaintext secret slot; a publishable mapping's platform, owned and configured; a secret mapping's publishable
 # mapping in both namespaces; developers without a platformId, platforms without a userId). No id or tier shape is
