@@ -111,15 +111,17 @@ def _mapping_probe(view: str, family: str, column: str, field: str) -> str:
     return _probe(view, f"'{family}:' || CAST({column} AS TEXT) || ':{field}'")
 
 
-# Every relation verify checks, read bare as the floor reads its own (a value two relations need is read by each;
-# verify reads it once into its snapshot and joins): the floor's joins and those its invariants add (a platform's
-# owner claiming it back, a developer's token against its platform's, its tiers against the tier config's, its
-# plaintext secret slot; a publishable mapping's platform, owned and configured; a secret mapping's publishable
-# mapping in both namespaces; developers without a platformId, platforms without a userId). No id or tier shape is
-# checked, nothing is written: what is left between verify and this is verify's own work, not its reading.
+# Every relation verify checks, read bare as the floor reads its own: the floor's joins and those its invariants
+# add (a platform's owner claiming it back, a developer's token against its platform's, its tiers against the tier
+# config's, its plaintext secret slot; a publishable mapping's platform, owned and configured; a secret mapping's
+# publishable mapping in both namespaces; developers without a platformId, platforms without a userId). Each value
+# is read once: a platform's token and tier config where its developer is visited (their shapes too), again only
+# for a platform no developer claims. No id or tier shape is checked, nothing is written: what is left between
+# verify and this is verify's own work, not its reading.
 EVERY_RELATION = (
     f"""SELECT count(*), sum(json_array_length(pr) = json_array_length(cfg, '$.tiers')), sum(tok = ptok),
-               sum(json_valid(tok)), sum(up = u), sum(mp = plt), sum(ma = plt), sum(sec IS NULL) FROM (
+               sum(json_valid(tok)), sum(json_valid(ptok)), sum(up = u), sum(mp = plt), sum(ma = plt),
+               sum(sec IS NULL) FROM (
         SELECT u, plt, {_user_probe("products")} AS pr, {_user_probe("stripeToken")} AS tok,
                {_user_probe("secretKey")} AS sec, CAST({_platform_probe("pt", "plt", "userId")} AS TEXT) AS up,
                {_platform_probe("pt", "plt", "stripeToken")} AS ptok, {_platform_probe("api", "plt", "tierConfig")} AS cfg,
@@ -128,11 +130,14 @@ EVERY_RELATION = (
         FROM (SELECT u, plt, {_user_probe("publishableKey")} AS pk
               FROM (SELECT substr(key, 6, length(key) - 16) AS u, CAST(value AS TEXT) AS plt FROM pt
                     WHERE key >= 'user:' AND key < 'user;' AND key GLOB 'user:?*:platformId') LIMIT -1 OFFSET 0))""",
-    f"""SELECT count(*), sum(json_valid(tok)), sum(json_array_length(cfg, '$.tiers')), sum(claim = plt) FROM (
-        SELECT plt, {_platform_probe("pt", "plt", "stripeToken")} AS tok, {_platform_probe("api", "plt", "tierConfig")} AS cfg,
-               CAST({_probe("pt", "'user:' || uid || ':platformId'")} AS TEXT) AS claim
-        FROM (SELECT substr(key, 10, length(key) - 16) AS plt, CAST(value AS TEXT) AS uid FROM pt
-              WHERE key >= 'platform:' AND key < 'platform;' AND key GLOB 'platform:?*:userId'))""",
+    f"""SELECT count(*), sum(claim = plt), sum(CASE WHEN claim IS NOT plt THEN json_valid(tok) END),
+               sum(CASE WHEN claim IS NOT plt THEN json_array_length(cfg, '$.tiers') END) FROM (
+        SELECT plt, claim, {_platform_probe("pt", "plt", "stripeToken")} AS tok,
+               {_platform_probe("api", "plt", "tierConfig")} AS cfg
+        FROM (SELECT plt, CAST({_probe("pt", "'user:' || uid || ':platformId'")} AS TEXT) AS claim
+              FROM (SELECT substr(key, 10, length(key) - 16) AS plt, CAST(value AS TEXT) AS uid FROM pt
+                    WHERE key >= 'platform:' AND key < 'platform;' AND key GLOB 'platform:?*:userId')
+              LIMIT -1 OFFSET 0))""",
     f"""SELECT count(*), sum(a.value = b.value), count({_platform_probe("pt", "CAST(a.value AS TEXT)", "userId")}),
                count({_platform_probe("api", "CAST(a.value AS TEXT)", "tierConfig")})
         FROM pt a LEFT JOIN api b ON b.key = a.key WHERE a.key >= 'publishablekey:' AND a.key < 'publishablekey;'""",
