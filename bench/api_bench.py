@@ -131,10 +131,17 @@ def prepare(folder: Path) -> dict[str, Path]:
 
 
 def load(
-    base: str, secret_key: str, scripts: dict[str, Path], cpu: Any, seconds: int, route: str, connections: int
+    base: str,
+    secret_key: str,
+    scripts: dict[str, Path],
+    cpu: Any,
+    seconds: int,
+    route: str,
+    connections: int,
+    plan: str = "enterprise",
 ) -> dict[str, float]:
-    """One wrk run of one load on one server."""
-    auth = {"Authorization": f"Bearer {secret_key}", "X-User-Plan": "enterprise"}
+    """One wrk run of one load on one server, its end-users on `plan`."""
+    auth = {"Authorization": f"Bearer {secret_key}", "X-User-Plan": plan}
     if route == "whoami":
         return measured(
             cpu,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.paired import Pairs, descendants  # noqa: E402
 from dreamcli.platform import replication, synthetic  # noqa: E402
+from dreamcli.stores.ports import iter_keys  # noqa: E402
 from emulator.store import open_emulator_store  # noqa: E402
 
 VERIFY_CHILD = """
@@ -269,8 +271,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="Keep the seeded file in this folder and reuse it next time.")
     parser.add_argument(
         "--parts",
-        default="verify,memory,repair",
-        help="Which parts to measure (verify, memory, repair; all by default).",
+        default="verify,memory,repair,list",
+        help="Which parts to measure (verify, memory, repair, list; all by default).",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -329,6 +331,24 @@ def main() -> None:
         print("  (goal: <= 2x in CPU time)")
         every.print()
         print("  (what the SQL-join floor leaves out: see EVERY_RELATION)")
+
+    # list --all of platform-tokens (the store port's 1,000-key pages) against a raw sqlite3 scan of its keys, in turns.
+    listing = Pairs("list --all platform-tokens / raw sqlite3 scan of its keys")
+    for _ in range(args.pairs if "list" in parts else 0):
+        store = open_emulator_store(path)
+        started = time.perf_counter()
+        listed = sum(1 for _ in iter_keys(store.kv("platform-tokens")))
+        list_s = time.perf_counter() - started
+        store.close()
+        raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        started = time.perf_counter()
+        scanned = sum(1 for _ in raw.execute("SELECT key FROM _dream_kv WHERE ns = ? ORDER BY key", (ids[0],)))
+        listing.add(list_s, time.perf_counter() - started)
+        raw.close()
+        assert listed == scanned, (listed, scanned)
+    if "list" in parts:
+        print(f"list: {listed:,} keys, {listed / statistics.median(listing.dream):,.0f} keys/s")
+        listing.print()
 
     if "memory" in parts:
         # Memory, from outside: the whole `dream kv verify` process tree, as an operator runs it.
