@@ -109,7 +109,9 @@ def main() -> None:
             sides[size] = (base, secret, lambda pid=pid: cpu_seconds(pid))
             print(f"serving {size:,} platforms ({path.stat().st_size / 2**20:,.0f} MiB)", file=sys.stderr)
         rates = {
-            (size, c): Pairs(f"{size:,} platforms / one, {c} connections, req/s", "req/s")
+            (size, c): Pairs(
+                f"{size:,} platforms / one, {c} connections", "req/s", first="seeded", second="one platform"
+            )
             for size in sizes
             for c in connections
         }
