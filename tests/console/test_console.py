@@ -383,8 +383,8 @@ def _read_until(stream: Any, marker: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"no {marker!r} in: {seen}")
 
 
-def test_dream_console_prints_its_address_serves_the_store_and_stops_on_ctrl_c(flowed):
-    path, flow = flowed
+def _start_console(path: Path) -> tuple[subprocess.Popen[str], str]:
+    """`dream console` on a free port over the store at `path`: the process and the sign-in address it printed."""
     process = subprocess.Popen(
         [DREAM, "--store", str(path), "console", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -392,8 +392,16 @@ def test_dream_console_prints_its_address_serves_the_store_and_stops_on_ctrl_c(f
         text=True,
     )
     try:
-        line = _read_until(process.stdout, "/signin?token=")
-        address = line.split()[1]
+        return process, _read_until(process.stdout, "/signin?token=").split()[1]
+    except BaseException:
+        stop_process(process)
+        raise
+
+
+def test_dream_console_prints_its_address_serves_the_store_and_stops_on_ctrl_c(flowed):
+    path, flow = flowed
+    process, address = _start_console(path)
+    try:
         assert address.startswith("http://127.0.0.1:")
         client = httpx.Client(timeout=30.0)
         assert client.get(address).status_code == 303
@@ -602,14 +610,8 @@ def test_the_console_acts_while_other_processes_write_and_die_on_the_same_store(
 
     path, flow = flowed
     plt, pk = flow["platformId"], flow["publishableKey"]
-    console = subprocess.Popen(
-        [DREAM, "--store", str(path), "console", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    console, address = _start_console(path)
     try:
-        address = _read_until(console.stdout, "/signin?token=").split()[1]
         client = httpx.Client(base_url=address.split("/signin")[0], timeout=60.0)
         assert client.get(address).status_code == 303
         batch = tmp_path / "batch.json"
