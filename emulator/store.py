@@ -11,6 +11,7 @@ from dreamcli.errors import StoreError
 from dreamcli.stores.ports import Store
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, SQLiteFile
+from dreamcli.stores.store_lock import StoreLock
 from dreamcli.topology import GUIDE_TOPOLOGY, Topology
 from emulator.kv import EmulatorKVNamespace
 from emulator.schema import d1_path, migrate, refuse_foreign
@@ -46,7 +47,8 @@ def open_emulator_store(
         database.close()
         file.close()
 
-    return Store("emulator", str(path), topology, namespaces, database, close, clock)
+    lock = StoreLock([path], f"the emulator store {path}")
+    return Store("emulator", str(path), topology, namespaces, database, close, clock, lock=lock)
 
 
 def _register_namespaces(file: SQLiteFile, topology: Topology) -> dict[str, int]:

@@ -231,6 +231,14 @@ def root(
         context.environ = chosen.environ(context.environ)
     ctx.obj = context
     ctx.call_on_close(context.close)
+    from dreamcli.stores import store_lock
+
+    store_lock.on_wait = _waiting
+
+
+def _waiting(message: str) -> None:
+    """A command that waits for another's lock on the store says so, once, on stderr."""
+    typer.echo(f"{message} ...", err=True)
 
 
 def _interrupted(signum: int, _frame: Any) -> None:

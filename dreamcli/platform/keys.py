@@ -159,14 +159,15 @@ def create_key(store: Store, platform_id: str, env: str, *, now: float) -> Creat
     """A new pair for the platform; the secret is returned once and stored only as its hash."""
     if not ENV_LABEL.match(env):
         raise UsageError(f"env label {env!r}: use lowercase letters, digits, - or _ (production, staging, test, ...)")
-    owner_of(store, platform_id)
-    if store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is None:
-        raise UsageError(
-            f"platform {platform_id} has no tier config in api-tokens: run `dream flow tiers` first "
-            "(a key without one would not authenticate)"
-        )
-    pair = new_key_pair()
-    write_pair(store, platform_id, pair, KeyIndexEntry.for_new_pair(pair, env, now))
+    with store.locked():  # another process sees the pair whole, or not at all
+        owner_of(store, platform_id)
+        if store.kv(API_TOKENS).get(layout.tier_config(platform_id)) is None:
+            raise UsageError(
+                f"platform {platform_id} has no tier config in api-tokens: run `dream flow tiers` first "
+                "(a key without one would not authenticate)"
+            )
+        pair = new_key_pair()
+        write_pair(store, platform_id, pair, KeyIndexEntry.for_new_pair(pair, env, now))
     return Created(pair, env, platform_id)
 
 
@@ -262,14 +263,15 @@ def rotate_key(
 ) -> Rotated:
     """A new pair for the same platform and env; the old pair works until revoked, or for `grace_seconds`
     (KV expiration on its mappings in both namespaces), never past its own expiry."""
-    plan = plan_rotation(
-        store, platform_id, publishable_key=publishable_key, env=env, grace_seconds=grace_seconds, now=now
-    )
-    old, expires_at = plan.old, plan.expires_at
-    created = create_key(store, platform_id, plan.env, now=now)
-    if expires_at is not None and expires_at != old.expires_at:
-        _expire_pair(store, platform_id, old, expires_at)
-    _move_primary(store, platform_id, old.publishable_key, created.pair.publishable_key)
+    with store.locked():  # planned and made with no other key change between
+        plan = plan_rotation(
+            store, platform_id, publishable_key=publishable_key, env=env, grace_seconds=grace_seconds, now=now
+        )
+        old, expires_at = plan.old, plan.expires_at
+        created = create_key(store, platform_id, plan.env, now=now)
+        if expires_at is not None and expires_at != old.expires_at:
+            _expire_pair(store, platform_id, old, expires_at)
+        _move_primary(store, platform_id, old.publishable_key, created.pair.publishable_key)
     return Rotated(created, old.publishable_key, expires_at)
 
 
@@ -316,31 +318,32 @@ def revocation_keys(store: Store, platform_id: str, publishable_key: str) -> lis
 
 def revoke_key(store: Store, platform_id: str, publishable_key: str, *, force: bool = False, now: float) -> KeyInfo:
     """Remove the pair's mappings from both namespaces: the index says revoked, then the api-tokens secret goes."""
-    keys = list_keys(store, platform_id)
-    target = next((info for info in keys if info.publishable_key == publishable_key), None)
-    if target is None:
-        raise KeyNotFoundError(f"{publishable_key} is not a key of {platform_id}")
-    if target.status(now) == "revoked":
-        raise UsageError(f"{publishable_key} is revoked already")
-    others = [info for info in keys if info.publishable_key != publishable_key and info.live(now)]
-    if not others and not force:
-        raise LastActivePair(
-            f"{publishable_key} is the last active pair of {platform_id}: its API calls would all fail; "
-            "create or rotate first, or pass --force"
-        )
-    platform, api = store.kv(PLATFORM_TOKENS), store.kv(API_TOKENS)
-    # The index records the revocation first: should the deletes stop half-way, `dream kv repair`
-    # finishes them instead of copying the pair back from platform-tokens.
-    target.revoked_at = int(now)
-    target.expires_at = None
-    platform.put(layout.platform_key_index(platform_id, publishable_key), target.index_entry().to_json())
-    if target.secret_hash:
-        api.delete(layout.secret_key_publishable(target.secret_hash))  # the secret stops here, at once
-        platform.delete(layout.secret_key_publishable(target.secret_hash))
-    api.delete(layout.publishable_key_platform(publishable_key))
-    platform.delete(layout.publishable_key_platform(publishable_key))
-    newest = max(others, key=lambda info: info.created or 0).publishable_key if others else None
-    _move_primary(store, platform_id, publishable_key, newest)
+    with store.locked():  # verify never reads a pair half revoked (its index says so, a mapping remains)
+        keys = list_keys(store, platform_id)
+        target = next((info for info in keys if info.publishable_key == publishable_key), None)
+        if target is None:
+            raise KeyNotFoundError(f"{publishable_key} is not a key of {platform_id}")
+        if target.status(now) == "revoked":
+            raise UsageError(f"{publishable_key} is revoked already")
+        others = [info for info in keys if info.publishable_key != publishable_key and info.live(now)]
+        if not others and not force:
+            raise LastActivePair(
+                f"{publishable_key} is the last active pair of {platform_id}: its API calls would all fail; "
+                "create or rotate first, or pass --force"
+            )
+        platform, api = store.kv(PLATFORM_TOKENS), store.kv(API_TOKENS)
+        # The index records the revocation first: should the deletes stop half-way, `dream kv repair`
+        # finishes them instead of copying the pair back from platform-tokens.
+        target.revoked_at = int(now)
+        target.expires_at = None
+        platform.put(layout.platform_key_index(platform_id, publishable_key), target.index_entry().to_json())
+        if target.secret_hash:
+            api.delete(layout.secret_key_publishable(target.secret_hash))  # the secret stops here, at once
+            platform.delete(layout.secret_key_publishable(target.secret_hash))
+        api.delete(layout.publishable_key_platform(publishable_key))
+        platform.delete(layout.publishable_key_platform(publishable_key))
+        newest = max(others, key=lambda info: info.created or 0).publishable_key if others else None
+        _move_primary(store, platform_id, publishable_key, newest)
     return target
 
 

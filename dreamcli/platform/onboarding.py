@@ -109,15 +109,16 @@ def signup(store: Store, vendors: Vendors, *, email: str | None = None, user_id:
         user = found[0] if found else clerk.create_user(email, public_metadata={"plan": "free"})
     uid = user["id"]
     writes = Writes()
-    existing = _text(store, PLATFORM_TOKENS, layout.user_platform_id(uid))
-    if existing is not None:
-        if _text(store, PLATFORM_TOKENS, layout.platform_user_id(existing)) is None:
-            writes.put(store, PLATFORM_TOKENS, layout.platform_user_id(existing), uid)  # heal a half-done signup
-        return SignupResult(uid, existing, False, writes.done)
-    platform_id = new_platform_id()
-    # Reverse mapping first: a crash between the two leaves an orphan, never a user pointing nowhere.
-    writes.put(store, PLATFORM_TOKENS, layout.platform_user_id(platform_id), uid)
-    writes.put(store, PLATFORM_TOKENS, layout.user_platform_id(uid), platform_id)
+    with store.locked():  # two signups of one user at once make one platform; verify never sees a half
+        existing = _text(store, PLATFORM_TOKENS, layout.user_platform_id(uid))
+        if existing is not None:
+            if _text(store, PLATFORM_TOKENS, layout.platform_user_id(existing)) is None:
+                writes.put(store, PLATFORM_TOKENS, layout.platform_user_id(existing), uid)  # heal a half-done signup
+            return SignupResult(uid, existing, False, writes.done)
+        platform_id = new_platform_id()
+        # Reverse mapping first: a crash between the two leaves an orphan, never a user pointing nowhere.
+        writes.put(store, PLATFORM_TOKENS, layout.platform_user_id(platform_id), uid)
+        writes.put(store, PLATFORM_TOKENS, layout.user_platform_id(uid), platform_id)
     return SignupResult(uid, platform_id, True, writes.done)
 
 
@@ -411,32 +412,33 @@ def configure_tiers(
     for name in removed:
         stripe.update_product(account, existing[name]["productId"], active=False)
 
-    publishable_key = _text(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id))
-    pair: KeyPair | None = None
-    if publishable_key is None:
-        pair = new_key_pair()
-        publishable_key = pair.publishable_key
+    with store.locked():  # the pair's keys appear to verify all at once, and one pair for two runs at once
+        publishable_key = _text(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id))
+        pair: KeyPair | None = None
+        if publishable_key is None:
+            pair = new_key_pair()
+            publishable_key = pair.publishable_key
 
-    writes = Writes(after_write)
-    tier_config = json.dumps({"tiers": config})
-    # 1. What an authenticated call needs, before anything that lets a call authenticate.
-    if not skip_api_replication:
-        writes.put(store, API_TOKENS, layout.tier_config(platform_id), tier_config)
-    # 2. The developer's view (phase 4e).
-    writes.put(store, PLATFORM_TOKENS, layout.user_products(user_id), json.dumps(products))
-    writes.put(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id), publishable_key)
-    writes.put(store, PLATFORM_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
-    if pair is not None:
-        index = KeyIndexEntry.for_new_pair(pair, "production", store_now())
-        writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), index.to_json())
-        if mimic_plaintext_secret:
-            writes.put(store, PLATFORM_TOKENS, layout.user_secret_key(user_id), pair.secret_key)
-        writes.put(store, PLATFORM_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
-    # 3. api-multi's copies (phase 4f): the secret's own mapping last, so it never leads nowhere.
-    if not skip_api_replication:
-        writes.put(store, API_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
+        writes = Writes(after_write)
+        tier_config = json.dumps({"tiers": config})
+        # 1. What an authenticated call needs, before anything that lets a call authenticate.
+        if not skip_api_replication:
+            writes.put(store, API_TOKENS, layout.tier_config(platform_id), tier_config)
+        # 2. The developer's view (phase 4e).
+        writes.put(store, PLATFORM_TOKENS, layout.user_products(user_id), json.dumps(products))
+        writes.put(store, PLATFORM_TOKENS, layout.user_publishable_key(user_id), publishable_key)
+        writes.put(store, PLATFORM_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
         if pair is not None:
-            writes.put(store, API_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
+            index = KeyIndexEntry.for_new_pair(pair, "production", store_now())
+            writes.put(store, PLATFORM_TOKENS, layout.platform_key_index(platform_id, publishable_key), index.to_json())
+            if mimic_plaintext_secret:
+                writes.put(store, PLATFORM_TOKENS, layout.user_secret_key(user_id), pair.secret_key)
+            writes.put(store, PLATFORM_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
+        # 3. api-multi's copies (phase 4f): the secret's own mapping last, so it never leads nowhere.
+        if not skip_api_replication:
+            writes.put(store, API_TOKENS, layout.publishable_key_platform(publishable_key), platform_id)
+            if pair is not None:
+                writes.put(store, API_TOKENS, layout.secret_key_publishable(pair.secret_hash), publishable_key)
     # 4. Clerk metadata (phase 4g).
     vendors.clerk[DREAM_API].update_metadata(user_id, public={"publishableKey": publishable_key})
     return TiersResult(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from dreamcli.errors import UnknownNamespace
+from dreamcli.stores.store_lock import StoreLock
 from dreamcli.topology import Topology
 
 
@@ -288,6 +290,13 @@ class Store:
     # Values the key schema marks secret arrive sealed (dreamcli.layout.SEAL: digests, never the secrets), as the
     # verifier Worker sends them; its token namespaces then copy such values inside the Worker (`copy_sealed`).
     sealed: bool = False
+    # Local stores: the lock dream's changes of several keys hold (dreamcli.stores.store_lock); None on Cloudflare,
+    # where no lock spans KV.
+    lock: StoreLock | None = None
+
+    def locked(self, *, shared: bool = False) -> AbstractContextManager[None]:
+        """Held while dream changes several keys at once (exclusive), or reads them all (shared: verify)."""
+        return nullcontext() if self.lock is None else self.lock.hold(shared=shared)
 
     def kv(self, name_or_id: str) -> KVNamespace:
         """The namespace named by its logical name (`api-tokens`) or its namespace id."""

@@ -41,6 +41,7 @@ from dreamcli.stores.ports import (
 )
 from dreamcli.stores.sqlite_d1 import SQLiteD1Database, writes
 from dreamcli.stores.sqlite_file import BUSY_TIMEOUT_MS, describe_sqlite_error
+from dreamcli.stores.store_lock import StoreLock
 
 KV_OBJECT = "miniflare-KVNamespaceObject"
 D1_OBJECT = "miniflare-D1DatabaseObject"
@@ -429,6 +430,7 @@ def open_wrangler_store(
         worker = project.roles.get("api-multi", (project.workers[0], ""))[0]
         state_root = worker.state_root(project.persist_to)
     database = LocalD1(d1_path(state_root, database_ref.id), database_ref.id, busy_timeout_ms)
+    places = {state_root, *(copy.state_root for copies in project.copies.values() for copy in copies)}
     return Store(
         "wrangler",
         str(project.root),
@@ -438,4 +440,5 @@ def open_wrangler_store(
         database.close,
         clock,
         project,
+        lock=StoreLock(places, f"wrangler's state in {project.root}"),
     )

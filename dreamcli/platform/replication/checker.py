@@ -655,11 +655,13 @@ def verify(
     (default: where api-usage is local, not read through Cloudflare's paced REST API), also
     the counts api-multi reads in api-usage (`usage_check`)."""
     now = time.time() if now is None else now
-    stranded, copied_keys = copies.stranded(store)
-    with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,), on_tick=on_tick) as snap:
-        checker = _Checker(store, snap, stripe_check, now)
-        checker.run()
-        keys = snap.keys
+    # Shared: other verifies read at once; a change of several keys (a rotation, a repair) is read whole or not.
+    with store.locked(shared=True):
+        stranded, copied_keys = copies.stranded(store)
+        with snapshot(store, int(now), on_progress, after_b=(PUBLISHABLE_SUSPECTS,), on_tick=on_tick) as snap:
+            checker = _Checker(store, snap, stripe_check, now)
+            checker.run()
+            keys = snap.keys
     # By default where the namespace is local (it can count its keys without reading them), not through a paced API.
     check_usage = store.kv(API_USAGE).count() is not None if usage is None else usage
     if check_usage:

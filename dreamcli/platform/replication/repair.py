@@ -216,28 +216,32 @@ def run(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RepairReport:
     """Verify, plan, confirm, apply, verify again. `verify` is the (possibly narrowed) check to run before
-    and after; `tier_config_builder` is asked for only when a tier config must be rebuilt from Stripe."""
-    before = verify()
-    report = RepairReport(
-        before, plan_repair(before, prune=prune, remove_plaintext=remove_plaintext, reset_usage=reset_usage)
-    )
-    if not report.plan.fixes:
-        return report
-    if not confirm(report.plan):
-        report.declined = True
-        return report
-    needs_stripe = any(fix.action is Action.REBUILD_TIER_CONFIG for fix, _ in report.plan.fixes)
-    builder = tier_config_builder() if needs_stripe and tier_config_builder is not None else None
-    progress = [0, len(report.plan.fixes)]  # actions done, planned: what an interruption reports
+    and after; `tier_config_builder` is asked for only when a tier config must be rebuilt from Stripe.
 
-    def track(done: int, total: int) -> None:
-        progress[:] = [done, total]
-        if on_progress is not None:
-            on_progress(done, total)
+    The store's lock is held throughout, the confirmation included (as `terraform apply` holds its state lock
+    through its prompt): what is applied is what was confirmed, with no other dream change of keys between."""
+    with store.locked():
+        before = verify()
+        report = RepairReport(
+            before, plan_repair(before, prune=prune, remove_plaintext=remove_plaintext, reset_usage=reset_usage)
+        )
+        if not report.plan.fixes:
+            return report
+        if not confirm(report.plan):
+            report.declined = True
+            return report
+        needs_stripe = any(fix.action is Action.REBUILD_TIER_CONFIG for fix, _ in report.plan.fixes)
+        builder = tier_config_builder() if needs_stripe and tier_config_builder is not None else None
+        progress = [0, len(report.plan.fixes)]  # actions done, planned: what an interruption reports
 
-    try:
-        report.applied, report.failed = apply_plan(store, report.plan, build_tier_config=builder, on_progress=track)
-    except KeyboardInterrupt:
-        raise RepairInterrupted(*progress) from None
-    report.after = verify()
-    return report
+        def track(done: int, total: int) -> None:
+            progress[:] = [done, total]
+            if on_progress is not None:
+                on_progress(done, total)
+
+        try:
+            report.applied, report.failed = apply_plan(store, report.plan, build_tier_config=builder, on_progress=track)
+        except KeyboardInterrupt:
+            raise RepairInterrupted(*progress) from None
+        report.after = verify()
+        return report
