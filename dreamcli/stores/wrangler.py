@@ -86,6 +86,8 @@ def new_blob_id(now_ms: int) -> str:
     return (secrets.token_bytes(32) + struct.pack(">q", now_ms)).hex()
 
 
+READ_AGAIN = 5  # a key's row read again, at most, when each blob it names is replaced before it can be read
+
 _listed_key = functools.partial(tuple.__new__, ListedKey)
 
 
@@ -143,7 +145,25 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         try:
             return (self.blobs / blob_id).read_bytes()
         except FileNotFoundError:
-            return None  # written by a writer still between its blob and its row, or removed since
+            return None  # replaced since its row was read (the writer removes the old blob last), or lost
+
+    def _current(self, key: str, blob_id: str) -> tuple[bytes, int | None, str | None] | None:
+        """(value, expiration ms, metadata) of a key whose blob `blob_id` was gone when read: a writer replaced it
+        after its row was read (Miniflare writes the new blob, then the row, then removes the old blob), so the row
+        read again names the new one. None only if the key is gone or expired now, or its blob is lost for good."""
+        for _ in range(READ_AGAIN):
+            rows = self._read(
+                "SELECT blob_id, expiration, metadata FROM _mf_entries WHERE key = ? "
+                "AND (expiration IS NULL OR expiration > ?)",
+                (key, self._now_ms()),
+            )
+            if not rows or rows[0][0] == blob_id:
+                return None
+            blob_id, expiration, metadata = rows[0]
+            value = self._blob(blob_id)
+            if value is not None:
+                return value, expiration, metadata
+        return None
 
     # Reads
 
@@ -163,7 +183,10 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
         blob_id, expiration, metadata = rows[0]
         value = self._blob(blob_id)
         if value is None:
-            return None
+            current = self._current(key, blob_id)  # replaced while read: the new value, expiration and metadata
+            if current is None:
+                return None
+            value, expiration, metadata = current
         return KVValue(value, kv_rules.decode_metadata(metadata), None if expiration is None else expiration // 1000)
 
     def ahead_of_me(
@@ -232,6 +255,8 @@ class WranglerKVNamespace(PutAsBulkPut, ReadModifyWrite):
             rows = self._page(prefix, after, batch, "key, blob_id")
             for key, blob_id in rows:
                 value = self._blob(blob_id)
+                if value is None and (current := self._current(key, blob_id)) is not None:
+                    value = current[0]  # replaced while the page was read
                 if value is not None:
                     yield key, value
             if len(rows) < batch:

@@ -176,3 +176,31 @@ def test_no_raw_descriptor_on_a_database_file():
                     ):
                         found.add((source.relative_to(ROOT).as_posix(), function.name))
     assert found <= set(RAW_DESCRIPTORS_ALLOWED), sorted(found - set(RAW_DESCRIPTORS_ALLOWED))
+
+
+def test_a_wrangler_value_replaced_while_it_is_read_is_read_new_never_missing(tmp_path):
+    """Miniflare's writer puts the new blob, then the row, then removes the old blob: a reader between the row and
+    the blob finds the old blob gone. It reads the row again (the new value), never "no such key"."""
+    from dreamcli.stores.wrangler import WranglerKVNamespace
+
+    reader = WranglerKVNamespace(tmp_path / "state", "ns-id")
+    writer = WranglerKVNamespace(tmp_path / "state", "ns-id")  # another process's view of the same namespace
+    writer.put("usage:k", "1", metadata={"n": 1})
+    writer.put("usage:other", "x")
+    read_blob = reader._blob
+    replaced: list[str] = []
+
+    def replaced_while_read(blob_id: str) -> bytes | None:
+        if not replaced:  # between this reader's row and its blob, another writer replaces the key
+            replaced.append(blob_id)
+            writer.put("usage:k", "2", metadata={"n": 2})
+        return read_blob(blob_id)
+
+    reader._blob = replaced_while_read  # type: ignore[method-assign]
+    found = reader.get_with_metadata("usage:k")
+    assert found is not None and (found.value, found.metadata) == (b"2", {"n": 2})
+    replaced.clear()
+    assert dict(reader.scan(prefix="usage:")) == {"usage:k": b"2", "usage:other": b"x"}
+    replaced.clear()
+    writer.delete("usage:other")
+    assert reader.get("usage:other") is None  # a key deleted, not replaced, is gone
