@@ -15,11 +15,11 @@ a killed process never leaves the store locked. The lock files live in a private
 temporary folder, named by a digest of the store's real path, so opening a store to read creates nothing in it.
 An exclusive holder writes its process id and command into the file, for a waiter to name whom it waits for.
 Reentrant per thread: a block that holds the lock may call code that takes it again (shared inside exclusive).
+Where there is no flock(2) (Windows) none is taken.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -33,6 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dreamcli.errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock(2); the lock is not taken there
+    fcntl = None  # type: ignore[assignment]
 
 # Told once when a lock is taken by someone else and this process starts waiting for it (the CLI prints it on
 # stderr); None: wait silently.
@@ -81,6 +86,9 @@ class StoreLock:
 
     @contextmanager
     def hold(self, *, shared: bool = False) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
         with ExitStack() as stack:
             for file in sorted(lock_file(place) for place in self.places):
                 stack.enter_context(self._one(file, shared))
