@@ -95,10 +95,12 @@ def test_verify_in_another_process_waits_for_a_revoke_half_done_and_reads_it_who
         verify = subprocess.Popen(
             [DREAM, "kv", "verify", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        time.sleep(1.5)
-        assert verify.poll() is None, "verify read the store while a revoke was half done"
+        assert verify.stderr is not None
+        said = verify.stderr.readline()  # blocks until verify says it waits, or ends (an empty line)
+        assert verify.poll() is None, f"verify read the store while a revoke was half done: {said}"
         release.touch()
-        out, err = verify.communicate(timeout=60)
+        out, rest = verify.communicate(timeout=60)
+        err = said + rest
     finally:
         release.touch()
         holder.wait(timeout=60)
@@ -129,14 +131,18 @@ def test_a_writer_waits_for_readers_and_readers_for_a_writer_across_threads(tmp_
     lock = StoreLock([tmp_path / "store.db"], "the test store")
     told: list[str] = []
     order: list[str] = []
-    reading = threading.Event()
+    reading, waiting = threading.Event(), threading.Event()
 
     def writer() -> None:
         reading.wait()
         with lock.hold():
             order.append("written")
 
-    store_lock.on_wait = told.append
+    def wait_told(message: str) -> None:
+        told.append(message)
+        waiting.set()
+
+    store_lock.on_wait = wait_told
     try:
         thread = threading.Thread(target=writer)
         thread.start()
@@ -144,9 +150,9 @@ def test_a_writer_waits_for_readers_and_readers_for_a_writer_across_threads(tmp_
             with StoreLock([tmp_path / "store.db"], "the test store").hold(shared=True):
                 pass
             reading.set()
-            time.sleep(0.5)
+            assert waiting.wait(timeout=30), "the writer did not wait for the reader"
             order.append("read")
-        thread.join(timeout=10)
+        thread.join(timeout=30)
     finally:
         store_lock.on_wait = None
     assert order == ["read", "written"]
