@@ -196,17 +196,27 @@ def _set_plan(store: Store, vendors: Vendors, platform_id: str, customer_id: str
         "UPDATE customers SET plan = ?, updated_at = CURRENT_TIMESTAMP WHERE platform_id = ? AND id = ?",
         [plan, platform_id, customer_id],
     )
-    usage = store.kv(API_USAGE)
     key = layout.end_user_usage(platform_id, customer_id)
-    raw = usage.get(key)
-    if raw is not None:
-        try:
-            record = usage_record(raw, key)
-        except CorruptRecord as exc:  # the plan is set where it is kept; the corrupt record is said, not rewritten
-            usage_log.warning("%s", exc)
-            return
+
+    def with_plan(raw: bytes | None) -> bytes:
+        if raw is None:
+            raise _NoRecord  # an end-user with no calls yet: their first call writes the record
+        record = usage_record(raw, key)
         record["plan"] = plan
-        usage.put(key, json.dumps(record))
+        return json.dumps(record).encode()
+
+    try:
+        # One atomic read-change-write where the store can (a call counted meanwhile is never overwritten by the
+        # count read before it), get and put on stores that cannot (as api-multi itself counts on Workers KV).
+        store.kv(API_USAGE).update(key, with_plan)
+    except _NoRecord:
+        pass
+    except CorruptRecord as exc:  # the plan is set where it is kept; the corrupt record is said, not rewritten
+        usage_log.warning("%s", exc)
+
+
+class _NoRecord(Exception):
+    """Raised inside an update to leave the key as it is (no record to change)."""
 
 
 def _check_tenant(store: Store, account: Any, platform_id: Any, customer_id: Any) -> tuple[str, str]:

@@ -528,3 +528,37 @@ def test_serve_stops_cleanly_on_every_signal_even_started_with_sigint_ignored(tm
             server.kill()
             server.wait()
     assert server.returncode == 0 and err.rstrip().endswith("stopped"), err[-500:]
+
+
+def test_a_plan_change_never_overwrites_a_call_counted_meanwhile(platform, api):
+    """The webhook that sets an end-user's plan rewrites their usage record: one atomic update, so a call counted
+    while it runs is kept (a get then a put lost it: the put wrote the count read before the call)."""
+    import dataclasses
+
+    from dreamcli import layout
+    from dreamcli.platform import customers
+
+    dev = onboard(platform, "race@example.com")
+    auth = {"Authorization": f"Bearer {dev.secret_key}"}
+    customer = api.post("/customers", headers=auth, json={"email": "r@example.com", "plan": "free"}).json()
+    assert curl(api, dev.secret_key, user=customer["id"]).json()["usage"]["usageCount"] == 1
+    usage = platform.store.kv("api-usage")
+    calls = [1]
+
+    class CallLandsAfterEachRead:
+        def __getattr__(self, name):
+            return getattr(usage, name)
+
+        def get(self, key):
+            raw = usage.get(key)
+            assert curl(api, dev.secret_key, user=customer["id"]).status_code == 200  # counted meanwhile
+            calls.append(1)
+            return raw
+
+    racing = dataclasses.replace(
+        platform.store, namespaces={**platform.store.namespaces, "api-usage": CallLandsAfterEachRead()}
+    )
+    customers._set_plan(racing, platform.vendors, dev.platform_id, customer["id"], "pro")
+    record = json.loads(usage.get(layout.end_user_usage(dev.platform_id, customer["id"])))
+    assert (record["plan"], record["usageCount"]) == ("pro", len(calls))  # every call made is counted
+    assert curl(api, dev.secret_key, user=customer["id"], plan="pro").json()["usage"]["usageCount"] == len(calls) + 1
