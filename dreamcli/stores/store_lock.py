@@ -29,7 +29,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from dreamcli.errors import StoreError
@@ -44,14 +43,7 @@ except ImportError:  # Windows: no flock(2); the lock is not taken there
 on_wait: Callable[[str], None] | None = None
 
 
-@dataclass
-class _Held:
-    fd: int
-    shared: bool
-    depth: int
-
-
-_held = threading.local()  # lock file -> _Held, per thread
+_held = threading.local()  # .files: lock file -> whether this thread holds it shared (absent: not held)
 
 
 def lock_folder() -> Path:
@@ -96,17 +88,12 @@ class StoreLock:
 
     @contextmanager
     def _one(self, file: Path, shared: bool) -> Iterator[None]:
-        held: dict[Path, _Held] = _held.__dict__.setdefault("files", {})
-        mine = held.get(file)
-        if mine is not None:
-            if mine.shared and not shared:
+        held: dict[Path, bool] = _held.__dict__.setdefault("files", {})
+        if file in held:  # this thread holds it already: the outer block releases it
+            if held[file] and not shared:
                 # Upgrading in place would let two upgraders wait for each other forever: take it exclusively first.
                 raise RuntimeError(f"{self.name}: exclusive lock wanted inside a shared one")
-            mine.depth += 1
-            try:
-                yield
-            finally:
-                mine.depth -= 1
+            yield
             return
         try:
             fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -117,7 +104,7 @@ class StoreLock:
             if not shared:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()} {_command()}".encode(), 0)
-            held[file] = _Held(fd, shared, 1)
+            held[file] = shared
             try:
                 yield
             finally:
