@@ -142,7 +142,7 @@ class EmulatorKVNamespace(PutAsBulkPut):
     def bulk_put(self, items: Sequence[KVWrite], *, limit: int = kv_rules.MAX_BULK_WRITE) -> None:
         now = self._now()
         pairs = kv_rules.plain_writes(items, limit=limit)
-        rows: list[Any] = pairs if pairs is not None else kv_rules.check_writes(items, now, limit=limit)
+        rows: list[Any] = pairs if pairs is not None else kv_rules.each_checked(items, now)
         if not rows:
             return
         rows.sort(key=_by_key)  # B-tree order: far fewer page splits; stable, so of a key written twice the last wins

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,7 +268,7 @@ class HttpFlow:
             mine = [f for f in result.findings if f.platform in (report.platform_id, None)]
             blocking = [f for f in mine if f.cls in ("stranded", "missing", "stale")]
             others = len(result.findings) - len(mine)
-            summary = ", ".join(f"{n} {cls}" for cls, n in sorted(replication.VerifyResult(mine).by_class().items()))
+            summary = ", ".join(f"{n} {cls}" for cls, n in sorted(Counter(str(f.cls) for f in mine).items()))
             summary = (summary or "clean") + (f"; {others} on other platforms" if others else "")
             if blocking:
                 spec = self.store_spec or f"wrangler:{self.store.location}"

@@ -179,6 +179,11 @@ def check_writes(items: Sequence[Any], now: float, *, limit: int = MAX_BULK_WRIT
     pairs = plain_writes(items, limit=limit)
     if pairs is not None:
         return [(key, value, None, None) for key, value in pairs]
+    return each_checked(items, now)
+
+
+def each_checked(items: Sequence[Any], now: float) -> list[CheckedWrite]:
+    """Every item through every rule (its size checked already): where `plain_writes` found one not plain."""
     return [
         (
             validate_key(key),
