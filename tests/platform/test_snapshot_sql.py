@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from dreamcli.platform.replication.checker import _triples
 from dreamcli.platform.replication.snapshot import (
+    _USERS_MAY_BE_MISSING,
+    BUILD_A,
     _fast_tiers,
     tiers,
     valid_platform_id,
@@ -56,3 +58,25 @@ def test_id_shapes_in_sql_agree_with_python(value):
     assert bool(sql(valid_publishable_key("?1"), value)) == bool(re.fullmatch(r"pk_[A-Za-z0-9_]+", value))
     expected_id = value != "" and not re.search(r"[:\x20\t\n\x0b\x0c\r\x00]", value)
     assert bool(sql(valid_user_id("?1"), value)) == expected_id
+
+
+user_id = st.sampled_from(["u1", "u2", "u3", "a:b", ""])
+user_field = st.sampled_from(["platformId", "products", "publishableKey", "secretKey", "stripeToken", "email", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.tuples(user_id, user_field), max_size=12), st.sets(st.sampled_from(["user:", "user:u1", "users"])))
+def test_the_count_that_skips_the_second_pass_over_developers_never_skips_one(keys, odd):
+    """The developers without a platformId found with the count's shortcut are those found without it."""
+    built = []
+    for gated in (True, False):
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE TABLE pt (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        rows = [(f"user:{u}:{f}", b"plt_x" if f == "platformId" else b"[]") for u, f in keys]
+        db.executemany("INSERT INTO pt VALUES (?, ?)", rows + [(key, b"v") for key in odd])
+        create, first, second = BUILD_A[:3]
+        assert _USERS_MAY_BE_MISSING in second
+        for statement in (create, first, second if gated else second.replace(_USERS_MAY_BE_MISSING, "1")):
+            db.execute(statement)
+        built.append(db.execute("SELECT * FROM usr ORDER BY u").fetchall())
+    assert built[0] == built[1]

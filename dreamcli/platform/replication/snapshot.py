@@ -192,6 +192,15 @@ _PLATFORM_DERIVED = (
     f"{_fast_tiers('config', '$.tiers', 'name')}"
 )
 
+# Developers without a platformId key take a second pass over the user: keys, and most stores have none. A count says
+# whether one can exist, for a third of that pass: every key of the range is one of the five a developer found by its
+# platformId has (that key, or one of the four its row probed), or some key is another's. (A key of a shape the second
+# pass skips also makes the counts differ: then it runs, as before.) Uncorrelated subqueries: SQLite evaluates each
+# once, before the scan it guards. Platforms without a userId have no such test that pays: the guide's bug leaves
+# some, and their pass then costs the test on top (measured).
+_USERS_MAY_BE_MISSING = f"""((SELECT count(*) FROM pt WHERE {_range("pt", "user:")})
+    != (SELECT total(1 + (token IS NOT NULL) + has_products + (pk IS NOT NULL) + (secret IS NOT NULL)) FROM usr))"""
+
 BUILD_A = (
     # platform-tokens' user:{u}:*: one row per developer, found by its platformId or, without one, by any
     # other of its keys. `fast`: its products' tiers (see _fast_tiers); the products themselves stay in the
@@ -208,7 +217,7 @@ BUILD_A = (
                 SELECT DISTINCT u FROM (
                     SELECT substr(r, 1, instr(r, ':') - 1) AS u
                     FROM (SELECT substr(key, 6) AS r FROM pt
-                          WHERE {_range("pt", "user:")} AND key NOT GLOB '*:platformId')
+                          WHERE {_USERS_MAY_BE_MISSING} AND {_range("pt", "user:")} AND key NOT GLOB '*:platformId')
                     WHERE instr(r, ':') > 1) AS k
                 WHERE NOT EXISTS (SELECT 1 FROM usr WHERE usr.u = k.u))
               LIMIT -1 OFFSET 0)""",
